@@ -1,0 +1,107 @@
+//! The engine's language: requests in, typed events out. No tensors cross this line,
+//! so every front end (CLI, TUI, tests) speaks it without knowing candle.
+
+use serde::{Deserialize, Serialize};
+
+/// How hard to think: fast-learning settings for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThinkSettings {
+    /// Steps of fast learning (0 = no thinking: z is drawn around the prior mean).
+    pub steps: usize,
+    /// Peak fast learning rate (cosine-decayed to lr/10).
+    pub lr: f64,
+    /// Independent thought samples, fitted as one batch.
+    pub samples: usize,
+    /// Start μ from the previous request's fitted μ (when shapes allow).
+    pub warm_start: bool,
+    /// Adaptive thinking: stop once −ELBO per token improves by less than this between steps.
+    pub tolerance: Option<f64>,
+}
+
+/// How to write: sampling settings for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleSettings {
+    pub max_tokens: usize,
+    /// 0 means greedy (arg-max).
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    /// Generation stops when the text ends with one of these (the stop string is not kept).
+    pub stop: Vec<String>,
+}
+
+/// One job: think on `prompt`, then write a continuation per thought sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    /// The text the thought is fitted to.
+    pub prompt: String,
+    /// Appended after thinking, before writing (few-shot: `"Answer: "`); not part of the fitted text.
+    pub answer_prefix: String,
+    pub think: ThinkSettings,
+    pub sample: SampleSettings,
+}
+
+/// Figures of one fast-learning step for one thought sample (the loss *before* that step's update).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThinkStep {
+    pub sample: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub lr: f64,
+    /// −ELBO of the sequence (NLL + KL), in nats.
+    pub nelbo: f64,
+    pub nll_per_token: f64,
+    pub kl: f64,
+    /// exp(−ELBO / tokens): the perplexity bound.
+    pub ppl_bound: f64,
+    /// KL of each layer's thought vectors.
+    pub layer_kl: Vec<f64>,
+    /// Wall time of this step.
+    pub ms: f64,
+}
+
+/// What a front end needs to show about the loaded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub device: String,
+    pub parameters: usize,
+    pub n_layers: usize,
+    pub z_per_layer: usize,
+    pub dim: usize,
+    pub max_seq_len: usize,
+    pub default_steps: usize,
+    pub default_lr: f64,
+    /// How the model expects a question to be wrapped, with `{question}` as the hole.
+    pub prompt_format: Option<String>,
+}
+
+/// Everything the engine says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The model is loaded and the engine takes requests.
+    Ready(ModelInfo),
+    /// A warning that does not stop the request (e.g. the prompt was cut to fit the context).
+    Warning { request: u64, message: String },
+    Think { request: u64, step: ThinkStep },
+    /// One new token of one sample; `text` is the newly completed UTF-8 text (may be empty).
+    Token { request: u64, sample: usize, id: u32, text: String },
+    /// One sample finished writing.
+    Done {
+        request: u64,
+        sample: usize,
+        text: String,
+        tokens: usize,
+        /// Final −ELBO of this sample's thought (lower = the thought explains the prompt better).
+        nelbo: f64,
+        think_ms: f64,
+        gen_ms: f64,
+        tok_s: f64,
+    },
+    /// Every sample of the request is done.
+    Finished { request: u64 },
+    Cancelled { request: u64 },
+    Error { request: Option<u64>, message: String },
+}

@@ -1,0 +1,13 @@
+//! ltm — Latent Thought Models: a decoder that thinks (fits a posterior over latent thought
+//! vectors to the prompt) before it writes.
+//!
+//! Data flows one way: `model` (checkpoint → decoder) → `think` (fast learning of the
+//! posterior) → `generate` (writing with a KV cache) → `engine` (one thread owning the model,
+//! speaking typed events) → front ends (CLI, TUI).
+
+pub mod device;
+pub mod fsutil;
+pub mod generate;
+pub mod model;
+pub mod tasks;
+pub mod think;

@@ -1,0 +1,238 @@
+//! Reading and writing checkpoints: our directory format (`config.json` + `model.safetensors`
+//! + `tokenizer.json`) and the authors' PyTorch `ckpt.pt`, read without executing any pickle code.
+//! Every problem is reported with the file and the tensor or key it concerns.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::pickle::{Object, PthTensors, Stack};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::Config;
+use super::decoder::Ltm;
+use crate::fsutil::write_atomic;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A checkpoint in memory: configuration and weights under their plain names.
+pub struct Checkpoint {
+    pub config: Config,
+    pub tensors: HashMap<String, Tensor>,
+    /// Where the weights came from, for messages.
+    pub source: PathBuf,
+}
+
+/// Every parameter of the decoder with its shape, under the plain (reference, unfused) names.
+/// The output layer is tied to `tok_embeddings.weight` and not listed.
+pub fn parameter_shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
+    let (dim, hd, hidden) = (c.dim, c.head_dim(), c.ffn_dim());
+    let mut shapes = vec![("tok_embeddings.weight".to_string(), vec![c.vocab_size, dim]), ("norm.weight".into(), vec![dim])];
+    for i in 0..c.n_layers {
+        let l = format!("layers.{i}");
+        for attn in ["attention", "cross_attention"] {
+            shapes.push((format!("{l}.{attn}.wq.weight"), vec![c.n_heads * hd, dim]));
+            shapes.push((format!("{l}.{attn}.wk.weight"), vec![c.n_kv_heads() * hd, dim]));
+            shapes.push((format!("{l}.{attn}.wv.weight"), vec![c.n_kv_heads() * hd, dim]));
+            shapes.push((format!("{l}.{attn}.wo.weight"), vec![dim, c.n_heads * hd]));
+        }
+        shapes.push((format!("{l}.feed_forward.w1.weight"), vec![hidden, dim]));
+        shapes.push((format!("{l}.feed_forward.w2.weight"), vec![dim, hidden]));
+        shapes.push((format!("{l}.feed_forward.w3.weight"), vec![hidden, dim]));
+        for norm in ["attention_norm", "cross_attention_norm", "ffn_norm"] {
+            shapes.push((format!("{l}.{norm}.weight"), vec![dim]));
+        }
+    }
+    shapes
+}
+
+/// The plain name of a parameter saved by any variant of the reference trainer:
+/// compiled (`_orig_mod.`), DDP (`module.`), and fused SwiGLU names.
+pub fn plain_name(name: &str) -> String {
+    let mut n = name;
+    while let Some(rest) = n.strip_prefix("_orig_mod.").or_else(|| n.strip_prefix("module.")) {
+        n = rest;
+    }
+    n.replace("._orig_mod.", ".")
+        .replace("feed_forward.gate_proj.", "feed_forward.w1.")
+        .replace("feed_forward.up_proj.", "feed_forward.w3.")
+        .replace("feed_forward.down_proj.", "feed_forward.w2.")
+}
+
+impl Checkpoint {
+    /// Loads a model directory, a `model.safetensors` beside a `config.json`, or a reference `.pt`.
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            Self::load_dir(path)
+        } else if path.extension().is_some_and(|e| e == "pt" || e == "pth") {
+            Self::load_pth(path)
+        } else if path.extension().is_some_and(|e| e == "safetensors") {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            Self::from_safetensors(read_config(&dir.join(CONFIG_FILE))?, path)
+        } else if !path.exists() {
+            bail!("{}: no such file or directory", path.display())
+        } else {
+            bail!("{}: not a model directory, .safetensors or .pt checkpoint", path.display())
+        }
+    }
+
+    fn load_dir(dir: &Path) -> Result<Self> {
+        Self::from_safetensors(read_config(&dir.join(CONFIG_FILE))?, &dir.join(WEIGHTS_FILE))
+    }
+
+    pub fn from_safetensors(config: Config, file: &Path) -> Result<Self> {
+        let tensors = candle_core::safetensors::load(file, &Device::Cpu)
+            .with_context(|| format!("{}: cannot read safetensors weights (missing, truncated or corrupt)", file.display()))?;
+        Self::checked(config, tensors, file)
+    }
+
+    /// The authors' `ckpt.pt`: state dict under `model`, sizes under `model_args`, thinking
+    /// defaults under `config`; optimizer and RNG state are ignored.
+    pub fn load_pth(file: &Path) -> Result<Self> {
+        let (model_args, train_config) = read_pth_dicts(file)?;
+        let mut args = model_args;
+        for key in ["fast_lr", "num_steps"] {
+            if let Some(v) = train_config.get(key) {
+                args.insert(key.to_string(), v.clone());
+            }
+        }
+        let config: Config = serde_json::from_value(serde_json::Value::Object(args))
+            .with_context(|| format!("{}: `model_args` is not a valid LTM configuration", file.display()))?;
+        let pth = PthTensors::new(file, Some("model"))
+            .with_context(|| format!("{}: cannot read the `model` state dict", file.display()))?;
+        let mut tensors = HashMap::new();
+        for name in pth.tensor_infos().keys() {
+            let tensor = pth
+                .get(name)
+                .with_context(|| format!("{}: cannot read tensor `{name}` (truncated file?)", file.display()))?
+                .with_context(|| format!("{}: tensor `{name}` vanished", file.display()))?;
+            tensors.insert(plain_name(name), tensor);
+        }
+        Self::checked(config, tensors, file)
+    }
+
+    /// Validates configuration and weights: every tensor present, of the right shape, finite.
+    fn checked(config: Config, mut tensors: HashMap<String, Tensor>, file: &Path) -> Result<Self> {
+        let f = file.display();
+        config.validate().map_err(|e| anyhow::anyhow!("{f}: bad configuration: {e}"))?;
+        if let Some(out) = tensors.remove("output.weight") {
+            let emb = tensors.get("tok_embeddings.weight");
+            let tied = match emb {
+                Some(emb) if emb.dims() == out.dims() => {
+                    out.to_dtype(DType::F32)?.sub(&emb.to_dtype(DType::F32)?)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.
+                }
+                _ => false,
+            };
+            if !tied {
+                bail!("{f}: tensor `output.weight` is not tied to `tok_embeddings.weight` (untied output layers are not supported)");
+            }
+        }
+        let expected = parameter_shapes(&config);
+        for (name, shape) in &expected {
+            let Some(t) = tensors.get(name) else {
+                bail!("{f}: tensor `{name}` is missing");
+            };
+            if t.dims() != shape.as_slice() {
+                bail!("{f}: tensor `{name}` has shape {:?}, the configuration needs {shape:?}", t.dims());
+            }
+            if !t.dtype().is_float() {
+                bail!("{f}: tensor `{name}` has dtype {:?}, expected floating point", t.dtype());
+            }
+            let finite = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
+            if !finite {
+                bail!("{f}: tensor `{name}` contains NaN or infinite values");
+            }
+        }
+        if tensors.len() > expected.len() {
+            let mut extra: Vec<_> = tensors.keys().filter(|k| !expected.iter().any(|(n, _)| n == *k)).cloned().collect();
+            extra.sort();
+            bail!("{f}: unexpected tensor `{}`{}", extra[0], if extra.len() > 1 { format!(" (and {} more)", extra.len() - 1) } else { String::new() });
+        }
+        Ok(Self { config, tensors, source: file.to_path_buf() })
+    }
+
+    /// The decoder on `device` in `dtype`.
+    pub fn model(&self, dtype: DType, device: &Device) -> Result<Ltm> {
+        let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
+        Ltm::new(&self.config, vb).with_context(|| format!("{}: cannot build the model", self.source.display()))
+    }
+
+    /// Writes our directory format (config and weights; the tokenizer is the caller's), atomically per file.
+    pub fn save_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let config = serde_json::to_string_pretty(&self.config)?;
+        write_atomic(&dir.join(CONFIG_FILE), config.as_bytes())?;
+        let tensors: HashMap<String, Tensor> =
+            self.tensors.iter().map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F32)?.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)?;
+        write_atomic(&dir.join(WEIGHTS_FILE), &bytes)
+    }
+}
+
+pub fn read_config(file: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the model configuration", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a valid LTM configuration", file.display()))
+}
+
+/// `model_args` and `config` of a reference checkpoint, as JSON objects.
+fn read_pth_dicts(file: &Path) -> Result<(serde_json::Map<String, serde_json::Value>, serde_json::Map<String, serde_json::Value>)> {
+    let f = file.display();
+    let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("{f}: cannot open"))?);
+    let mut zip = zip::ZipArchive::new(reader).with_context(|| format!("{f}: not a PyTorch checkpoint (not a zip archive, or truncated)"))?;
+    let pkl = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).and_then(|n| n.ok()).map(|n| n.to_string()))
+        .find(|n| n.ends_with("data.pkl"))
+        .with_context(|| format!("{f}: no data.pkl inside: not a PyTorch checkpoint"))?;
+    let mut bytes = Vec::new();
+    zip.by_name(&pkl)?.read_to_end(&mut bytes).with_context(|| format!("{f}: cannot read {pkl}"))?;
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut bytes.as_slice()).with_context(|| format!("{f}: cannot parse {pkl}"))?;
+    let Object::Dict(mut entries) = stack.finalize().with_context(|| format!("{f}: cannot parse {pkl}"))? else {
+        bail!("{f}: the checkpoint is not a dict");
+    };
+    let mut section = |key: &str| -> Result<serde_json::Map<String, serde_json::Value>> {
+        let idx = entries.iter().position(|(k, _)| matches!(k, Object::Unicode(s) if s == key));
+        let Some(Object::Dict(items)) = idx.map(|i| entries.swap_remove(i).1) else {
+            bail!("{f}: the checkpoint has no `{key}` dict");
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|(k, v)| match (k, plain_value(v)) {
+                (Object::Unicode(k), Some(v)) => Some((k, v)),
+                _ => None,
+            })
+            .collect())
+    };
+    Ok((section("model_args")?, section("config")?))
+}
+
+fn plain_value(o: Object) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match o {
+        Object::Int(i) => Value::from(i),
+        Object::Long(i) => Value::from(i),
+        Object::Float(x) => Value::from(x),
+        Object::Bool(b) => Value::from(b),
+        Object::Unicode(s) => Value::from(s),
+        Object::None => Value::Null,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_name_variants_map_to_plain_names() {
+        assert_eq!(plain_name("layers.0.attention._orig_mod.wq.weight"), "layers.0.attention.wq.weight");
+        assert_eq!(plain_name("_orig_mod.layers.1.feed_forward.gate_proj.weight"), "layers.1.feed_forward.w1.weight");
+        assert_eq!(plain_name("module.layers.1.feed_forward.up_proj.weight"), "layers.1.feed_forward.w3.weight");
+        assert_eq!(plain_name("layers.1.feed_forward.down_proj.weight"), "layers.1.feed_forward.w2.weight");
+        assert_eq!(plain_name("norm.weight"), "norm.weight");
+    }
+}

@@ -1,0 +1,210 @@
+//! Model configuration, with the reference trainer's key names so that its `model_args` map 1:1.
+
+use serde::{Deserialize, Serialize};
+
+fn default_multiple_of() -> usize {
+    256
+}
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+fn default_window() -> usize {
+    256
+}
+fn default_fast_lr() -> f64 {
+    0.34
+}
+fn default_num_steps() -> usize {
+    16
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub dim: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_kv_heads: Option<usize>,
+    pub vocab_size: usize,
+    #[serde(default = "default_multiple_of")]
+    pub multiple_of: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_dim: Option<usize>,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    pub max_seq_len: usize,
+    #[serde(default = "default_window")]
+    pub window_size: usize,
+    /// Total number of thought vectors over all layers.
+    pub max_z_len: usize,
+    /// Reference switch for rotating the thought keys; only `true` is implemented.
+    #[serde(default = "default_true")]
+    pub use_z_pos_emb: bool,
+    /// Reference features we do not implement; must be 0.
+    #[serde(default, skip_serializing)]
+    pub n_prior_layers: usize,
+    #[serde(default, skip_serializing)]
+    pub n_cls_tokens: usize,
+
+    /// Thinking defaults: peak fast learning rate and number of steps.
+    #[serde(default = "default_fast_lr")]
+    pub fast_lr: f64,
+    #[serde(default = "default_num_steps")]
+    pub num_steps: usize,
+    /// Special tokens (ids in the tokenizer), when the model has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<u32>,
+    /// How a plain question is wrapped for this model, with `{question}` as the hole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<String>,
+}
+
+impl Config {
+    pub fn n_kv_heads(&self) -> usize {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.dim / self.n_heads
+    }
+
+    /// Thought vectors read by each layer.
+    pub fn z_per_layer(&self) -> usize {
+        self.max_z_len / self.n_layers
+    }
+
+    /// SwiGLU width: 4·dim, then two thirds, rounded up to `multiple_of` (unless given).
+    pub fn ffn_dim(&self) -> usize {
+        self.hidden_dim.unwrap_or_else(|| {
+            let h = 2 * (4 * self.dim) / 3;
+            h.div_ceil(self.multiple_of) * self.multiple_of
+        })
+    }
+
+    /// Rotary positions of a layer's thought keys: j · (max_seq_len / max_z_len).
+    /// The divisor is the *total* number of thoughts, as in the reference.
+    pub fn z_positions(&self) -> Vec<usize> {
+        let stride = self.max_seq_len / self.max_z_len;
+        (0..self.z_per_layer()).map(|j| j * stride).collect()
+    }
+
+    /// Checks that the sizes fit together; the message names the offending keys.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("dim", self.dim),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("n_kv_heads", self.n_kv_heads()),
+            ("vocab_size", self.vocab_size),
+            ("multiple_of", self.multiple_of),
+            ("max_seq_len", self.max_seq_len),
+            ("window_size", self.window_size),
+            ("max_z_len", self.max_z_len),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{key}` must be positive"));
+        }
+        let divides = [
+            ("dim", self.dim, "n_heads", self.n_heads),
+            ("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads()),
+            ("max_z_len", self.max_z_len, "n_layers", self.n_layers),
+        ];
+        for (a, va, b, vb) in divides {
+            if va % vb != 0 {
+                return Err(format!("`{a}` ({va}) must be divisible by `{b}` ({vb})"));
+            }
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(format!("head_dim = dim / n_heads = {} must be even for rotary embeddings", self.head_dim()));
+        }
+        if self.max_seq_len < self.max_z_len {
+            return Err(format!(
+                "`max_seq_len` ({}) must be at least `max_z_len` ({})",
+                self.max_seq_len, self.max_z_len
+            ));
+        }
+        if !self.use_z_pos_emb {
+            return Err("`use_z_pos_emb = false` is not supported".into());
+        }
+        if self.n_prior_layers != 0 || self.n_cls_tokens != 0 {
+            return Err("`n_prior_layers` and `n_cls_tokens` must be 0 (not supported)".into());
+        }
+        if !(self.norm_eps > 0.0) || !(self.fast_lr > 0.0) {
+            return Err("`norm_eps` and `fast_lr` must be positive".into());
+        }
+        for (key, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+            if let Some(id) = id.filter(|&id| id as usize >= self.vocab_size) {
+                return Err(format!("`{key}` ({id}) is outside the vocabulary ({})", self.vocab_size));
+            }
+        }
+        Ok(())
+    }
+
+    /// The paper's LTM shapes (GPT-2 vocabulary, 8 thoughts per layer), for benchmarks.
+    pub fn paper_shape(n_layers: usize) -> Self {
+        Config {
+            dim: 512,
+            n_layers,
+            n_heads: 8,
+            n_kv_heads: None,
+            vocab_size: 50258,
+            multiple_of: 32,
+            hidden_dim: None,
+            norm_eps: 1e-5,
+            max_seq_len: 1024,
+            window_size: 256,
+            max_z_len: 8 * n_layers,
+            use_z_pos_emb: true,
+            n_prior_layers: 0,
+            n_cls_tokens: 0,
+            fast_lr: 0.34,
+            num_steps: 16,
+            bos_token_id: None,
+            eos_token_id: None,
+            prompt_format: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Config {
+        serde_json::from_str(
+            r#"{"dim":64,"n_layers":2,"n_heads":4,"n_kv_heads":2,"vocab_size":101,"multiple_of":16,
+                "max_seq_len":64,"window_size":16,"max_z_len":8,"dropout":0.0,"use_liger":false}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn derived_sizes_match_the_reference() {
+        let c = tiny();
+        assert_eq!(c.ffn_dim(), 176);
+        assert_eq!(c.z_per_layer(), 4);
+        assert_eq!(c.z_positions(), vec![0, 8, 16, 24]);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_names_the_keys() {
+        let mut c = tiny();
+        c.max_z_len = 7;
+        assert!(c.validate().unwrap_err().contains("max_z_len"));
+        let mut c = tiny();
+        c.n_kv_heads = Some(3);
+        assert!(c.validate().unwrap_err().contains("n_kv_heads"));
+        let mut c = tiny();
+        c.dim = 66;
+        assert!(c.validate().unwrap_err().contains("n_heads"));
+        let mut c = tiny();
+        c.bos_token_id = Some(500);
+        assert!(c.validate().unwrap_err().contains("bos_token_id"));
+    }
+}

@@ -1,0 +1,387 @@
+//! The Latent Thought Model decoder (DESIGN §2): pre-norm blocks of windowed causal
+//! self-attention, cross-attention to the layer's thought vectors, and SwiGLU; tied output.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::config::Config;
+use super::ops;
+
+/// Which kernels a forward pass may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Fused kernels, no backward: generation and scoring.
+    Infer,
+    /// Differentiable in the thought only, weights constant: thinking.
+    Think,
+    /// Differentiable in everything: training the decoder.
+    Train,
+}
+
+fn linear(x: &Tensor, w: &Tensor, path: Path) -> Result<Tensor> {
+    match path {
+        Path::Think => ops::linear_input_grad(x, w),
+        Path::Infer | Path::Train => {
+            let (k, n) = (x.dim(D::Minus1)?, w.dim(0)?);
+            let mut shape = x.dims().to_vec();
+            *shape.last_mut().expect("x has a last dimension") = n;
+            x.reshape(((), k))?.matmul(&w.t()?)?.reshape(shape)
+        }
+    }
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn load(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self { weight: vb.get(dim, "weight")?, eps: eps as f32 })
+    }
+
+    fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
+        match path {
+            Path::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
+            Path::Think | Path::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
+        }
+    }
+}
+
+fn softmax(x: &Tensor, path: Path) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let p = match path {
+        Path::Infer => candle_nn::ops::softmax_last_dim(&x)?,
+        Path::Think | Path::Train => candle_nn::ops::softmax(&x, D::Minus1)?,
+    };
+    p.to_dtype(dtype)
+}
+
+/// Interleaved rotary embeddings (pairs 2k, 2k+1 rotate together), θ = 10000.
+struct Rope {
+    inv_freq: Vec<f32>,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(cfg: &Config, dtype: DType, device: &Device) -> Result<Self> {
+        let hd = cfg.head_dim();
+        // As the reference computes it, in f32.
+        let inv_freq: Vec<f32> =
+            (0..hd / 2).map(|k| 1.0 / 10000f32.powf((2 * k) as f32 / hd as f32)).collect();
+        let (cos, sin) = Self::table(&inv_freq, 0, cfg.max_seq_len, dtype, device)?;
+        Ok(Self { inv_freq, cos, sin })
+    }
+
+    fn table(inv_freq: &[f32], start: usize, len: usize, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+        let angles: Vec<f32> = (start..start + len)
+            .flat_map(|t| inv_freq.iter().map(move |f| t as f32 * f))
+            .collect();
+        let angles = Tensor::from_vec(angles, (len, inv_freq.len()), device)?;
+        Ok((angles.cos()?.to_dtype(dtype)?, angles.sin()?.to_dtype(dtype)?))
+    }
+
+    /// cos, sin for positions start..start+len (beyond the table: computed on the spot).
+    fn range(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        if start + len <= self.cos.dim(0)? {
+            Ok((self.cos.narrow(0, start, len)?, self.sin.narrow(0, start, len)?))
+        } else {
+            Self::table(&self.inv_freq, start, len, self.cos.dtype(), self.cos.device())
+        }
+    }
+
+    fn at(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        let ids: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let ids = Tensor::new(ids, self.cos.device())?;
+        Ok((self.cos.index_select(&ids, 0)?, self.sin.index_select(&ids, 0)?))
+    }
+
+    /// x: [B, heads, T, head_dim].
+    fn apply(x: &Tensor, (cos, sin): &(Tensor, Tensor), path: Path) -> Result<Tensor> {
+        match path {
+            Path::Infer => candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin),
+            Path::Think | Path::Train => candle_nn::rotary_emb::rope_i_slow(x, cos, sin),
+        }
+    }
+}
+
+/// Bias-free multi-head attention with grouped key/value heads.
+struct Attention {
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    wo: Tensor,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        let (dim, hd) = (cfg.dim, cfg.head_dim());
+        Ok(Self {
+            wq: vb.get((cfg.n_heads * hd, dim), "wq.weight")?,
+            wk: vb.get((cfg.n_kv_heads() * hd, dim), "wk.weight")?,
+            wv: vb.get((cfg.n_kv_heads() * hd, dim), "wv.weight")?,
+            wo: vb.get((dim, cfg.n_heads * hd), "wo.weight")?,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads(),
+            head_dim: hd,
+        })
+    }
+
+    /// x [B, T, dim] → [B, heads, T, head_dim].
+    fn heads(&self, x: &Tensor, w: &Tensor, heads: usize, path: Path) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        linear(x, w, path)?.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    fn queries(&self, x: &Tensor, rope: &(Tensor, Tensor), path: Path) -> Result<Tensor> {
+        Rope::apply(&self.heads(x, &self.wq, self.n_heads, path)?, rope, path)
+    }
+
+    /// Rotated keys and plain values of `x`, in kv heads.
+    fn keys_values(&self, x: &Tensor, rope: &(Tensor, Tensor), path: Path) -> Result<(Tensor, Tensor)> {
+        let k = Rope::apply(&self.heads(x, &self.wk, self.n_kv_heads, path)?, rope, path)?;
+        Ok((k, self.heads(x, &self.wv, self.n_kv_heads, path)?))
+    }
+
+    /// softmax(q kᵀ/√d + mask) v, then the output projection: [B, T, dim].
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, path: Path) -> Result<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
+        let rep = self.n_heads / self.n_kv_heads;
+        let k = candle_transformers::utils::repeat_kv(k.clone(), rep)?;
+        let v = candle_transformers::utils::repeat_kv(v.clone(), rep)?;
+        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let out = softmax(&scores, path)?.matmul(&v.contiguous()?)?;
+        let out = out.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?;
+        linear(&out, &self.wo, path)
+    }
+}
+
+struct FeedForward {
+    w1: Tensor,
+    w2: Tensor,
+    w3: Tensor,
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&linear(x, &self.w1, path)?)?;
+        linear(&(gate * linear(x, &self.w3, path)?)?, &self.w2, path)
+    }
+}
+
+struct Block {
+    attention_norm: RmsNorm,
+    attention: Attention,
+    cross_attention_norm: RmsNorm,
+    cross_attention: Attention,
+    ffn_norm: RmsNorm,
+    feed_forward: FeedForward,
+}
+
+/// Keys and values, [B, kv_heads, T, head_dim] each.
+type Kv = (Tensor, Tensor);
+
+/// What generation keeps between steps: the thought's cross-attention K/V (computed once)
+/// and the last `window_size` self-attention K/V of each layer.
+pub struct Cache {
+    cross: Vec<Kv>,
+    window: Vec<Option<Kv>>,
+    /// Position of the next token.
+    pub position: usize,
+}
+
+/// The decoder with its weights.
+pub struct Ltm {
+    config: Config,
+    tok_embeddings: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    rope: Rope,
+    z_rope_positions: Vec<usize>,
+}
+
+impl Ltm {
+    /// Builds the decoder from `vb` (plain parameter names, see `checkpoint::parameter_shapes`).
+    pub fn new(config: &Config, vb: VarBuilder) -> Result<Self> {
+        let (dim, eps) = (config.dim, config.norm_eps);
+        let layers = (0..config.n_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layers.{i}"));
+                let ff = vb.pp("feed_forward");
+                let hidden = config.ffn_dim();
+                Ok(Block {
+                    attention_norm: RmsNorm::load(vb.pp("attention_norm"), dim, eps)?,
+                    attention: Attention::load(vb.pp("attention"), config)?,
+                    cross_attention_norm: RmsNorm::load(vb.pp("cross_attention_norm"), dim, eps)?,
+                    cross_attention: Attention::load(vb.pp("cross_attention"), config)?,
+                    ffn_norm: RmsNorm::load(vb.pp("ffn_norm"), dim, eps)?,
+                    feed_forward: FeedForward {
+                        w1: ff.get((hidden, dim), "w1.weight")?,
+                        w2: ff.get((dim, hidden), "w2.weight")?,
+                        w3: ff.get((hidden, dim), "w3.weight")?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            tok_embeddings: vb.get((config.vocab_size, dim), "tok_embeddings.weight")?,
+            norm: RmsNorm::load(vb.pp("norm"), dim, eps)?,
+            rope: Rope::new(config, vb.dtype(), vb.device())?,
+            z_rope_positions: config.z_positions(),
+            layers,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        self.tok_embeddings.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.tok_embeddings.dtype()
+    }
+
+    /// Number of parameters (the tied output layer counted once).
+    pub fn parameter_count(&self) -> usize {
+        let attn = |a: &Attention| [&a.wq, &a.wk, &a.wv, &a.wo].iter().map(|w| w.elem_count()).sum::<usize>();
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                attn(&l.attention)
+                    + attn(&l.cross_attention)
+                    + [&l.feed_forward.w1, &l.feed_forward.w2, &l.feed_forward.w3]
+                        .iter()
+                        .map(|w| w.elem_count())
+                        .sum::<usize>()
+                    + 3 * self.config.dim
+            })
+            .sum();
+        per_layer + self.tok_embeddings.elem_count() + self.config.dim
+    }
+
+    /// Shape of the thought tensor z for a batch: [B, max_z_len, dim].
+    pub fn thought_shape(&self, batch: usize) -> (usize, usize, usize) {
+        (batch, self.config.max_z_len, self.config.dim)
+    }
+
+    /// Cross-attention K/V of each layer's thought vectors. z: [B, max_z_len, dim], layer-major.
+    fn thought_kv(&self, z: &Tensor, path: Path) -> Result<Vec<Kv>> {
+        let per_layer = self.config.z_per_layer();
+        let z = z.to_dtype(self.dtype())?;
+        let rope = self.rope.at(&self.z_rope_positions)?;
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| layer.cross_attention.keys_values(&z.narrow(1, i * per_layer, per_layer)?, &rope, path))
+            .collect()
+    }
+
+    /// Additive mask for queries at `q_start..q_start+n` over keys at `k_start..q_start+n`:
+    /// query i sees key j when i − window < j ≤ i. A single query sees its whole (trimmed) window.
+    fn window_mask(&self, q_start: usize, n: usize, k_start: usize) -> Result<Option<Tensor>> {
+        if n == 1 {
+            return Ok(None);
+        }
+        let w = self.config.window_size;
+        let k_end = q_start + n;
+        let mask: Vec<f32> = (q_start..k_end)
+            .flat_map(|i| (k_start..k_end).map(move |j| if j <= i && j + w > i { 0. } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (n, k_end - k_start), self.device())?;
+        Ok(Some(mask.to_dtype(self.dtype())?))
+    }
+
+    /// Runs the blocks over `tokens` [B, n] at positions `start..start+n`; with a window cache,
+    /// attends to the cached keys too and keeps the last `window_size` of them.
+    fn blocks(
+        &self,
+        tokens: &Tensor,
+        cross: &[Kv],
+        mut window: Option<&mut [Option<Kv>]>,
+        start: usize,
+        path: Path,
+    ) -> Result<Tensor> {
+        let (b, n) = tokens.dims2()?;
+        let mut x = self.tok_embeddings.index_select(&tokens.flatten_all()?, 0)?.reshape((b, n, self.config.dim))?;
+        let rope = self.rope.range(start, n)?;
+        let cached = window.as_ref().and_then(|w| w[0].as_ref()).map_or(Ok(0), |(k, _)| k.dim(2))?;
+        let mask = self.window_mask(start, n, start - cached)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn = &layer.attention;
+            let h = layer.attention_norm.forward(&x, path)?;
+            let q = attn.queries(&h, &rope, path)?;
+            let (mut k, mut v) = attn.keys_values(&h, &rope, path)?;
+            if let Some(window) = window.as_deref_mut() {
+                if let Some((pk, pv)) = &window[i] {
+                    k = Tensor::cat(&[pk, &k], 2)?;
+                    v = Tensor::cat(&[pv, &v], 2)?;
+                }
+                let len = k.dim(2)?;
+                let keep = len.min(self.config.window_size);
+                let kept = (k.narrow(2, len - keep, keep)?.contiguous()?, v.narrow(2, len - keep, keep)?.contiguous()?);
+                if n == 1 {
+                    (k, v) = kept.clone();
+                }
+                window[i] = Some(kept);
+            }
+            x = (&x + attn.attend(&q, &k, &v, mask.as_ref(), path)?)?;
+
+            let cross_attn = &layer.cross_attention;
+            let h = layer.cross_attention_norm.forward(&x, path)?;
+            let q = cross_attn.queries(&h, &rope, path)?;
+            let (zk, zv) = &cross[i];
+            x = (&x + cross_attn.attend(&q, zk, zv, None, path)?)?;
+
+            let h = layer.ffn_norm.forward(&x, path)?;
+            x = (&x + layer.feed_forward.forward(&h, path)?)?;
+        }
+        self.norm.forward(&x, path)
+    }
+
+    /// Tied output layer: hidden [.., dim] → logits [.., vocab] in f32.
+    fn logits(&self, hidden: &Tensor, path: Path) -> Result<Tensor> {
+        linear(hidden, &self.tok_embeddings, path)?.to_dtype(DType::F32)
+    }
+
+    /// Logits at every position of `tokens` [B, N] given the thought z [B, max_z_len, dim].
+    pub fn forward(&self, tokens: &Tensor, z: &Tensor, path: Path) -> Result<Tensor> {
+        let cross = self.thought_kv(z, path)?;
+        self.logits(&self.blocks(tokens, &cross, None, 0, path)?, path)
+    }
+
+    /// Summed cross-entropy of `targets` per sequence: [B, N] tokens and targets → [B].
+    pub fn sequence_nll(&self, tokens: &Tensor, targets: &Tensor, z: &Tensor, path: Path) -> Result<Tensor> {
+        ops::token_nll(&self.forward(tokens, z, path)?, targets)?.sum(1)
+    }
+
+    /// A generation cache for thought z (its cross-attention K/V are computed here, once).
+    pub fn cache(&self, z: &Tensor) -> Result<Cache> {
+        Ok(Cache {
+            cross: self.thought_kv(z, Path::Infer)?,
+            window: vec![None; self.layers.len()],
+            position: 0,
+        })
+    }
+
+    /// Feeds `tokens` [B, n] after what the cache holds; logits of the last position [B, vocab].
+    pub fn step(&self, tokens: &Tensor, cache: &mut Cache) -> Result<Tensor> {
+        let n = tokens.dim(1)?;
+        let hidden = self.blocks(tokens, &cache.cross, Some(&mut cache.window), cache.position, Path::Infer)?;
+        cache.position += n;
+        self.logits(&hidden.narrow(1, n - 1, 1)?.squeeze(1)?, Path::Infer)
+    }
+}

@@ -1,0 +1,10 @@
+//! The model: configuration, decoder, custom ops, and checkpoints. Knows nothing of front ends.
+
+pub mod checkpoint;
+pub mod config;
+pub mod decoder;
+pub mod ops;
+
+pub use checkpoint::Checkpoint;
+pub use config::Config;
+pub use decoder::{Cache, Ltm, Path};

@@ -1,0 +1,194 @@
+//! Extracting the final number from a model's (or a reference) answer.
+
+/// A number found in text: its byte span and normalised value.
+#[derive(Debug, Clone, PartialEq)]
+struct Found {
+    start: usize,
+    value: String,
+}
+
+/// All numbers in `text`, in order, normalised.
+///
+/// A number is digits with optional thousands groups (`1,234`: a comma only
+/// counts when exactly three digits follow) and an optional decimal part
+/// (`2.5`; a `.` only counts when a digit follows, so a sentence's full stop is
+/// not taken). A `-` or `+` sign directly before the digits (or before a `$`)
+/// counts when it does not follow a letter, digit or `)`, so `5-3` is `5` and
+/// `3` while `-3` and `$-3` and `-$3` are negative.
+fn numbers(text: &str) -> Vec<Found> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut s = String::new();
+        while i < b.len() {
+            let c = b[i];
+            if c.is_ascii_digit() {
+                s.push(c as char);
+                i += 1;
+            } else if c == b','
+                && !s.contains('.')
+                && b.len() >= i + 4
+                && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
+                && b.get(i + 4).is_none_or(|d| !d.is_ascii_digit())
+            {
+                i += 1; // thousands separator: drop it
+            } else if c == b'.' && !s.contains('.') && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            {
+                s.push('.');
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let negative = sign_before(b, start) == Some(b'-');
+        out.push(Found {
+            start,
+            value: normalise(&s, negative),
+        });
+    }
+    out
+}
+
+/// The sign character directly before the number at `start`, if it is a sign.
+fn sign_before(b: &[u8], start: usize) -> Option<u8> {
+    let mut j = start;
+    // "-$5": the sign sits before the dollar sign.
+    if j > 0 && b[j - 1] == b'$' {
+        j -= 1;
+    }
+    if j == 0 {
+        return None;
+    }
+    let s = b[j - 1];
+    if s != b'-' && s != b'+' {
+        return None;
+    }
+    match j.checked_sub(2).map(|k| b[k]) {
+        Some(c) if c.is_ascii_alphanumeric() || c == b')' || c == b'_' => None,
+        _ => Some(s),
+    }
+}
+
+fn normalise(digits: &str, negative: bool) -> String {
+    let mut s = digits.to_string();
+    if let Some(dot) = s.find('.') {
+        let trimmed = s[dot + 1..].trim_end_matches('0').len();
+        s.truncate(dot + 1 + trimmed);
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    // Drop leading zeros of the integer part ("007" -> "7", "0.5" stays).
+    let int_len = s.find('.').unwrap_or(s.len());
+    let zeros = s[..int_len].len() - s[..int_len].trim_start_matches('0').len();
+    let zeros = zeros.min(int_len - 1);
+    s.drain(..zeros);
+    if negative && s != "0" {
+        s.insert(0, '-');
+    }
+    s
+}
+
+/// The final number of a model's answer: the number after the first `####` if
+/// present, else the last number in the text. Normalised: commas removed
+/// (`"1,000"` -> `"1000"`), leading `+` removed, trailing `.0`/`.00` removed,
+/// `$` and `%` stripped, negative numbers kept (`"-3"`), decimals kept
+/// (`"2.5"`). `None` if no number.
+///
+/// When a `####` is followed by no number, the last number before it is used.
+pub fn final_number(text: &str) -> Option<String> {
+    if let Some(pos) = text.find("####") {
+        let after = &text[pos + 4..];
+        if let Some(f) = numbers(after).into_iter().next() {
+            // Only a number on the `####` line counts.
+            if !after[..f.start].contains('\n') {
+                return Some(f.value);
+            }
+        }
+        return numbers(&text[..pos]).pop().map(|f| f.value);
+    }
+    numbers(text).pop().map(|f| f.value)
+}
+
+/// Whether two extracted answers denote the same number (`"2.50"` vs `"2.5"`,
+/// `"1,000"` vs `"1000"`).
+pub fn same_number(a: &str, b: &str) -> bool {
+    match (final_number(a), final_number(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> Option<String> {
+        final_number(s)
+    }
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn gsm8k_marker() {
+        assert_eq!(f("#### 1,234"), some("1234"));
+        assert_eq!(f("She has 5 left.\n#### 72"), some("72"));
+        assert_eq!(f("#### 12\n#### 13"), some("12"));
+        assert_eq!(f("####72"), some("72"));
+        assert_eq!(f("#### -3"), some("-3"));
+        assert_eq!(f("#### $40."), some("40"));
+        assert_eq!(f("So 3 + 4 = 7\n#### 7\nQuestion: 99 apples"), some("7"));
+        // Marker without a number on its line: fall back to the last number before it.
+        assert_eq!(f("The total is 18.\n####\nQuestion: 5"), some("18"));
+    }
+
+    #[test]
+    fn without_marker_last_number() {
+        assert_eq!(f("The answer is $5.00."), some("5"));
+        assert_eq!(f("-3"), some("-3"));
+        assert_eq!(f("2.5 apples"), some("2.5"));
+        assert_eq!(f("no number"), None);
+        assert_eq!(f(""), None);
+        assert_eq!(f("3 + 4 = 7"), some("7"));
+        assert_eq!(f("She had 12 apples and ate 4, so 8 remain."), some("8"));
+        assert_eq!(f("It costs 1,000 dollars"), some("1000"));
+        assert_eq!(f("Profit is 25%."), some("25"));
+        assert_eq!(f("+7"), some("7"));
+        assert_eq!(f("It went up by 3.0"), some("3"));
+        assert_eq!(f("about 2.50 miles"), some("2.5"));
+        assert_eq!(f("12,345,678 stars"), some("12345678"));
+    }
+
+    #[test]
+    fn signs_and_separators() {
+        // A hyphen between numbers is not a sign.
+        assert_eq!(f("5-3"), some("3"));
+        assert_eq!(f("5 -3"), some("-3"));
+        assert_eq!(f("a loss of -$4"), some("-4"));
+        assert_eq!(f("a balance of $-4"), some("-4"));
+        assert_eq!(f("item-3"), some("3"));
+        // A comma in a list is not a thousands separator.
+        assert_eq!(f("1,2,3"), some("3"));
+        assert_eq!(f("apples, 4, pears"), some("4"));
+        assert_eq!(f("1,23"), some("23"));
+        // Leading zeros.
+        assert_eq!(f("007"), some("7"));
+        assert_eq!(f("0.5"), some("0.5"));
+        assert_eq!(f("-0"), some("0"));
+    }
+
+    #[test]
+    fn same_number_compares_normalised() {
+        assert!(same_number("1,000", "1000"));
+        assert!(same_number("$2.50", "2.5"));
+        assert!(!same_number("2", "3"));
+        assert!(!same_number("x", "x"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure-Rust task utilities: synthetic GSM8K-style problems, few-shot
+//! prompts, answer extraction and voting. No ML code lives here.
+
+pub mod arith;
+pub mod extract;
+pub mod prompt;
+pub mod vote;
+
+pub use arith::{Problem, Split, generate, template_names};
+pub use extract::final_number;
+pub use prompt::{ANSWER_PREFIX, BOS, Example, Record, answer_prompt, few_shot_prompt, load_jsonl};
+pub use vote::{elbo_best, majority};

@@ -1,0 +1,246 @@
+//! Thinking (DESIGN §3): fit a Gaussian posterior q(z) = N(μ, exp(logσ²)) over the thought
+//! vectors to a prompt by gradient ascent on the ELBO ("fast learning"). Only μ and logσ²
+//! are learnt; the decoder runs on its differentiable-in-z path and accumulates no weight gradients.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::model::{Ltm, Path};
+
+/// The fitted (or initial) posterior over z: μ and logσ², each [B, max_z_len, dim], f32.
+#[derive(Debug, Clone)]
+pub struct Posterior {
+    pub mu: Tensor,
+    pub log_var: Tensor,
+}
+
+impl Posterior {
+    /// The reference's initial posterior: μ = scale·N(0,1) (0 when scale = 0), logσ² = −5 + 0.1·N(0,1).
+    pub fn initial(shape: (usize, usize, usize), mu_scale: f64, rng: &mut StdRng, device: &Device) -> Result<Self> {
+        Ok(Self {
+            mu: (gaussian(shape, rng, device)? * mu_scale)?,
+            log_var: ((gaussian(shape, rng, device)? * 0.1)? - 5.0)?,
+        })
+    }
+
+    /// The reparameterised thought z = μ + ε ⊙ exp(½ logσ²).
+    pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
+        Ok((&self.mu + eps.mul(&(&self.log_var * 0.5)?.exp()?)?)?)
+    }
+
+    /// KL(q ‖ N(0, I)) per sequence and layer: [B, n_layers].
+    pub fn layer_kl(&self, n_layers: usize) -> Result<Tensor> {
+        let terms = ((&self.log_var + 1.0)? - self.mu.sqr()? - self.log_var.exp()?)?;
+        let b = terms.dim(0)?;
+        Ok((terms.reshape((b, n_layers, ()))?.sum(D::Minus1)? * -0.5)?)
+    }
+
+    /// Saves μ and logσ² as safetensors (`mu`, `log_var`).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let tensors = [("mu", self.mu.to_device(&Device::Cpu)?), ("log_var", self.log_var.to_device(&Device::Cpu)?)];
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)?;
+        crate::fsutil::write_atomic(path, &bytes)
+    }
+
+    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+        use anyhow::Context;
+        let mut t = candle_core::safetensors::load(path, device)
+            .with_context(|| format!("{}: cannot read the thought (safetensors with `mu`, `log_var`)", path.display()))?;
+        let mut take = |k: &str| t.remove(k).with_context(|| format!("{}: tensor `{k}` is missing", path.display()));
+        let (mu, log_var) = (take("mu")?, take("log_var")?);
+        if mu.dims() != log_var.dims() || mu.rank() != 3 {
+            bail!("{}: `mu` {:?} and `log_var` {:?} must have the same [B, max_z_len, dim] shape", path.display(), mu.dims(), log_var.dims());
+        }
+        Ok(Self { mu: mu.to_dtype(DType::F32)?, log_var: log_var.to_dtype(DType::F32)? })
+    }
+}
+
+/// Standard normal noise from a seeded generator (reproducible on every device).
+pub fn gaussian(shape: (usize, usize, usize), rng: &mut StdRng, device: &Device) -> Result<Tensor> {
+    let n = shape.0 * shape.1 * shape.2;
+    let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
+    Ok(Tensor::from_vec(v, shape, device)?)
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Learning rate of step s of T: cosine from lr down to lr/10.
+pub fn cosine_lr(lr: f64, step: usize, steps: usize) -> f64 {
+    let min = lr / 10.0;
+    min + 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos()) * (lr - min)
+}
+
+/// ELBO figures of each sequence in the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Elbo {
+    /// Summed token cross-entropy per sequence.
+    pub nll: Vec<f64>,
+    pub kl: Vec<f64>,
+    /// KL per sequence and layer.
+    pub layer_kl: Vec<Vec<f64>>,
+    /// Tokens scored per sequence.
+    pub tokens: usize,
+}
+
+impl Elbo {
+    pub fn nelbo(&self, i: usize) -> f64 {
+        self.nll[i] + self.kl[i]
+    }
+    /// Σ over the batch of −ELBO: the loss fast learning minimises.
+    pub fn nelbo_sum(&self) -> f64 {
+        (0..self.nll.len()).map(|i| self.nelbo(i)).sum()
+    }
+    /// exp(−ELBO / tokens): an upper bound on the sequence's perplexity.
+    pub fn ppl_bound(&self, i: usize) -> f64 {
+        (self.nelbo(i) / self.tokens as f64).exp()
+    }
+}
+
+/// The prompt as thinking sees it: inputs and next-token targets, [B, N] each.
+pub struct Text {
+    pub inputs: Tensor,
+    pub targets: Tensor,
+}
+
+impl Text {
+    /// `ids` (at least 2 tokens) replicated over `batch` sequences.
+    pub fn new(ids: &[u32], batch: usize, device: &Device) -> Result<Self> {
+        if ids.len() < 2 {
+            bail!("thinking needs a prompt of at least 2 tokens, got {}", ids.len());
+        }
+        let n = ids.len() - 1;
+        let row = Tensor::new(ids, device)?;
+        Ok(Self {
+            inputs: row.narrow(0, 0, n)?.unsqueeze(0)?.repeat((batch, 1))?,
+            targets: row.narrow(0, 1, n)?.unsqueeze(0)?.repeat((batch, 1))?,
+        })
+    }
+}
+
+/// −ELBO of `text` under posterior `q` with noise `eps`: the scalar loss (Σ over the batch) and its figures.
+pub fn elbo(model: &Ltm, text: &Text, q: &Posterior, eps: &Tensor, path: Path) -> Result<(Tensor, Elbo)> {
+    let z = q.sample(eps)?;
+    let nll = model.sequence_nll(&text.inputs, &text.targets, &z, path)?;
+    let layer_kl = q.layer_kl(model.config().n_layers)?;
+    let kl = layer_kl.sum(1)?;
+    let loss = (&nll + &kl)?.sum_all()?;
+    let to_vec = |t: &Tensor| -> Result<Vec<f64>> { Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?) };
+    let figures = Elbo {
+        nll: to_vec(&nll)?,
+        kl: to_vec(&kl)?,
+        layer_kl: layer_kl.to_dtype(DType::F64)?.to_vec2::<f64>()?,
+        tokens: text.inputs.dim(1)?,
+    };
+    Ok((loss, figures))
+}
+
+/// Fast-learning settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastLearning {
+    pub steps: usize,
+    pub lr: f64,
+    /// Stop early once the batch's mean −ELBO per token improves by less than this.
+    pub tolerance: Option<f64>,
+}
+
+/// What each step reports (figures are the loss *before* the step's update).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub step: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub elbo: Elbo,
+    pub ms: f64,
+}
+
+/// The end of thinking.
+#[derive(Debug, Clone)]
+pub struct Thought {
+    pub posterior: Posterior,
+    /// The noise held through every step; z = μ + ε ⊙ σ.
+    pub eps: Tensor,
+    /// Figures at the final posterior.
+    pub elbo: Elbo,
+    /// Steps actually taken (fewer than asked when adaptive thinking stopped early).
+    pub steps: usize,
+}
+
+impl Thought {
+    pub fn z(&self) -> Result<Tensor> {
+        self.posterior.sample(&self.eps)
+    }
+}
+
+/// Thinking was cancelled by the caller.
+#[derive(Debug, thiserror::Error)]
+#[error("thinking cancelled")]
+pub struct Cancelled;
+
+/// Fits the posterior to `text` from `init` with AdamW (betas 0.9/0.999, eps 1e-8, decoupled
+/// weight decay 0.01) under the cosine schedule, holding `eps`. `on_step` sees each step and
+/// may stop thinking by returning `false` (the result is then `Err(Cancelled)`).
+pub fn fast_learning(
+    model: &Ltm,
+    text: &Text,
+    init: &Posterior,
+    eps: &Tensor,
+    settings: &FastLearning,
+    mut on_step: impl FnMut(&Step) -> bool,
+) -> Result<Thought> {
+    let mu = Var::from_tensor(&init.mu)?;
+    let log_var = Var::from_tensor(&init.log_var)?;
+    let params = ParamsAdamW { lr: settings.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+    let mut opt = AdamW::new(vec![mu.clone(), log_var.clone()], params)?;
+    let mut previous: Option<f64> = None;
+    let mut taken = 0;
+    for step in 0..settings.steps {
+        let start = Instant::now();
+        let lr = cosine_lr(settings.lr, step, settings.steps);
+        let q = Posterior { mu: mu.as_tensor().clone(), log_var: log_var.as_tensor().clone() };
+        let (loss, figures) = elbo(model, text, &q, eps, Path::Think)?;
+        let total = figures.nelbo_sum();
+        if !total.is_finite() {
+            bail!("thinking diverged at step {step}: the ELBO is not finite (lr {lr:.3}); try a lower fast learning rate");
+        }
+        opt.set_learning_rate(lr);
+        opt.backward_step(&loss)?;
+        taken = step + 1;
+        let report = Step { step, steps: settings.steps, lr, elbo: figures, ms: start.elapsed().as_secs_f64() * 1e3 };
+        if !on_step(&report) {
+            return Err(Cancelled.into());
+        }
+        let per_token = total / (report.elbo.tokens * report.elbo.nll.len()) as f64;
+        if let (Some(tol), Some(prev)) = (settings.tolerance, previous) {
+            if prev - per_token < tol {
+                break;
+            }
+        }
+        previous = Some(per_token);
+    }
+    let posterior = Posterior { mu: mu.as_tensor().detach(), log_var: log_var.as_tensor().detach() };
+    let (_, final_elbo) = elbo(model, text, &posterior, eps, Path::Infer)?;
+    if !final_elbo.nelbo_sum().is_finite() {
+        bail!("thinking diverged: the final ELBO is not finite; try a lower fast learning rate");
+    }
+    Ok(Thought { posterior, eps: eps.clone(), elbo: final_elbo, steps: taken })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_runs_from_lr_to_a_tenth() {
+        assert!((cosine_lr(0.34, 0, 16) - 0.34).abs() < 1e-12);
+        assert!((cosine_lr(0.34, 8, 16) - 0.187).abs() < 1e-12);
+        assert!((cosine_lr(0.34, 16, 16) - 0.034).abs() < 1e-12);
+    }
+}
