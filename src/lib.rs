@@ -5,6 +5,7 @@
 //! posterior) → `generate` (writing with a KV cache) → `engine` (one thread owning the model,
 //! speaking typed events) → front ends (CLI, TUI).
 
+pub mod bench;
 pub mod device;
 pub mod fsutil;
 pub mod generate;

@@ -155,6 +155,27 @@ impl Checkpoint {
         Ok(Self { config, tensors, source: file.to_path_buf() })
     }
 
+    /// A freshly initialised checkpoint: N(0, 0.02²) matrices and embeddings, unit norm weights
+    /// (the reference's initialisation, without its depth-scaled output projections).
+    pub fn random(config: Config, seed: u64) -> Result<Self> {
+        config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
+        let mut rng = crate::think::rng(seed);
+        let tensors = parameter_shapes(&config)
+            .into_iter()
+            .map(|(name, shape)| {
+                let t = if shape.len() == 1 {
+                    Tensor::ones(shape, DType::F32, &Device::Cpu)?
+                } else {
+                    let n: usize = shape.iter().product();
+                    let v: Vec<f32> = (0..n).map(|_| 0.02 * rand_distr::Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut rng)).collect();
+                    Tensor::from_vec(v, shape, &Device::Cpu)?
+                };
+                Ok((name, t))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { config, tensors, source: PathBuf::from("(random initialisation)") })
+    }
+
     /// The decoder on `device` in `dtype`.
     pub fn model(&self, dtype: DType, device: &Device) -> Result<Ltm> {
         let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);

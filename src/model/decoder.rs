@@ -365,7 +365,13 @@ impl Ltm {
 
     /// Summed cross-entropy of `targets` per sequence: [B, N] tokens and targets → [B].
     pub fn sequence_nll(&self, tokens: &Tensor, targets: &Tensor, z: &Tensor, path: Path) -> Result<Tensor> {
-        ops::token_nll(&self.forward(tokens, z, path)?, targets)?.sum(1)
+        let cross = self.thought_kv(z, path)?;
+        let hidden = self.blocks(tokens, &cross, None, 0, path)?;
+        let nll = match path {
+            Path::Train => ops::token_nll(&self.logits(&hidden, path)?, targets)?,
+            Path::Infer | Path::Think => ops::output_nll(&hidden, &self.tok_embeddings, targets)?,
+        };
+        nll.sum(1)
     }
 
     /// A generation cache for thought z (its cross-attention K/V are computed here, once).

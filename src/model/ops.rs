@@ -84,9 +84,46 @@ fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
     Ok(s.as_slice::<u32>()?[a..b].iter().map(|&t| t as usize).collect())
 }
 
+/// exp(x) to within a few ulp, written so that the compiler vectorises it (libm's expf is
+/// a call per element and dominated the cross-entropy passes over the vocabulary).
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding then subtracting 1.5·2²³ rounds to the nearest integer without a libm call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    // Cephes' polynomial for exp on [−ln2/2, ln2/2].
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// log Σ exp over a row, in eight independent lanes so that the loops vectorise.
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+    const L: usize = 8;
+    let (chunks, rest) = (row.chunks_exact(L), row.chunks_exact(L).remainder());
+    let mut lanes = [f32::NEG_INFINITY; L];
+    for c in chunks.clone() {
+        for i in 0..L {
+            lanes[i] = lanes[i].max(c[i]);
+        }
+    }
+    let max = rest.iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sums = [0f32; L];
+    for c in chunks {
+        for i in 0..L {
+            sums[i] += fast_exp(c[i] - max);
+        }
+    }
+    let sum: f32 = sums.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x - max)).sum::<f32>();
+    max + sum.ln()
 }
 
 impl CustomOp2 for TokenNll {
@@ -108,13 +145,17 @@ impl CustomOp2 for TokenNll {
         Ok((CpuStorage::F32(nll), Shape::from(m)))
     }
 
-    fn bwd(&self, logits: &Tensor, targets: &Tensor, _nll: &Tensor, dnll: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dlogits = logits.apply_op3_no_bwd(targets, &dnll.contiguous()?, &TokenNllGrad)?;
+    fn bwd(&self, logits: &Tensor, targets: &Tensor, nll: &Tensor, dnll: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // log Σ exp = nll + the target's logit: the backward pass needs no second reduction.
+        let lse = (nll + logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)?;
+        let scaled = Tensor::stack(&[&lse, &dnll.contiguous()?], 1)?;
+        let dlogits = logits.apply_op3_no_bwd(targets, &scaled, &TokenNllGrad)?;
         Ok((Some(dlogits), None))
     }
 }
 
 /// d nll / d logits = (softmax(logits) − onehot(target)) · dnll, in one pass.
+/// Its third argument holds (log Σ exp, dnll) per row.
 struct TokenNllGrad;
 
 impl CustomOp3 for TokenNllGrad {
@@ -132,20 +173,83 @@ impl CustomOp3 for TokenNllGrad {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (m, v) = l1.shape().dims2()?;
-        let (logits, targets, dnll) = (rows(s1, l1)?, target_ids(s2, l2)?, rows(s3, l3)?);
+        let (logits, targets, scaled) = (rows(s1, l1)?, target_ids(s2, l2)?, rows(s3, l3)?);
         let mut grad = vec![0f32; m * v];
         grad.par_chunks_mut(v)
             .zip(logits.par_chunks(v))
-            .zip(targets.par_iter().zip(dnll.par_iter()))
-            .for_each(|((g, row), (&t, &d))| {
-                let lse = log_sum_exp(row);
+            .zip(targets.par_iter().zip(scaled.par_chunks(2)))
+            .for_each(|((g, row), (&t, ld))| {
+                let (lse, d) = (ld[0], ld[1]);
                 for (gi, &x) in g.iter_mut().zip(row) {
-                    *gi = (x - lse).exp() * d;
+                    *gi = fast_exp(x - lse) * d;
                 }
                 g[t] -= d;
             });
         Ok((CpuStorage::F32(grad), Shape::from((m, v))))
     }
+}
+
+/// The tied output layer and its cross-entropy in one op: nll of `targets` under logits = h · Eᵀ.
+/// The logits never enter the autograd graph; backward turns the saved logits into their
+/// gradient in place and returns dh only (E is constant while thinking).
+struct OutputNll {
+    targets: Vec<usize>,
+    saved: std::sync::Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+impl CustomOp2 for OutputNll {
+    fn name(&self) -> &'static str {
+        "output-nll"
+    }
+
+    fn cpu_fwd(&self, h: &CpuStorage, lh: &Layout, e: &CpuStorage, le: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (m, v) = (lh.shape().dims2()?.0, le.shape().dims2()?.0);
+        if self.targets.len() != m || self.targets.iter().any(|&t| t >= v) {
+            candle_core::bail!("output_nll: {} targets for {m} positions (or a target outside the {v}-token vocabulary)", self.targets.len());
+        }
+        let CpuStorage::F32(logits) = matmul_transposed(h, lh, e, le)?.0 else {
+            candle_core::bail!("output_nll: f32 only");
+        };
+        let lse: Vec<f32> = logits.par_chunks(v).map(log_sum_exp).collect();
+        let nll = lse.iter().zip(logits.chunks(v)).zip(&self.targets).map(|((l, row), &t)| l - row[t]).collect();
+        *self.saved.lock().expect("output_nll state") = Some((logits, lse));
+        Ok((CpuStorage::F32(nll), Shape::from(m)))
+    }
+
+    fn bwd(&self, _h: &Tensor, e: &Tensor, _nll: &Tensor, dnll: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let Some((mut logits, lse)) = self.saved.lock().expect("output_nll state").take() else {
+            candle_core::bail!("output_nll: backward ran twice");
+        };
+        let v = e.dim(0)?;
+        let dnll = dnll.to_vec1::<f32>()?;
+        logits.par_chunks_mut(v).zip(lse.par_iter().zip(dnll.par_iter())).zip(self.targets.par_iter()).for_each(
+            |((row, (&lse, &d)), &t)| {
+                for x in row.iter_mut() {
+                    *x = fast_exp(*x - lse) * d;
+                }
+                row[t] -= d;
+            },
+        );
+        let m = lse.len();
+        let dlogits = Tensor::from_vec(logits, (m, v), e.device())?;
+        Ok((Some(dlogits.matmul(e)?), None))
+    }
+}
+
+/// Cross-entropy of `targets` [..] under the tied output layer: hidden [.., d], weight [v, d].
+/// Differentiable in `hidden` only; fused on the CPU in f32.
+pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let d = hidden.dim(D::Minus1)?;
+    if !(hidden.device().is_cpu() && hidden.dtype() == DType::F32) {
+        return token_nll(&linear_input_grad(hidden, weight)?, targets);
+    }
+    let ids = target_ids_vec(targets)?;
+    let op = OutputNll { targets: ids, saved: Default::default() };
+    hidden.reshape(((), d))?.contiguous()?.apply_op2(&weight.contiguous()?, op)?.reshape(targets.shape())
+}
+
+fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
+    Ok(targets.flatten_all()?.to_vec1::<u32>()?.into_iter().map(|t| t as usize).collect())
 }
 
 /// Cross-entropy of each target token: logits [.., v], targets [..] (u32) → nll [..] (f32).
@@ -182,6 +286,34 @@ mod tests {
         let (a, b) = (g.get(&x).unwrap(), g_ref.get(&x).unwrap());
         assert!(a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
         Ok(())
+    }
+
+    #[test]
+    fn output_nll_matches_the_composite_and_its_input_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let h = Var::randn(0f32, 1., (2, 3, 8), &dev)?;
+        let e = Tensor::randn(0f32, 1., (13, 8), &dev)?;
+        let targets = Tensor::new(&[[0u32, 12, 5], [7, 7, 1]], &dev)?;
+        let fused = output_nll(h.as_tensor(), &e, &targets)?;
+        let composite = token_nll(&h.as_tensor().broadcast_matmul(&e.t()?)?, &targets)?;
+        assert_eq!(fused.dims(), &[2, 3]);
+        assert!(fused.sub(&composite)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
+        let weights = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &dev)?;
+        let g = (fused * &weights)?.sum_all()?.backward()?;
+        let g_ref = (composite * &weights)?.sum_all()?.backward()?;
+        let (a, b) = (g.get(&h).unwrap(), g_ref.get(&h).unwrap());
+        assert!(a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
+        Ok(())
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -8700..=8870 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (fast_exp(x), x.exp());
+            assert!((got - want).abs() <= 4e-7 * want, "exp({x}) = {want}, got {got}");
+        }
+        assert!(fast_exp(f32::NEG_INFINITY) < 1e-37);
     }
 
     #[test]
