@@ -1,0 +1,29 @@
+//! `ltm train`: the dual-rate trainer.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::train::run::{read_config, run as train};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Training configuration (TOML: [model], [data], [optim]); see models/ltm-arith-tiny.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output directory: checkpoints land here, in the model directory format.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run saved in --out, exactly where it stopped.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    train(
+        read_config(&args.config)?,
+        &args.out,
+        args.resume,
+        crate::device::select(device)?,
+    )
+}

@@ -1,0 +1,288 @@
+//! Slow learning (DESIGN §5), the dual-rate algorithm: for each batch, fast learning fits a
+//! posterior over z per sequence (decoder weights held constant), then one AdamW step on the
+//! decoder given the detached z. One page, in the spirit of nanoGPT's loop.
+
+pub mod run;
+pub mod tokenizer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+use crate::model::{Checkpoint, Config, Ltm, Path as Kernels};
+use crate::think::{self, FastLearning, Posterior, Text};
+
+/// Everything a run needs, read from TOML. Model sizes use the reference's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: Config,
+    pub data: DataConfig,
+    pub optim: OptimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// Training problems drawn from `ltm data arith`'s generator (train templates).
+    pub train_problems: usize,
+    pub val_problems: usize,
+    pub seed: u64,
+    /// Size of the BPE vocabulary to train (the model's `vocab_size` is set from it).
+    pub vocab_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimConfig {
+    pub batch_size: usize,
+    /// Tokens per training sequence (inputs; one more is read for the targets).
+    pub seq_len: usize,
+    pub max_iters: usize,
+    pub warmup_iters: usize,
+    pub learning_rate: f64,
+    pub min_lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub grad_clip: f64,
+    /// Fast-learning steps per batch during training.
+    pub fast_steps: usize,
+    pub initial_fast_lr: f64,
+    pub final_fast_lr: f64,
+    pub eval_interval: usize,
+    pub eval_batches: usize,
+    pub seed: u64,
+}
+
+/// Where a run is, saved with every checkpoint so that `--resume` continues it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub iter: usize,
+    pub tokens_seen: usize,
+    pub elapsed_s: f64,
+    pub history: Vec<HistoryPoint>,
+}
+
+/// One validation point of the loss curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub iter: usize,
+    pub tokens_seen: usize,
+    pub train_loss: f64,
+    pub val_ppl_bound: f64,
+    pub elapsed_s: f64,
+}
+
+/// Learning rate at `iter`: linear warm-up, then cosine down to `min_lr`.
+pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
+    if iter < o.warmup_iters {
+        return o.learning_rate * (iter + 1) as f64 / o.warmup_iters as f64;
+    }
+    let span = o.max_iters.saturating_sub(o.warmup_iters).max(1);
+    let progress = ((iter - o.warmup_iters) as f64 / span as f64).min(1.0);
+    o.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()) * (o.learning_rate - o.min_lr)
+}
+
+/// The fast learning rate moves linearly over training.
+fn fast_lr(o: &OptimConfig, iter: usize) -> f64 {
+    let t = iter as f64 / o.max_iters.max(1) as f64;
+    o.initial_fast_lr + t * (o.final_fast_lr - o.initial_fast_lr)
+}
+
+/// AdamW with PyTorch's semantics, state kept in plain tensors so that it can be saved.
+struct AdamW {
+    params: Vec<(String, Var, bool)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: usize,
+}
+
+impl AdamW {
+    fn new(params: Vec<(String, Var, bool)>) -> Result<Self> {
+        let zeros = |p: &Var| p.as_tensor().zeros_like();
+        Ok(Self {
+            m: params.iter().map(|(_, p, _)| zeros(p)).collect::<candle_core::Result<_>>()?,
+            v: params.iter().map(|(_, p, _)| zeros(p)).collect::<candle_core::Result<_>>()?,
+            params,
+            step: 0,
+        })
+    }
+
+    /// One update; `decay` params get decoupled weight decay. Gradients are clipped to a
+    /// global norm of `o.grad_clip` first. Returns the norm before clipping.
+    fn step(&mut self, grads: &candle_core::backprop::GradStore, o: &OptimConfig, lr: f64) -> Result<f64> {
+        let gs: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(n, p, _)| grads.get(p).cloned().with_context(|| format!("no gradient for `{n}`")))
+            .collect::<Result<_>>()?;
+        let norm = gs.iter().map(|g| Ok(g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64)).sum::<Result<f64>>()?.sqrt();
+        let clip = (o.grad_clip / (norm + 1e-6)).min(1.0);
+        self.step += 1;
+        let (bc1, bc2) = (1.0 - o.beta1.powi(self.step as i32), 1.0 - o.beta2.powi(self.step as i32));
+        for (i, ((_, p, decay), g)) in self.params.iter().zip(gs).enumerate() {
+            let g = (g * clip)?;
+            self.m[i] = ((&self.m[i] * o.beta1)? + (&g * (1.0 - o.beta1))?)?;
+            self.v[i] = ((&self.v[i] * o.beta2)? + (g.sqr()? * (1.0 - o.beta2))?)?;
+            let decayed = if *decay { (p.as_tensor() * (1.0 - lr * o.weight_decay))? } else { p.as_tensor().clone() };
+            let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + 1e-8)?)?;
+            p.set(&(decayed - (update * lr)?)?)?;
+        }
+        Ok(norm)
+    }
+}
+
+/// A training run: weights as variables, optimizer state, data.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub state: TrainState,
+    vars: Vec<(String, Var)>,
+    opt: AdamW,
+    train_tokens: Vec<u32>,
+    val_tokens: Vec<u32>,
+    device: Device,
+}
+
+const STATE_FILE: &str = "train_state.json";
+const OPTIM_FILE: &str = "optimizer.safetensors";
+
+impl Trainer {
+    /// A new run (weights from `Checkpoint::random`) or, with `resume`, the run saved in `out`.
+    pub fn new(config: TrainConfig, train_tokens: Vec<u32>, val_tokens: Vec<u32>, out: &Path, resume: bool, device: Device) -> Result<Self> {
+        let (weights, state, moments) = if resume {
+            let ckpt = Checkpoint::load(out).with_context(|| format!("cannot resume from {}", out.display()))?;
+            let state: TrainState = serde_json::from_str(
+                &std::fs::read_to_string(out.join(STATE_FILE)).with_context(|| format!("{}: no training state to resume", out.display()))?,
+            )?;
+            let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
+                .with_context(|| format!("{}: cannot read the optimizer state", out.join(OPTIM_FILE).display()))?;
+            (ckpt, state, Some(moments))
+        } else {
+            let state = TrainState { iter: 0, tokens_seen: 0, elapsed_s: 0.0, history: vec![] };
+            (Checkpoint::random(config.model.clone(), config.optim.seed)?, state, None)
+        };
+        let mut names: Vec<_> = weights.tensors.keys().cloned().collect();
+        names.sort();
+        let vars: Vec<(String, Var)> =
+            names.iter().map(|n| Ok((n.clone(), Var::from_tensor(&weights.tensors[n].to_device(&device)?)?))).collect::<Result<_>>()?;
+        // Weight decay on matrices and embeddings, none on norm weights (as the reference).
+        let params = vars.iter().map(|(n, v)| (n.clone(), v.clone(), v.rank() >= 2)).collect();
+        let mut opt = AdamW::new(params)?;
+        if let Some(mut moments) = moments {
+            for (i, (n, _)) in vars.iter().enumerate() {
+                opt.m[i] = moments.remove(&format!("m.{n}")).with_context(|| format!("optimizer state lacks `m.{n}`"))?;
+                opt.v[i] = moments.remove(&format!("v.{n}")).with_context(|| format!("optimizer state lacks `v.{n}`"))?;
+            }
+            opt.step = state.iter;
+        }
+        let min_len = config.optim.seq_len + 2;
+        if train_tokens.len() < min_len || val_tokens.len() < min_len {
+            bail!("not enough data: {} training and {} validation tokens for sequences of {}", train_tokens.len(), val_tokens.len(), min_len);
+        }
+        Ok(Self { config, state, vars, opt, train_tokens, val_tokens, device })
+    }
+
+    /// The decoder over the current weights; `tracked` keeps them as variables (for the
+    /// decoder update), otherwise it is a detached view (for fast learning).
+    fn model(&self, tracked: bool) -> Result<Ltm> {
+        let tensors: HashMap<String, Tensor> =
+            self.vars.iter().map(|(n, v)| (n.clone(), if tracked { v.as_tensor().clone() } else { v.as_tensor().detach() })).collect();
+        Ok(Ltm::new(&self.config.model, VarBuilder::from_tensors(tensors, DType::F32, &self.device))?)
+    }
+
+    /// `batch` random windows of `seq_len + 1` tokens, reproducible from (seed, iter, stream).
+    fn batch(&self, tokens: &[u32], iter: usize, stream: u64) -> Result<Text> {
+        let o = &self.config.optim;
+        let mut rng = think::rng(o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream);
+        let n = o.seq_len;
+        let mut inputs = Vec::with_capacity(o.batch_size * n);
+        let mut targets = Vec::with_capacity(o.batch_size * n);
+        for _ in 0..o.batch_size {
+            let start = rng.random_range(0..tokens.len() - n - 1);
+            inputs.extend_from_slice(&tokens[start..start + n]);
+            targets.extend_from_slice(&tokens[start + 1..start + n + 1]);
+        }
+        Ok(Text {
+            inputs: Tensor::from_vec(inputs, (o.batch_size, n), &self.device)?,
+            targets: Tensor::from_vec(targets, (o.batch_size, n), &self.device)?,
+        })
+    }
+
+    /// Fast learning on a batch with the detached decoder; the fitted thought z and its figures.
+    fn think(&self, model: &Ltm, text: &Text, steps: usize, lr: f64, seed: u64) -> Result<(Tensor, think::Elbo)> {
+        let mut rng = think::rng(seed);
+        let shape = model.thought_shape(text.inputs.dim(0)?);
+        let init = Posterior::initial(shape, 0.0, &mut rng, &self.device)?;
+        let eps = think::gaussian(shape, &mut rng, &self.device)?;
+        let thought = think::fast_learning(model, text, &init, &eps, &FastLearning { steps, lr, tolerance: None }, |_| true)?;
+        Ok((thought.z()?, thought.elbo))
+    }
+
+    /// One iteration: think, then one AdamW step on the decoder. Returns (loss, ELBO ppl bound).
+    pub fn step(&mut self) -> Result<(f64, f64)> {
+        let o = self.config.optim.clone();
+        let iter = self.state.iter;
+        let text = self.batch(&self.train_tokens, iter, 1)?;
+        let (z, elbo) = self.think(&self.model(false)?, &text, o.fast_steps, fast_lr(&o, iter), o.seed.wrapping_add(iter as u64))?;
+        let model = self.model(true)?;
+        let nll = model.sequence_nll(&text.inputs, &text.targets, &z.detach(), Kernels::Train)?;
+        let tokens = text.inputs.elem_count();
+        let loss = (nll.sum_all()? / tokens as f64)?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        if !loss_value.is_finite() {
+            bail!("training diverged at iteration {iter}: the loss is not finite");
+        }
+        let grads = loss.backward()?;
+        self.opt.step(&grads, &o, learning_rate(&o, iter))?;
+        self.state.iter += 1;
+        self.state.tokens_seen += tokens;
+        let ppl = (elbo.nelbo_sum() / (elbo.tokens * elbo.nll.len()) as f64).exp();
+        Ok((loss_value, ppl))
+    }
+
+    /// The ELBO perplexity bound on validation batches with the run's thinking budget.
+    pub fn validate(&self) -> Result<f64> {
+        let o = &self.config.optim;
+        let model = self.model(false)?;
+        let mut total = 0.0;
+        let mut count = 0;
+        for b in 0..o.eval_batches {
+            let text = self.batch(&self.val_tokens, b, 2)?;
+            let (_, elbo) = self.think(&model, &text, o.fast_steps, o.final_fast_lr, b as u64)?;
+            total += elbo.nelbo_sum();
+            count += elbo.tokens * elbo.nll.len();
+        }
+        Ok((total / count as f64).exp())
+    }
+
+    /// Current weights as a checkpoint.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let tensors = self.vars.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+        Ok(Checkpoint { config: self.config.model.clone(), tensors, source: PathBuf::from("(training)") })
+    }
+
+    /// Saves weights, optimizer moments and state into `out` (each file atomically).
+    pub fn save(&self, out: &Path) -> Result<()> {
+        self.checkpoint()?.save_dir(out)?;
+        let mut moments = HashMap::new();
+        for (i, (n, _)) in self.vars.iter().enumerate() {
+            moments.insert(format!("m.{n}"), self.opt.m[i].to_device(&Device::Cpu)?);
+            moments.insert(format!("v.{n}"), self.opt.v[i].to_device(&Device::Cpu)?);
+        }
+        write_atomic(&out.join(OPTIM_FILE), &safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), None)?)?;
+        write_atomic(&out.join(STATE_FILE), serde_json::to_string_pretty(&self.state)?.as_bytes())
+    }
+
+    pub fn record(&mut self, point: HistoryPoint) {
+        self.state.history.push(point);
+    }
+
+    pub fn started(&self) -> Instant {
+        Instant::now() - std::time::Duration::from_secs_f64(self.state.elapsed_s)
+    }
+}

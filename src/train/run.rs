@@ -1,0 +1,115 @@
+//! `ltm train`: data, tokenizer, the loop with progress, validation, checkpoints and export.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use candle_core::Device;
+use tokenizers::Tokenizer;
+
+use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
+use super::{HistoryPoint, TrainConfig, Trainer};
+use crate::fsutil::write_atomic;
+use crate::model::checkpoint::TOKENIZER_FILE;
+use crate::tasks::{Example, Split, few_shot_prompt, generate};
+
+/// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
+pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\n";
+
+/// Training text: problems as the few-shot format writes them, one after another.
+fn corpus(n: usize, seed: u64) -> String {
+    let examples: Vec<Example> = generate(n, seed, Split::Train).iter().map(Example::from).collect();
+    // A prompt with every example as a shot and an empty final question is exactly the examples' text.
+    let text = few_shot_prompt(&examples, "");
+    text.trim_end_matches(&format!("{BOS_TOKEN}Question: \n")).to_string()
+}
+
+pub fn read_config(path: &Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the training configuration", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}: not a valid training configuration", path.display()))
+}
+
+/// Trains (or resumes) the run described by `config` into `out`.
+pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) -> Result<()> {
+    let d = &config.data;
+    let train_text = corpus(d.train_problems, d.seed);
+    let val_text = corpus(d.val_problems, d.seed.wrapping_add(1_000_003));
+    let tokenizer = if resume {
+        Tokenizer::from_file(out.join(TOKENIZER_FILE)).map_err(|e| anyhow!("{}: {e}", out.join(TOKENIZER_FILE).display()))?
+    } else {
+        let lines: Vec<String> = train_text.split_inclusive('\n').map(str::to_string).collect();
+        train_bpe(&lines, d.vocab_size)?
+    };
+    config.model.vocab_size = tokenizer.get_vocab_size(true);
+    config.model.bos_token_id = tokenizer.token_to_id(BOS_TOKEN);
+    config.model.eos_token_id = tokenizer.token_to_id(EOS_TOKEN);
+    config.model.prompt_format = Some(ARITH_PROMPT_FORMAT.to_string());
+    config.model.validate().map_err(|e| anyhow!("bad model configuration: {e}"))?;
+    let train_tokens = encode(&tokenizer, &train_text)?;
+    let val_tokens = encode(&tokenizer, &val_text)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    tokenizer.save(out.join(TOKENIZER_FILE), false).map_err(|e| anyhow!("cannot save the tokenizer: {e}"))?;
+    write_atomic(&out.join("train.toml"), toml::to_string_pretty(&config)?.as_bytes())?;
+
+    let mut trainer = Trainer::new(config.clone(), train_tokens.clone(), val_tokens, out, resume, device)?;
+    let o = config.optim.clone();
+    eprintln!(
+        "training {} parameters on {} tokens ({} problems), {} iterations of {}×{} tokens, {} thinking steps each",
+        trainer.checkpoint()?.model(candle_core::DType::F32, &Device::Cpu)?.parameter_count(),
+        train_tokens.len(),
+        d.train_problems,
+        o.max_iters,
+        o.batch_size,
+        o.seq_len,
+        o.fast_steps
+    );
+    let started = trainer.started();
+    let live = std::io::stderr().is_terminal();
+    let mut loss_sum = 0.0;
+    let mut loss_count = 0;
+    while trainer.state.iter < o.max_iters {
+        let (loss, ppl) = trainer.step()?;
+        loss_sum += loss;
+        loss_count += 1;
+        let iter = trainer.state.iter;
+        let elapsed = started.elapsed().as_secs_f64();
+        trainer.state.elapsed_s = elapsed;
+        let tok_s = trainer.state.tokens_seen as f64 / elapsed.max(1e-9);
+        let eta = (o.max_iters - iter) as f64 * elapsed / iter.max(1) as f64;
+        let line = format!(
+            "iter {iter}/{} · loss {loss:.3} · ELBO ppl ≤ {ppl:.2} · {tok_s:.0} tok/s · {:.0} min elapsed, {:.0} min to go",
+            o.max_iters,
+            elapsed / 60.0,
+            eta / 60.0
+        );
+        if live {
+            eprint!("\r\x1b[2K{line}");
+            std::io::stderr().flush().ok();
+        } else if iter <= 3 || iter % 10 == 0 {
+            eprintln!("{line}");
+        }
+        if iter % o.eval_interval == 0 || iter == o.max_iters {
+            let val = trainer.validate()?;
+            let point = HistoryPoint {
+                iter,
+                tokens_seen: trainer.state.tokens_seen,
+                train_loss: loss_sum / loss_count as f64,
+                val_ppl_bound: val,
+                elapsed_s: elapsed,
+            };
+            (loss_sum, loss_count) = (0.0, 0);
+            if live {
+                eprintln!();
+            }
+            eprintln!("  validation at iter {iter}: ELBO perplexity bound {val:.3} (train loss {:.3})", point.train_loss);
+            trainer.record(point);
+            trainer.save(out)?;
+        }
+    }
+    eprintln!("done: {} in {}", out.display(), humantime(trainer.state.elapsed_s));
+    Ok(())
+}
+
+fn humantime(s: f64) -> String {
+    if s < 120.0 { format!("{s:.0} s") } else { format!("{:.1} min", s / 60.0) }
+}
