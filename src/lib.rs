@@ -6,9 +6,14 @@
 //! speaking typed events) → front ends (CLI, TUI).
 
 pub mod bench;
+pub mod cli;
 pub mod device;
+pub mod engine;
 pub mod fsutil;
 pub mod generate;
 pub mod model;
 pub mod tasks;
+pub mod text;
 pub mod think;
+pub mod train;
+pub mod tui;

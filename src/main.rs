@@ -1,1 +1,4 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    ltm::device::tune_allocator();
+    ltm::cli::main()
+}

@@ -16,6 +16,13 @@ pub struct ThinkSettings {
     pub warm_start: bool,
     /// Adaptive thinking: stop once −ELBO per token improves by less than this between steps.
     pub tolerance: Option<f64>,
+    /// Start from this saved posterior (safetensors `mu`, `log_var`) instead of the prior;
+    /// with `steps = 0` it is reused as is. ε depends only on the seed, so the same seed gives the same thought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought: Option<std::path::PathBuf>,
+    /// Save the fitted posterior here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_thought: Option<std::path::PathBuf>,
 }
 
 /// How to write: sampling settings for one request.
@@ -37,6 +44,9 @@ pub struct Request {
     pub id: u64,
     /// The text the thought is fitted to.
     pub prompt: String,
+    /// Token ids to use instead of encoding `prompt` (e.g. to replay a reference prompt exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_ids: Option<Vec<u32>>,
     /// Appended after thinking, before writing (few-shot: `"Answer: "`); not part of the fitted text.
     pub answer_prefix: String,
     pub think: ThinkSettings,
@@ -84,10 +94,21 @@ pub enum Event {
     /// The model is loaded and the engine takes requests.
     Ready(ModelInfo),
     /// A warning that does not stop the request (e.g. the prompt was cut to fit the context).
-    Warning { request: u64, message: String },
-    Think { request: u64, step: ThinkStep },
+    Warning {
+        request: u64,
+        message: String,
+    },
+    Think {
+        request: u64,
+        step: ThinkStep,
+    },
     /// One new token of one sample; `text` is the newly completed UTF-8 text (may be empty).
-    Token { request: u64, sample: usize, id: u32, text: String },
+    Token {
+        request: u64,
+        sample: usize,
+        id: u32,
+        text: String,
+    },
     /// One sample finished writing.
     Done {
         request: u64,
@@ -101,7 +122,14 @@ pub enum Event {
         tok_s: f64,
     },
     /// Every sample of the request is done.
-    Finished { request: u64 },
-    Cancelled { request: u64 },
-    Error { request: Option<u64>, message: String },
+    Finished {
+        request: u64,
+    },
+    Cancelled {
+        request: u64,
+    },
+    Error {
+        request: Option<u64>,
+        message: String,
+    },
 }

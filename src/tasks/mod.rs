@@ -2,6 +2,7 @@
 //! prompts, answer extraction and voting. No ML code lives here.
 
 pub mod arith;
+pub mod eval;
 pub mod extract;
 pub mod prompt;
 pub mod vote;

@@ -233,6 +233,27 @@ pub fn fast_learning(
     Ok(Thought { posterior, eps: eps.clone(), elbo: final_elbo, steps: taken })
 }
 
+/// −ELBO and token count of a long text: cut into windows of the model's context, each
+/// thought about for `steps` steps on its own. exp(nelbo / tokens) bounds the perplexity.
+pub fn text_nelbo(model: &Ltm, ids: &[u32], steps: usize, lr: f64, seed: u64) -> Result<(f64, usize)> {
+    let window = model.config().max_seq_len;
+    let (mut nelbo, mut tokens) = (0.0, 0);
+    let mut rng = rng(seed);
+    for chunk in ids.chunks(window).filter(|c| c.len() >= 2) {
+        let text = Text::new(chunk, 1, model.device())?;
+        let shape = model.thought_shape(1);
+        let init = Posterior::initial(shape, 0.0, &mut rng, model.device())?;
+        let eps = gaussian(shape, &mut rng, model.device())?;
+        let thought = fast_learning(model, &text, &init, &eps, &FastLearning { steps, lr, tolerance: None }, |_| true)?;
+        nelbo += thought.elbo.nelbo_sum();
+        tokens += thought.elbo.tokens;
+    }
+    if tokens == 0 {
+        bail!("the text is too short to score (it needs at least 2 tokens)");
+    }
+    Ok((nelbo, tokens))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

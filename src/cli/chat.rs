@@ -1,0 +1,110 @@
+//! `ltm chat` (and `ltm` alone): the terminal app, a client of the engine thread.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::engine::{self, EngineOptions};
+use crate::tui::{self, TuiOptions};
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
+    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
+    pub model: PathBuf,
+    /// tokenizer.json to use instead of the one next to the model.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// Resume a saved session: its id, a file, or `last` (the default when no value is given).
+    #[arg(long, value_name = "SESSION", num_args = 0..=1, default_missing_value = "last")]
+    pub resume: Option<String>,
+    /// Colour theme: dark, light, high-contrast, or one of yours in the config directory.
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// Start in this mode.
+    #[arg(long, value_parser = ["chat", "fewshot", "ladder"])]
+    pub mode: Option<String>,
+
+    // Settings for this run, over the saved ones; each is also a `/command` in the app.
+    /// Thinking steps (`auto`: the model's default).
+    #[arg(long, value_name = "N|auto", help_heading = "Settings")]
+    pub steps: Option<String>,
+    /// Peak fast learning rate (`auto`: the model's default).
+    #[arg(long, value_name = "X|auto", help_heading = "Settings")]
+    pub lr: Option<String>,
+    /// Thought samples per question.
+    #[arg(long, value_name = "N", help_heading = "Settings")]
+    pub samples: Option<usize>,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, value_name = "X", help_heading = "Settings")]
+    pub temperature: Option<f64>,
+    /// Top-k sampling (`off` to disable).
+    #[arg(long, value_name = "N|off", help_heading = "Settings")]
+    pub top_k: Option<String>,
+    /// Nucleus sampling (`off` to disable).
+    #[arg(long, value_name = "X|off", help_heading = "Settings")]
+    pub top_p: Option<String>,
+    /// Most tokens written per answer.
+    #[arg(long, value_name = "N", help_heading = "Settings")]
+    pub max_tokens: Option<usize>,
+    /// Sampling seed.
+    #[arg(long, value_name = "N", help_heading = "Settings")]
+    pub seed: Option<u64>,
+    /// Adaptive thinking: stop once −ELBO per token improves by less than this (`off`).
+    #[arg(long, value_name = "X|off", help_heading = "Settings")]
+    pub adaptive: Option<String>,
+    /// Start each chat turn's thought from the previous one (on | off).
+    #[arg(long, value_name = "on|off", help_heading = "Settings")]
+    pub warm_start: Option<String>,
+}
+
+impl ChatArgs {
+    /// The settings given on the command line, as the app's `/commands`.
+    fn commands(&self) -> Vec<String> {
+        let given = [
+            ("mode", self.mode.clone()),
+            ("steps", self.steps.clone()),
+            ("lr", self.lr.clone()),
+            ("samples", self.samples.map(|v| v.to_string())),
+            ("temp", self.temperature.map(|v| v.to_string())),
+            ("topk", self.top_k.clone()),
+            ("topp", self.top_p.clone()),
+            ("max", self.max_tokens.map(|v| v.to_string())),
+            ("seed", self.seed.map(|v| v.to_string())),
+            ("adaptive", self.adaptive.clone()),
+            ("warm", self.warm_start.clone()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(command, value)| Some(format!("{command} {}", value?)))
+            .collect()
+    }
+}
+
+/// Open the terminal app on the model; returns when the user quits.
+pub fn run(args: ChatArgs, device: &str) -> anyhow::Result<()> {
+    let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        EngineOptions {
+            model: args.model.clone(),
+            device: device.to_string(),
+            tokenizer: args.tokenizer.clone(),
+        },
+        move |event| {
+            // The receiver is gone only once the app has quit.
+            let _ = events.send(event);
+        },
+    );
+    let options = TuiOptions {
+        settings_override: args.commands(),
+        resume: args.resume,
+        theme: args.theme,
+        dirs: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(tui::run(&engine, receiver, options));
+    engine.shutdown();
+    result
+}

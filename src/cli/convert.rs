@@ -1,0 +1,84 @@
+//! `ltm convert`: the authors' PyTorch checkpoint to our model directory (config.json,
+//! model.safetensors, tokenizer.json), written all at once.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::fsutil::write_atomic;
+use crate::model::Checkpoint;
+use crate::model::checkpoint::TOKENIZER_FILE;
+use crate::text::{GPT2_TOKENIZER_JSON, Tokenizer};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The checkpoint (the authors' ckpt_*.pt, or anything `--model` accepts).
+    #[arg(value_name = "CKPT")]
+    pub checkpoint: PathBuf,
+    /// The model directory to create.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// tokenizer.json to ship with the model [default: GPT-2's plus <|beginoftext|>, as the authors use].
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+pub fn run(args: Args, _device: &str) -> Result<()> {
+    let mut checkpoint = Checkpoint::load(&args.checkpoint)?;
+    let (json, tokenizer) = match &args.tokenizer {
+        Some(path) => {
+            let json = std::fs::read(path)
+                .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
+            let tokenizer = Tokenizer::from_bytes(&json, path.display().to_string())?;
+            (json, tokenizer)
+        }
+        None => (GPT2_TOKENIZER_JSON.to_vec(), Tokenizer::gpt2()),
+    };
+    tokenizer.check_fits(checkpoint.config.vocab_size, &checkpoint.source)?;
+    // The authors' configs carry no special-token ids; the tokenizer knows them.
+    let c = &mut checkpoint.config;
+    c.bos_token_id = c.bos_token_id.or(tokenizer.token_id("<|beginoftext|>"));
+    c.eos_token_id = c.eos_token_id.or(tokenizer.token_id("<|endoftext|>"));
+    write_dir(&args.out, |dir| {
+        checkpoint.save_dir(dir)?;
+        write_atomic(&dir.join(TOKENIZER_FILE), &json)
+    })?;
+    eprintln!(
+        "wrote {} (tokenizer: {})",
+        args.out.display(),
+        tokenizer.source()
+    );
+    Ok(())
+}
+
+/// Fills a directory under a temporary name beside `out`, then renames it into place, so that
+/// `out` is either absent or complete. An existing `out` must be empty.
+fn write_dir(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let occupied =
+        out.exists() && std::fs::read_dir(out).map_or(true, |mut entries| entries.next().is_some());
+    if occupied {
+        bail!(
+            "{}: already exists and is not an empty directory",
+            out.display()
+        );
+    }
+    let name = out
+        .file_name()
+        .with_context(|| format!("{}: not a directory name", out.display()))?;
+    let tmp = out.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = fill(&tmp).and_then(|()| {
+        if out.exists() {
+            std::fs::remove_dir(out)?;
+        }
+        std::fs::rename(&tmp, out)
+            .with_context(|| format!("cannot move {} into place", out.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}

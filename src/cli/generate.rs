@@ -1,0 +1,329 @@
+//! `ltm generate`: think on a prompt, then write. The answer goes to stdout as it is written,
+//! thinking progress to stderr; `--json` turns every event into one JSON line on stdout.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+
+use crate::engine::{
+    self, EngineHandle, EngineOptions, Event, ModelInfo, Request, SampleSettings, ThinkSettings,
+    ThinkStep,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
+    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
+    pub model: PathBuf,
+    /// tokenizer.json to use instead of the model's.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// The prompt (else read from stdin).
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// The prompt as token ids instead of text, e.g. 50257,15496,995.
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        conflicts_with = "prompt"
+    )]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Text appended after thinking and before writing, e.g. "Answer: ".
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub answer_prefix: String,
+    /// Thinking steps [default: the model's; 0 with --thought].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Peak fast learning rate [default: the model's].
+    #[arg(long, value_name = "F")]
+    pub lr: Option<f64>,
+    /// Adaptive thinking: stop once −ELBO per token improves by less than this.
+    #[arg(long, value_name = "F")]
+    pub tolerance: Option<f64>,
+    /// Independent thought samples, thought and written as one batch.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub samples: usize,
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+    /// Seed of the thought's noise and of sampling.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Stop a sample once its text contains this (not printed; repeatable).
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// One JSON object per event and line on stdout (think, token, done, error).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the fitted posterior (safetensors `mu`, `log_var`).
+    #[arg(long, value_name = "FILE")]
+    pub save_thought: Option<PathBuf>,
+    /// Start from a saved posterior; with the same --seed and no --steps it gives the same thought.
+    #[arg(long, value_name = "FILE")]
+    pub thought: Option<PathBuf>,
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let prompt = match (&args.prompt, &args.prompt_ids) {
+        (Some(text), _) => text.clone(),
+        (None, Some(_)) => String::new(),
+        (None, None) => read_stdin()?,
+    };
+    let (events, inbox) = mpsc::channel();
+    let options = EngineOptions {
+        model: args.model.clone(),
+        device: device.to_string(),
+        tokenizer: args.tokenizer.clone(),
+    };
+    let engine = engine::spawn(options, move |event| {
+        // The receiver goes away only when this command is over.
+        let _ = events.send(event);
+    });
+    let result = converse(&engine, &inbox, args, prompt);
+    engine.shutdown();
+    result
+}
+
+fn read_stdin() -> Result<String> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("no prompt: pass --prompt TEXT or --prompt-ids IDS, or pipe the prompt on stdin");
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .context("cannot read the prompt from stdin")?;
+    // `echo … |` adds a newline that is not part of the prompt.
+    Ok(text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t))
+        .to_string())
+}
+
+fn converse(
+    engine: &EngineHandle,
+    inbox: &mpsc::Receiver<Event>,
+    args: Args,
+    prompt: String,
+) -> Result<()> {
+    let info = match inbox.recv()? {
+        Event::Ready(info) => info,
+        Event::Error { message, .. } => return Err(anyhow!(message)),
+        other => bail!("the engine said {other:?} before it was ready"),
+    };
+    let mut report: Box<dyn Report> = if args.json {
+        Box::new(Json)
+    } else {
+        Box::new(Human::new(args.samples))
+    };
+    engine.submit(request(args, &info, prompt));
+    for event in inbox {
+        match event {
+            Event::Warning { message, .. } => eprintln!("warning: {message}"),
+            Event::Finished { .. } => return Ok(()),
+            Event::Cancelled { .. } => bail!("cancelled"),
+            Event::Error { ref message, .. } => {
+                report.event(&event)?;
+                return Err(anyhow!(message.clone()));
+            }
+            event => report.event(&event)?,
+        }
+    }
+    bail!("the engine stopped unexpectedly")
+}
+
+fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
+    // A saved thought is reused as is unless more thinking is asked for.
+    let default_steps = if args.thought.is_some() {
+        0
+    } else {
+        info.default_steps
+    };
+    Request {
+        id: 0,
+        prompt,
+        prompt_ids: args.prompt_ids,
+        answer_prefix: args.answer_prefix,
+        think: ThinkSettings {
+            steps: args.steps.unwrap_or(default_steps),
+            lr: args.lr.unwrap_or(info.default_lr),
+            samples: args.samples,
+            warm_start: false,
+            tolerance: args.tolerance,
+            thought: args.thought,
+            save_thought: args.save_thought,
+        },
+        sample: SampleSettings {
+            max_tokens: args.max_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+            stop: args.stop,
+        },
+    }
+}
+
+/// How events are shown.
+trait Report {
+    fn event(&mut self, event: &Event) -> Result<()>;
+}
+
+struct Json;
+
+impl Report for Json {
+    fn event(&mut self, event: &Event) -> Result<()> {
+        let line = match event {
+            Event::Think { step: s, .. } => json!({
+                "event": "think", "sample": s.sample, "step": s.step, "steps": s.steps, "lr": s.lr,
+                "nelbo": s.nelbo, "nll_per_token": s.nll_per_token, "kl": s.kl, "ppl_bound": s.ppl_bound,
+                "layer_kl": s.layer_kl, "ms": s.ms,
+            }),
+            Event::Token {
+                sample, id, text, ..
+            } => json!({"event": "token", "sample": sample, "id": id, "text": text}),
+            Event::Done {
+                sample,
+                text,
+                tokens,
+                nelbo,
+                think_ms,
+                gen_ms,
+                tok_s,
+                ..
+            } => json!({
+                "event": "done", "sample": sample, "text": text, "tokens": tokens, "nelbo": nelbo,
+                "think_ms": think_ms, "gen_ms": gen_ms, "tok_s": tok_s,
+            }),
+            Event::Error { message, .. } => {
+                json!({"event": "error", "sample": null, "message": message})
+            }
+            _ => return Ok(()),
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        Ok(out.flush()?)
+    }
+}
+
+/// For people: a progress line while thinking (redrawn in place on a terminal), then the answer.
+/// One sample is streamed as it is written; several are printed whole, each under a header.
+struct Human {
+    samples: usize,
+    live: bool,
+    /// The current step's −ELBO, NLL per token, KL and perplexity bound, summed over the samples seen so far.
+    sums: [f64; 4],
+    /// A progress line is drawn and not yet ended.
+    drawn: bool,
+}
+
+impl Human {
+    fn new(samples: usize) -> Self {
+        Self {
+            samples,
+            live: std::io::stderr().is_terminal(),
+            sums: [0.0; 4],
+            drawn: false,
+        }
+    }
+
+    fn think(&mut self, s: &ThinkStep) {
+        for (sum, x) in self
+            .sums
+            .iter_mut()
+            .zip([s.nelbo, s.nll_per_token, s.kl, s.ppl_bound])
+        {
+            *sum += x;
+        }
+        if s.sample + 1 < self.samples {
+            return;
+        }
+        let k = self.samples as f64;
+        let [nelbo, nll, kl, ppl] = std::mem::take(&mut self.sums).map(|sum| sum / k);
+        let of = if self.samples > 1 {
+            format!(" (mean of {} samples)", self.samples)
+        } else {
+            String::new()
+        };
+        let figures = format!(
+            "−ELBO {nelbo:.2}  nll/token {nll:.3}  kl {kl:.2}  ppl ≤ {}  {:.0} ms{of}",
+            // An untrained model's bound can be astronomical.
+            if ppl < 1e6 {
+                format!("{ppl:.2}")
+            } else {
+                format!("{ppl:.2e}")
+            },
+            s.ms
+        );
+        let (done, steps) = (s.step + 1, s.steps);
+        if self.live {
+            let width = 20;
+            let filled = done * width / steps.max(1);
+            eprint!(
+                "\r\x1b[2Kthinking {}{} {done}/{steps}  {figures}",
+                "█".repeat(filled),
+                "░".repeat(width - filled)
+            );
+            self.drawn = true;
+        } else {
+            eprintln!("think {done}/{steps}  {figures}");
+        }
+    }
+
+    fn end_progress(&mut self) {
+        if std::mem::take(&mut self.drawn) {
+            eprintln!();
+        }
+    }
+}
+
+impl Report for Human {
+    fn event(&mut self, event: &Event) -> Result<()> {
+        if !matches!(event, Event::Think { .. }) {
+            self.end_progress();
+        }
+        let mut out = std::io::stdout().lock();
+        match event {
+            Event::Think { step, .. } => self.think(step),
+            Event::Token { text, .. } if self.samples == 1 => {
+                write!(out, "{text}")?;
+                out.flush()?;
+            }
+            Event::Done {
+                sample,
+                text,
+                tokens,
+                nelbo,
+                think_ms,
+                tok_s,
+                ..
+            } => {
+                if self.samples == 1 {
+                    writeln!(out)?;
+                } else {
+                    writeln!(
+                        out,
+                        "── sample {} · −ELBO {nelbo:.2} ──\n{text}",
+                        sample + 1
+                    )?;
+                }
+                out.flush()?;
+                eprintln!(
+                    "[{tokens} tokens · thought {think_ms:.0} ms · {tok_s:.1} tok/s · −ELBO {nelbo:.2}]"
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

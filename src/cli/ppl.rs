@@ -1,0 +1,55 @@
+//! `ltm ppl`: the ELBO perplexity bound of a model over a text or JSONL file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::engine::{self, load_checkpoint};
+use crate::tasks::prompt::{Example, load_jsonl};
+use crate::text::Tokenizer;
+use crate::think::text_nelbo;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
+    pub model: PathBuf,
+    /// A text file, or JSONL of problems (`question` and `answer`, scored in the few-shot format).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Thinking steps per window [default: the model's].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let raw = std::fs::read_to_string(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
+    let text = if args.data.extension().is_some_and(|e| e == "jsonl") {
+        let records = load_jsonl(&raw).map_err(|e| anyhow!("{}: {e}", args.data.display()))?;
+        let examples: Vec<Example> = records
+            .into_iter()
+            .map(|r| Example { answer: r.answer.unwrap_or_else(|| format!("#### {}", r.r#final)), question: r.question })
+            .collect();
+        crate::tasks::prompt::few_shot_prompt(&examples, "")
+    } else {
+        raw
+    };
+    let ckpt = load_checkpoint(&args.model)?;
+    let tokenizer = Tokenizer::for_model(&args.model, None)?;
+    tokenizer.check_fits(ckpt.config.vocab_size, &args.model)?;
+    let device = crate::device::select(device)?;
+    let model = ckpt.model(crate::device::weight_dtype(&device), &device)?;
+    let steps = args.steps.unwrap_or(ckpt.config.num_steps);
+    let ids = tokenizer.encode(&text)?;
+    let (nelbo, tokens) = text_nelbo(&model, &ids, steps, ckpt.config.fast_lr, args.seed)?;
+    let ppl = (nelbo / tokens as f64).exp();
+    if args.json {
+        println!("{}", serde_json::json!({"tokens": tokens, "steps": steps, "nelbo_per_token": nelbo / tokens as f64, "ppl_bound": ppl}));
+    } else {
+        println!("{tokens} tokens, {steps} thinking steps per window: −ELBO {:.4} nats/token, perplexity ≤ {ppl:.3}", nelbo / tokens as f64);
+    }
+    Ok(())
+}

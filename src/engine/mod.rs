@@ -1,0 +1,599 @@
+//! The engine: one worker thread owns the model, the tokenizer and the device, takes requests in
+//! order and answers with typed events (`protocol`). Front ends never touch tensors.
+
+pub mod protocol;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::device::{describe, select, weight_dtype};
+use crate::generate::{Ended, Flow, Sampling, generate};
+use crate::model::{Checkpoint, Ltm};
+use crate::text::{Stream, Tokenizer};
+use crate::think::{
+    Cancelled, FastLearning, Posterior, Step, Text, Thought, fast_learning, gaussian, rng,
+};
+pub use protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep};
+
+pub struct EngineOptions {
+    pub model: PathBuf,
+    /// auto | cpu | cuda | metal
+    pub device: String,
+    /// A tokenizer.json to use instead of the model's own.
+    pub tokenizer: Option<PathBuf>,
+}
+
+pub struct EngineHandle {
+    requests: mpsc::Sender<(u64, Request)>,
+    /// Bumped by `cancel`; a request submitted under an older epoch is cancelled. (A flag would
+    /// also cancel a request submitted just after the cancel, before the worker saw it.)
+    epoch: Arc<AtomicU64>,
+    worker: JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// Queues a request; it is answered through the event callback.
+    pub fn submit(&self, request: Request) {
+        // A send fails only when the worker has stopped after a failed load, already reported.
+        let _ = self
+            .requests
+            .send((self.epoch.load(Ordering::SeqCst), request));
+    }
+
+    /// Cancels the request in flight and any queued ones, at once.
+    pub fn cancel(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Cancels everything and waits for the worker to stop.
+    pub fn shutdown(self) {
+        self.cancel();
+        drop(self.requests);
+        let _ = self.worker.join();
+    }
+}
+
+/// Starts the engine thread; it loads the model, then emits `Event::Ready` (or
+/// `Event::Error { request: None, .. }` and stops).
+pub fn spawn(options: EngineOptions, on_event: impl Fn(Event) + Send + 'static) -> EngineHandle {
+    let (requests, inbox) = mpsc::channel();
+    let epoch = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let epoch = epoch.clone();
+        std::thread::spawn(move || work(&options, &epoch, inbox, &on_event))
+    };
+    EngineHandle {
+        requests,
+        epoch,
+        worker,
+    }
+}
+
+/// $LTM_MODEL, else the bundled model.
+pub fn default_model() -> PathBuf {
+    match std::env::var_os("LTM_MODEL") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny"),
+    }
+}
+
+/// `Checkpoint::load`, with a message saying what to do when the default model is missing.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if !path.exists() && path == default_model() {
+        bail!(
+            "no model at {} (the default: $LTM_MODEL, else the bundled model, which is not trained yet); pass --model PATH",
+            path.display()
+        );
+    }
+    Checkpoint::load(path)
+}
+
+fn work(
+    options: &EngineOptions,
+    epoch: &AtomicU64,
+    inbox: mpsc::Receiver<(u64, Request)>,
+    emit: &dyn Fn(Event),
+) {
+    let mut worker = match guarded(|| Worker::load(options)) {
+        Ok(worker) => worker,
+        Err(message) => {
+            return emit(Event::Error {
+                request: None,
+                message,
+            });
+        }
+    };
+    emit(Event::Ready(worker.info.clone()));
+    for (submitted, request) in inbox {
+        let id = request.id;
+        let cancelled = || epoch.load(Ordering::SeqCst) != submitted;
+        let outcome = if cancelled() {
+            Ok(Ended::Cancelled)
+        } else {
+            guarded(|| worker.serve(&request, &cancelled, emit))
+        };
+        emit(match outcome {
+            Ok(Ended::Finished) => Event::Finished { request: id },
+            Ok(Ended::Cancelled) => Event::Cancelled { request: id },
+            Err(message) => Event::Error {
+                request: Some(id),
+                message,
+            },
+        });
+    }
+}
+
+/// Runs `f`, turning its error or panic into a one-line message: the thread outlives bad requests.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| format!("{e:#}")),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(format!(
+                "internal error: {}",
+                what.unwrap_or_else(|| "panic".into())
+            ))
+        }
+    }
+}
+
+struct Worker {
+    model: Ltm,
+    tokenizer: Tokenizer,
+    info: ModelInfo,
+    /// μ of the last thought, for warm starts.
+    last_mu: Option<candle_core::Tensor>,
+}
+
+impl Worker {
+    fn load(options: &EngineOptions) -> Result<Self> {
+        let device = select(&options.device)?;
+        let checkpoint = load_checkpoint(&options.model)?;
+        let tokenizer = Tokenizer::for_model(&options.model, options.tokenizer.as_deref())?;
+        tokenizer.check_fits(checkpoint.config.vocab_size, &checkpoint.source)?;
+        let model = checkpoint.model(weight_dtype(&device), &device)?;
+        let c = model.config();
+        let info = ModelInfo {
+            name: options
+                .model
+                .file_name()
+                .unwrap_or(options.model.as_os_str())
+                .to_string_lossy()
+                .into_owned(),
+            device: describe(&device).to_string(),
+            parameters: model.parameter_count(),
+            n_layers: c.n_layers,
+            z_per_layer: c.z_per_layer(),
+            dim: c.dim,
+            max_seq_len: c.max_seq_len,
+            default_steps: c.num_steps,
+            default_lr: c.fast_lr,
+            prompt_format: c.prompt_format.clone(),
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            info,
+            last_mu: None,
+        })
+    }
+
+    fn serve(
+        &mut self,
+        r: &Request,
+        cancelled: &dyn Fn() -> bool,
+        emit: &dyn Fn(Event),
+    ) -> Result<Ended> {
+        let ids = self.prompt_ids(r, emit)?;
+        match self.think(&ids, r, cancelled, emit)? {
+            Some((thought, think_ms)) => self.write(ids, &thought, think_ms, r, cancelled, emit),
+            None => Ok(Ended::Cancelled),
+        }
+    }
+
+    fn prompt_ids(&self, r: &Request, emit: &dyn Fn(Event)) -> Result<Vec<u32>> {
+        let mut ids = match &r.prompt_ids {
+            Some(ids) => ids.clone(),
+            None => self.tokenizer.encode(&r.prompt)?,
+        };
+        let c = self.model.config();
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            bail!(
+                "prompt token id {bad} is outside the model's vocabulary (vocab_size {})",
+                c.vocab_size
+            );
+        }
+        let max = c.max_seq_len;
+        if ids.len() > max {
+            let message = format!(
+                "the prompt has {} tokens, more than the model's context of {max}: keeping the last {max}",
+                ids.len()
+            );
+            emit(Event::Warning {
+                request: r.id,
+                message,
+            });
+            ids.drain(..ids.len() - max);
+        }
+        Ok(ids)
+    }
+
+    /// Fits the posterior to the prompt; `None` when cancelled. Also returns thinking's wall time.
+    fn think(
+        &mut self,
+        ids: &[u32],
+        r: &Request,
+        cancelled: &dyn Fn() -> bool,
+        emit: &dyn Fn(Event),
+    ) -> Result<Option<(Thought, f64)>> {
+        let s = &r.think;
+        if s.samples == 0 {
+            bail!("at least one thought sample is needed");
+        }
+        let device = self.model.device().clone();
+        let shape = self.model.thought_shape(s.samples);
+        let mut rng = rng(r.sample.seed);
+        // ε first, so that it depends on the seed alone: a saved thought reused with the same seed gives the same z.
+        let eps = gaussian(shape, &mut rng, &device)?;
+        // Several samples start apart so that they can find different thoughts.
+        let mut init = Posterior::initial(
+            shape,
+            if s.samples == 1 { 0.0 } else { 0.01 },
+            &mut rng,
+            &device,
+        )?;
+        if let Some(path) = &s.thought {
+            init = Posterior::load(path, &device)?;
+            if init.mu.dims() != [shape.0, shape.1, shape.2] {
+                bail!(
+                    "{}: the thought has shape {:?}; this model with {} sample(s) needs {shape:?}",
+                    path.display(),
+                    init.mu.dims(),
+                    s.samples
+                );
+            }
+        } else if let Some(mu) = self
+            .last_mu
+            .as_ref()
+            .filter(|mu| s.warm_start && mu.dims() == init.mu.dims())
+        {
+            init.mu = mu.clone();
+        }
+        let text = Text::new(ids, s.samples, &device)?;
+        let settings = FastLearning {
+            steps: s.steps,
+            lr: s.lr,
+            tolerance: s.tolerance,
+        };
+        let start = Instant::now();
+        let fitted = fast_learning(&self.model, &text, &init, &eps, &settings, |step| {
+            for sample in 0..s.samples {
+                emit(Event::Think {
+                    request: r.id,
+                    step: think_step(sample, step),
+                });
+            }
+            !cancelled()
+        });
+        let thought = match fitted {
+            Err(e) if e.is::<Cancelled>() => return Ok(None),
+            fitted => fitted?,
+        };
+        let think_ms = start.elapsed().as_secs_f64() * 1e3;
+        if let Some(path) = &s.save_thought {
+            thought.posterior.save(path)?;
+        }
+        self.last_mu = Some(thought.posterior.mu.clone());
+        Ok(Some((thought, think_ms)))
+    }
+
+    /// Writes a continuation per thought sample, streaming tokens; `Ended::Cancelled` when cancelled.
+    fn write(
+        &self,
+        mut ids: Vec<u32>,
+        thought: &Thought,
+        think_ms: f64,
+        r: &Request,
+        cancelled: &dyn Fn() -> bool,
+        emit: &dyn Fn(Event),
+    ) -> Result<Ended> {
+        ids.extend(self.tokenizer.encode(&r.answer_prefix)?);
+        let s = &r.sample;
+        let sampling = Sampling {
+            max_tokens: s.max_tokens,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            seed: s.seed,
+            eos: self.model.config().eos_token_id,
+        };
+        let mut writers: Vec<_> = (0..r.think.samples)
+            .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))
+            .collect();
+        let mut failure = None;
+        let start = Instant::now();
+        let (_, ended) = generate(&self.model, &ids, &thought.z()?, &sampling, |sample, id| {
+            if cancelled() {
+                return Flow::Cancel;
+            }
+            let writer = &mut writers[sample];
+            let last = writer.tokens + 1 == s.max_tokens || Some(id) == sampling.eos;
+            match writer.push(id, last) {
+                Ok((text, stopped)) => {
+                    emit(Event::Token {
+                        request: r.id,
+                        sample,
+                        id,
+                        text,
+                    });
+                    if stopped || last {
+                        writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
+                    }
+                    if stopped {
+                        Flow::StopSample
+                    } else {
+                        Flow::Continue
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Flow::Cancel
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if ended == Ended::Cancelled {
+            return Ok(Ended::Cancelled);
+        }
+        let total_ms = start.elapsed().as_secs_f64() * 1e3;
+        for (sample, w) in writers.into_iter().enumerate() {
+            let gen_ms = w.ms.unwrap_or(total_ms);
+            emit(Event::Done {
+                request: r.id,
+                sample,
+                tokens: w.tokens,
+                tok_s: if w.tokens == 0 {
+                    0.0
+                } else {
+                    w.tokens as f64 / (gen_ms / 1e3)
+                },
+                text: w.text,
+                nelbo: thought.elbo.nelbo(sample),
+                think_ms,
+                gen_ms,
+            });
+        }
+        Ok(Ended::Finished)
+    }
+}
+
+fn think_step(sample: usize, step: &Step) -> ThinkStep {
+    let e = &step.elbo;
+    ThinkStep {
+        sample,
+        step: step.step,
+        steps: step.steps,
+        lr: step.lr,
+        nelbo: e.nelbo(sample),
+        nll_per_token: e.nll[sample] / e.tokens as f64,
+        kl: e.kl[sample],
+        ppl_bound: e.ppl_bound(sample),
+        layer_kl: e.layer_kl[sample].clone(),
+        ms: step.ms,
+    }
+}
+
+/// One sample's text as it is written. A stop string is cut off with what follows it, and the
+/// end of the text that could be the start of a stop string is held back until it is clear.
+struct Writer<'a> {
+    stream: Stream<'a>,
+    stop: &'a [String],
+    text: String,
+    /// Bytes of `text` already handed out.
+    sent: usize,
+    tokens: usize,
+    /// When the sample finished, from the start of writing.
+    ms: Option<f64>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(stream: Stream<'a>, stop: &'a [String]) -> Self {
+        Self {
+            stream,
+            stop,
+            text: String::new(),
+            sent: 0,
+            tokens: 0,
+            ms: None,
+        }
+    }
+
+    /// Adds a token (`last`: no more will come); returns the text to show now and whether a stop string ended the sample.
+    fn push(&mut self, id: u32, last: bool) -> Result<(String, bool)> {
+        self.tokens += 1;
+        self.text += &self.stream.push(id)?;
+        if last {
+            self.text += &self.stream.finish()?;
+        }
+        let stop_at = self
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min();
+        let end = match stop_at {
+            Some(at) => {
+                self.text.truncate(at);
+                at
+            }
+            None if last => self.text.len(),
+            None => self.text.len() - self.pending_stop(),
+        };
+        let new = self
+            .text
+            .get(self.sent..end)
+            .unwrap_or_default()
+            .to_string();
+        self.sent = end;
+        Ok((new, stop_at.is_some()))
+    }
+
+    /// Length of the longest end of the text that begins some stop string.
+    fn pending_stop(&self) -> usize {
+        self.stop
+            .iter()
+            .flat_map(|s| {
+                (1..s.len()).filter(|&k| s.is_char_boundary(k) && self.text.ends_with(&s[..k]))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: u64, prompt: &str, steps: usize) -> Request {
+        Request {
+            id,
+            prompt: prompt.into(),
+            prompt_ids: None,
+            answer_prefix: " =".into(),
+            think: ThinkSettings {
+                steps,
+                lr: 0.3,
+                samples: 2,
+                warm_start: true,
+                tolerance: None,
+                thought: None,
+                save_thought: None,
+            },
+            sample: SampleSettings {
+                max_tokens: 3,
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+                seed: 1,
+                stop: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn the_engine_survives_bad_requests_and_cancels_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = serde_json::from_str(
+            r#"{"dim":16,"n_layers":1,"n_heads":2,"vocab_size":50258,"multiple_of":16,"max_seq_len":32,"max_z_len":2}"#,
+        )
+        .unwrap();
+        Checkpoint::random(config, 0)
+            .unwrap()
+            .save_dir(dir.path())
+            .unwrap();
+        std::fs::write(
+            dir.path().join("tokenizer.json"),
+            crate::text::GPT2_TOKENIZER_JSON,
+        )
+        .unwrap();
+        let (tx, events) = mpsc::channel();
+        let options = EngineOptions {
+            model: dir.path().into(),
+            device: "cpu".into(),
+            tokenizer: None,
+        };
+        let engine = spawn(options, move |e| tx.send(e).unwrap());
+        let next = || {
+            events
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap()
+        };
+        assert!(matches!(
+            next(),
+            Event::Ready(ModelInfo {
+                n_layers: 1,
+                z_per_layer: 2,
+                ..
+            })
+        ));
+
+        engine.submit(request(1, "", 2));
+        assert!(
+            matches!(next(), Event::Error { request: Some(1), message } if message.contains("at least 2 tokens"))
+        );
+
+        engine.submit(request(2, "Hello world, again", 1_000_000));
+        engine.submit(request(3, "queued", 2));
+        assert!(matches!(next(), Event::Think { request: 2, .. }));
+        engine.cancel();
+        let mut event = next();
+        while matches!(event, Event::Think { request: 2, .. }) {
+            event = next();
+        }
+        assert_eq!(event, Event::Cancelled { request: 2 });
+        assert_eq!(next(), Event::Cancelled { request: 3 });
+
+        engine.submit(request(4, "Hello world", 2));
+        let mut done = 0;
+        loop {
+            match next() {
+                Event::Think { request: 4, .. } | Event::Token { request: 4, .. } => {}
+                Event::Done {
+                    request: 4,
+                    tokens: 3,
+                    ..
+                } => done += 1,
+                Event::Finished { request: 4 } => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(done, 2);
+        engine.shutdown();
+    }
+
+    fn written(pieces: &[&str], stop: &[&str]) -> (Vec<String>, String, bool) {
+        let tok = Tokenizer::gpt2();
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        let mut w = Writer::new(tok.stream(), &stop);
+        let ids: Vec<u32> = pieces.iter().flat_map(|p| tok.encode(p).unwrap()).collect();
+        let mut shown = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let (text, stopped) = w.push(id, i + 1 == ids.len()).unwrap();
+            shown.push(text);
+            if stopped {
+                return (shown, w.text, true);
+            }
+        }
+        (shown, w.text, false)
+    }
+
+    #[test]
+    fn a_stop_string_is_cut_and_never_shown() {
+        let (shown, text, stopped) = written(
+            &["42", "\n", "\n", "Question", ":", " more"],
+            &["\n\nQuestion:"],
+        );
+        assert!(stopped);
+        assert_eq!(text, "42");
+        assert_eq!(shown.concat(), "42");
+    }
+
+    #[test]
+    fn held_back_text_is_released_when_it_is_not_a_stop() {
+        let (shown, text, stopped) = written(&["42", "\n", "\n", "Answer"], &["\n\nQuestion:"]);
+        assert!(!stopped);
+        assert_eq!(text, "42\n\nAnswer");
+        assert_eq!(shown.concat(), text);
+    }
+}

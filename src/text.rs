@@ -1,0 +1,260 @@
+//! Text ↔ token ids: a Hugging Face `tokenizer.json`, and an incremental decoder that turns
+//! a stream of generated ids into text without ever splitting a UTF-8 character.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::model::checkpoint::TOKENIZER_FILE;
+
+/// GPT-2's tokenizer plus `<|beginoftext|>` (models/gpt2), the one the authors' checkpoints use.
+/// Embedded so that a `.pt` checkpoint works from anywhere.
+pub const GPT2_TOKENIZER_JSON: &[u8] = include_bytes!("../models/gpt2/tokenizer.json");
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Where it came from, for messages.
+    source: String,
+}
+
+impl Tokenizer {
+    pub fn from_bytes(json: &[u8], source: impl Into<String>) -> Result<Self> {
+        let source = source.into();
+        let inner = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| anyhow!("{source}: not a valid tokenizer.json: {e}"))?;
+        Ok(Self { inner, source })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let json = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
+        Self::from_bytes(&json, path.display().to_string())
+    }
+
+    pub fn gpt2() -> Self {
+        Self::from_bytes(GPT2_TOKENIZER_JSON, "GPT-2 tokenizer (built in)")
+            .expect("the embedded GPT-2 tokenizer parses")
+    }
+
+    /// The tokenizer of the model at `model`: `explicit` if given, else the `tokenizer.json`
+    /// beside the weights, else (the authors' `.pt` checkpoints come without one) GPT-2's.
+    pub fn for_model(model: &Path, explicit: Option<&Path>) -> Result<Self> {
+        if let Some(path) = explicit {
+            return Self::from_file(path);
+        }
+        let dir = if model.is_dir() {
+            model
+        } else {
+            model.parent().unwrap_or(Path::new("."))
+        };
+        let beside = dir.join(TOKENIZER_FILE);
+        if beside.exists() {
+            Self::from_file(&beside)
+        } else if model.extension().is_some_and(|e| e == "pt" || e == "pth") {
+            Ok(Self::gpt2())
+        } else {
+            bail!(
+                "{}: no {TOKENIZER_FILE} beside the model; pass one with --tokenizer",
+                dir.display()
+            )
+        }
+    }
+
+    /// A tokenizer may know fewer tokens than the model's embedding has rows, never more.
+    pub fn check_fits(&self, vocab_size: usize, model: &Path) -> Result<()> {
+        let n = self.vocab_size();
+        if n > vocab_size {
+            bail!(
+                "{}: the tokenizer has {n} tokens but the model {} has only vocab_size = {vocab_size}",
+                self.source,
+                model.display()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// One more than the largest id, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1)
+    }
+
+    /// The special tokens, by id.
+    pub fn specials(&self) -> Vec<(u32, String)> {
+        let mut specials: Vec<_> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, t)| (id, t.content))
+            .collect();
+        specials.sort();
+        specials
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Ids of `text`, special tokens such as `<|beginoftext|>` recognised; nothing is added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("{}: cannot encode: {e}", self.source))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow!("{}: cannot decode: {e}", self.source))
+    }
+
+    pub fn stream(&self) -> Stream<'_> {
+        Stream {
+            tokenizer: self,
+            ids: Vec::new(),
+            prefix: 0,
+            read: 0,
+        }
+    }
+}
+
+/// Incremental decoding. A token may end inside a multi-byte character (byte-level BPE splits
+/// emoji over several tokens), and decoders may depend on neighbours (leading-space rules), so
+/// the text of a new token is the difference between decoding a short window of ids with and
+/// without it; it is released only once it no longer ends in an incomplete character.
+pub struct Stream<'t> {
+    tokenizer: &'t Tokenizer,
+    ids: Vec<u32>,
+    /// The window starts at `prefix`; ids before `read` have been released as text.
+    prefix: usize,
+    read: usize,
+}
+
+impl Stream<'_> {
+    /// Adds a token; returns the text it completes (empty while a character is unfinished).
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let (done, all) = self.window()?;
+        match all.strip_prefix(done.as_str()) {
+            Some(new) if !new.is_empty() && !new.ends_with(char::REPLACEMENT_CHARACTER) => {
+                let new = new.to_string();
+                (self.prefix, self.read) = (self.read, self.ids.len());
+                Ok(new)
+            }
+            _ => Ok(String::new()),
+        }
+    }
+
+    /// Whatever is still held back (an unfinished character when writing stops), as is.
+    pub fn finish(&mut self) -> Result<String> {
+        let (done, all) = self.window()?;
+        (self.prefix, self.read) = (self.ids.len(), self.ids.len());
+        Ok(all
+            .strip_prefix(done.as_str())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    fn window(&self) -> Result<(String, String)> {
+        let done = self.tokenizer.decode(&self.ids[self.prefix..self.read])?;
+        let all = self.tokenizer.decode(&self.ids[self.prefix..])?;
+        Ok((done, all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(tok: &Tokenizer, ids: &[u32]) -> Vec<String> {
+        let mut stream = tok.stream();
+        ids.iter().map(|&id| stream.push(id).unwrap()).collect()
+    }
+
+    #[test]
+    fn gpt2_encodes_as_gpt2() {
+        let tok = Tokenizer::gpt2();
+        assert_eq!(tok.encode("Hello world").unwrap(), [15496, 995]);
+        assert_eq!(tok.encode("<|beginoftext|>Hi").unwrap(), [50257, 17250]);
+        assert_eq!(tok.vocab_size(), 50258);
+        assert_eq!(
+            tok.specials(),
+            [
+                (50256, "<|endoftext|>".to_string()),
+                (50257, "<|beginoftext|>".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn emoji_split_over_tokens_comes_out_whole() {
+        let tok = Tokenizer::gpt2();
+        let text = "ok 😀👍🏽 done";
+        let ids = tok.encode(text).unwrap();
+        assert!(
+            ids.len() > 6,
+            "the emoji take several byte tokens each: {ids:?}"
+        );
+        let pieces = streamed(&tok, &ids);
+        assert!(
+            pieces.iter().any(String::is_empty),
+            "some tokens end inside a character"
+        );
+        assert!(
+            pieces
+                .iter()
+                .all(|p| !p.contains(char::REPLACEMENT_CHARACTER))
+        );
+        assert_eq!(pieces.concat(), text);
+    }
+
+    #[test]
+    fn accented_and_cjk_text_round_trips() {
+        let tok = Tokenizer::gpt2();
+        let text = " café naïve — Ærøskøbing 東京\n\tend";
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(streamed(&tok, &ids).concat(), text);
+    }
+
+    #[test]
+    fn an_unfinished_character_is_released_by_finish() {
+        let tok = Tokenizer::gpt2();
+        let ids = tok.encode("😀").unwrap();
+        let mut stream = tok.stream();
+        assert_eq!(stream.push(ids[0]).unwrap(), "");
+        assert_eq!(
+            stream.finish().unwrap(),
+            char::REPLACEMENT_CHARACTER.to_string()
+        );
+    }
+
+    #[test]
+    fn special_tokens_are_not_written() {
+        let tok = Tokenizer::gpt2();
+        let ids = tok.encode("a<|endoftext|>b").unwrap();
+        assert_eq!(streamed(&tok, &ids).concat(), "ab");
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_the_model_names_both() {
+        let err = Tokenizer::gpt2()
+            .check_fits(1000, Path::new("m/model.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("GPT-2") && err.contains("m/model.safetensors") && err.contains("50258"),
+            "{err}"
+        );
+    }
+}

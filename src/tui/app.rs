@@ -1,0 +1,837 @@
+//! The TUI's state and its state machine: engine events and keys in, actions out.
+//! Nothing here draws or does I/O; `ui` renders an `&App`, `mod.rs` carries out the actions.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+
+use super::input::Input;
+use super::session::{
+    DoneStats, Entry, Level, Mode, Run, SampleText, Session, Status, draw_examples,
+};
+use super::settings::{Defaults, Field, LADDER, Settings, next_preset};
+use super::theme::{Theme, Themes};
+use crate::engine::protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings};
+use crate::tasks::prompt::{ANSWER_PREFIX, BOS, Example, few_shot_prompt, load_jsonl};
+
+/// What the state machine asks the outside world to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Submit(Request),
+    Cancel,
+    Quit,
+    SaveSettings,
+    SaveSession,
+    /// Read this JSONL file and hand its text to [`App::examples_loaded`].
+    LoadExamples(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Input,
+    Transcript,
+    Thinking,
+    Examples,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    Help,
+    Settings { selected: usize },
+}
+
+/// What Enter in the input does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Send,
+    /// Save the input as worked example `i` (a new one when `i` is past the end).
+    EditExample(usize),
+}
+
+/// The transcript's scroll position: `top` is the first line shown, `None` follows the end.
+/// `seen` is (total lines, visible lines) as last drawn, so keys can page by what is on screen.
+#[derive(Debug, Default)]
+pub struct Scroll {
+    pub top: Option<usize>,
+    pub seen: Cell<(usize, usize)>,
+}
+
+/// A transient message in the status line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flash {
+    pub level: Level,
+    pub text: String,
+    pub until: Instant,
+}
+
+/// A prompt ready to send: fitted text, text appended before writing, stop strings.
+struct Prompt {
+    text: String,
+    prefix: String,
+    stop: Vec<String>,
+}
+
+pub struct App {
+    pub session: Session,
+    pub settings: Settings,
+    pub model: Option<ModelInfo>,
+    pub themes: Themes,
+    pub theme: Theme,
+    pub input: Input,
+    pub target: Target,
+    pub focus: Focus,
+    pub overlay: Option<Overlay>,
+    pub scroll: Scroll,
+    /// Keep the thinking panel open after thinking ends.
+    pub think_expanded: bool,
+    /// The selected worked example.
+    pub example: usize,
+    pub flash: Option<Flash>,
+    /// Animation frame counter and the clock, advanced by [`App::on_tick`].
+    pub tick: u64,
+    pub now: Instant,
+    /// When the request in flight began writing (for live tokens/s).
+    pub writing_since: Option<Instant>,
+    queue: VecDeque<u64>,
+    in_flight: Option<u64>,
+    next_id: u64,
+}
+
+impl App {
+    pub fn new(session: Session, settings: Settings, themes: Themes) -> Self {
+        let theme = themes.get_or_default(&settings.theme);
+        let next_id = session.max_request_id() + 1;
+        Self {
+            session,
+            settings,
+            model: None,
+            themes,
+            theme,
+            input: Input::default(),
+            target: Target::Send,
+            focus: Focus::Input,
+            overlay: None,
+            scroll: Scroll::default(),
+            think_expanded: false,
+            example: 0,
+            flash: None,
+            tick: 0,
+            now: Instant::now(),
+            writing_since: None,
+            queue: VecDeque::new(),
+            in_flight: None,
+            next_id,
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.in_flight.is_some() || !self.queue.is_empty()
+    }
+
+    pub fn defaults(&self) -> Defaults {
+        self.model
+            .as_ref()
+            .map_or_else(Defaults::default, |m| Defaults {
+                steps: m.default_steps,
+                lr: m.default_lr,
+            })
+    }
+
+    pub fn in_flight(&self) -> Option<&Run> {
+        self.in_flight
+            .and_then(|id| self.runs().find(|r| r.id() == id))
+    }
+
+    /// The run the thinking panel shows: the one in flight, else the latest one sent.
+    pub fn think_run(&self) -> Option<&Run> {
+        self.in_flight()
+            .or_else(|| self.runs().filter(|r| r.status != Status::Queued).last())
+    }
+
+    fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.session.entries.iter().flat_map(Entry::runs)
+    }
+
+    fn run_mut(&mut self, id: u64) -> Option<&mut Run> {
+        self.session
+            .entries
+            .iter_mut()
+            .rev()
+            .flat_map(Entry::runs_mut)
+            .find(|r| r.id() == id)
+    }
+
+    /// A run still listening to the engine (not cancelled, failed or done).
+    fn live_run(&mut self, id: u64) -> Option<&mut Run> {
+        self.run_mut(id).filter(|r| r.status.is_live())
+    }
+
+    pub fn notice(&mut self, level: Level, text: impl Into<String>) {
+        self.session.entries.push(Entry::Notice {
+            level,
+            text: text.into(),
+        });
+    }
+
+    pub fn flash(&mut self, level: Level, text: impl Into<String>) {
+        self.flash = Some(Flash {
+            level,
+            text: text.into(),
+            until: self.now + Duration::from_secs(4),
+        });
+    }
+
+    pub fn on_tick(&mut self, now: Instant) {
+        self.tick = self.tick.wrapping_add(1);
+        self.now = now;
+        if self.flash.as_ref().is_some_and(|f| f.until <= now) {
+            self.flash = None;
+        }
+    }
+
+    // ---------------------------------------------------------------- engine events
+
+    pub fn on_event(&mut self, event: Event) -> Vec<Action> {
+        match event {
+            Event::Ready(info) => {
+                self.model = Some(info);
+                return self.pump();
+            }
+            Event::Warning { message, .. } => {
+                // The ladder's requests share a prompt, and so its warnings: say it once.
+                let said = matches!(self.session.entries.last(),
+                    Some(Entry::Notice { text, .. }) if *text == message);
+                if !said {
+                    self.notice(Level::Warning, message);
+                }
+            }
+            Event::Think { request, step } => {
+                if let Some(run) = self.live_run(request) {
+                    run.status = Status::Thinking;
+                    run.think.push(step);
+                }
+            }
+            Event::Token {
+                request,
+                sample,
+                text,
+                ..
+            } => {
+                let now = self.now;
+                if let Some(run) = self.live_run(request) {
+                    run.status = Status::Writing;
+                    let s = sample_mut(run, sample);
+                    s.text.push_str(&text);
+                    s.tokens += 1;
+                    self.writing_since.get_or_insert(now);
+                }
+            }
+            Event::Done {
+                request,
+                sample,
+                text,
+                tokens,
+                nelbo,
+                think_ms,
+                gen_ms,
+                tok_s,
+            } => {
+                if let Some(run) = self.live_run(request) {
+                    run.status = Status::Writing;
+                    let s = sample_mut(run, sample);
+                    s.text = text;
+                    s.tokens = tokens;
+                    s.done = Some(DoneStats {
+                        nelbo,
+                        think_ms,
+                        gen_ms,
+                        tok_s,
+                    });
+                }
+            }
+            Event::Finished { request } => return self.end_run(request, Status::Done),
+            Event::Cancelled { request } => return self.end_run(request, Status::Cancelled),
+            Event::Error { request, message } => {
+                let text = match request {
+                    Some(id) => format!("request {id} failed: {message}"),
+                    None => format!("engine error: {message}"),
+                };
+                self.notice(Level::Error, text);
+                if let Some(id) = request {
+                    return self.end_run(id, Status::Failed);
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn end_run(&mut self, id: u64, status: Status) -> Vec<Action> {
+        if let Some(run) = self.live_run(id) {
+            run.status = status;
+        }
+        if self.in_flight != Some(id) {
+            return Vec::new();
+        }
+        self.in_flight = None;
+        self.writing_since = None;
+        let mut actions = self.pump();
+        actions.push(Action::SaveSession);
+        actions
+    }
+
+    /// Submit the next queued request when the engine is ready and idle.
+    fn pump(&mut self) -> Vec<Action> {
+        if self.in_flight.is_some() || self.model.is_none() {
+            return Vec::new();
+        }
+        while let Some(id) = self.queue.pop_front() {
+            if let Some(run) = self.run_mut(id).filter(|r| r.status == Status::Queued) {
+                run.status = Status::Sent;
+                let request = run.request.clone();
+                self.in_flight = Some(id);
+                return vec![Action::Submit(request)];
+            }
+        }
+        Vec::new()
+    }
+
+    fn cancel(&mut self) -> Vec<Action> {
+        let ids: Vec<u64> = self.queue.drain(..).chain(self.in_flight.take()).collect();
+        for id in ids {
+            if let Some(run) = self
+                .run_mut(id)
+                .filter(|r| r.status.is_live() || r.status == Status::Queued)
+            {
+                run.status = Status::Cancelled;
+            }
+        }
+        self.writing_since = None;
+        self.flash(Level::Info, "cancelled");
+        vec![Action::Cancel, Action::SaveSession]
+    }
+
+    // ---------------------------------------------------------------- terminal input
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return vec![Action::Quit];
+        }
+        if let Some(overlay) = self.overlay {
+            return self.overlay_key(overlay, key);
+        }
+        match key.code {
+            KeyCode::F(n @ 1..=3) => self.set_mode(Mode::ALL[n as usize - 1]),
+            KeyCode::Char('n') if ctrl => {
+                let i = Mode::ALL
+                    .iter()
+                    .position(|m| *m == self.session.mode)
+                    .unwrap_or(0);
+                self.set_mode(Mode::ALL[(i + 1) % Mode::ALL.len()]);
+            }
+            KeyCode::F(4) => self.overlay = Some(Overlay::Settings { selected: 0 }),
+            KeyCode::Char('o') if ctrl => self.overlay = Some(Overlay::Settings { selected: 0 }),
+            KeyCode::F(12) => self.overlay = Some(Overlay::Help),
+            KeyCode::Char('t') if ctrl => self.think_expanded = !self.think_expanded,
+            KeyCode::Esc => return self.escape(),
+            KeyCode::PageUp => self.scroll_page(false),
+            KeyCode::PageDown => self.scroll_page(true),
+            KeyCode::Tab => self.cycle_focus(true),
+            KeyCode::BackTab => self.cycle_focus(false),
+            _ => {
+                return match self.focus {
+                    Focus::Input => self.input_key(key),
+                    Focus::Transcript => self.transcript_key(key),
+                    Focus::Thinking => self.thinking_key(key),
+                    Focus::Examples => self.examples_key(key),
+                };
+            }
+        }
+        Vec::new()
+    }
+
+    pub fn on_mouse(&mut self, mouse: MouseEvent) {
+        match mouse.kind {
+            MouseEventKind::ScrollUp => self.scroll_by(-3),
+            MouseEventKind::ScrollDown => self.scroll_by(3),
+            _ => {}
+        }
+    }
+
+    pub fn on_paste(&mut self, text: &str) {
+        if self.overlay.is_none() {
+            self.focus = Focus::Input;
+            self.input.insert_str(text);
+        }
+    }
+
+    fn escape(&mut self) -> Vec<Action> {
+        if self.busy() {
+            return self.cancel();
+        }
+        if let Target::EditExample(_) = self.target {
+            self.target = Target::Send;
+            self.input.take();
+            self.focus = Focus::Examples;
+        } else {
+            self.focus = Focus::Input;
+        }
+        Vec::new()
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.session.mode = mode;
+        if self.focus == Focus::Examples && mode != Mode::FewShot {
+            self.focus = Focus::Input;
+        }
+    }
+
+    fn cycle_focus(&mut self, forward: bool) {
+        let mut order = vec![Focus::Input, Focus::Transcript, Focus::Thinking];
+        if self.session.mode == Mode::FewShot {
+            order.push(Focus::Examples);
+        }
+        let i = order.iter().position(|f| *f == self.focus).unwrap_or(0);
+        let n = order.len();
+        self.focus = order[if forward {
+            (i + 1) % n
+        } else {
+            (i + n - 1) % n
+        }];
+    }
+
+    fn scroll_by(&mut self, delta: isize) {
+        let (total, visible) = self.scroll.seen.get();
+        let max_top = total.saturating_sub(visible);
+        let top = (self.scroll.top.unwrap_or(max_top) as isize + delta).clamp(0, max_top as isize)
+            as usize;
+        self.scroll.top = (top < max_top).then_some(top);
+    }
+
+    fn scroll_page(&mut self, down: bool) {
+        let page = self.scroll.seen.get().1.saturating_sub(2).max(1) as isize;
+        self.scroll_by(if down { page } else { -page });
+    }
+
+    fn overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Action> {
+        let Overlay::Settings { selected } = overlay else {
+            self.overlay = None;
+            return Vec::new();
+        };
+        let n = Field::ALL.len();
+        let field = Field::ALL[selected];
+        let defaults = self.defaults();
+        match key.code {
+            KeyCode::Esc | KeyCode::F(4) | KeyCode::Char('q') => self.overlay = None,
+            KeyCode::Char('o') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.overlay = None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.overlay = Some(Overlay::Settings {
+                    selected: (selected + n - 1) % n,
+                })
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.overlay = Some(Overlay::Settings {
+                    selected: (selected + 1) % n,
+                })
+            }
+            KeyCode::Left | KeyCode::Char('-' | 'h') => {
+                field.adjust(&mut self.settings, defaults, false);
+                return vec![Action::SaveSettings];
+            }
+            KeyCode::Right | KeyCode::Enter | KeyCode::Char('+' | '=' | 'l' | ' ') => {
+                field.adjust(&mut self.settings, defaults, true);
+                return vec![Action::SaveSettings];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn input_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let m = key.modifiers;
+        let empty = self.input.is_empty();
+        match key.code {
+            KeyCode::Enter if m.intersects(KeyModifiers::ALT | KeyModifiers::SHIFT) => {
+                self.input.newline()
+            }
+            KeyCode::Enter => return self.submit(),
+            KeyCode::Char('?') if empty => self.overlay = Some(Overlay::Help),
+            KeyCode::Char(c @ ('+' | '-')) if empty => {
+                let steps = next_preset(self.settings.steps(self.defaults()), c == '+');
+                self.settings.steps = Some(steps);
+                return vec![Action::SaveSettings];
+            }
+            KeyCode::Char(c) if typed(m) => self.input.insert(c),
+            KeyCode::Backspace => self.input.backspace(),
+            KeyCode::Delete => self.input.delete(),
+            KeyCode::Left => self.input.left(),
+            KeyCode::Right => self.input.right(),
+            KeyCode::Home => self.input.home(),
+            KeyCode::End => self.input.end(),
+            KeyCode::Up if empty || self.input.on_first_line() => {
+                self.input.history_prev(&self.session.history)
+            }
+            KeyCode::Down if self.input.on_last_line() => {
+                self.input.history_next(&self.session.history)
+            }
+            KeyCode::Up => self.input.up(),
+            KeyCode::Down => self.input.down(),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Keys that mean nothing to a pane send the user back to typing.
+    fn type_into_input(&mut self, key: KeyEvent) -> Vec<Action> {
+        if let KeyCode::Char(_) = key.code {
+            if typed(key.modifiers) {
+                self.focus = Focus::Input;
+                return self.input_key(key);
+            }
+        }
+        Vec::new()
+    }
+
+    fn transcript_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        match key.code {
+            KeyCode::Up => self.scroll_by(-1),
+            KeyCode::Down => self.scroll_by(1),
+            KeyCode::Home => self.scroll.top = Some(0),
+            KeyCode::End => self.scroll.top = None,
+            _ => return self.type_into_input(key),
+        }
+        Vec::new()
+    }
+
+    fn thinking_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        match key.code {
+            KeyCode::Enter | KeyCode::Char(' ') => self.think_expanded = !self.think_expanded,
+            _ => return self.type_into_input(key),
+        }
+        Vec::new()
+    }
+
+    fn examples_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let n = self.session.examples.len();
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => self.example = self.example.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.example = (self.example + 1).min(n.saturating_sub(1))
+            }
+            KeyCode::Char('a') => self.edit_example(n),
+            KeyCode::Char('e') | KeyCode::Enter if n > 0 => self.edit_example(self.example),
+            KeyCode::Char('d') | KeyCode::Delete if n > 0 => {
+                self.session.examples.remove(self.example.min(n - 1));
+                self.example = self.example.min(n.saturating_sub(2));
+                return vec![Action::SaveSession];
+            }
+            KeyCode::Char('l') => self.prefill("/load "),
+            KeyCode::Char('g') => self.prefill(&format!("/draw 4 {}", self.settings.seed)),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn prefill(&mut self, text: &str) {
+        self.input.set_text(text);
+        self.focus = Focus::Input;
+    }
+
+    fn edit_example(&mut self, i: usize) {
+        let text = self
+            .session
+            .examples
+            .get(i)
+            .map_or_else(String::new, |e| format!("{}\n{}", e.question, e.answer));
+        self.prefill(&text);
+        self.target = Target::EditExample(i);
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    fn submit(&mut self) -> Vec<Action> {
+        let text = self.input.text();
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        if let Target::EditExample(i) = self.target {
+            return self.save_example(i, &text);
+        }
+        let command = text.trim_start().strip_prefix('/');
+        if command.is_none() && self.model.is_none() {
+            self.flash(
+                Level::Warning,
+                "the model is still loading; your message is kept",
+            );
+            return Vec::new();
+        }
+        self.input.take();
+        if self.session.history.last() != Some(&text) {
+            self.session.history.push(text.clone());
+        }
+        self.scroll.top = None;
+        if let Some(command) = command {
+            return self.command(command.trim());
+        }
+        let question = text.trim().to_string();
+        match self.session.mode {
+            Mode::Chat => {
+                let run = self.new_run(
+                    self.chat_prompt(&question),
+                    None,
+                    self.settings.samples,
+                    self.settings.warm_start,
+                );
+                self.session.entries.push(Entry::User(question));
+                self.enqueue(vec![run], |mut runs| Entry::Reply(runs.remove(0)))
+            }
+            Mode::FewShot => {
+                let run = self.new_run(
+                    self.few_shot_prompt(&question),
+                    None,
+                    self.settings.samples,
+                    false,
+                );
+                self.enqueue(vec![run], |mut runs| Entry::FewShot {
+                    question,
+                    run: runs.remove(0),
+                })
+            }
+            Mode::Ladder => {
+                let runs = LADDER
+                    .iter()
+                    .map(|steps| {
+                        let prompt = if self.session.examples.is_empty() {
+                            self.chat_prompt(&question)
+                        } else {
+                            self.few_shot_prompt(&question)
+                        };
+                        self.new_run(prompt, Some(*steps), 1, false)
+                    })
+                    .collect();
+                self.enqueue(runs, |runs| Entry::Ladder { question, runs })
+            }
+        }
+    }
+
+    fn chat_prompt(&self, question: &str) -> Prompt {
+        let format = self.model.as_ref().and_then(|m| m.prompt_format.as_deref());
+        Prompt {
+            text: format.map_or_else(
+                || question.to_string(),
+                |f| f.replace("{question}", question),
+            ),
+            prefix: String::new(),
+            stop: vec![BOS.to_string()],
+        }
+    }
+
+    fn few_shot_prompt(&self, question: &str) -> Prompt {
+        Prompt {
+            text: few_shot_prompt(&self.session.examples, question),
+            prefix: ANSWER_PREFIX.to_string(),
+            stop: vec!["\n\n".to_string(), BOS.to_string()],
+        }
+    }
+
+    /// A queued run with the current settings (`steps` overrides the thinking steps).
+    fn new_run(
+        &mut self,
+        prompt: Prompt,
+        steps: Option<usize>,
+        samples: usize,
+        warm_start: bool,
+    ) -> Run {
+        let s = &self.settings;
+        let d = self.defaults();
+        let request = Request {
+            id: self.next_id,
+            prompt: prompt.text,
+            prompt_ids: None,
+            answer_prefix: prompt.prefix,
+            think: ThinkSettings {
+                steps: steps.unwrap_or(s.steps(d)),
+                lr: s.lr(d),
+                samples,
+                warm_start,
+                tolerance: s.tolerance,
+                thought: None,
+                save_thought: None,
+            },
+            sample: SampleSettings {
+                max_tokens: s.max_tokens,
+                temperature: s.temperature,
+                top_k: s.top_k,
+                top_p: s.top_p,
+                seed: s.seed,
+                stop: prompt.stop,
+            },
+        };
+        self.next_id += 1;
+        Run::new(request, Status::Queued)
+    }
+
+    fn enqueue(&mut self, runs: Vec<Run>, entry: impl FnOnce(Vec<Run>) -> Entry) -> Vec<Action> {
+        self.queue.extend(runs.iter().map(Run::id));
+        self.session.entries.push(entry(runs));
+        self.pump()
+    }
+
+    fn save_example(&mut self, i: usize, text: &str) -> Vec<Action> {
+        let Some((question, answer)) = text.split_once('\n') else {
+            self.flash(
+                Level::Error,
+                "write the question on the first line and the answer below it",
+            );
+            return Vec::new();
+        };
+        let example = Example {
+            question: question.trim().into(),
+            answer: answer.trim().into(),
+        };
+        match self.session.examples.get_mut(i) {
+            Some(e) => *e = example,
+            None => self.session.examples.push(example),
+        }
+        self.example = i.min(self.session.examples.len() - 1);
+        self.input.take();
+        self.target = Target::Send;
+        self.focus = Focus::Examples;
+        vec![Action::SaveSession]
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Run a `/command` (given without the slash).
+    pub fn command(&mut self, line: &str) -> Vec<Action> {
+        let (name, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let arg = arg.trim();
+        match name {
+            "help" | "?" => self.overlay = Some(Overlay::Help),
+            "settings" => self.overlay = Some(Overlay::Settings { selected: 0 }),
+            "clear" => {
+                let mut actions = if self.busy() {
+                    self.cancel()
+                } else {
+                    Vec::new()
+                };
+                self.session.entries.clear();
+                self.scroll.top = None;
+                actions.push(Action::SaveSession);
+                return actions;
+            }
+            "theme" => match self.themes.get(arg) {
+                Some(theme) => {
+                    self.theme = theme.clone();
+                    self.settings.theme = arg.to_string();
+                    return vec![Action::SaveSettings];
+                }
+                None => {
+                    let names = self.themes.names().join(", ");
+                    self.flash(
+                        Level::Error,
+                        format!("no theme {arg:?}; try one of: {names}"),
+                    );
+                }
+            },
+            "mode" => match arg {
+                "chat" => self.set_mode(Mode::Chat),
+                "fewshot" | "few-shot" => self.set_mode(Mode::FewShot),
+                "ladder" => self.set_mode(Mode::Ladder),
+                _ => self.flash(Level::Error, "/mode chat | fewshot | ladder"),
+            },
+            "draw" => {
+                let mut nums = arg.split_whitespace().map(str::parse::<u64>);
+                match (
+                    nums.next().unwrap_or(Ok(4)),
+                    nums.next().unwrap_or(Ok(self.settings.seed)),
+                ) {
+                    (Ok(n), Ok(seed)) if (1..=64).contains(&n) => {
+                        self.session.examples = draw_examples(n as usize, seed);
+                        self.example = 0;
+                        self.flash(
+                            Level::Info,
+                            format!("drew {n} arithmetic examples (seed {seed})"),
+                        );
+                        return vec![Action::SaveSession];
+                    }
+                    _ => self.flash(Level::Error, "/draw N [SEED], N from 1 to 64"),
+                }
+            }
+            "load" if !arg.is_empty() => return vec![Action::LoadExamples(PathBuf::from(arg))],
+            "load" => self.flash(Level::Error, "/load PATH.jsonl"),
+            _ => match Field::from_command(name) {
+                Some(field) => match field.set(&mut self.settings, arg) {
+                    Ok(()) => {
+                        let value = field.value(&self.settings, self.defaults());
+                        self.flash(Level::Info, format!("{} = {value}", field.label()));
+                        return vec![Action::SaveSettings];
+                    }
+                    Err(e) => self.flash(Level::Error, e),
+                },
+                None => self.flash(
+                    Level::Error,
+                    format!("unknown command /{name}; /help lists them"),
+                ),
+            },
+        }
+        Vec::new()
+    }
+
+    /// The outcome of [`Action::LoadExamples`].
+    pub fn examples_loaded(
+        &mut self,
+        path: &std::path::Path,
+        text: Result<String, String>,
+    ) -> Vec<Action> {
+        let records = text.and_then(|t| load_jsonl(&t));
+        match records {
+            Ok(records) if !records.is_empty() => {
+                self.session.examples = records
+                    .into_iter()
+                    .map(|r| Example {
+                        answer: r.answer.unwrap_or(r.r#final),
+                        question: r.question,
+                    })
+                    .collect();
+                self.example = 0;
+                let n = self.session.examples.len();
+                self.flash(
+                    Level::Info,
+                    format!("loaded {n} examples from {}", path.display()),
+                );
+                vec![Action::SaveSession]
+            }
+            Ok(_) => {
+                self.flash(Level::Error, format!("{}: no examples", path.display()));
+                Vec::new()
+            }
+            Err(e) => {
+                self.flash(Level::Error, format!("{}: {e}", path.display()));
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A key that types its character (AltGr arrives as Ctrl+Alt on some systems).
+fn typed(m: KeyModifiers) -> bool {
+    let ctrl = m.contains(KeyModifiers::CONTROL);
+    let alt = m.contains(KeyModifiers::ALT);
+    ctrl == alt
+}
+
+fn sample_mut(run: &mut Run, sample: usize) -> &mut SampleText {
+    if run.samples.len() <= sample {
+        run.samples.resize_with(sample + 1, SampleText::default);
+    }
+    &mut run.samples[sample]
+}

@@ -1,0 +1,319 @@
+//! A conversation as data: what was asked, how each request thought and what it wrote;
+//! saved as JSON under the data directory and resumable.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::store::save;
+use crate::engine::protocol::{Request, ThinkStep};
+use crate::tasks::prompt::Example;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    Chat,
+    FewShot,
+    Ladder,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Chat, Mode::FewShot, Mode::Ladder];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Mode::Chat => "Chat",
+            Mode::FewShot => "Few-shot",
+            Mode::Ladder => "Ladder",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Waiting for its turn (the ladder submits one request at a time).
+    Queued,
+    /// Submitted; no event yet.
+    Sent,
+    Thinking,
+    Writing,
+    Done,
+    Cancelled,
+    Failed,
+}
+
+impl Status {
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Sent | Status::Thinking | Status::Writing)
+    }
+}
+
+/// What one thought sample wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleText {
+    pub text: String,
+    pub tokens: usize,
+    pub done: Option<DoneStats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DoneStats {
+    pub nelbo: f64,
+    pub think_ms: f64,
+    pub gen_ms: f64,
+    pub tok_s: f64,
+}
+
+/// One request and everything the engine said about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub request: Request,
+    pub status: Status,
+    pub think: Vec<ThinkStep>,
+    pub samples: Vec<SampleText>,
+}
+
+impl Run {
+    pub fn new(request: Request, status: Status) -> Self {
+        let samples = vec![SampleText::default(); request.think.samples.max(1)];
+        Self {
+            request,
+            status,
+            think: Vec::new(),
+            samples,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.request.id
+    }
+
+    /// The last step seen of each sample, in sample order.
+    pub fn last_steps(&self) -> Vec<&ThinkStep> {
+        let mut last: Vec<&ThinkStep> = Vec::new();
+        for s in &self.think {
+            match last.iter_mut().find(|l| l.sample == s.sample) {
+                Some(l) => *l = s,
+                None => last.push(s),
+            }
+        }
+        last.sort_by_key(|s| s.sample);
+        last
+    }
+
+    /// Thinking wall time: the engine's figure once a sample is done, else the steps' sum.
+    pub fn think_ms(&self) -> f64 {
+        self.samples
+            .iter()
+            .find_map(|s| s.done.map(|d| d.think_ms))
+            .unwrap_or_else(|| {
+                self.think
+                    .iter()
+                    .filter(|s| s.sample == 0)
+                    .map(|s| s.ms)
+                    .sum()
+            })
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.samples.iter().map(|s| s.tokens).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One item of the transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Entry {
+    User(String),
+    Reply(Run),
+    FewShot { question: String, run: Run },
+    Ladder { question: String, runs: Vec<Run> },
+    Notice { level: Level, text: String },
+}
+
+impl Entry {
+    pub fn runs_mut(&mut self) -> &mut [Run] {
+        match self {
+            Entry::Reply(run) | Entry::FewShot { run, .. } => std::slice::from_mut(run),
+            Entry::Ladder { runs, .. } => runs,
+            Entry::User(_) | Entry::Notice { .. } => &mut [],
+        }
+    }
+
+    pub fn runs(&self) -> &[Run] {
+        match self {
+            Entry::Reply(run) | Entry::FewShot { run, .. } => std::slice::from_ref(run),
+            Entry::Ladder { runs, .. } => runs,
+            Entry::User(_) | Entry::Notice { .. } => &[],
+        }
+    }
+}
+
+/// Everything that is saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub mode: Mode,
+    pub entries: Vec<Entry>,
+    pub examples: Vec<Example>,
+    pub history: Vec<String>,
+}
+
+impl Session {
+    /// A fresh session named after the clock, with a few worked arithmetic examples to start from.
+    pub fn new() -> Self {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            id: format!("{secs}-{}", std::process::id()),
+            mode: Mode::Chat,
+            entries: Vec::new(),
+            examples: draw_examples(4, 1),
+            history: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, sessions_dir: &Path) -> PathBuf {
+        sessions_dir.join(format!("{}.json", self.id))
+    }
+
+    pub fn save(&self, sessions_dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = self.path(sessions_dir);
+        save(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
+        Ok(path)
+    }
+
+    /// Load a session; requests that were under way when it was saved are marked cancelled.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read session {}: {e}", path.display()))?;
+        let mut s: Session = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("bad session {}: {e}", path.display()))?;
+        for run in s.entries.iter_mut().flat_map(Entry::runs_mut) {
+            if run.status.is_live() || run.status == Status::Queued {
+                run.status = Status::Cancelled;
+            }
+        }
+        Ok(s)
+    }
+
+    /// `what` is a file path, a session id in `sessions_dir`, or `last` (most recently saved).
+    pub fn find(sessions_dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
+        let direct = PathBuf::from(what);
+        if direct.is_file() {
+            return Ok(direct);
+        }
+        if what == "last" {
+            return std::fs::read_dir(sessions_dir)?
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .map(|e| e.path())
+                .ok_or_else(|| anyhow::anyhow!("no saved sessions in {}", sessions_dir.display()));
+        }
+        let by_id = sessions_dir.join(format!("{what}.json"));
+        anyhow::ensure!(
+            by_id.is_file(),
+            "no session {what:?} in {}",
+            sessions_dir.display()
+        );
+        Ok(by_id)
+    }
+
+    /// The highest request id used so far.
+    pub fn max_request_id(&self) -> u64 {
+        self.entries
+            .iter()
+            .flat_map(Entry::runs)
+            .map(Run::id)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `n` worked examples from the arithmetic generator.
+pub fn draw_examples(n: usize, seed: u64) -> Vec<Example> {
+    crate::tasks::arith::generate(n, seed, crate::tasks::arith::Split::Train)
+        .iter()
+        .map(Example::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::protocol::{SampleSettings, ThinkSettings};
+
+    fn run(id: u64, status: Status) -> Run {
+        let request = Request {
+            id,
+            prompt: "p".into(),
+            prompt_ids: None,
+            answer_prefix: String::new(),
+            think: ThinkSettings {
+                steps: 4,
+                lr: 0.1,
+                samples: 2,
+                warm_start: false,
+                tolerance: None,
+                thought: None,
+                save_thought: None,
+            },
+            sample: SampleSettings {
+                max_tokens: 9,
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+                seed: 1,
+                stop: vec![],
+            },
+        };
+        Run::new(request, status)
+    }
+
+    #[test]
+    fn save_load_round_trip_and_resume_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let mut s = Session::new();
+        s.mode = Mode::Ladder;
+        s.history.push("hello".into());
+        s.entries.push(Entry::User("hi".into()));
+        let mut done = run(1, Status::Done);
+        done.samples[0].text = "answer".into();
+        s.entries.push(Entry::Reply(done));
+        s.entries.push(Entry::Ladder {
+            question: "q".into(),
+            runs: vec![run(2, Status::Done), run(3, Status::Thinking)],
+        });
+        s.entries.push(Entry::Notice {
+            level: Level::Error,
+            text: "boom".into(),
+        });
+        let path = s.save(&dir).unwrap();
+        assert_eq!(path, dir.join(format!("{}.json", s.id)));
+
+        let loaded = Session::load(&Session::find(&dir, &s.id).unwrap()).unwrap();
+        assert_eq!(Session::find(&dir, "last").unwrap(), path);
+        assert_eq!(Session::find(&dir, path.to_str().unwrap()).unwrap(), path);
+        assert!(Session::find(&dir, "nope").is_err());
+        assert_eq!(loaded.max_request_id(), 3);
+        // The interrupted run comes back cancelled; everything else as saved.
+        let mut expected = s.clone();
+        expected.entries[2].runs_mut()[1].status = Status::Cancelled;
+        assert_eq!(loaded, expected);
+    }
+}

@@ -1,0 +1,375 @@
+//! The user's knobs: thinking and sampling settings, their presets, `/commands` and persistence.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::save;
+
+/// Thinking presets cycled by `+` / `-`: (name, steps).
+pub const PRESETS: [(&str, usize); 5] = [
+    ("off", 0),
+    ("quick", 4),
+    ("normal", 16),
+    ("deep", 32),
+    ("deeper", 64),
+];
+
+/// The steps the thinking ladder compares.
+pub const LADDER: [usize; 4] = [0, 4, 16, 64];
+
+const ADAPTIVE: [Option<f64>; 6] = [
+    None,
+    Some(0.001),
+    Some(0.003),
+    Some(0.01),
+    Some(0.03),
+    Some(0.1),
+];
+
+/// Everything the user can tune; `None` in `steps` / `lr` means "the model's default".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub steps: Option<usize>,
+    pub lr: Option<f64>,
+    pub samples: usize,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub max_tokens: usize,
+    pub seed: u64,
+    /// Adaptive thinking tolerance (−ELBO per token); `None` runs every step.
+    pub tolerance: Option<f64>,
+    pub warm_start: bool,
+    pub theme: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            steps: None,
+            lr: None,
+            samples: 1,
+            temperature: 0.8,
+            top_k: None,
+            top_p: None,
+            max_tokens: 200,
+            seed: 0,
+            tolerance: None,
+            warm_start: false,
+            theme: "dark".into(),
+        }
+    }
+}
+
+/// The model's defaults, used where the settings say "auto".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Defaults {
+    pub steps: usize,
+    pub lr: f64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self { steps: 16, lr: 0.1 }
+    }
+}
+
+impl Settings {
+    pub fn steps(&self, d: Defaults) -> usize {
+        self.steps.unwrap_or(d.steps)
+    }
+
+    pub fn lr(&self, d: Defaults) -> f64 {
+        self.lr.unwrap_or(d.lr)
+    }
+
+    /// Read `path`; a missing file gives the defaults, a broken one the defaults and a complaint.
+    pub fn load(path: &Path) -> (Self, Option<String>) {
+        match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Self::default(), None),
+            Err(e) => (
+                Self::default(),
+                Some(format!("could not read {}: {e}", path.display())),
+            ),
+            Ok(text) => match toml::from_str(&text) {
+                Ok(s) => (s, None),
+                Err(e) => (
+                    Self::default(),
+                    Some(format!("ignored {}: {e}", path.display())),
+                ),
+            },
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        save(path, toml::to_string(self)?.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// The thinking preset named by `steps`, if it is one.
+pub fn preset_name(steps: usize) -> Option<&'static str> {
+    PRESETS.iter().find(|(_, s)| *s == steps).map(|(n, _)| *n)
+}
+
+/// The next preset above (`up`) or below `steps`, staying at the ends.
+pub fn next_preset(steps: usize, up: bool) -> usize {
+    let found = if up {
+        PRESETS.iter().find(|(_, s)| *s > steps)
+    } else {
+        PRESETS.iter().rev().find(|(_, s)| *s < steps)
+    };
+    found.map_or(steps, |(_, s)| *s)
+}
+
+/// One tunable setting: shared by the settings panel and the `/commands`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Steps,
+    Lr,
+    Samples,
+    Temperature,
+    TopK,
+    TopP,
+    MaxTokens,
+    Seed,
+    Adaptive,
+    Warm,
+}
+
+impl Field {
+    pub const ALL: [Field; 10] = [
+        Field::Steps,
+        Field::Lr,
+        Field::Samples,
+        Field::Temperature,
+        Field::TopK,
+        Field::TopP,
+        Field::MaxTokens,
+        Field::Seed,
+        Field::Adaptive,
+        Field::Warm,
+    ];
+
+    /// The `/command` that sets this field.
+    pub fn command(self) -> &'static str {
+        match self {
+            Field::Steps => "steps",
+            Field::Lr => "lr",
+            Field::Samples => "samples",
+            Field::Temperature => "temp",
+            Field::TopK => "topk",
+            Field::TopP => "topp",
+            Field::MaxTokens => "max",
+            Field::Seed => "seed",
+            Field::Adaptive => "adaptive",
+            Field::Warm => "warm",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::Steps => "thinking steps",
+            Field::Lr => "fast learning rate",
+            Field::Samples => "thought samples",
+            Field::Temperature => "temperature",
+            Field::TopK => "top-k",
+            Field::TopP => "top-p",
+            Field::MaxTokens => "max tokens",
+            Field::Seed => "seed",
+            Field::Adaptive => "adaptive tolerance",
+            Field::Warm => "warm start",
+        }
+    }
+
+    /// The argument syntax shown in `/help`.
+    pub fn usage(self) -> &'static str {
+        match self {
+            Field::Steps => "N | auto",
+            Field::Lr => "X | auto",
+            Field::Samples | Field::MaxTokens | Field::Seed => "N",
+            Field::Temperature => "X (0 = greedy)",
+            Field::TopK => "N | off",
+            Field::TopP => "X | off",
+            Field::Adaptive => "X | off",
+            Field::Warm => "on | off",
+        }
+    }
+
+    pub fn from_command(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.command() == name)
+    }
+
+    pub fn value(self, s: &Settings, d: Defaults) -> String {
+        let off = |v: Option<String>| v.unwrap_or_else(|| "off".into());
+        match self {
+            Field::Steps => match s.steps {
+                Some(n) => n.to_string(),
+                None => format!("auto ({})", d.steps),
+            },
+            Field::Lr => match s.lr {
+                Some(x) => format!("{x}"),
+                None => format!("auto ({})", d.lr),
+            },
+            Field::Samples => s.samples.to_string(),
+            Field::Temperature => format!("{}", s.temperature),
+            Field::TopK => off(s.top_k.map(|k| k.to_string())),
+            Field::TopP => off(s.top_p.map(|p| format!("{p}"))),
+            Field::MaxTokens => s.max_tokens.to_string(),
+            Field::Seed => s.seed.to_string(),
+            Field::Adaptive => off(s.tolerance.map(|t| format!("{t}"))),
+            Field::Warm => if s.warm_start { "on" } else { "off" }.into(),
+        }
+    }
+
+    /// Set from a `/command` argument.
+    pub fn set(self, s: &mut Settings, arg: &str) -> Result<(), String> {
+        let arg = arg.trim();
+        let bad = || format!("/{} expects {}, not {arg:?}", self.command(), self.usage());
+        let num = |min: f64, max: f64| -> Result<f64, String> {
+            arg.parse::<f64>()
+                .ok()
+                .filter(|x| (min..=max).contains(x))
+                .ok_or_else(bad)
+        };
+        let int = |min: u64, max: u64| -> Result<u64, String> {
+            arg.parse::<u64>()
+                .ok()
+                .filter(|x| (min..=max).contains(x))
+                .ok_or_else(bad)
+        };
+        let off = matches!(arg, "off" | "none" | "auto" | "default");
+        match self {
+            Field::Steps if off => s.steps = None,
+            Field::Steps => s.steps = Some(int(0, 10_000)? as usize),
+            Field::Lr if off => s.lr = None,
+            Field::Lr => s.lr = Some(num(1e-6, 100.0)?),
+            Field::Samples => s.samples = int(1, 64)? as usize,
+            Field::Temperature => s.temperature = num(0.0, 10.0)?,
+            Field::TopK if off || arg == "0" => s.top_k = None,
+            Field::TopK => s.top_k = Some(int(1, 1_000_000)? as usize),
+            Field::TopP if off => s.top_p = None,
+            Field::TopP => s.top_p = Some(num(1e-6, 1.0)?),
+            Field::MaxTokens => s.max_tokens = int(1, 100_000)? as usize,
+            Field::Seed => s.seed = int(0, u64::MAX)?,
+            Field::Adaptive if off => s.tolerance = None,
+            Field::Adaptive => s.tolerance = Some(num(1e-9, 1e6)?),
+            Field::Warm => {
+                s.warm_start = match arg {
+                    "on" | "true" | "yes" | "1" => true,
+                    "off" | "false" | "no" | "0" => false,
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Nudge up (`up`) or down, as the settings panel's ←/→ do.
+    pub fn adjust(self, s: &mut Settings, d: Defaults, up: bool) {
+        let sign = if up { 1.0 } else { -1.0 };
+        let round = |x: f64, q: f64| (x / q).round() * q;
+        match self {
+            Field::Steps => s.steps = Some(next_preset(s.steps(d), up)),
+            Field::Lr => {
+                let lr = s.lr(d) * if up { 1.25 } else { 0.8 };
+                s.lr = Some(round(lr, 1e-4).max(1e-4));
+            }
+            Field::Samples => s.samples = step_int(s.samples, up, 1, 1, 64),
+            Field::Temperature => {
+                s.temperature = round(s.temperature + 0.1 * sign, 0.1).clamp(0.0, 2.0)
+            }
+            Field::TopK => {
+                s.top_k = Some(step_int(s.top_k.unwrap_or(0), up, 10, 0, 1000)).filter(|k| *k > 0)
+            }
+            Field::TopP => {
+                let p = round(s.top_p.unwrap_or(1.0) + 0.05 * sign, 0.05).clamp(0.05, 1.0);
+                s.top_p = Some(p).filter(|p| *p < 1.0);
+            }
+            Field::MaxTokens => s.max_tokens = step_int(s.max_tokens, up, 50, 50, 4000),
+            Field::Seed => {
+                s.seed = if up {
+                    s.seed.saturating_add(1)
+                } else {
+                    s.seed.saturating_sub(1)
+                }
+            }
+            Field::Adaptive => {
+                let i = ADAPTIVE
+                    .iter()
+                    .position(|t| *t == s.tolerance)
+                    .unwrap_or(if up { 0 } else { ADAPTIVE.len() - 1 });
+                let j = if up {
+                    (i + 1).min(ADAPTIVE.len() - 1)
+                } else {
+                    i.saturating_sub(1)
+                };
+                s.tolerance = ADAPTIVE[j];
+            }
+            Field::Warm => s.warm_start = !s.warm_start,
+        }
+    }
+}
+
+fn step_int(v: usize, up: bool, by: usize, min: usize, max: usize) -> usize {
+    if up {
+        v.saturating_add(by)
+    } else {
+        v.saturating_sub(by)
+    }
+    .clamp(min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_cycle_and_saturate() {
+        assert_eq!(next_preset(16, true), 32);
+        assert_eq!(next_preset(64, true), 64);
+        assert_eq!(next_preset(20, false), 16);
+        assert_eq!(next_preset(0, false), 0);
+        assert_eq!(preset_name(4), Some("quick"));
+    }
+
+    #[test]
+    fn commands_parse_and_reject() {
+        let mut s = Settings::default();
+        Field::from_command("topk")
+            .unwrap()
+            .set(&mut s, "40")
+            .unwrap();
+        Field::Adaptive.set(&mut s, "0.01").unwrap();
+        Field::Warm.set(&mut s, "on").unwrap();
+        assert_eq!(
+            (s.top_k, s.tolerance, s.warm_start),
+            (Some(40), Some(0.01), true)
+        );
+        Field::Adaptive.set(&mut s, "off").unwrap();
+        assert_eq!(s.tolerance, None);
+        assert!(Field::TopP.set(&mut s, "1.5").is_err());
+        assert!(Field::Samples.set(&mut s, "many").is_err());
+    }
+
+    #[test]
+    fn settings_round_trip_through_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let path = dir.join("settings.toml");
+        let s = Settings {
+            steps: Some(32),
+            top_p: Some(0.9),
+            theme: "light".into(),
+            ..Settings::default()
+        };
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), (s, None));
+        std::fs::write(&path, "steps = \"many\"").unwrap();
+        let (loaded, warning) = Settings::load(&path);
+        assert_eq!(loaded, Settings::default());
+        assert!(warning.unwrap().contains("ignored"));
+    }
+}

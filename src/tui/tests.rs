@@ -1,0 +1,668 @@
+//! The state machine and the renderer, driven the way the event loop drives them.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+use super::app::{Action, App, Focus};
+use super::session::{Entry, Mode, Session, Status};
+use super::settings::Settings;
+use super::theme::Themes;
+use super::ui;
+use crate::engine::protocol::{Event, ModelInfo, Request, ThinkStep};
+use crate::tasks::prompt::{ANSWER_PREFIX, BOS, few_shot_prompt};
+
+fn info(prompt_format: Option<&str>) -> ModelInfo {
+    ModelInfo {
+        name: "ltm-tiny".into(),
+        device: "cpu".into(),
+        parameters: 12_300_000,
+        n_layers: 4,
+        z_per_layer: 8,
+        dim: 256,
+        max_seq_len: 512,
+        default_steps: 16,
+        default_lr: 0.3,
+        prompt_format: prompt_format.map(str::to_string),
+    }
+}
+
+fn app_with(no_color: bool) -> App {
+    let (themes, _) = Themes::load(None, no_color);
+    App::new(Session::new(), Settings::default(), themes)
+}
+
+fn ready() -> App {
+    let mut app = app_with(false);
+    assert_eq!(
+        app.on_event(Event::Ready(info(Some("Q: {question}\nA:")))),
+        vec![]
+    );
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Action> {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn press_with(app: &mut App, code: KeyCode, m: KeyModifiers) -> Vec<Action> {
+    app.on_key(KeyEvent::new(code, m))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        assert_eq!(press(app, KeyCode::Char(c)), vec![]);
+    }
+}
+
+/// Type `text`, press Enter, and return the one request submitted.
+fn send(app: &mut App, text: &str) -> Request {
+    type_text(app, text);
+    match press(app, KeyCode::Enter).as_slice() {
+        [Action::Submit(r)] => r.clone(),
+        other => panic!("expected one Submit, got {other:?}"),
+    }
+}
+
+fn step(sample: usize, step: usize, steps: usize, nelbo: f64) -> ThinkStep {
+    ThinkStep {
+        sample,
+        step,
+        steps,
+        lr: 0.3,
+        nelbo,
+        nll_per_token: nelbo / 20.0,
+        kl: 1.5 + step as f64,
+        ppl_bound: (nelbo / 20.0).exp(),
+        layer_kl: vec![0.5, 1.0, 1.5, 2.0],
+        ms: 12.0,
+    }
+}
+
+fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
+    Event::Done {
+        request,
+        sample,
+        text: text.into(),
+        tokens: 5,
+        nelbo,
+        think_ms: 190.0,
+        gen_ms: 50.0,
+        tok_s: 100.0,
+    }
+}
+
+fn render(app: &App, width: u16, height: u16) -> (String, ratatui::buffer::Buffer) {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let text = buffer
+        .content()
+        .chunks(width as usize)
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (text, buffer)
+}
+
+fn screen(app: &App) -> String {
+    render(app, 120, 40).0
+}
+
+// ---------------------------------------------------------------- key state machine
+
+#[test]
+fn chat_enter_submits_the_wrapped_turn_with_current_settings() {
+    let mut app = ready();
+    app.command("temp 0");
+    app.command("warm on");
+    let r = send(&mut app, "why is the sky blue?");
+    assert_eq!(r.prompt, "Q: why is the sky blue?\nA:");
+    assert_eq!(r.answer_prefix, "");
+    assert_eq!(
+        (
+            r.think.steps,
+            r.think.lr,
+            r.think.samples,
+            r.think.warm_start
+        ),
+        (16, 0.3, 1, true)
+    );
+    assert_eq!((r.sample.temperature, r.sample.max_tokens), (0.0, 200));
+    assert_eq!(r.sample.stop, vec![BOS.to_string()]);
+    assert!(app.input.is_empty());
+    assert!(
+        matches!(&app.session.entries[..], [Entry::User(q), Entry::Reply(_)] if q == "why is the sky blue?")
+    );
+
+    let mut raw = app_with(false);
+    raw.on_event(Event::Ready(info(None)));
+    assert_eq!(send(&mut raw, "plain").prompt, "plain");
+}
+
+#[test]
+fn few_shot_enter_builds_the_few_shot_prompt_with_k_samples() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(2));
+    assert_eq!(app.session.mode, Mode::FewShot);
+    type_text(&mut app, "/samples 4");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Action::SaveSettings]);
+    let r = send(&mut app, "What is 2 + 3?");
+    assert_eq!(
+        r.prompt,
+        few_shot_prompt(&app.session.examples, "What is 2 + 3?")
+    );
+    assert_eq!(r.answer_prefix, ANSWER_PREFIX);
+    assert_eq!(r.sample.stop, vec!["\n\n".to_string(), BOS.to_string()]);
+    assert_eq!(r.think.samples, 4);
+    assert!(!r.think.warm_start);
+}
+
+#[test]
+fn ladder_submits_four_requests_one_after_another() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(3));
+    let first = send(&mut app, "What is 7 + 8?");
+    let mut steps = vec![first.think.steps];
+    let mut id = first.id;
+    for _ in 0..3 {
+        let actions = app.on_event(Event::Finished { request: id });
+        let Some(Action::Submit(next)) = actions.first() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(next.prompt, first.prompt);
+        steps.push(next.think.steps);
+        id = next.id;
+    }
+    assert_eq!(steps, [0, 4, 16, 64]);
+    assert_eq!(
+        app.on_event(Event::Finished { request: id }),
+        vec![Action::SaveSession]
+    );
+    assert!(!app.busy());
+}
+
+#[test]
+fn requests_wait_for_ready_and_for_each_other() {
+    let mut app = app_with(false);
+    type_text(&mut app, "hello");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![]);
+    assert_eq!(
+        app.input.text(),
+        "hello",
+        "the message is kept while loading"
+    );
+    assert!(app.flash.is_some());
+    app.on_event(Event::Ready(info(None)));
+    let a = send(&mut app, "");
+    type_text(&mut app, "second");
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![],
+        "queued behind the first"
+    );
+    let actions = app.on_event(Event::Finished { request: a.id });
+    assert!(
+        matches!(&actions[..], [Action::Submit(b), Action::SaveSession] if b.prompt == "second")
+    );
+}
+
+#[test]
+fn esc_cancels_at_once_and_later_output_is_ignored() {
+    let mut app = ready();
+    assert_eq!(press(&mut app, KeyCode::Esc), vec![], "nothing to cancel");
+    let r = send(&mut app, "think hard");
+    app.on_event(Event::Think {
+        request: r.id,
+        step: step(0, 0, 16, 90.0),
+    });
+    assert_eq!(
+        press(&mut app, KeyCode::Esc),
+        vec![Action::Cancel, Action::SaveSession]
+    );
+    assert!(!app.busy());
+    app.on_event(Event::Token {
+        request: r.id,
+        sample: 0,
+        id: 1,
+        text: "late".into(),
+    });
+    assert_eq!(app.on_event(Event::Cancelled { request: r.id }), vec![]);
+    let run = &app.session.entries[1].runs()[0];
+    assert_eq!(run.status, Status::Cancelled);
+    assert_eq!(run.samples[0].text, "");
+}
+
+#[test]
+fn ctrl_c_quits_even_mid_thought() {
+    let mut app = ready();
+    let r = send(&mut app, "x");
+    app.on_event(Event::Think {
+        request: r.id,
+        step: step(0, 0, 16, 90.0),
+    });
+    assert_eq!(
+        press_with(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL),
+        vec![Action::Quit]
+    );
+}
+
+#[test]
+fn alt_and_shift_enter_insert_newlines() {
+    let mut app = ready();
+    type_text(&mut app, "a");
+    assert_eq!(
+        press_with(&mut app, KeyCode::Enter, KeyModifiers::ALT),
+        vec![]
+    );
+    type_text(&mut app, "b");
+    assert_eq!(
+        press_with(&mut app, KeyCode::Enter, KeyModifiers::SHIFT),
+        vec![]
+    );
+    type_text(&mut app, "c");
+    assert_eq!(app.input.text(), "a\nb\nc");
+    assert_eq!(send(&mut app, "").prompt, "Q: a\nb\nc\nA:");
+}
+
+#[test]
+fn slash_commands_change_settings() {
+    let mut app = ready();
+    for (cmd, _) in [
+        ("/steps 32", ()),
+        ("/lr 0.5", ()),
+        ("/topk 40", ()),
+        ("/topp 0.9", ()),
+        ("/max 50", ()),
+        ("/seed 7", ()),
+        ("/adaptive 0.01", ()),
+    ] {
+        type_text(&mut app, cmd);
+        assert_eq!(
+            press(&mut app, KeyCode::Enter),
+            vec![Action::SaveSettings],
+            "{cmd}"
+        );
+    }
+    let r = send(&mut app, "q");
+    assert_eq!(
+        (r.think.steps, r.think.lr, r.think.tolerance),
+        (32, 0.5, Some(0.01))
+    );
+    assert_eq!(
+        (
+            r.sample.top_k,
+            r.sample.top_p,
+            r.sample.max_tokens,
+            r.sample.seed
+        ),
+        (Some(40), Some(0.9), 50, 7)
+    );
+
+    assert_eq!(app.command("adaptive off"), vec![Action::SaveSettings]);
+    assert_eq!(app.settings.tolerance, None);
+    assert_eq!(app.command("theme light"), vec![Action::SaveSettings]);
+    assert_eq!(
+        (app.theme.name.as_str(), app.settings.theme.as_str()),
+        ("light", "light")
+    );
+    assert_eq!(app.command("steps lots"), vec![]);
+    assert!(app.flash.as_ref().unwrap().text.contains("/steps expects"));
+    assert_eq!(app.command("bogus"), vec![]);
+    assert!(app.flash.as_ref().unwrap().text.contains("unknown command"));
+    app.command("help");
+    assert!(screen(&app).contains("Alt+Enter, Shift+Enter"));
+}
+
+#[test]
+fn plus_and_minus_cycle_thinking_presets_when_input_is_empty() {
+    let mut app = ready();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(
+            press(&mut app, KeyCode::Char('+')),
+            vec![Action::SaveSettings]
+        );
+        seen.push(app.settings.steps.unwrap());
+    }
+    press(&mut app, KeyCode::Char('-'));
+    seen.push(app.settings.steps.unwrap());
+    assert_eq!(seen, [32, 64, 64, 32]);
+    assert!(screen(&app).contains("deep · 32 steps"));
+    type_text(&mut app, "1");
+    press(&mut app, KeyCode::Char('+'));
+    assert_eq!(
+        app.input.text(),
+        "1+",
+        "typed, not a preset, once there is text"
+    );
+}
+
+#[test]
+fn history_recall_with_up_and_down() {
+    let mut app = ready();
+    let a = send(&mut app, "one");
+    app.on_event(Event::Finished { request: a.id });
+    type_text(&mut app, "/seed 3");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input.text(), "/seed 3");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input.text(), "one");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.input.text(), "/seed 3");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.input.text(), "");
+}
+
+#[test]
+fn worked_examples_are_edited_added_deleted_and_loaded() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(2));
+    let n = app.session.examples.len();
+    while app.focus != Focus::Examples {
+        press(&mut app, KeyCode::Tab);
+    }
+    press(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.focus, Focus::Input);
+    type_text(&mut app, "What is 1 + 1?");
+    press_with(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    type_text(&mut app, "1 + 1 = 2.");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Action::SaveSession]);
+    assert_eq!(app.session.examples.len(), n + 1);
+    assert_eq!(app.session.examples[n].answer, "1 + 1 = 2.");
+    assert_eq!((app.focus, app.example), (Focus::Examples, n));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('d')),
+        vec![Action::SaveSession]
+    );
+    assert_eq!(app.session.examples.len(), n);
+
+    press(&mut app, KeyCode::Char('l'));
+    type_text(&mut app, "ex.jsonl");
+    let path = std::path::PathBuf::from("ex.jsonl");
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Action::LoadExamples(path.clone())]
+    );
+    let jsonl = "{\"question\":\"a?\",\"answer\":\"b\",\"final\":\"1\"}\n{\"question\":\"c?\",\"final\":\"2\"}\n";
+    assert_eq!(
+        app.examples_loaded(&path, Ok(jsonl.into())),
+        vec![Action::SaveSession]
+    );
+    assert_eq!(
+        app.session
+            .examples
+            .iter()
+            .map(|e| e.answer.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "2"]
+    );
+    assert_eq!(app.examples_loaded(&path, Err("gone".into())), vec![]);
+    assert_eq!(app.command("draw 3 9"), vec![Action::SaveSession]);
+    assert_eq!(app.session.examples.len(), 3);
+}
+
+#[test]
+fn page_keys_pause_and_resume_auto_follow() {
+    let mut app = ready();
+    for i in 0..40 {
+        app.notice(super::session::Level::Info, format!("line {i}"));
+    }
+    screen(&app);
+    press(&mut app, KeyCode::PageUp);
+    let top = app.scroll.top.expect("scrolled up");
+    assert!(screen(&app).contains("more lines"));
+    app.notice(super::session::Level::Info, "new");
+    screen(&app);
+    assert_eq!(
+        app.scroll.top,
+        Some(top),
+        "the view stays put while output arrives"
+    );
+    press(&mut app, KeyCode::PageDown);
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(app.scroll.top, None, "back at the bottom: following again");
+}
+
+// ---------------------------------------------------------------- rendering
+
+#[test]
+fn chat_screen_streams_the_reply() {
+    let mut app = ready();
+    let r = send(&mut app, "hello model");
+    app.on_event(Event::Token {
+        request: r.id,
+        sample: 0,
+        id: 1,
+        text: " Hello".into(),
+    });
+    app.on_event(Event::Token {
+        request: r.id,
+        sample: 0,
+        id: 2,
+        text: " there".into(),
+    });
+    let s = screen(&app);
+    for want in [
+        "ltm-tiny",
+        "cpu",
+        "12.3M params",
+        "F1 Chat",
+        "you",
+        "hello model",
+        "Hello there▍",
+        "Esc stop",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}
+
+#[test]
+fn thinking_panel_mid_thought_shows_progress_curves_and_layers() {
+    let mut app = ready();
+    let r = send(&mut app, "think");
+    for (i, nelbo) in [120.0, 101.5, 87.25].into_iter().enumerate() {
+        app.on_event(Event::Think {
+            request: r.id,
+            step: step(0, i, 16, nelbo),
+        });
+    }
+    let s = screen(&app);
+    for want in [
+        "step 3/16",
+        "−ELBO 87.25",
+        "NLL/tok",
+        "ppl ≤",
+        "lr 0.3000",
+        "KL per layer",
+        "L1",
+        "L4",
+        "thinking · step 3/16",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}
+
+#[test]
+fn thinking_panel_collapses_to_a_summary_after_the_answer() {
+    let mut app = ready();
+    let r = send(&mut app, "think");
+    for i in 0..16 {
+        app.on_event(Event::Think {
+            request: r.id,
+            step: step(0, i, 16, 100.0 - i as f64),
+        });
+    }
+    app.on_event(Event::Token {
+        request: r.id,
+        sample: 0,
+        id: 1,
+        text: "42".into(),
+    });
+    app.on_event(done(r.id, 0, "The answer is 42.", 85.0));
+    app.on_event(Event::Finished { request: r.id });
+    let s = screen(&app);
+    for want in [
+        "▸ thought 16 steps · −ELBO 85.00",
+        "190 ms",
+        "Ctrl+T expand",
+        "The answer is 42.",
+        "100.0 tok/s",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+    assert!(!s.contains("KL per layer"));
+    press_with(&mut app, KeyCode::Char('t'), KeyModifiers::CONTROL);
+    assert!(screen(&app).contains("KL per layer"));
+}
+
+#[test]
+fn few_shot_screen_shows_samples_answers_and_votes() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(2));
+    app.command("samples 3");
+    let r = send(&mut app, "What is 40 + 2?");
+    for (i, text, nelbo) in [
+        (0, " 40 + 2 = 42. The answer is 42.", 80.0),
+        (1, " The answer is 41.", 70.0),
+        (2, " 42", 90.0),
+    ] {
+        app.on_event(Event::Think {
+            request: r.id,
+            step: step(i, 0, 16, nelbo),
+        });
+        app.on_event(done(r.id, i, text, nelbo));
+    }
+    app.on_event(Event::Finished { request: r.id });
+    let s = screen(&app);
+    for want in [
+        "F2 Few-shot",
+        "worked examples (4)",
+        "What is 40 + 2?",
+        "#1 → 42",
+        "#2 → 41",
+        "agreement 2/3",
+        "majority 42",
+        "ELBO-best 41",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}
+
+#[test]
+fn ladder_screen_shows_four_columns() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(3));
+    let mut r = send(&mut app, "What is 9 + 9?");
+    for (k, answer) in ["17", "18", "18", "18"].iter().enumerate() {
+        if r.think.steps > 0 {
+            app.on_event(Event::Think {
+                request: r.id,
+                step: step(0, 0, r.think.steps, 60.0 - k as f64),
+            });
+        }
+        app.on_event(done(r.id, 0, &format!(" 9 + 9 = {answer}."), 50.0));
+        match app.on_event(Event::Finished { request: r.id }).first() {
+            Some(Action::Submit(next)) => r = next.clone(),
+            _ => assert_eq!(k, 3),
+        }
+    }
+    let s = screen(&app);
+    for want in [
+        "F3 Ladder",
+        "0 steps",
+        "4 steps",
+        "16 steps",
+        "64 steps",
+        "prior thought",
+        "→ 17",
+        "→ 18",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+    let header = s.lines().find(|l| l.contains("0 steps")).unwrap();
+    assert!(
+        header.find("4 steps") < header.find("64 steps"),
+        "side by side: {header}"
+    );
+}
+
+#[test]
+fn engine_errors_become_messages() {
+    let mut app = ready();
+    let r = send(&mut app, "x");
+    let actions = app.on_event(Event::Error {
+        request: Some(r.id),
+        message: "out of memory".into(),
+    });
+    assert_eq!(actions, vec![Action::SaveSession]);
+    app.on_event(Event::Error {
+        request: None,
+        message: "device lost".into(),
+    });
+    for _ in 0..2 {
+        app.on_event(Event::Warning {
+            request: r.id,
+            message: "prompt cut".into(),
+        });
+    }
+    let s = screen(&app);
+    assert_eq!(s.matches("prompt cut").count(), 1, "{s}");
+    for want in [
+        "request 1 failed: out of memory",
+        "engine error: device lost",
+        "prompt cut",
+        "failed",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}
+
+#[test]
+fn too_small_terminal_gets_a_message() {
+    let app = ready();
+    let s = render(&app, 50, 12).0;
+    assert!(s.contains("terminal too small"), "{s}");
+    assert!(s.contains("50×12"));
+    assert!(render(&app, 60, 16).0.contains("F1 Chat"));
+}
+
+#[test]
+fn overlays_and_loading_screen_render() {
+    let mut app = app_with(false);
+    assert!(screen(&app).contains("loading model"));
+    app.on_event(Event::Ready(info(None)));
+    press(&mut app, KeyCode::F(4));
+    let s = screen(&app);
+    assert!(
+        s.contains("thinking steps") && s.contains("auto (16)"),
+        "{s}"
+    );
+    press(&mut app, KeyCode::Right);
+    assert_eq!(app.settings.steps, Some(32));
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('?'));
+    assert!(screen(&app).contains("keys · any key closes"));
+}
+
+#[test]
+fn no_color_renders_without_colours() {
+    let mut app = app_with(true);
+    app.on_event(Event::Ready(info(None)));
+    let r = send(&mut app, "x");
+    app.on_event(Event::Think {
+        request: r.id,
+        step: step(0, 0, 16, 90.0),
+    });
+    let (_, buffer) = render(&app, 120, 40);
+    assert!(
+        buffer
+            .content()
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset)
+    );
+    let (_, coloured) = render(&ready(), 120, 40);
+    assert!(coloured.content().iter().any(|c| c.fg != Color::Reset));
+}

@@ -1,0 +1,358 @@
+//! The real binary on small models written by the tests.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{FIXTURE, char_tokenizer, ltm, one_line_error, stderr, stdout, tiny_model};
+use ltm::think::Posterior;
+use serde_json::Value;
+
+fn json_lines(out: &std::process::Output) -> Vec<Value> {
+    assert!(out.status.success(), "ltm failed: {}", stderr(out));
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn of_kind<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["event"] == event).collect()
+}
+
+#[test]
+fn generate_json_has_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = ltm([
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "2+3=",
+        "--steps",
+        "3",
+    ]
+    .into_iter()
+    .chain([
+        "--samples",
+        "2",
+        "--max-tokens",
+        "5",
+        "--temperature",
+        "1",
+        "--json",
+    ]));
+    let lines = json_lines(&out);
+
+    let think = of_kind(&lines, "think");
+    assert_eq!(think.len(), 3 * 2);
+    for t in &think {
+        for field in [
+            "sample",
+            "step",
+            "steps",
+            "lr",
+            "nelbo",
+            "nll_per_token",
+            "kl",
+            "ppl_bound",
+            "ms",
+        ] {
+            assert!(t[field].is_number(), "think.{field} in {t}");
+        }
+        assert_eq!(
+            t["layer_kl"].as_array().unwrap().len(),
+            2,
+            "a KL per layer: {t}"
+        );
+        let (nelbo, kl, nll) = (
+            t["nelbo"].as_f64().unwrap(),
+            t["kl"].as_f64().unwrap(),
+            t["nll_per_token"].as_f64().unwrap(),
+        );
+        assert!(
+            (nelbo - kl - nll * 3.0).abs() < 1e-6 * nelbo,
+            "−ELBO = NLL + KL over 3 scored tokens: {t}"
+        );
+    }
+    assert_eq!(
+        think
+            .iter()
+            .map(|t| t["step"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 0, 1, 1, 2, 2]
+    );
+
+    let done = of_kind(&lines, "done");
+    assert_eq!(done.len(), 2);
+    for d in &done {
+        for field in ["tokens", "think_ms", "gen_ms", "tok_s", "nelbo"] {
+            assert!(d[field].is_number(), "done.{field} in {d}");
+        }
+        let sample = d["sample"].as_u64().unwrap();
+        let tokens: Vec<_> = of_kind(&lines, "token")
+            .into_iter()
+            .filter(|t| t["sample"] == sample)
+            .collect();
+        assert_eq!(tokens.len(), 5);
+        assert!(tokens.iter().all(|t| t["id"].is_u64()));
+        let streamed: String = tokens.iter().map(|t| t["text"].as_str().unwrap()).collect();
+        assert_eq!(
+            streamed,
+            d["text"].as_str().unwrap(),
+            "the streamed text is the final text"
+        );
+    }
+}
+
+#[test]
+fn the_seed_makes_output_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let run = |seed: &str| {
+        let out = ltm([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Once upon a time",
+            "--steps",
+            "2",
+        ]
+        .into_iter()
+        .chain(["--max-tokens", "12", "--temperature", "1.0", "--seed", seed]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(run("3"), run("3"));
+    assert_ne!(run("3"), run("4"));
+}
+
+#[test]
+fn a_saved_thought_reproduces_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("model"));
+    let thought = dir.path().join("thought.safetensors");
+    let run = |thought_flags: &[&str]| {
+        let out = ltm([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Think about it",
+        ]
+        .into_iter()
+        .chain([
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "1",
+            "--seed",
+            "11",
+            "--json",
+        ])
+        .chain(thought_flags.iter().copied())
+        .chain([thought.to_str().unwrap()]));
+        json_lines(&out)
+            .into_iter()
+            .filter(|l| l["event"] == "done")
+            .map(|l| l["text"].clone())
+            .collect::<Vec<_>>()
+    };
+    let first = run(&["--steps", "4", "--save-thought"]);
+    let saved = candle_core::safetensors::load(&thought, &Device::Cpu).unwrap();
+    assert_eq!(saved["mu"].dims(), [1, 8, 32]);
+    assert_eq!(saved["log_var"].dims(), [1, 8, 32]);
+    // --thought alone means no more thinking: the same posterior, the same noise, the same answer.
+    assert_eq!(run(&["--thought"]), first);
+}
+
+#[test]
+fn a_converted_reference_checkpoint_writes_the_reference_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, tokenizer) = (dir.path().join("model"), dir.path().join("char.json"));
+    std::fs::write(&tokenizer, char_tokenizer()).unwrap();
+    let ckpt = format!("{FIXTURE}/ckpt.pt");
+    let out = ltm([
+        "convert",
+        &ckpt,
+        "--out",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(model.join(file).is_file(), "{file} written");
+    }
+
+    // The fixture writes from a given thought z: a posterior with mean z and vanishing variance.
+    let expected =
+        candle_core::safetensors::load(format!("{FIXTURE}/expected.safetensors"), &Device::Cpu)
+            .unwrap();
+    let z = expected["gen_z"].to_dtype(DType::F32).unwrap();
+    let thought = Posterior {
+        log_var: Tensor::full(-100f32, z.dims(), &Device::Cpu).unwrap(),
+        mu: z,
+    };
+    let thought_file = dir.path().join("gen_z.safetensors");
+    thought.save(&thought_file).unwrap();
+    let ids = |name: &str| -> Vec<u32> {
+        expected[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|x| x as u32)
+            .collect()
+    };
+    let (prompt, want) = (ids("gen_prompt"), ids("gen_tokens"));
+    let prompt_arg = prompt
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let out = ltm([
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        &prompt_arg,
+        "--thought",
+    ]
+    .into_iter()
+    .chain([
+        thought_file.to_str().unwrap(),
+        "--max-tokens",
+        "40",
+        "--json",
+    ]));
+    let got: Vec<u32> = of_kind(&json_lines(&out), "token")
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(got, want[prompt.len()..]);
+}
+
+#[test]
+fn a_long_prompt_is_cut_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let long = "a".repeat(100);
+    let out = ltm([
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        &long,
+        "--steps",
+        "1",
+        "--max-tokens",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: the prompt has 100 tokens"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn info_describes_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = ltm(["info", "--model", model.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["config"]["n_layers"], 2);
+    assert_eq!(info["z_per_layer"], 4);
+    assert_eq!(info["tokenizer"]["vocab_size"], 97);
+    assert!(info["parameters"].as_u64().unwrap() > 0);
+    assert_eq!(info["files"].as_array().unwrap().len(), 3);
+    let human = ltm(["info", "--model", model.to_str().unwrap()]);
+    assert!(
+        stdout(&human).contains("thought       2 layers × 4 vectors × 32"),
+        "{}",
+        stdout(&human)
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_the_reason_first() {
+    for args in [
+        &["generate", "--steps", "many"][..],
+        &["generate", "--no-such-flag"],
+        &["bench", "--shape", "huge"],
+        &["--device", "tpu", "info"],
+    ] {
+        let out = ltm(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_files_exit_1_with_one_line_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("model"));
+    let m = model.to_str().unwrap();
+
+    let err = one_line_error(&ltm([
+        "generate",
+        "--model",
+        "/no/such/model",
+        "--prompt",
+        "hi",
+    ]));
+    assert!(err.contains("/no/such/model"), "{err}");
+
+    let missing = dir.path().join("nope.safetensors");
+    let err = one_line_error(&ltm([
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "hi",
+        "--thought",
+        missing.to_str().unwrap(),
+    ]));
+    assert!(err.contains("nope.safetensors"), "{err}");
+
+    let err = one_line_error(&ltm(["generate", "--model", m, "--prompt-ids", "1,2,999"]));
+    assert!(err.contains("999"), "{err}");
+
+    let err = one_line_error(&ltm([
+        "convert",
+        &format!("{FIXTURE}/ckpt.pt"),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("GPT-2") && err.contains("ckpt.pt") && err.contains("101"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is left behind");
+
+    let tokenizer = model.join("tokenizer.json");
+    let err = one_line_error(&ltm([
+        "convert",
+        &format!("{FIXTURE}/ckpt.pt"),
+        "--out",
+        m,
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+    ]));
+    assert!(err.contains("not an empty directory"), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .args(["info"])
+        .env("LTM_MODEL", dir.path().join("absent"))
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("absent") && err.contains("--model"), "{err}");
+}

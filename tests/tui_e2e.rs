@@ -1,0 +1,208 @@
+//! End to end: the real binary in tmux, on a real model. Types a question, waits for the
+//! answer, checks the thinking panel's figures on screen, quits with Ctrl+C and checks the
+//! terminal came back. Skipped (passing) only where tmux is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ltm::tasks::BOS;
+
+/// A tmux session that is killed when the test ends, however it ends.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(command: &str) -> Self {
+        let name = format!("ltm-e2e-{}", std::process::id());
+        let out = tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        Tmux(name)
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.0];
+        args.extend(keys);
+        assert!(tmux(&args).status.success());
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &self.0]).stdout).into_owned()
+    }
+
+    fn alternate_screen(&self) -> bool {
+        let out = tmux(&["display-message", "-p", "-t", &self.0, "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    /// Poll the screen until `done` holds; the screen as last seen either way.
+    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = tmux(&["kill-session", "-t", &self.0]);
+    }
+}
+
+fn tmux(args: &[&str]) -> Output {
+    Command::new("tmux").args(args).output().expect("run tmux")
+}
+
+/// The bundled model when it exists, else the tiny reference fixture in our directory format
+/// with a word-level tokenizer that fits its 101-token vocabulary.
+fn model_dir(scratch: &Path) -> PathBuf {
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny");
+    if bundled.is_dir() {
+        return bundled;
+    }
+    let dir = scratch.join("model");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/tiny-gqa/ckpt.pt");
+    ltm::model::Checkpoint::load(&fixture)
+        .unwrap()
+        .save_dir(&dir)
+        .unwrap();
+    write_word_tokenizer(&dir.join("tokenizer.json"));
+    dir
+}
+
+fn write_word_tokenizer(path: &Path) {
+    let words = "Question Answer What is the of a and to in how many much total each has have had \
+                 gives buys sells more less than left after apples books cars pens cats dogs eggs \
+                 coins boxes days weeks hours Tom Ann Sam Mia he she they it was were are";
+    let mut vocab: Vec<String> = [BOS, "[UNK]"].map(String::from).to_vec();
+    vocab.extend((0..10).map(|d| d.to_string()));
+    vocab.extend(
+        [
+            ":", "?", ".", ",", "+", "-", "*", "/", "=", "<<", ">>", "####", "$",
+        ]
+        .map(String::from),
+    );
+    vocab.extend(words.split_whitespace().map(String::from));
+    assert!(vocab.len() <= 101, "{} tokens", vocab.len());
+    let ids: serde_json::Map<String, serde_json::Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.clone(), i.into()))
+        .collect();
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [{
+            "id": 0, "content": BOS, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": true
+        }],
+        "normalizer": null,
+        "pre_tokenizer": { "type": "Whitespace" },
+        "post_processor": null,
+        "decoder": null,
+        "model": { "type": "WordLevel", "vocab": ids, "unk_token": "[UNK]" }
+    });
+    std::fs::write(path, serde_json::to_string(&json).unwrap()).unwrap();
+    let tokenizer = tokenizers::Tokenizer::from_file(path).unwrap();
+    let encoded = tokenizer
+        .encode(format!("{BOS}Question: What is 2 + 3?\n"), false)
+        .unwrap();
+    let tokens = encoded.get_tokens();
+    assert!(
+        tokens.starts_with(&[BOS.into(), "Question".into()]) && !tokens.contains(&"[UNK]".into()),
+        "{tokens:?}"
+    );
+}
+
+#[test]
+fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let model = model_dir(scratch.path());
+    let (config, data) = (scratch.path().join("config"), scratch.path().join("data"));
+    let command = format!(
+        "env LTM_CONFIG_DIR='{}' LTM_DATA_DIR='{}' '{}' chat --model '{}' --steps 8 --max-tokens 12 \
+         --temperature 0; echo \"ltm exited $?\"; sleep 60",
+        config.display(),
+        data.display(),
+        env!("CARGO_BIN_EXE_ltm"),
+        model.display()
+    );
+    let tmux = Tmux::start(&command);
+    let minute = Duration::from_secs(60);
+    tmux.wait_for("the model to load", minute, |s| {
+        s.contains("Chat") && !s.contains("loading model")
+    });
+
+    tmux.send(&["-l", "What is 2 + 3?"]);
+    tmux.send(&["Enter"]);
+    let screen = tmux.wait_for("the answer", minute, |s| s.contains("tok/s"));
+    println!("{screen}");
+    for shown in [
+        "What is 2 + 3?",
+        "thought 8 steps",
+        "−ELBO",
+        "ppl ≤",
+        "tok/s",
+    ] {
+        assert!(screen.contains(shown), "no {shown:?} on screen:\n{screen}");
+    }
+    // The thinking panel, expanded: the curves' figures and KL per layer.
+    tmux.send(&["C-t"]);
+    let screen = tmux.wait_for("the thinking panel", minute, |s| s.contains("KL per layer"));
+    println!("{screen}");
+    for figure in ["step 8/8", "−ELBO", "NLL", "KL", "lr"] {
+        assert!(
+            screen.contains(figure),
+            "no {figure:?} on screen:\n{screen}"
+        );
+    }
+
+    tmux.send(&["C-c"]);
+    let screen = tmux.wait_for("ltm to exit", minute, |s| s.contains("ltm exited"));
+    assert!(screen.contains("ltm exited 0"), "{screen}");
+    assert!(screen.contains("session saved:"), "{screen}");
+    assert!(!tmux.alternate_screen(), "still on the alternate screen");
+    assert!(!screen.contains('│'), "the TUI is still drawn:\n{screen}");
+
+    // The saved session holds the question and a non-empty answer.
+    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions")).unwrap().collect();
+    assert_eq!(sessions.len(), 1);
+    let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
+    let session: serde_json::Value = serde_json::from_str(&session).unwrap();
+    let text = session.to_string();
+    assert!(text.contains("What is 2 + 3?"), "{text}");
+    let replies = session["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.get("Reply"));
+    let answer = replies.last().expect("a reply")["samples"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!answer.trim().is_empty(), "empty answer: {text}");
+}
