@@ -43,7 +43,8 @@ impl RmsNorm {
     fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
         match path {
             Path::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
-            Path::Think | Path::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
+            Path::Think => ops::rms_norm_input(x, &self.weight, self.eps),
+            Path::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
         }
     }
 }
@@ -53,7 +54,7 @@ fn softmax(x: &Tensor, path: Path) -> Result<Tensor> {
     let x = x.to_dtype(DType::F32)?;
     let p = match path {
         Path::Infer => candle_nn::ops::softmax_last_dim(&x)?,
-        Path::Think | Path::Train => candle_nn::ops::softmax(&x, D::Minus1)?,
+        Path::Think | Path::Train => ops::softmax_last_dim(&x)?,
     };
     p.to_dtype(dtype)
 }
@@ -102,7 +103,7 @@ impl Rope {
     fn apply(x: &Tensor, (cos, sin): &(Tensor, Tensor), path: Path) -> Result<Tensor> {
         match path {
             Path::Infer => candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin),
-            Path::Think | Path::Train => candle_nn::rotary_emb::rope_i_slow(x, cos, sin),
+            Path::Think | Path::Train => ops::rope_interleaved(x, cos, sin),
         }
     }
 }

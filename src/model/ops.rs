@@ -7,7 +7,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
 
@@ -252,6 +252,142 @@ fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
     Ok(targets.flatten_all()?.to_vec1::<u32>()?.into_iter().map(|t| t as usize).collect())
 }
 
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("{what}: input must be contiguous f32"),
+    }
+}
+
+/// Softmax over the last dimension, in one pass per row; backward y ⊙ (g − Σ g ⊙ y).
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "softmax")?;
+        let d = l.dims().last().copied().unwrap_or(1);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (yi, &xi) in y.iter_mut().zip(x) {
+                // exp(−∞) of a masked score is exactly 0, not fast_exp's smallest normal.
+                *yi = if xi == f32::NEG_INFINITY { 0.0 } else { fast_exp(xi - max) };
+                sum += *yi;
+            }
+            let inv = 1.0 / sum;
+            y.iter_mut().for_each(|v| *v *= inv);
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (g * y)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((y * g.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last dimension, differentiable; one fused pass on the CPU in f32.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(Softmax)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+/// Interleaved rotary embedding of x [B, H, T, d] with cos, sin [T, d/2]. Its backward is
+/// the inverse rotation (sin negated).
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "rope-interleaved-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "rope")?;
+        let (_, _, t, d) = l.shape().dims4()?;
+        let (cos, sin) = (self.cos.flatten_all()?.to_vec1::<f32>()?, self.sin.flatten_all()?.to_vec1::<f32>()?);
+        if cos.len() != t * d / 2 || sin.len() != cos.len() {
+            candle_core::bail!("rope: cos/sin hold {} angles for {t} positions of {d} dims", cos.len());
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(t * d).zip(x.par_chunks(t * d)).for_each(|(y, x)| {
+            // Pair i of a head is dims (2k, 2k+1) at position i / (d/2): angle index i.
+            for (i, (yp, xp)) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)).enumerate() {
+                let (c, s) = (cos[i], sin[i]);
+                yp[0] = xp[0] * c - xp[1] * s;
+                yp[1] = xp[0] * s + xp[1] * c;
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(candle_nn::rotary_emb::rope_i(&g.contiguous()?, &self.cos, &self.sin.neg()?)?))
+    }
+}
+
+/// Interleaved rotary embedding, differentiable in x; x [B, H, T, d], cos and sin [T, d/2].
+pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let op = Rope { cos: cos.contiguous()?, sin: sin.contiguous()? };
+        x.contiguous()?.apply_op1(op)
+    } else {
+        candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
+    }
+}
+
+/// RMSNorm with a constant weight, differentiable in x:
+/// y = w ⊙ x ⊙ r with r = (mean x² + eps)^−½; dx = r (g ⊙ w) − x r³ mean(g ⊙ w ⊙ x).
+struct RmsNormInput {
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNormInput {
+    fn name(&self) -> &'static str {
+        "rms-norm-input-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (contiguous_f32(s, l, "rms_norm")?, contiguous_f32(ws, wl, "rms_norm")?);
+        let d = w.len();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
+            let r = 1.0 / (x.iter().map(|v| v * v).sum::<f32>() / d as f32 + self.eps).sqrt();
+            for ((yi, &xi), &wi) in y.iter_mut().zip(x).zip(w) {
+                *yi = xi * r * wi;
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?.sqrt()?.recip()?;
+        let gw = g.broadcast_mul(w)?;
+        let proj = (&gw * x)?.mean_keepdim(D::Minus1)?.mul(&r.powf(3.0)?)?;
+        let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&proj)?)?;
+        Ok((Some(dx), None))
+    }
+}
+
+/// RMSNorm differentiable in x only (the weight is constant while thinking).
+pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op2(&w.contiguous()?, RmsNormInput { eps })
+    } else {
+        candle_nn::ops::rms_norm_slow(x, w, eps)
+    }
+}
+
 /// Cross-entropy of each target token: logits [.., v], targets [..] (u32) → nll [..] (f32).
 /// Fused on CPU; composite (and still differentiable) on accelerators.
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
@@ -304,6 +440,37 @@ mod tests {
         let (a, b) = (g.get(&h).unwrap(), g_ref.get(&h).unwrap());
         assert!(a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
         Ok(())
+    }
+
+    /// Value and input gradient of `f` against `reference` on the same random input.
+    fn same_value_and_gradient(
+        shape: &[usize],
+        f: impl Fn(&Tensor) -> Result<Tensor>,
+        reference: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        let x = Var::randn(0f32, 1., shape, &Device::Cpu)?;
+        let weights = Tensor::randn(0f32, 1., shape, &Device::Cpu)?;
+        let (y, y_ref) = (f(x.as_tensor())?, reference(x.as_tensor())?);
+        assert!(y.sub(&y_ref)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5, "values differ");
+        let g = (y * &weights)?.sum_all()?.backward()?;
+        let g_ref = (y_ref * &weights)?.sum_all()?.backward()?;
+        let diff = g.get(&x).unwrap().sub(g_ref.get(&x).unwrap())?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "gradients differ by {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn fused_softmax_rope_and_rms_norm_match_the_composites() -> Result<()> {
+        same_value_and_gradient(&[2, 3, 7], softmax_last_dim, |x| candle_nn::ops::softmax(x, D::Minus1))?;
+        let cos = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
+        let sin = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
+        same_value_and_gradient(
+            &[2, 3, 5, 8],
+            |x| rope_interleaved(x, &cos, &sin),
+            |x| candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
+        )?;
+        let w = Tensor::randn(0f32, 1., 6, &Device::Cpu)?;
+        same_value_and_gradient(&[2, 4, 6], |x| rms_norm_input(x, &w, 1e-5), |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5))
     }
 
     #[test]

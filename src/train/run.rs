@@ -14,7 +14,7 @@ use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::tasks::{Example, Split, few_shot_prompt, generate};
 
 /// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
-pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\n";
+pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\nAnswer:";
 
 /// Training text: problems as the few-shot format writes them, one after another.
 fn corpus(n: usize, seed: u64) -> String {
@@ -106,8 +106,59 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
             trainer.save(out)?;
         }
     }
+    write_atomic(&out.join("README.md"), model_card(&config, &trainer, train_tokens.len()).as_bytes())?;
     eprintln!("done: {} in {}", out.display(), humantime(trainer.state.elapsed_s));
     Ok(())
+}
+
+/// The model card: data, configuration, tokens seen, wall time and the loss curve.
+fn model_card(config: &TrainConfig, trainer: &Trainer, corpus_tokens: usize) -> String {
+    let (m, o, d, st) = (&config.model, &config.optim, &config.data, &trainer.state);
+    let mut card = format!(
+        "# Model card\n\nA Latent Thought Model trained by `ltm train` (dual-rate: {fast} fast-learning steps per batch, \
+         then one AdamW step on the decoder).\n\n\
+         - **Architecture**: dim {dim}, {layers} layers, {heads} heads ({kv} key/value heads), SwiGLU width {ffn}, \
+         {z} thought vectors ({zl} per layer), context {ctx}, window {win}, vocabulary {vocab}.\n\
+         - **Data**: {problems} synthetic GSM8K-style word problems (`ltm data arith`, training templates, seed {seed}), \
+         {corpus} tokens; validation on {val} problems of another seed.\n\
+         - **Training**: {iters} iterations of {batch}×{seq} tokens, {seen} tokens seen, {wall}, lr {lr:e} → {min_lr:e}, \
+         fast lr {flr0} → {flr1}.\n\n## Loss curve\n\n| iteration | tokens seen | train loss | validation ELBO perplexity bound | minutes |\n| --- | --- | --- | --- | --- |\n",
+        fast = o.fast_steps,
+        dim = m.dim,
+        layers = m.n_layers,
+        heads = m.n_heads,
+        kv = m.n_kv_heads(),
+        ffn = m.ffn_dim(),
+        z = m.max_z_len,
+        zl = m.z_per_layer(),
+        ctx = m.max_seq_len,
+        win = m.window_size,
+        vocab = m.vocab_size,
+        problems = d.train_problems,
+        seed = d.seed,
+        corpus = corpus_tokens,
+        val = d.val_problems,
+        iters = st.iter,
+        batch = o.batch_size,
+        seq = o.seq_len,
+        seen = st.tokens_seen,
+        wall = humantime(st.elapsed_s),
+        lr = o.learning_rate,
+        min_lr = o.min_lr,
+        flr0 = o.initial_fast_lr,
+        flr1 = o.final_fast_lr,
+    );
+    for p in &st.history {
+        card.push_str(&format!(
+            "| {} | {} | {:.3} | {:.1} | {:.1} |\n",
+            p.iter,
+            p.tokens_seen,
+            p.train_loss,
+            p.val_ppl_bound,
+            p.elapsed_s / 60.0
+        ));
+    }
+    card
 }
 
 fn humantime(s: f64) -> String {
