@@ -25,7 +25,10 @@ fn linear(x: &Tensor, w: &Tensor, path: Path) -> Result<Tensor> {
             let (k, n) = (x.dim(D::Minus1)?, w.dim(0)?);
             let mut shape = x.dims().to_vec();
             *shape.last_mut().expect("x has a last dimension") = n;
-            x.reshape(((), k))?.matmul(&w.t()?)?.reshape(shape)
+            let x = x.reshape(((), k))?;
+            let few_rows = path == Path::Infer && x.dim(0)? <= ops::FEW_ROWS && x.device().is_cpu() && x.dtype() == DType::F32;
+            let y = if few_rows { ops::few_rows_linear(&x, w)? } else { x.matmul(&w.t()?)? };
+            y.reshape(shape)
         }
     }
 }

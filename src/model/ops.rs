@@ -67,6 +67,57 @@ pub fn linear_input_grad(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x2.apply_op2(&w.contiguous()?, InputGradLinear)?.reshape(out_shape)
 }
 
+/// y = x · wᵀ for a handful of rows (generation: one token per sample). Streams each weight
+/// row once for all rows of x, in parallel over weight rows: memory-bound, as it must be, where
+/// a general GEMM spends its time packing for a product it cannot block.
+struct FewRowsLinear;
+
+/// At most this many rows of x go through `FewRowsLinear`.
+pub const FEW_ROWS: usize = 8;
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 8;
+    let mut acc = [0f32; L];
+    for (ca, cb) in a.chunks_exact(L).zip(b.chunks_exact(L)) {
+        for i in 0..L {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let tail = a.len() - a.len() % L;
+    acc.iter().sum::<f32>() + a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum::<f32>()
+}
+
+impl CustomOp2 for FewRowsLinear {
+    fn name(&self) -> &'static str {
+        "few-rows-linear"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, lx: &Layout, ws: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (contiguous_f32(xs, lx, "linear")?, contiguous_f32(ws, lw, "linear")?);
+        let ((m, k), (n, _)) = (lx.shape().dims2()?, lw.shape().dims2()?);
+        // Weight rows in blocks; each block yields its outputs for every row of x.
+        const BLOCK: usize = 64;
+        let blocks: Vec<Vec<f32>> = w
+            .par_chunks(BLOCK * k)
+            .map(|wb| wb.chunks_exact(k).flat_map(|wr| x.chunks_exact(k).map(move |xr| dot(xr, wr))).collect())
+            .collect();
+        let mut y = vec![0f32; m * n];
+        for (b, block) in blocks.iter().enumerate() {
+            for (j, out) in block.chunks_exact(m).enumerate() {
+                for (i, &v) in out.iter().enumerate() {
+                    y[i * n + b * BLOCK + j] = v;
+                }
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+}
+
+/// x · wᵀ for at most `FEW_ROWS` rows of x [m, k] on the CPU in f32 (no backward).
+pub fn few_rows_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &FewRowsLinear)
+}
+
 /// Per-row negative log-likelihood of `targets` [m] under `logits` [m, v] (f32, CPU).
 struct TokenNll;
 
@@ -471,6 +522,15 @@ mod tests {
         )?;
         let w = Tensor::randn(0f32, 1., 6, &Device::Cpu)?;
         same_value_and_gradient(&[2, 4, 6], |x| rms_norm_input(x, &w, 1e-5), |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5))
+    }
+
+    #[test]
+    fn few_rows_linear_matches_matmul() -> Result<()> {
+        let x = Tensor::randn(0f32, 1., (3, 37), &Device::Cpu)?;
+        let w = Tensor::randn(0f32, 1., (150, 37), &Device::Cpu)?;
+        let diff = few_rows_linear(&x, &w)?.sub(&x.matmul(&w.t()?)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "differs by {diff}");
+        Ok(())
     }
 
     #[test]
