@@ -7,9 +7,9 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::generate::{generate, Flow, Sampling};
+use crate::generate::{Flow, Sampling, generate};
 use crate::model::{Config, Ltm};
-use crate::think::{fast_learning, gaussian, rng, FastLearning, Posterior, Text};
+use crate::think::{FastLearning, Posterior, Text, fast_learning, gaussian, rng};
 
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
@@ -52,7 +52,11 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 /// FLOPs of one forward pass over `n` tokens per sequence (matmuls only; the multiply-adds
 /// of every linear layer, attention scores and values, and the tied output layer).
 pub fn forward_flops(c: &Config, n: usize, batch: usize) -> f64 {
-    let (d, kv, h) = (c.dim as f64, (c.n_kv_heads() * c.head_dim()) as f64, c.ffn_dim() as f64);
+    let (d, kv, h) = (
+        c.dim as f64,
+        (c.n_kv_heads() * c.head_dim()) as f64,
+        c.ffn_dim() as f64,
+    );
     let zl = c.z_per_layer() as f64;
     let n_f = n as f64;
     let window = n.min(c.window_size) as f64;
@@ -83,14 +87,20 @@ pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
     let c = model.config().clone();
     let device = model.device();
     let mut r = rng(0);
-    let ids: Vec<u32> = (0..settings.prompt_len + 1).map(|i| ((i * 7919 + 13) % c.vocab_size) as u32).collect();
+    let ids: Vec<u32> = (0..settings.prompt_len + 1)
+        .map(|i| ((i * 7919 + 13) % c.vocab_size) as u32)
+        .collect();
     let text = Text::new(&ids, settings.samples, device)?;
     let shape = model.thought_shape(settings.samples);
     let init = Posterior::initial(shape, 0.0, &mut r, device)?;
     let eps = gaussian(shape, &mut r, device)?;
 
     let mut step_ms = Vec::new();
-    let fl = FastLearning { steps: settings.steps, lr: c.fast_lr, tolerance: None };
+    let fl = FastLearning {
+        steps: settings.steps,
+        lr: c.fast_lr,
+        tolerance: None,
+    };
     let thought = fast_learning(model, &text, &init, &eps, &fl, |s| {
         step_ms.push(s.ms);
         true
@@ -102,7 +112,13 @@ pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
     let mut gen_times = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();
-        let (written, _) = generate(model, &ids[..settings.prompt_len], &z, &Sampling::greedy(settings.new_tokens), |_, _| Flow::Continue)?;
+        let (written, _) = generate(
+            model,
+            &ids[..settings.prompt_len],
+            &z,
+            &Sampling::greedy(settings.new_tokens),
+            |_, _| Flow::Continue,
+        )?;
         let tokens: usize = written.iter().map(Vec::len).sum();
         gen_times.push(tokens as f64 / start.elapsed().as_secs_f64());
     }

@@ -1,6 +1,6 @@
 //! Choosing where the model runs.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use candle_core::{DType, Device};
 
 /// `auto` picks CUDA, then Metal, then the CPU.
@@ -9,7 +9,9 @@ pub fn select(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(0)?),
         "metal" if candle_core::utils::metal_is_available() => Ok(Device::new_metal(0)?),
-        "cuda" | "metal" => bail!("device `{name}` is not available in this build (rebuild with `--features {name}`) or on this machine"),
+        "cuda" | "metal" => bail!(
+            "device `{name}` is not available in this build (rebuild with `--features {name}`) or on this machine"
+        ),
         "auto" if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(0)?),
         "auto" if candle_core::utils::metal_is_available() => Ok(Device::new_metal(0)?),
         "auto" => Ok(Device::Cpu),

@@ -6,22 +6,51 @@ use ltm::train::run::read_config;
 use ltm::train::{TrainConfig, Trainer};
 
 fn tiny_config() -> TrainConfig {
-    let mut c = read_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny.toml")).unwrap();
-    (c.model.dim, c.model.n_layers, c.model.n_heads, c.model.n_kv_heads) = (32, 2, 2, Some(1));
-    (c.model.max_seq_len, c.model.window_size, c.model.max_z_len, c.model.vocab_size) = (64, 16, 4, 60);
-    (c.optim.batch_size, c.optim.seq_len, c.optim.max_iters, c.optim.warmup_iters) = (4, 32, 40, 2);
+    let mut c = read_config(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny.toml"),
+    )
+    .unwrap();
+    (
+        c.model.dim,
+        c.model.n_layers,
+        c.model.n_heads,
+        c.model.n_kv_heads,
+    ) = (32, 2, 2, Some(1));
+    (
+        c.model.max_seq_len,
+        c.model.window_size,
+        c.model.max_z_len,
+        c.model.vocab_size,
+    ) = (64, 16, 4, 60);
+    (
+        c.optim.batch_size,
+        c.optim.seq_len,
+        c.optim.max_iters,
+        c.optim.warmup_iters,
+    ) = (4, 32, 40, 2);
     (c.optim.fast_steps, c.optim.learning_rate) = (2, 1e-2);
     c
 }
 
 /// A toy corpus over 60 token ids with an easy pattern.
 fn tokens(n: usize, offset: u32) -> Vec<u32> {
-    (0..n as u32).map(|i| (i * 7 + offset + i / 5) % 60).collect()
+    (0..n as u32)
+        .map(|i| (i * 7 + offset + i / 5) % 60)
+        .collect()
 }
 
 fn weights(t: &Trainer) -> Vec<(String, Vec<f32>)> {
     let ck = t.checkpoint().unwrap();
-    let mut v: Vec<_> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+    let mut v: Vec<_> = ck
+        .tensors
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -29,7 +58,15 @@ fn weights(t: &Trainer) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn a_few_steps_lower_the_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Trainer::new(tiny_config(), tokens(4000, 0), tokens(500, 3), dir.path(), false, Device::Cpu).unwrap();
+    let mut t = Trainer::new(
+        tiny_config(),
+        tokens(4000, 0),
+        tokens(500, 3),
+        dir.path(),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
     let first: f64 = (0..3).map(|_| t.step().unwrap().0).sum::<f64>() / 3.0;
     for _ in 0..30 {
         t.step().unwrap();
@@ -37,27 +74,59 @@ fn a_few_steps_lower_the_loss() {
     let last: f64 = (0..3).map(|_| t.step().unwrap().0).sum::<f64>() / 3.0;
     assert!(last < first * 0.8, "loss went from {first:.3} to {last:.3}");
     assert!(t.validate().unwrap().is_finite());
-    let model = t.checkpoint().unwrap().model(DType::F32, &Device::Cpu).unwrap();
+    let model = t
+        .checkpoint()
+        .unwrap()
+        .model(DType::F32, &Device::Cpu)
+        .unwrap();
     assert_eq!(model.config().dim, 32);
 }
 
 #[test]
 fn resume_continues_exactly_as_an_uninterrupted_run() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut straight = Trainer::new(tiny_config(), tokens(4000, 0), tokens(500, 3), a.path(), false, Device::Cpu).unwrap();
+    let mut straight = Trainer::new(
+        tiny_config(),
+        tokens(4000, 0),
+        tokens(500, 3),
+        a.path(),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
     for _ in 0..4 {
         straight.step().unwrap();
     }
-    let mut first = Trainer::new(tiny_config(), tokens(4000, 0), tokens(500, 3), b.path(), false, Device::Cpu).unwrap();
+    let mut first = Trainer::new(
+        tiny_config(),
+        tokens(4000, 0),
+        tokens(500, 3),
+        b.path(),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
     for _ in 0..2 {
         first.step().unwrap();
     }
     first.save(b.path()).unwrap();
     drop(first);
-    let mut resumed = Trainer::new(tiny_config(), tokens(4000, 0), tokens(500, 3), b.path(), true, Device::Cpu).unwrap();
+    let mut resumed = Trainer::new(
+        tiny_config(),
+        tokens(4000, 0),
+        tokens(500, 3),
+        b.path(),
+        true,
+        Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(resumed.state.iter, 2);
     for _ in 0..2 {
         resumed.step().unwrap();
     }
-    assert_eq!(weights(&straight), weights(&resumed), "resumed weights differ from the uninterrupted run");
+    assert_eq!(
+        weights(&straight),
+        weights(&resumed),
+        "resumed weights differ from the uninterrupted run"
+    );
 }

@@ -195,12 +195,12 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     let session: serde_json::Value = serde_json::from_str(&session).unwrap();
     let text = session.to_string();
     assert!(text.contains("What is 2 + 3?"), "{text}");
-    let replies = session["entries"]
+    let mut replies = session["entries"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|e| e.get("Reply"));
-    let answer = replies.last().expect("a reply")["samples"][0]["text"]
+    let answer = replies.next_back().expect("a reply")["samples"][0]["text"]
         .as_str()
         .unwrap()
         .to_string();

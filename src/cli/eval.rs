@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::engine::{self, EngineOptions, Event, Request, SampleSettings, ThinkSettings};
 use crate::tasks::eval::{Report, reasoning_steps, score};
-use crate::tasks::prompt::{ANSWER_PREFIX, BOS, Example, Record, cut_answer, few_shot_prompt, load_jsonl};
+use crate::tasks::prompt::{
+    ANSWER_PREFIX, BOS, Example, Record, cut_answer, few_shot_prompt, load_jsonl,
+};
 use crate::tasks::{Split, final_number, generate};
 
 #[derive(Debug, clap::Args)]
@@ -58,10 +60,14 @@ pub struct ArithArgs {
 fn records(path: &Option<PathBuf>, default_seed: u64, n: usize) -> Result<Vec<Record>> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
         }
-        None => Ok(generate(n, default_seed, Split::Train).iter().map(Record::from).collect()),
+        None => Ok(generate(n, default_seed, Split::Train)
+            .iter()
+            .map(Record::from)
+            .collect()),
     }
 }
 
@@ -71,14 +77,27 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     problems.truncate(args.limit.unwrap_or(usize::MAX));
     let shots: Vec<Example> = records(&args.examples, 4242, args.shots)?
         .into_iter()
-        .filter_map(|r| r.answer.map(|answer| Example { question: r.question, answer }))
+        .filter_map(|r| {
+            r.answer.map(|answer| Example {
+                question: r.question,
+                answer,
+            })
+        })
         .take(args.shots)
         .collect();
     if shots.len() < args.shots {
-        bail!("only {} worked examples (with an `answer`) for {} shots", shots.len(), args.shots);
+        bail!(
+            "only {} worked examples (with an `answer`) for {} shots",
+            shots.len(),
+            args.shots
+        );
     }
     let (events, inbox) = mpsc::channel();
-    let options = EngineOptions { model: args.model.clone(), device: device.to_string(), tokenizer: None };
+    let options = EngineOptions {
+        model: args.model.clone(),
+        device: device.to_string(),
+        tokenizer: None,
+    };
     let engine = engine::spawn(options, move |e| {
         let _ = events.send(e);
     });
@@ -121,7 +140,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             let mut nelbo = vec![f64::INFINITY; args.samples];
             loop {
                 match inbox.recv().context("the engine stopped")? {
-                    Event::Done { sample, text, nelbo: e, .. } => {
+                    Event::Done {
+                        sample,
+                        text,
+                        nelbo: e,
+                        ..
+                    } => {
                         answers[sample] = final_number(cut_answer(&text));
                         nelbo[sample] = e;
                     }
@@ -138,9 +162,14 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k, "majority": scored.majority, "elbo_best": scored.elbo_best});
                 println!("{line}");
             }
-            let done = i * args.steps.len() + args.steps.iter().position(|&s| s == steps).unwrap_or(0) + 1;
+            let done =
+                i * args.steps.len() + args.steps.iter().position(|&s| s == steps).unwrap_or(0) + 1;
             if live {
-                eprint!("\r\x1b[2Kevaluating {done}/{total} (problem {} of {}, {steps} thinking steps)", i + 1, problems.len());
+                eprint!(
+                    "\r\x1b[2Kevaluating {done}/{total} (problem {} of {}, {steps} thinking steps)",
+                    i + 1,
+                    problems.len()
+                );
                 std::io::stderr().flush().ok();
             }
         }
@@ -150,9 +179,18 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     engine.shutdown();
     if args.json {
-        println!("{}", json!({"event": "report", "samples": args.samples, "shots": args.shots, "tallies": report.tallies}));
+        println!(
+            "{}",
+            json!({"event": "report", "samples": args.samples, "shots": args.shots, "tallies": report.tallies})
+        );
     } else {
-        println!("{} problems, {}-shot, {} thought samples each, model {}", problems.len(), args.shots, args.samples, info.name);
+        println!(
+            "{} problems, {}-shot, {} thought samples each, model {}",
+            problems.len(),
+            args.shots,
+            args.samples,
+            info.name
+        );
         print!("{}", report.table(args.samples));
     }
     Ok(())

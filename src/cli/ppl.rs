@@ -26,12 +26,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
-    let raw = std::fs::read_to_string(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
+    let raw = std::fs::read_to_string(&args.data)
+        .with_context(|| format!("cannot read {}", args.data.display()))?;
     let text = if args.data.extension().is_some_and(|e| e == "jsonl") {
         let records = load_jsonl(&raw).map_err(|e| anyhow!("{}: {e}", args.data.display()))?;
         let examples: Vec<Example> = records
             .into_iter()
-            .map(|r| Example { answer: r.answer.unwrap_or_else(|| format!("#### {}", r.r#final)), question: r.question })
+            .map(|r| Example {
+                answer: r.answer.unwrap_or_else(|| format!("#### {}", r.r#final)),
+                question: r.question,
+            })
             .collect();
         crate::tasks::prompt::few_shot_prompt(&examples, "")
     } else {
@@ -47,9 +51,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let (nelbo, tokens) = text_nelbo(&model, &ids, steps, ckpt.config.fast_lr, args.seed)?;
     let ppl = (nelbo / tokens as f64).exp();
     if args.json {
-        println!("{}", serde_json::json!({"tokens": tokens, "steps": steps, "nelbo_per_token": nelbo / tokens as f64, "ppl_bound": ppl}));
+        println!(
+            "{}",
+            serde_json::json!({"tokens": tokens, "steps": steps, "nelbo_per_token": nelbo / tokens as f64, "ppl_bound": ppl})
+        );
     } else {
-        println!("{tokens} tokens, {steps} thinking steps per window: −ELBO {:.4} nats/token, perplexity ≤ {ppl:.3}", nelbo / tokens as f64);
+        println!(
+            "{tokens} tokens, {steps} thinking steps per window: −ELBO {:.4} nats/token, perplexity ≤ {ppl:.3}",
+            nelbo / tokens as f64
+        );
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! Writing (DESIGN §4): continue a prompt given a thought, token by token, through the
 //! key/value cache. Several thought samples are written as one batch.
 
-use anyhow::{bail, Result};
-use candle_core::{Tensor, D};
+use anyhow::{Result, bail};
+use candle_core::{D, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as Strategy};
 
 use crate::model::Ltm;
@@ -22,7 +22,14 @@ pub struct Sampling {
 
 impl Sampling {
     pub fn greedy(max_tokens: usize) -> Self {
-        Self { max_tokens, temperature: 0.0, top_k: None, top_p: None, seed: 0, eos: None }
+        Self {
+            max_tokens,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            eos: None,
+        }
     }
 
     fn processor(&self, sample: usize) -> LogitsProcessor {
@@ -78,13 +85,19 @@ pub fn generate(
     let mut written = vec![Vec::new(); samples];
     let mut active = vec![true; samples];
     let mut cache = model.cache(z)?;
-    let mut input = Tensor::new(prompt, device)?.unsqueeze(0)?.repeat((samples, 1))?;
+    let mut input = Tensor::new(prompt, device)?
+        .unsqueeze(0)?
+        .repeat((samples, 1))?;
     for _ in 0..sampling.max_tokens {
         let logits = model.step(&input, &mut cache)?;
         let mut next = Vec::with_capacity(samples);
         for (i, processor) in processors.iter_mut().enumerate() {
             let row = logits.get(i)?;
-            let id = if active[i] { processor.sample(&row)? } else { row.argmax(D::Minus1)?.to_scalar::<u32>()? };
+            let id = if active[i] {
+                processor.sample(&row)?
+            } else {
+                row.argmax(D::Minus1)?.to_scalar::<u32>()?
+            };
             next.push(id);
             if !active[i] {
                 continue;

@@ -1,12 +1,12 @@
-//! Reading and writing checkpoints: our directory format (`config.json` + `model.safetensors`
-//! + `tokenizer.json`) and the authors' PyTorch `ckpt.pt`, read without executing any pickle code.
+//! Reading and writing checkpoints: our directory format (`config.json`, `model.safetensors`,
+//! `tokenizer.json`) and the authors' PyTorch `ckpt.pt`, read without executing any pickle code.
 //! Every problem is reported with the file and the tensor or key it concerns.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use candle_core::pickle::{Object, PthTensors, Stack};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -31,13 +31,22 @@ pub struct Checkpoint {
 /// The output layer is tied to `tok_embeddings.weight` and not listed.
 pub fn parameter_shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
     let (dim, hd, hidden) = (c.dim, c.head_dim(), c.ffn_dim());
-    let mut shapes = vec![("tok_embeddings.weight".to_string(), vec![c.vocab_size, dim]), ("norm.weight".into(), vec![dim])];
+    let mut shapes = vec![
+        ("tok_embeddings.weight".to_string(), vec![c.vocab_size, dim]),
+        ("norm.weight".into(), vec![dim]),
+    ];
     for i in 0..c.n_layers {
         let l = format!("layers.{i}");
         for attn in ["attention", "cross_attention"] {
             shapes.push((format!("{l}.{attn}.wq.weight"), vec![c.n_heads * hd, dim]));
-            shapes.push((format!("{l}.{attn}.wk.weight"), vec![c.n_kv_heads() * hd, dim]));
-            shapes.push((format!("{l}.{attn}.wv.weight"), vec![c.n_kv_heads() * hd, dim]));
+            shapes.push((
+                format!("{l}.{attn}.wk.weight"),
+                vec![c.n_kv_heads() * hd, dim],
+            ));
+            shapes.push((
+                format!("{l}.{attn}.wv.weight"),
+                vec![c.n_kv_heads() * hd, dim],
+            ));
             shapes.push((format!("{l}.{attn}.wo.weight"), vec![dim, c.n_heads * hd]));
         }
         shapes.push((format!("{l}.feed_forward.w1.weight"), vec![hidden, dim]));
@@ -54,7 +63,10 @@ pub fn parameter_shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
 /// compiled (`_orig_mod.`), DDP (`module.`), and fused SwiGLU names.
 pub fn plain_name(name: &str) -> String {
     let mut n = name;
-    while let Some(rest) = n.strip_prefix("_orig_mod.").or_else(|| n.strip_prefix("module.")) {
+    while let Some(rest) = n
+        .strip_prefix("_orig_mod.")
+        .or_else(|| n.strip_prefix("module."))
+    {
         n = rest;
     }
     n.replace("._orig_mod.", ".")
@@ -76,17 +88,27 @@ impl Checkpoint {
         } else if !path.exists() {
             bail!("{}: no such file or directory", path.display())
         } else {
-            bail!("{}: not a model directory, .safetensors or .pt checkpoint", path.display())
+            bail!(
+                "{}: not a model directory, .safetensors or .pt checkpoint",
+                path.display()
+            )
         }
     }
 
     fn load_dir(dir: &Path) -> Result<Self> {
-        Self::from_safetensors(read_config(&dir.join(CONFIG_FILE))?, &dir.join(WEIGHTS_FILE))
+        Self::from_safetensors(
+            read_config(&dir.join(CONFIG_FILE))?,
+            &dir.join(WEIGHTS_FILE),
+        )
     }
 
     pub fn from_safetensors(config: Config, file: &Path) -> Result<Self> {
-        let tensors = candle_core::safetensors::load(file, &Device::Cpu)
-            .with_context(|| format!("{}: cannot read safetensors weights (missing, truncated or corrupt)", file.display()))?;
+        let tensors = candle_core::safetensors::load(file, &Device::Cpu).with_context(|| {
+            format!(
+                "{}: cannot read safetensors weights (missing, truncated or corrupt)",
+                file.display()
+            )
+        })?;
         Self::checked(config, tensors, file)
     }
 
@@ -100,15 +122,25 @@ impl Checkpoint {
                 args.insert(key.to_string(), v.clone());
             }
         }
-        let config: Config = serde_json::from_value(serde_json::Value::Object(args))
-            .with_context(|| format!("{}: `model_args` is not a valid LTM configuration", file.display()))?;
+        let config: Config =
+            serde_json::from_value(serde_json::Value::Object(args)).with_context(|| {
+                format!(
+                    "{}: `model_args` is not a valid LTM configuration",
+                    file.display()
+                )
+            })?;
         let pth = PthTensors::new(file, Some("model"))
             .with_context(|| format!("{}: cannot read the `model` state dict", file.display()))?;
         let mut tensors = HashMap::new();
         for name in pth.tensor_infos().keys() {
             let tensor = pth
                 .get(name)
-                .with_context(|| format!("{}: cannot read tensor `{name}` (truncated file?)", file.display()))?
+                .with_context(|| {
+                    format!(
+                        "{}: cannot read tensor `{name}` (truncated file?)",
+                        file.display()
+                    )
+                })?
                 .with_context(|| format!("{}: tensor `{name}` vanished", file.display()))?;
             tensors.insert(plain_name(name), tensor);
         }
@@ -118,17 +150,26 @@ impl Checkpoint {
     /// Validates configuration and weights: every tensor present, of the right shape, finite.
     fn checked(config: Config, mut tensors: HashMap<String, Tensor>, file: &Path) -> Result<Self> {
         let f = file.display();
-        config.validate().map_err(|e| anyhow::anyhow!("{f}: bad configuration: {e}"))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{f}: bad configuration: {e}"))?;
         if let Some(out) = tensors.remove("output.weight") {
             let emb = tensors.get("tok_embeddings.weight");
             let tied = match emb {
                 Some(emb) if emb.dims() == out.dims() => {
-                    out.to_dtype(DType::F32)?.sub(&emb.to_dtype(DType::F32)?)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.
+                    out.to_dtype(DType::F32)?
+                        .sub(&emb.to_dtype(DType::F32)?)?
+                        .abs()?
+                        .max_all()?
+                        .to_scalar::<f32>()?
+                        == 0.
                 }
                 _ => false,
             };
             if !tied {
-                bail!("{f}: tensor `output.weight` is not tied to `tok_embeddings.weight` (untied output layers are not supported)");
+                bail!(
+                    "{f}: tensor `output.weight` is not tied to `tok_embeddings.weight` (untied output layers are not supported)"
+                );
             }
         }
         let expected = parameter_shapes(&config);
@@ -137,28 +178,57 @@ impl Checkpoint {
                 bail!("{f}: tensor `{name}` is missing");
             };
             if t.dims() != shape.as_slice() {
-                bail!("{f}: tensor `{name}` has shape {:?}, the configuration needs {shape:?}", t.dims());
+                bail!(
+                    "{f}: tensor `{name}` has shape {:?}, the configuration needs {shape:?}",
+                    t.dims()
+                );
             }
             if !t.dtype().is_float() {
-                bail!("{f}: tensor `{name}` has dtype {:?}, expected floating point", t.dtype());
+                bail!(
+                    "{f}: tensor `{name}` has dtype {:?}, expected floating point",
+                    t.dtype()
+                );
             }
-            let finite = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
+            let finite = t
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|x| x.is_finite());
             if !finite {
                 bail!("{f}: tensor `{name}` contains NaN or infinite values");
             }
         }
         if tensors.len() > expected.len() {
-            let mut extra: Vec<_> = tensors.keys().filter(|k| !expected.iter().any(|(n, _)| n == *k)).cloned().collect();
+            let mut extra: Vec<_> = tensors
+                .keys()
+                .filter(|k| !expected.iter().any(|(n, _)| n == *k))
+                .cloned()
+                .collect();
             extra.sort();
-            bail!("{f}: unexpected tensor `{}`{}", extra[0], if extra.len() > 1 { format!(" (and {} more)", extra.len() - 1) } else { String::new() });
+            bail!(
+                "{f}: unexpected tensor `{}`{}",
+                extra[0],
+                if extra.len() > 1 {
+                    format!(" (and {} more)", extra.len() - 1)
+                } else {
+                    String::new()
+                }
+            );
         }
-        Ok(Self { config, tensors, source: file.to_path_buf() })
+        Ok(Self {
+            config,
+            tensors,
+            source: file.to_path_buf(),
+        })
     }
 
     /// A freshly initialised checkpoint: N(0, 0.02²) matrices and embeddings, unit norm weights
     /// (the reference's initialisation, without its depth-scaled output projections).
     pub fn random(config: Config, seed: u64) -> Result<Self> {
-        config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
         let mut rng = crate::think::rng(seed);
         let tensors = parameter_shapes(&config)
             .into_iter()
@@ -167,19 +237,31 @@ impl Checkpoint {
                     Tensor::ones(shape, DType::F32, &Device::Cpu)?
                 } else {
                     let n: usize = shape.iter().product();
-                    let v: Vec<f32> = (0..n).map(|_| 0.02 * rand_distr::Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut rng)).collect();
+                    let v: Vec<f32> = (0..n)
+                        .map(|_| {
+                            0.02 * rand_distr::Distribution::<f32>::sample(
+                                &rand_distr::StandardNormal,
+                                &mut rng,
+                            )
+                        })
+                        .collect();
                     Tensor::from_vec(v, shape, &Device::Cpu)?
                 };
                 Ok((name, t))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { config, tensors, source: PathBuf::from("(random initialisation)") })
+        Ok(Self {
+            config,
+            tensors,
+            source: PathBuf::from("(random initialisation)"),
+        })
     }
 
     /// The decoder on `device` in `dtype`.
     pub fn model(&self, dtype: DType, device: &Device) -> Result<Ltm> {
         let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
-        Ltm::new(&self.config, vb).with_context(|| format!("{}: cannot build the model", self.source.display()))
+        Ltm::new(&self.config, vb)
+            .with_context(|| format!("{}: cannot build the model", self.source.display()))
     }
 
     /// Writes our directory format (config and weights; the tokenizer is the caller's), atomically per file.
@@ -187,36 +269,62 @@ impl Checkpoint {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let config = serde_json::to_string_pretty(&self.config)?;
         write_atomic(&dir.join(CONFIG_FILE), config.as_bytes())?;
-        let tensors: HashMap<String, Tensor> =
-            self.tensors.iter().map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F32)?.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+        let tensors: HashMap<String, Tensor> = self
+            .tensors
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+            .collect::<Result<_>>()?;
         let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)?;
         write_atomic(&dir.join(WEIGHTS_FILE), &bytes)
     }
 }
 
 pub fn read_config(file: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the model configuration", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a valid LTM configuration", file.display()))
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read the model configuration", file.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid LTM configuration", file.display()))
 }
 
 /// `model_args` and `config` of a reference checkpoint, as JSON objects.
-fn read_pth_dicts(file: &Path) -> Result<(serde_json::Map<String, serde_json::Value>, serde_json::Map<String, serde_json::Value>)> {
+fn read_pth_dicts(
+    file: &Path,
+) -> Result<(
+    serde_json::Map<String, serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+)> {
     let f = file.display();
-    let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("{f}: cannot open"))?);
-    let mut zip = zip::ZipArchive::new(reader).with_context(|| format!("{f}: not a PyTorch checkpoint (not a zip archive, or truncated)"))?;
+    let reader =
+        BufReader::new(std::fs::File::open(file).with_context(|| format!("{f}: cannot open"))?);
+    let mut zip = zip::ZipArchive::new(reader).with_context(|| {
+        format!("{f}: not a PyTorch checkpoint (not a zip archive, or truncated)")
+    })?;
     let pkl = (0..zip.len())
-        .filter_map(|i| zip.name_for_index(i).and_then(|n| n.ok()).map(|n| n.to_string()))
+        .filter_map(|i| {
+            zip.name_for_index(i)
+                .and_then(|n| n.ok())
+                .map(|n| n.to_string())
+        })
         .find(|n| n.ends_with("data.pkl"))
         .with_context(|| format!("{f}: no data.pkl inside: not a PyTorch checkpoint"))?;
     let mut bytes = Vec::new();
-    zip.by_name(&pkl)?.read_to_end(&mut bytes).with_context(|| format!("{f}: cannot read {pkl}"))?;
+    zip.by_name(&pkl)?
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{f}: cannot read {pkl}"))?;
     let mut stack = Stack::empty();
-    stack.read_loop(&mut bytes.as_slice()).with_context(|| format!("{f}: cannot parse {pkl}"))?;
-    let Object::Dict(mut entries) = stack.finalize().with_context(|| format!("{f}: cannot parse {pkl}"))? else {
+    stack
+        .read_loop(&mut bytes.as_slice())
+        .with_context(|| format!("{f}: cannot parse {pkl}"))?;
+    let Object::Dict(mut entries) = stack
+        .finalize()
+        .with_context(|| format!("{f}: cannot parse {pkl}"))?
+    else {
         bail!("{f}: the checkpoint is not a dict");
     };
     let mut section = |key: &str| -> Result<serde_json::Map<String, serde_json::Value>> {
-        let idx = entries.iter().position(|(k, _)| matches!(k, Object::Unicode(s) if s == key));
+        let idx = entries
+            .iter()
+            .position(|(k, _)| matches!(k, Object::Unicode(s) if s == key));
         let Some(Object::Dict(items)) = idx.map(|i| entries.swap_remove(i).1) else {
             bail!("{f}: the checkpoint has no `{key}` dict");
         };
@@ -250,10 +358,22 @@ mod tests {
 
     #[test]
     fn reference_name_variants_map_to_plain_names() {
-        assert_eq!(plain_name("layers.0.attention._orig_mod.wq.weight"), "layers.0.attention.wq.weight");
-        assert_eq!(plain_name("_orig_mod.layers.1.feed_forward.gate_proj.weight"), "layers.1.feed_forward.w1.weight");
-        assert_eq!(plain_name("module.layers.1.feed_forward.up_proj.weight"), "layers.1.feed_forward.w3.weight");
-        assert_eq!(plain_name("layers.1.feed_forward.down_proj.weight"), "layers.1.feed_forward.w2.weight");
+        assert_eq!(
+            plain_name("layers.0.attention._orig_mod.wq.weight"),
+            "layers.0.attention.wq.weight"
+        );
+        assert_eq!(
+            plain_name("_orig_mod.layers.1.feed_forward.gate_proj.weight"),
+            "layers.1.feed_forward.w1.weight"
+        );
+        assert_eq!(
+            plain_name("module.layers.1.feed_forward.up_proj.weight"),
+            "layers.1.feed_forward.w3.weight"
+        );
+        assert_eq!(
+            plain_name("layers.1.feed_forward.down_proj.weight"),
+            "layers.1.feed_forward.w2.weight"
+        );
         assert_eq!(plain_name("norm.weight"), "norm.weight");
     }
 }

@@ -119,8 +119,11 @@ impl Config {
                 return Err(format!("`{a}` ({va}) must be divisible by `{b}` ({vb})"));
             }
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim = dim / n_heads = {} must be even for rotary embeddings", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim = dim / n_heads = {} must be even for rotary embeddings",
+                self.head_dim()
+            ));
         }
         if self.max_seq_len < self.max_z_len {
             return Err(format!(
@@ -134,12 +137,19 @@ impl Config {
         if self.n_prior_layers != 0 || self.n_cls_tokens != 0 {
             return Err("`n_prior_layers` and `n_cls_tokens` must be 0 (not supported)".into());
         }
-        if !(self.norm_eps > 0.0) || !(self.fast_lr > 0.0) {
+        let positive = |x: f64| x > 0.0;
+        if !positive(self.norm_eps) || !positive(self.fast_lr) {
             return Err("`norm_eps` and `fast_lr` must be positive".into());
         }
-        for (key, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+        for (key, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
             if let Some(id) = id.filter(|&id| id as usize >= self.vocab_size) {
-                return Err(format!("`{key}` ({id}) is outside the vocabulary ({})", self.vocab_size));
+                return Err(format!(
+                    "`{key}` ({id}) is outside the vocabulary ({})",
+                    self.vocab_size
+                ));
             }
         }
         Ok(())

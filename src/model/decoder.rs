@@ -1,7 +1,7 @@
 //! The Latent Thought Model decoder (DESIGN §2): pre-norm blocks of windowed causal
 //! self-attention, cross-attention to the layer's thought vectors, and SwiGLU; tied output.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Config;
@@ -26,8 +26,15 @@ fn linear(x: &Tensor, w: &Tensor, path: Path) -> Result<Tensor> {
             let mut shape = x.dims().to_vec();
             *shape.last_mut().expect("x has a last dimension") = n;
             let x = x.reshape(((), k))?;
-            let few_rows = path == Path::Infer && x.dim(0)? <= ops::FEW_ROWS && x.device().is_cpu() && x.dtype() == DType::F32;
-            let y = if few_rows { ops::few_rows_linear(&x, w)? } else { x.matmul(&w.t()?)? };
+            let few_rows = path == Path::Infer
+                && x.dim(0)? <= ops::FEW_ROWS
+                && x.device().is_cpu()
+                && x.dtype() == DType::F32;
+            let y = if few_rows {
+                ops::few_rows_linear(&x, w)?
+            } else {
+                x.matmul(&w.t()?)?
+            };
             y.reshape(shape)
         }
     }
@@ -40,7 +47,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn load(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: vb.get(dim, "weight")?, eps: eps as f32 })
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            eps: eps as f32,
+        })
     }
 
     fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
@@ -73,33 +83,55 @@ impl Rope {
     fn new(cfg: &Config, dtype: DType, device: &Device) -> Result<Self> {
         let hd = cfg.head_dim();
         // As the reference computes it, in f32.
-        let inv_freq: Vec<f32> =
-            (0..hd / 2).map(|k| 1.0 / 10000f32.powf((2 * k) as f32 / hd as f32)).collect();
+        let inv_freq: Vec<f32> = (0..hd / 2)
+            .map(|k| 1.0 / 10000f32.powf((2 * k) as f32 / hd as f32))
+            .collect();
         let (cos, sin) = Self::table(&inv_freq, 0, cfg.max_seq_len, dtype, device)?;
         Ok(Self { inv_freq, cos, sin })
     }
 
-    fn table(inv_freq: &[f32], start: usize, len: usize, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+    fn table(
+        inv_freq: &[f32],
+        start: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
         let angles: Vec<f32> = (start..start + len)
             .flat_map(|t| inv_freq.iter().map(move |f| t as f32 * f))
             .collect();
         let angles = Tensor::from_vec(angles, (len, inv_freq.len()), device)?;
-        Ok((angles.cos()?.to_dtype(dtype)?, angles.sin()?.to_dtype(dtype)?))
+        Ok((
+            angles.cos()?.to_dtype(dtype)?,
+            angles.sin()?.to_dtype(dtype)?,
+        ))
     }
 
     /// cos, sin for positions start..start+len (beyond the table: computed on the spot).
     fn range(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
         if start + len <= self.cos.dim(0)? {
-            Ok((self.cos.narrow(0, start, len)?, self.sin.narrow(0, start, len)?))
+            Ok((
+                self.cos.narrow(0, start, len)?,
+                self.sin.narrow(0, start, len)?,
+            ))
         } else {
-            Self::table(&self.inv_freq, start, len, self.cos.dtype(), self.cos.device())
+            Self::table(
+                &self.inv_freq,
+                start,
+                len,
+                self.cos.dtype(),
+                self.cos.device(),
+            )
         }
     }
 
     fn at(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
         let ids: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let ids = Tensor::new(ids, self.cos.device())?;
-        Ok((self.cos.index_select(&ids, 0)?, self.sin.index_select(&ids, 0)?))
+        Ok((
+            self.cos.index_select(&ids, 0)?,
+            self.sin.index_select(&ids, 0)?,
+        ))
     }
 
     /// x: [B, heads, T, head_dim].
@@ -139,7 +171,10 @@ impl Attention {
     /// x [B, T, dim] → [B, heads, T, head_dim].
     fn heads(&self, x: &Tensor, w: &Tensor, heads: usize, path: Path) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        linear(x, w, path)?.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+        linear(x, w, path)?
+            .reshape((b, t, heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     fn queries(&self, x: &Tensor, rope: &(Tensor, Tensor), path: Path) -> Result<Tensor> {
@@ -147,13 +182,25 @@ impl Attention {
     }
 
     /// Rotated keys and plain values of `x`, in kv heads.
-    fn keys_values(&self, x: &Tensor, rope: &(Tensor, Tensor), path: Path) -> Result<(Tensor, Tensor)> {
+    fn keys_values(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        path: Path,
+    ) -> Result<(Tensor, Tensor)> {
         let k = Rope::apply(&self.heads(x, &self.wk, self.n_kv_heads, path)?, rope, path)?;
         Ok((k, self.heads(x, &self.wv, self.n_kv_heads, path)?))
     }
 
     /// softmax(q kᵀ/√d + mask) v, then the output projection: [B, T, dim].
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, path: Path) -> Result<Tensor> {
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        path: Path,
+    ) -> Result<Tensor> {
         let (b, _, t, _) = q.dims4()?;
         let rep = self.n_heads / self.n_kv_heads;
         let k = candle_transformers::utils::repeat_kv(k.clone(), rep)?;
@@ -164,7 +211,9 @@ impl Attention {
             None => scores,
         };
         let out = softmax(&scores, path)?.matmul(&v.contiguous()?)?;
-        let out = out.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, t, self.n_heads * self.head_dim))?;
         linear(&out, &self.wo, path)
     }
 }
@@ -260,7 +309,12 @@ impl Ltm {
 
     /// Number of parameters (the tied output layer counted once).
     pub fn parameter_count(&self) -> usize {
-        let attn = |a: &Attention| [&a.wq, &a.wk, &a.wv, &a.wo].iter().map(|w| w.elem_count()).sum::<usize>();
+        let attn = |a: &Attention| {
+            [&a.wq, &a.wk, &a.wv, &a.wo]
+                .iter()
+                .map(|w| w.elem_count())
+                .sum::<usize>()
+        };
         let per_layer: usize = self
             .layers
             .iter()
@@ -290,7 +344,13 @@ impl Ltm {
         self.layers
             .iter()
             .enumerate()
-            .map(|(i, layer)| layer.cross_attention.keys_values(&z.narrow(1, i * per_layer, per_layer)?, &rope, path))
+            .map(|(i, layer)| {
+                layer.cross_attention.keys_values(
+                    &z.narrow(1, i * per_layer, per_layer)?,
+                    &rope,
+                    path,
+                )
+            })
             .collect()
     }
 
@@ -303,7 +363,15 @@ impl Ltm {
         let w = self.config.window_size;
         let k_end = q_start + n;
         let mask: Vec<f32> = (q_start..k_end)
-            .flat_map(|i| (k_start..k_end).map(move |j| if j <= i && j + w > i { 0. } else { f32::NEG_INFINITY }))
+            .flat_map(|i| {
+                (k_start..k_end).map(move |j| {
+                    if j <= i && j + w > i {
+                        0.
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
             .collect();
         let mask = Tensor::from_vec(mask, (n, k_end - k_start), self.device())?;
         Ok(Some(mask.to_dtype(self.dtype())?))
@@ -320,9 +388,15 @@ impl Ltm {
         path: Path,
     ) -> Result<Tensor> {
         let (b, n) = tokens.dims2()?;
-        let mut x = self.tok_embeddings.index_select(&tokens.flatten_all()?, 0)?.reshape((b, n, self.config.dim))?;
+        let mut x = self
+            .tok_embeddings
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, n, self.config.dim))?;
         let rope = self.rope.range(start, n)?;
-        let cached = window.as_ref().and_then(|w| w[0].as_ref()).map_or(Ok(0), |(k, _)| k.dim(2))?;
+        let cached = window
+            .as_ref()
+            .and_then(|w| w[0].as_ref())
+            .map_or(Ok(0), |(k, _)| k.dim(2))?;
         let mask = self.window_mask(start, n, start - cached)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let attn = &layer.attention;
@@ -336,7 +410,10 @@ impl Ltm {
                 }
                 let len = k.dim(2)?;
                 let keep = len.min(self.config.window_size);
-                let kept = (k.narrow(2, len - keep, keep)?.contiguous()?, v.narrow(2, len - keep, keep)?.contiguous()?);
+                let kept = (
+                    k.narrow(2, len - keep, keep)?.contiguous()?,
+                    v.narrow(2, len - keep, keep)?.contiguous()?,
+                );
                 if n == 1 {
                     (k, v) = kept.clone();
                 }
@@ -368,7 +445,13 @@ impl Ltm {
     }
 
     /// Summed cross-entropy of `targets` per sequence: [B, N] tokens and targets → [B].
-    pub fn sequence_nll(&self, tokens: &Tensor, targets: &Tensor, z: &Tensor, path: Path) -> Result<Tensor> {
+    pub fn sequence_nll(
+        &self,
+        tokens: &Tensor,
+        targets: &Tensor,
+        z: &Tensor,
+        path: Path,
+    ) -> Result<Tensor> {
         let cross = self.thought_kv(z, path)?;
         let hidden = self.blocks(tokens, &cross, None, 0, path)?;
         let nll = match path {
@@ -390,7 +473,13 @@ impl Ltm {
     /// Feeds `tokens` [B, n] after what the cache holds; logits of the last position [B, vocab].
     pub fn step(&self, tokens: &Tensor, cache: &mut Cache) -> Result<Tensor> {
         let n = tokens.dim(1)?;
-        let hidden = self.blocks(tokens, &cache.cross, Some(&mut cache.window), cache.position, Path::Infer)?;
+        let hidden = self.blocks(
+            tokens,
+            &cache.cross,
+            Some(&mut cache.window),
+            cache.position,
+            Path::Infer,
+        )?;
         cache.position += n;
         self.logits(&hidden.narrow(1, n - 1, 1)?.squeeze(1)?, Path::Infer)
     }

@@ -7,18 +7,27 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Device, Layout, Result, Shape, Tensor,
 };
 use rayon::prelude::*;
 
 /// y = x · wᵀ (x: [m, k], w: [n, k]); backward gives dx only.
 struct InputGradLinear;
 
-fn matmul_transposed<S: BackendStorage>(x: &S, lx: &Layout, w: &S, lw: &Layout) -> Result<(S, Shape)> {
+fn matmul_transposed<S: BackendStorage>(
+    x: &S,
+    lx: &Layout,
+    w: &S,
+    lw: &Layout,
+) -> Result<(S, Shape)> {
     let (m, k) = lx.shape().dims2()?;
     let (n, kw) = lw.shape().dims2()?;
     if k != kw {
-        candle_core::bail!("linear: input {:?} does not fit weight {:?}", lx.shape(), lw.shape());
+        candle_core::bail!(
+            "linear: input {:?} does not fit weight {:?}",
+            lx.shape(),
+            lw.shape()
+        );
     }
     let out = x.matmul(w, (1, m, n, k), lx, &lw.transpose(0, 1)?)?;
     Ok((out, Shape::from((m, n))))
@@ -29,7 +38,13 @@ impl CustomOp2 for InputGradLinear {
         "linear-input-grad"
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         matmul_transposed(x, lx, w, lw)
     }
 
@@ -53,7 +68,13 @@ impl CustomOp2 for InputGradLinear {
         matmul_transposed(x, lx, w, lw)
     }
 
-    fn bwd(&self, _x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(dy.matmul(w)?), None))
     }
 }
@@ -64,7 +85,8 @@ pub fn linear_input_grad(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().expect("x has a last dimension") = w.dim(0)?;
     let x2 = x.reshape((rows, k))?.contiguous()?;
-    x2.apply_op2(&w.contiguous()?, InputGradLinear)?.reshape(out_shape)
+    x2.apply_op2(&w.contiguous()?, InputGradLinear)?
+        .reshape(out_shape)
 }
 
 /// y = x · wᵀ for a handful of rows (generation: one token per sample). Streams each weight
@@ -84,7 +106,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     let tail = a.len() - a.len() % L;
-    acc.iter().sum::<f32>() + a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum::<f32>()
+    acc.iter().sum::<f32>()
+        + a[tail..]
+            .iter()
+            .zip(&b[tail..])
+            .map(|(x, y)| x * y)
+            .sum::<f32>()
 }
 
 impl CustomOp2 for FewRowsLinear {
@@ -92,14 +119,27 @@ impl CustomOp2 for FewRowsLinear {
         "few-rows-linear"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, lx: &Layout, ws: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (contiguous_f32(xs, lx, "linear")?, contiguous_f32(ws, lw, "linear")?);
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        lx: &Layout,
+        ws: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (
+            contiguous_f32(xs, lx, "linear")?,
+            contiguous_f32(ws, lw, "linear")?,
+        );
         let ((m, k), (n, _)) = (lx.shape().dims2()?, lw.shape().dims2()?);
         // Weight rows in blocks; each block yields its outputs for every row of x.
         const BLOCK: usize = 64;
         let blocks: Vec<Vec<f32>> = w
             .par_chunks(BLOCK * k)
-            .map(|wb| wb.chunks_exact(k).flat_map(|wr| x.chunks_exact(k).map(move |xr| dot(xr, wr))).collect())
+            .map(|wb| {
+                wb.chunks_exact(k)
+                    .flat_map(|wr| x.chunks_exact(k).map(move |xr| dot(xr, wr)))
+                    .collect()
+            })
             .collect();
         let mut y = vec![0f32; m * n];
         for (b, block) in blocks.iter().enumerate() {
@@ -115,7 +155,8 @@ impl CustomOp2 for FewRowsLinear {
 
 /// x · wᵀ for at most `FEW_ROWS` rows of x [m, k] on the CPU in f32 (no backward).
 pub fn few_rows_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &FewRowsLinear)
+    x.contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &FewRowsLinear)
 }
 
 /// Per-row negative log-likelihood of `targets` [m] under `logits` [m, v] (f32, CPU).
@@ -132,7 +173,10 @@ fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
     let Some((a, b)) = l.contiguous_offsets() else {
         candle_core::bail!("token_nll: targets must be contiguous")
     };
-    Ok(s.as_slice::<u32>()?[a..b].iter().map(|&t| t as usize).collect())
+    Ok(s.as_slice::<u32>()?[a..b]
+        .iter()
+        .map(|&t| t as usize)
+        .collect())
 }
 
 /// exp(x) to within a few ulp, written so that the compiler vectorises it (libm's expf is
@@ -151,7 +195,7 @@ fn fast_exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 5.0e-1;
     let e = p * r * r + r + 1.0;
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
@@ -166,7 +210,11 @@ fn log_sum_exp(row: &[f32]) -> f32 {
             lanes[i] = lanes[i].max(c[i]);
         }
     }
-    let max = rest.iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = rest
+        .iter()
+        .chain(&lanes)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut sums = [0f32; L];
     for c in chunks {
         for i in 0..L {
@@ -182,11 +230,20 @@ impl CustomOp2 for TokenNll {
         "token-nll"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (m, v) = l1.shape().dims2()?;
         let (logits, targets) = (rows(s1, l1)?, target_ids(s2, l2)?);
         if targets.len() != m || targets.iter().any(|&t| t >= v) {
-            candle_core::bail!("token_nll: {} targets for {m} rows of {v} logits (or a target out of range)", targets.len());
+            candle_core::bail!(
+                "token_nll: {} targets for {m} rows of {v} logits (or a target out of range)",
+                targets.len()
+            );
         }
         let nll: Vec<f32> = logits
             .par_chunks(v)
@@ -196,7 +253,13 @@ impl CustomOp2 for TokenNll {
         Ok((CpuStorage::F32(nll), Shape::from(m)))
     }
 
-    fn bwd(&self, logits: &Tensor, targets: &Tensor, nll: &Tensor, dnll: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        nll: &Tensor,
+        dnll: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // log Σ exp = nll + the target's logit: the backward pass needs no second reduction.
         let lse = (nll + logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)?;
         let scaled = Tensor::stack(&[&lse, &dnll.contiguous()?], 1)?;
@@ -253,34 +316,56 @@ impl CustomOp2 for OutputNll {
         "output-nll"
     }
 
-    fn cpu_fwd(&self, h: &CpuStorage, lh: &Layout, e: &CpuStorage, le: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        h: &CpuStorage,
+        lh: &Layout,
+        e: &CpuStorage,
+        le: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (m, v) = (lh.shape().dims2()?.0, le.shape().dims2()?.0);
         if self.targets.len() != m || self.targets.iter().any(|&t| t >= v) {
-            candle_core::bail!("output_nll: {} targets for {m} positions (or a target outside the {v}-token vocabulary)", self.targets.len());
+            candle_core::bail!(
+                "output_nll: {} targets for {m} positions (or a target outside the {v}-token vocabulary)",
+                self.targets.len()
+            );
         }
         let CpuStorage::F32(logits) = matmul_transposed(h, lh, e, le)?.0 else {
             candle_core::bail!("output_nll: f32 only");
         };
         let lse: Vec<f32> = logits.par_chunks(v).map(log_sum_exp).collect();
-        let nll = lse.iter().zip(logits.chunks(v)).zip(&self.targets).map(|((l, row), &t)| l - row[t]).collect();
+        let nll = lse
+            .iter()
+            .zip(logits.chunks(v))
+            .zip(&self.targets)
+            .map(|((l, row), &t)| l - row[t])
+            .collect();
         *self.saved.lock().expect("output_nll state") = Some((logits, lse));
         Ok((CpuStorage::F32(nll), Shape::from(m)))
     }
 
-    fn bwd(&self, _h: &Tensor, e: &Tensor, _nll: &Tensor, dnll: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _h: &Tensor,
+        e: &Tensor,
+        _nll: &Tensor,
+        dnll: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let Some((mut logits, lse)) = self.saved.lock().expect("output_nll state").take() else {
             candle_core::bail!("output_nll: backward ran twice");
         };
         let v = e.dim(0)?;
         let dnll = dnll.to_vec1::<f32>()?;
-        logits.par_chunks_mut(v).zip(lse.par_iter().zip(dnll.par_iter())).zip(self.targets.par_iter()).for_each(
-            |((row, (&lse, &d)), &t)| {
+        logits
+            .par_chunks_mut(v)
+            .zip(lse.par_iter().zip(dnll.par_iter()))
+            .zip(self.targets.par_iter())
+            .for_each(|((row, (&lse, &d)), &t)| {
                 for x in row.iter_mut() {
                     *x = fast_exp(*x - lse) * d;
                 }
                 row[t] -= d;
-            },
-        );
+            });
         let m = lse.len();
         let dlogits = Tensor::from_vec(logits, (m, v), e.device())?;
         Ok((Some(dlogits.matmul(e)?), None))
@@ -295,12 +380,24 @@ pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<
         return token_nll(&linear_input_grad(hidden, weight)?, targets);
     }
     let ids = target_ids_vec(targets)?;
-    let op = OutputNll { targets: ids, saved: Default::default() };
-    hidden.reshape(((), d))?.contiguous()?.apply_op2(&weight.contiguous()?, op)?.reshape(targets.shape())
+    let op = OutputNll {
+        targets: ids,
+        saved: Default::default(),
+    };
+    hidden
+        .reshape(((), d))?
+        .contiguous()?
+        .apply_op2(&weight.contiguous()?, op)?
+        .reshape(targets.shape())
 }
 
 fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
-    Ok(targets.flatten_all()?.to_vec1::<u32>()?.into_iter().map(|t| t as usize).collect())
+    Ok(targets
+        .flatten_all()?
+        .to_vec1::<u32>()?
+        .into_iter()
+        .map(|t| t as usize)
+        .collect())
 }
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -327,7 +424,11 @@ impl CustomOp1 for Softmax {
             let mut sum = 0.0;
             for (yi, &xi) in y.iter_mut().zip(x) {
                 // exp(−∞) of a masked score is exactly 0, not fast_exp's smallest normal.
-                *yi = if xi == f32::NEG_INFINITY { 0.0 } else { fast_exp(xi - max) };
+                *yi = if xi == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    fast_exp(xi - max)
+                };
                 sum += *yi;
             }
             let inv = 1.0 / sum;
@@ -366,31 +467,46 @@ impl CustomOp1 for Rope {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l, "rope")?;
         let (_, _, t, d) = l.shape().dims4()?;
-        let (cos, sin) = (self.cos.flatten_all()?.to_vec1::<f32>()?, self.sin.flatten_all()?.to_vec1::<f32>()?);
+        let (cos, sin) = (
+            self.cos.flatten_all()?.to_vec1::<f32>()?,
+            self.sin.flatten_all()?.to_vec1::<f32>()?,
+        );
         if cos.len() != t * d / 2 || sin.len() != cos.len() {
-            candle_core::bail!("rope: cos/sin hold {} angles for {t} positions of {d} dims", cos.len());
+            candle_core::bail!(
+                "rope: cos/sin hold {} angles for {t} positions of {d} dims",
+                cos.len()
+            );
         }
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(t * d).zip(x.par_chunks(t * d)).for_each(|(y, x)| {
-            // Pair i of a head is dims (2k, 2k+1) at position i / (d/2): angle index i.
-            for (i, (yp, xp)) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)).enumerate() {
-                let (c, s) = (cos[i], sin[i]);
-                yp[0] = xp[0] * c - xp[1] * s;
-                yp[1] = xp[0] * s + xp[1] * c;
-            }
-        });
+        y.par_chunks_mut(t * d)
+            .zip(x.par_chunks(t * d))
+            .for_each(|(y, x)| {
+                // Pair i of a head is dims (2k, 2k+1) at position i / (d/2): angle index i.
+                for (i, (yp, xp)) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)).enumerate() {
+                    let (c, s) = (cos[i], sin[i]);
+                    yp[0] = xp[0] * c - xp[1] * s;
+                    yp[1] = xp[0] * s + xp[1] * c;
+                }
+            });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(candle_nn::rotary_emb::rope_i(&g.contiguous()?, &self.cos, &self.sin.neg()?)?))
+        Ok(Some(candle_nn::rotary_emb::rope_i(
+            &g.contiguous()?,
+            &self.cos,
+            &self.sin.neg()?,
+        )?))
     }
 }
 
 /// Interleaved rotary embedding, differentiable in x; x [B, H, T, d], cos and sin [T, d/2].
 pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        let op = Rope { cos: cos.contiguous()?, sin: sin.contiguous()? };
+        let op = Rope {
+            cos: cos.contiguous()?,
+            sin: sin.contiguous()?,
+        };
         x.contiguous()?.apply_op1(op)
     } else {
         candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
@@ -408,8 +524,17 @@ impl CustomOp2 for RmsNormInput {
         "rms-norm-input-bwd"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (contiguous_f32(s, l, "rms_norm")?, contiguous_f32(ws, wl, "rms_norm")?);
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (
+            contiguous_f32(s, l, "rms_norm")?,
+            contiguous_f32(ws, wl, "rms_norm")?,
+        );
         let d = w.len();
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
@@ -421,8 +546,16 @@ impl CustomOp2 for RmsNormInput {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?.sqrt()?.recip()?;
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
+            .sqrt()?
+            .recip()?;
         let gw = g.broadcast_mul(w)?;
         let proj = (&gw * x)?.mean_keepdim(D::Minus1)?.mul(&r.powf(3.0)?)?;
         let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&proj)?)?;
@@ -433,7 +566,8 @@ impl CustomOp2 for RmsNormInput {
 /// RMSNorm differentiable in x only (the weight is constant while thinking).
 pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op2(&w.contiguous()?, RmsNormInput { eps })
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, RmsNormInput { eps })
     } else {
         candle_nn::ops::rms_norm_slow(x, w, eps)
     }
@@ -444,13 +578,19 @@ pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let v = logits.dim(D::Minus1)?;
     let out_shape = targets.shape().clone();
-    let logits = logits.to_dtype(DType::F32)?.reshape(((), v))?.contiguous()?;
+    let logits = logits
+        .to_dtype(DType::F32)?
+        .reshape(((), v))?
+        .contiguous()?;
     let targets = targets.flatten_all()?.contiguous()?;
     let nll = if matches!(logits.device(), Device::Cpu) {
         logits.apply_op2(&targets, TokenNll)?
     } else {
         let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?
+        log_probs
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()?
     };
     nll.reshape(out_shape)
 }
@@ -484,7 +624,14 @@ mod tests {
         let fused = output_nll(h.as_tensor(), &e, &targets)?;
         let composite = token_nll(&h.as_tensor().broadcast_matmul(&e.t()?)?, &targets)?;
         assert_eq!(fused.dims(), &[2, 3]);
-        assert!(fused.sub(&composite)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
+        assert!(
+            fused
+                .sub(&composite)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?
+                < 1e-4
+        );
         let weights = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &dev)?;
         let g = (fused * &weights)?.sum_all()?.backward()?;
         let g_ref = (composite * &weights)?.sum_all()?.backward()?;
@@ -502,17 +649,28 @@ mod tests {
         let x = Var::randn(0f32, 1., shape, &Device::Cpu)?;
         let weights = Tensor::randn(0f32, 1., shape, &Device::Cpu)?;
         let (y, y_ref) = (f(x.as_tensor())?, reference(x.as_tensor())?);
-        assert!(y.sub(&y_ref)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5, "values differ");
+        assert!(
+            y.sub(&y_ref)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5,
+            "values differ"
+        );
         let g = (y * &weights)?.sum_all()?.backward()?;
         let g_ref = (y_ref * &weights)?.sum_all()?.backward()?;
-        let diff = g.get(&x).unwrap().sub(g_ref.get(&x).unwrap())?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = g
+            .get(&x)
+            .unwrap()
+            .sub(g_ref.get(&x).unwrap())?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-4, "gradients differ by {diff}");
         Ok(())
     }
 
     #[test]
     fn fused_softmax_rope_and_rms_norm_match_the_composites() -> Result<()> {
-        same_value_and_gradient(&[2, 3, 7], softmax_last_dim, |x| candle_nn::ops::softmax(x, D::Minus1))?;
+        same_value_and_gradient(&[2, 3, 7], softmax_last_dim, |x| {
+            candle_nn::ops::softmax(x, D::Minus1)
+        })?;
         let cos = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
         let sin = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
         same_value_and_gradient(
@@ -521,14 +679,22 @@ mod tests {
             |x| candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
         )?;
         let w = Tensor::randn(0f32, 1., 6, &Device::Cpu)?;
-        same_value_and_gradient(&[2, 4, 6], |x| rms_norm_input(x, &w, 1e-5), |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5))
+        same_value_and_gradient(
+            &[2, 4, 6],
+            |x| rms_norm_input(x, &w, 1e-5),
+            |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5),
+        )
     }
 
     #[test]
     fn few_rows_linear_matches_matmul() -> Result<()> {
         let x = Tensor::randn(0f32, 1., (3, 37), &Device::Cpu)?;
         let w = Tensor::randn(0f32, 1., (150, 37), &Device::Cpu)?;
-        let diff = few_rows_linear(&x, &w)?.sub(&x.matmul(&w.t()?)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = few_rows_linear(&x, &w)?
+            .sub(&x.matmul(&w.t()?)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-4, "differs by {diff}");
         Ok(())
     }
@@ -538,7 +704,10 @@ mod tests {
         for i in -8700..=8800 {
             let x = i as f32 / 100.0;
             let (got, want) = (fast_exp(x), x.exp());
-            assert!((got - want).abs() <= 4e-7 * want, "exp({x}) = {want}, got {got}");
+            assert!(
+                (got - want).abs() <= 4e-7 * want,
+                "exp({x}) = {want}, got {got}"
+            );
         }
         assert!(fast_exp(f32::NEG_INFINITY) < 1e-37);
     }
@@ -550,8 +719,18 @@ mod tests {
         let targets = Tensor::new(&[0u32, 3, 10, 5, 5, 1], &dev)?;
         let fused = token_nll(logits.as_tensor(), &targets)?;
         let log_probs = candle_nn::ops::log_softmax(logits.as_tensor(), D::Minus1)?;
-        let composite = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
-        assert!(fused.sub(&composite)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        let composite = log_probs
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()?;
+        assert!(
+            fused
+                .sub(&composite)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?
+                < 1e-5
+        );
         let weights = Tensor::new(&[1f32, 2., 3., 4., 5., 6.], &dev)?;
         let g = (fused * &weights)?.sum_all()?.backward()?;
         let g_ref = (composite * &weights)?.sum_all()?.backward()?;

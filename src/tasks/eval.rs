@@ -68,11 +68,20 @@ impl Report {
     pub fn table(&self, samples: usize) -> String {
         let mut out = format!(
             "{:>8}  {:>9}  {:>8}  {:>7}  {:>8}  {:>9}\n",
-            "thinking", "problems", "steps", format!("pass@{samples}"), "majority", "ELBO-best"
+            "thinking",
+            "problems",
+            "steps",
+            format!("pass@{samples}"),
+            "majority",
+            "ELBO-best"
         );
         for (thinking, row) in &self.tallies {
             for (reasoning, t) in row {
-                let group = if *reasoning == 0 { "all".to_string() } else { reasoning.to_string() };
+                let group = if *reasoning == 0 {
+                    "all".to_string()
+                } else {
+                    reasoning.to_string()
+                };
                 out.push_str(&format!(
                     "{thinking:>8}  {:>9}  {group:>8}  {:>6.1}%  {:>7.1}%  {:>8.1}%\n",
                     t.problems,
@@ -102,9 +111,23 @@ mod tests {
     #[test]
     fn the_three_rules_can_disagree() {
         let s = score("12", &some(&["12", "13", "13"]), &[5.0, 1.0, 2.0]);
-        assert_eq!(s, Scored { pass_at_k: true, majority: false, elbo_best: false });
+        assert_eq!(
+            s,
+            Scored {
+                pass_at_k: true,
+                majority: false,
+                elbo_best: false
+            }
+        );
         let s = score("12", &some(&["12", "13", "12"]), &[0.5, 1.0, 2.0]);
-        assert_eq!(s, Scored { pass_at_k: true, majority: true, elbo_best: true });
+        assert_eq!(
+            s,
+            Scored {
+                pass_at_k: true,
+                majority: true,
+                elbo_best: true
+            }
+        );
         let s = score("1000", &[None, Some("1,000".into())], &[0.0, 1.0]);
         assert!(s.pass_at_k && s.majority && s.elbo_best);
         assert_eq!(score("7", &[None], &[0.0]), Scored::default());
@@ -113,14 +136,44 @@ mod tests {
     #[test]
     fn report_tallies_by_budget_and_steps() {
         let mut r = Report::default();
-        r.add(0, 1, Scored { pass_at_k: true, majority: true, elbo_best: false });
+        r.add(
+            0,
+            1,
+            Scored {
+                pass_at_k: true,
+                majority: true,
+                elbo_best: false,
+            },
+        );
         r.add(0, 2, Scored::default());
-        r.add(16, 2, Scored { pass_at_k: true, majority: true, elbo_best: true });
-        assert_eq!(r.tallies[&0][&0], Tally { problems: 2, pass_at_k: 1, majority: 1, elbo_best: 0 });
+        r.add(
+            16,
+            2,
+            Scored {
+                pass_at_k: true,
+                majority: true,
+                elbo_best: true,
+            },
+        );
+        assert_eq!(
+            r.tallies[&0][&0],
+            Tally {
+                problems: 2,
+                pass_at_k: 1,
+                majority: 1,
+                elbo_best: 0
+            }
+        );
         assert_eq!(r.tallies[&0][&2].problems, 1);
         assert_eq!(r.tallies[&16][&0].elbo_best, 1);
         let table = r.table(4);
-        assert!(table.contains("pass@4") && table.contains(" 50.0%"), "{table}");
-        assert_eq!(reasoning_steps(Some("a <<1+2=3>>3\nb <<3*2=6>>6\n#### 6")), 2);
+        assert!(
+            table.contains("pass@4") && table.contains(" 50.0%"),
+            "{table}"
+        );
+        assert_eq!(
+            reasoning_steps(Some("a <<1+2=3>>3\nb <<3*2=6>>6\n#### 6")),
+            2
+        );
     }
 }

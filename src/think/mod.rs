@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use anyhow::{Result, bail};
+use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::model::{Ltm, Path};
@@ -22,7 +22,12 @@ pub struct Posterior {
 
 impl Posterior {
     /// The reference's initial posterior: μ = scale·N(0,1) (0 when scale = 0), logσ² = −5 + 0.1·N(0,1).
-    pub fn initial(shape: (usize, usize, usize), mu_scale: f64, rng: &mut StdRng, device: &Device) -> Result<Self> {
+    pub fn initial(
+        shape: (usize, usize, usize),
+        mu_scale: f64,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(Self {
             mu: (gaussian(shape, rng, device)? * mu_scale)?,
             log_var: ((gaussian(shape, rng, device)? * 0.1)? - 5.0)?,
@@ -43,21 +48,39 @@ impl Posterior {
 
     /// Saves μ and logσ² as safetensors (`mu`, `log_var`).
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let tensors = [("mu", self.mu.to_device(&Device::Cpu)?), ("log_var", self.log_var.to_device(&Device::Cpu)?)];
+        let tensors = [
+            ("mu", self.mu.to_device(&Device::Cpu)?),
+            ("log_var", self.log_var.to_device(&Device::Cpu)?),
+        ];
         let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)?;
         crate::fsutil::write_atomic(path, &bytes)
     }
 
     pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
         use anyhow::Context;
-        let mut t = candle_core::safetensors::load(path, device)
-            .with_context(|| format!("{}: cannot read the thought (safetensors with `mu`, `log_var`)", path.display()))?;
-        let mut take = |k: &str| t.remove(k).with_context(|| format!("{}: tensor `{k}` is missing", path.display()));
+        let mut t = candle_core::safetensors::load(path, device).with_context(|| {
+            format!(
+                "{}: cannot read the thought (safetensors with `mu`, `log_var`)",
+                path.display()
+            )
+        })?;
+        let mut take = |k: &str| {
+            t.remove(k)
+                .with_context(|| format!("{}: tensor `{k}` is missing", path.display()))
+        };
         let (mu, log_var) = (take("mu")?, take("log_var")?);
         if mu.dims() != log_var.dims() || mu.rank() != 3 {
-            bail!("{}: `mu` {:?} and `log_var` {:?} must have the same [B, max_z_len, dim] shape", path.display(), mu.dims(), log_var.dims());
+            bail!(
+                "{}: `mu` {:?} and `log_var` {:?} must have the same [B, max_z_len, dim] shape",
+                path.display(),
+                mu.dims(),
+                log_var.dims()
+            );
         }
-        Ok(Self { mu: mu.to_dtype(DType::F32)?, log_var: log_var.to_dtype(DType::F32)? })
+        Ok(Self {
+            mu: mu.to_dtype(DType::F32)?,
+            log_var: log_var.to_dtype(DType::F32)?,
+        })
     }
 }
 
@@ -75,7 +98,9 @@ pub fn rng(seed: u64) -> StdRng {
 /// Learning rate of step s of T: cosine from lr down to lr/10.
 pub fn cosine_lr(lr: f64, step: usize, steps: usize) -> f64 {
     let min = lr / 10.0;
-    min + 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos()) * (lr - min)
+    min + 0.5
+        * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos())
+        * (lr - min)
 }
 
 /// ELBO figures of each sequence in the batch.
@@ -114,7 +139,10 @@ impl Text {
     /// `ids` (at least 2 tokens) replicated over `batch` sequences.
     pub fn new(ids: &[u32], batch: usize, device: &Device) -> Result<Self> {
         if ids.len() < 2 {
-            bail!("thinking needs a prompt of at least 2 tokens, got {}", ids.len());
+            bail!(
+                "thinking needs a prompt of at least 2 tokens, got {}",
+                ids.len()
+            );
         }
         let n = ids.len() - 1;
         let row = Tensor::new(ids, device)?;
@@ -126,7 +154,13 @@ impl Text {
 }
 
 /// −ELBO of `text` under posterior `q` with noise `eps`: the scalar loss (Σ over the batch) and its figures.
-pub fn elbo(model: &Ltm, text: &Text, q: &Posterior, eps: &Tensor, path: Path) -> Result<(Tensor, Elbo)> {
+pub fn elbo(
+    model: &Ltm,
+    text: &Text,
+    q: &Posterior,
+    eps: &Tensor,
+    path: Path,
+) -> Result<(Tensor, Elbo)> {
     let z = q.sample(eps)?;
     let nll = model.sequence_nll(&text.inputs, &text.targets, &z, path)?;
     let layer_kl = q.layer_kl(model.config().n_layers)?;
@@ -197,45 +231,76 @@ pub fn fast_learning(
 ) -> Result<Thought> {
     let mu = Var::from_tensor(&init.mu)?;
     let log_var = Var::from_tensor(&init.log_var)?;
-    let params = ParamsAdamW { lr: settings.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+    let params = ParamsAdamW {
+        lr: settings.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
     let mut opt = AdamW::new(vec![mu.clone(), log_var.clone()], params)?;
     let mut previous: Option<f64> = None;
     let mut taken = 0;
     for step in 0..settings.steps {
         let start = Instant::now();
         let lr = cosine_lr(settings.lr, step, settings.steps);
-        let q = Posterior { mu: mu.as_tensor().clone(), log_var: log_var.as_tensor().clone() };
+        let q = Posterior {
+            mu: mu.as_tensor().clone(),
+            log_var: log_var.as_tensor().clone(),
+        };
         let (loss, figures) = elbo(model, text, &q, eps, Path::Think)?;
         let total = figures.nelbo_sum();
         if !total.is_finite() {
-            bail!("thinking diverged at step {step}: the ELBO is not finite (lr {lr:.3}); try a lower fast learning rate");
+            bail!(
+                "thinking diverged at step {step}: the ELBO is not finite (lr {lr:.3}); try a lower fast learning rate"
+            );
         }
         opt.set_learning_rate(lr);
         opt.backward_step(&loss)?;
         taken = step + 1;
-        let report = Step { step, steps: settings.steps, lr, elbo: figures, ms: start.elapsed().as_secs_f64() * 1e3 };
+        let report = Step {
+            step,
+            steps: settings.steps,
+            lr,
+            elbo: figures,
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        };
         if !on_step(&report) {
             return Err(Cancelled.into());
         }
         let per_token = total / (report.elbo.tokens * report.elbo.nll.len()) as f64;
-        if let (Some(tol), Some(prev)) = (settings.tolerance, previous) {
-            if prev - per_token < tol {
-                break;
-            }
+        if let (Some(tol), Some(prev)) = (settings.tolerance, previous)
+            && prev - per_token < tol
+        {
+            break;
         }
         previous = Some(per_token);
     }
-    let posterior = Posterior { mu: mu.as_tensor().detach(), log_var: log_var.as_tensor().detach() };
+    let posterior = Posterior {
+        mu: mu.as_tensor().detach(),
+        log_var: log_var.as_tensor().detach(),
+    };
     let (_, final_elbo) = elbo(model, text, &posterior, eps, Path::Infer)?;
     if !final_elbo.nelbo_sum().is_finite() {
         bail!("thinking diverged: the final ELBO is not finite; try a lower fast learning rate");
     }
-    Ok(Thought { posterior, eps: eps.clone(), elbo: final_elbo, steps: taken })
+    Ok(Thought {
+        posterior,
+        eps: eps.clone(),
+        elbo: final_elbo,
+        steps: taken,
+    })
 }
 
 /// −ELBO and token count of a long text: cut into windows of the model's context, each
 /// thought about for `steps` steps on its own. exp(nelbo / tokens) bounds the perplexity.
-pub fn text_nelbo(model: &Ltm, ids: &[u32], steps: usize, lr: f64, seed: u64) -> Result<(f64, usize)> {
+pub fn text_nelbo(
+    model: &Ltm,
+    ids: &[u32],
+    steps: usize,
+    lr: f64,
+    seed: u64,
+) -> Result<(f64, usize)> {
     let window = model.config().max_seq_len;
     let (mut nelbo, mut tokens) = (0.0, 0);
     let mut rng = rng(seed);
@@ -244,7 +309,18 @@ pub fn text_nelbo(model: &Ltm, ids: &[u32], steps: usize, lr: f64, seed: u64) ->
         let shape = model.thought_shape(1);
         let init = Posterior::initial(shape, 0.0, &mut rng, model.device())?;
         let eps = gaussian(shape, &mut rng, model.device())?;
-        let thought = fast_learning(model, &text, &init, &eps, &FastLearning { steps, lr, tolerance: None }, |_| true)?;
+        let thought = fast_learning(
+            model,
+            &text,
+            &init,
+            &eps,
+            &FastLearning {
+                steps,
+                lr,
+                tolerance: None,
+            },
+            |_| true,
+        )?;
         nelbo += thought.elbo.nelbo_sum();
         tokens += thought.elbo.tokens;
     }

@@ -106,8 +106,14 @@ impl AdamW {
     fn new(params: Vec<(String, Var, bool)>) -> Result<Self> {
         let zeros = |p: &Var| p.as_tensor().zeros_like();
         Ok(Self {
-            m: params.iter().map(|(_, p, _)| zeros(p)).collect::<candle_core::Result<_>>()?,
-            v: params.iter().map(|(_, p, _)| zeros(p)).collect::<candle_core::Result<_>>()?,
+            m: params
+                .iter()
+                .map(|(_, p, _)| zeros(p))
+                .collect::<candle_core::Result<_>>()?,
+            v: params
+                .iter()
+                .map(|(_, p, _)| zeros(p))
+                .collect::<candle_core::Result<_>>()?,
             params,
             step: 0,
         })
@@ -115,21 +121,42 @@ impl AdamW {
 
     /// One update; `decay` params get decoupled weight decay. Gradients are clipped to a
     /// global norm of `o.grad_clip` first. Returns the norm before clipping.
-    fn step(&mut self, grads: &candle_core::backprop::GradStore, o: &OptimConfig, lr: f64) -> Result<f64> {
+    fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        o: &OptimConfig,
+        lr: f64,
+    ) -> Result<f64> {
         let gs: Vec<Tensor> = self
             .params
             .iter()
-            .map(|(n, p, _)| grads.get(p).cloned().with_context(|| format!("no gradient for `{n}`")))
+            .map(|(n, p, _)| {
+                grads
+                    .get(p)
+                    .cloned()
+                    .with_context(|| format!("no gradient for `{n}`"))
+            })
             .collect::<Result<_>>()?;
-        let norm = gs.iter().map(|g| Ok(g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64)).sum::<Result<f64>>()?.sqrt();
+        let norm = gs
+            .iter()
+            .map(|g| Ok(g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64))
+            .sum::<Result<f64>>()?
+            .sqrt();
         let clip = (o.grad_clip / (norm + 1e-6)).min(1.0);
         self.step += 1;
-        let (bc1, bc2) = (1.0 - o.beta1.powi(self.step as i32), 1.0 - o.beta2.powi(self.step as i32));
+        let (bc1, bc2) = (
+            1.0 - o.beta1.powi(self.step as i32),
+            1.0 - o.beta2.powi(self.step as i32),
+        );
         for (i, ((_, p, decay), g)) in self.params.iter().zip(gs).enumerate() {
             let g = (g * clip)?;
             self.m[i] = ((&self.m[i] * o.beta1)? + (&g * (1.0 - o.beta1))?)?;
             self.v[i] = ((&self.v[i] * o.beta2)? + (g.sqr()? * (1.0 - o.beta2))?)?;
-            let decayed = if *decay { (p.as_tensor() * (1.0 - lr * o.weight_decay))? } else { p.as_tensor().clone() };
+            let decayed = if *decay {
+                (p.as_tensor() * (1.0 - lr * o.weight_decay))?
+            } else {
+                p.as_tensor().clone()
+            };
             let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + 1e-8)?)?;
             p.set(&(decayed - (update * lr)?)?)?;
         }
@@ -153,52 +180,118 @@ const OPTIM_FILE: &str = "optimizer.safetensors";
 
 impl Trainer {
     /// A new run (weights from `Checkpoint::random`) or, with `resume`, the run saved in `out`.
-    pub fn new(config: TrainConfig, train_tokens: Vec<u32>, val_tokens: Vec<u32>, out: &Path, resume: bool, device: Device) -> Result<Self> {
+    pub fn new(
+        config: TrainConfig,
+        train_tokens: Vec<u32>,
+        val_tokens: Vec<u32>,
+        out: &Path,
+        resume: bool,
+        device: Device,
+    ) -> Result<Self> {
         let (weights, state, moments) = if resume {
-            let ckpt = Checkpoint::load(out).with_context(|| format!("cannot resume from {}", out.display()))?;
+            let ckpt = Checkpoint::load(out)
+                .with_context(|| format!("cannot resume from {}", out.display()))?;
             let state: TrainState = serde_json::from_str(
-                &std::fs::read_to_string(out.join(STATE_FILE)).with_context(|| format!("{}: no training state to resume", out.display()))?,
+                &std::fs::read_to_string(out.join(STATE_FILE))
+                    .with_context(|| format!("{}: no training state to resume", out.display()))?,
             )?;
             let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
-                .with_context(|| format!("{}: cannot read the optimizer state", out.join(OPTIM_FILE).display()))?;
+                .with_context(|| {
+                    format!(
+                        "{}: cannot read the optimizer state",
+                        out.join(OPTIM_FILE).display()
+                    )
+                })?;
             (ckpt, state, Some(moments))
         } else {
-            let state = TrainState { iter: 0, tokens_seen: 0, elapsed_s: 0.0, history: vec![] };
-            (Checkpoint::random(config.model.clone(), config.optim.seed)?, state, None)
+            let state = TrainState {
+                iter: 0,
+                tokens_seen: 0,
+                elapsed_s: 0.0,
+                history: vec![],
+            };
+            (
+                Checkpoint::random(config.model.clone(), config.optim.seed)?,
+                state,
+                None,
+            )
         };
         let mut names: Vec<_> = weights.tensors.keys().cloned().collect();
         names.sort();
-        let vars: Vec<(String, Var)> =
-            names.iter().map(|n| Ok((n.clone(), Var::from_tensor(&weights.tensors[n].to_device(&device)?)?))).collect::<Result<_>>()?;
+        let vars: Vec<(String, Var)> = names
+            .iter()
+            .map(|n| {
+                Ok((
+                    n.clone(),
+                    Var::from_tensor(&weights.tensors[n].to_device(&device)?)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
         // Weight decay on matrices and embeddings, none on norm weights (as the reference).
-        let params = vars.iter().map(|(n, v)| (n.clone(), v.clone(), v.rank() >= 2)).collect();
+        let params = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone(), v.rank() >= 2))
+            .collect();
         let mut opt = AdamW::new(params)?;
         if let Some(mut moments) = moments {
             for (i, (n, _)) in vars.iter().enumerate() {
-                opt.m[i] = moments.remove(&format!("m.{n}")).with_context(|| format!("optimizer state lacks `m.{n}`"))?;
-                opt.v[i] = moments.remove(&format!("v.{n}")).with_context(|| format!("optimizer state lacks `v.{n}`"))?;
+                opt.m[i] = moments
+                    .remove(&format!("m.{n}"))
+                    .with_context(|| format!("optimizer state lacks `m.{n}`"))?;
+                opt.v[i] = moments
+                    .remove(&format!("v.{n}"))
+                    .with_context(|| format!("optimizer state lacks `v.{n}`"))?;
             }
             opt.step = state.iter;
         }
         let min_len = config.optim.seq_len + 2;
         if train_tokens.len() < min_len || val_tokens.len() < min_len {
-            bail!("not enough data: {} training and {} validation tokens for sequences of {}", train_tokens.len(), val_tokens.len(), min_len);
+            bail!(
+                "not enough data: {} training and {} validation tokens for sequences of {}",
+                train_tokens.len(),
+                val_tokens.len(),
+                min_len
+            );
         }
-        Ok(Self { config, state, vars, opt, train_tokens, val_tokens, device })
+        Ok(Self {
+            config,
+            state,
+            vars,
+            opt,
+            train_tokens,
+            val_tokens,
+            device,
+        })
     }
 
     /// The decoder over the current weights; `tracked` keeps them as variables (for the
     /// decoder update), otherwise it is a detached view (for fast learning).
     fn model(&self, tracked: bool) -> Result<Ltm> {
-        let tensors: HashMap<String, Tensor> =
-            self.vars.iter().map(|(n, v)| (n.clone(), if tracked { v.as_tensor().clone() } else { v.as_tensor().detach() })).collect();
-        Ok(Ltm::new(&self.config.model, VarBuilder::from_tensors(tensors, DType::F32, &self.device))?)
+        let tensors: HashMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    if tracked {
+                        v.as_tensor().clone()
+                    } else {
+                        v.as_tensor().detach()
+                    },
+                )
+            })
+            .collect();
+        Ok(Ltm::new(
+            &self.config.model,
+            VarBuilder::from_tensors(tensors, DType::F32, &self.device),
+        )?)
     }
 
     /// `batch` random windows of `seq_len + 1` tokens, reproducible from (seed, iter, stream).
     fn batch(&self, tokens: &[u32], iter: usize, stream: u64) -> Result<Text> {
         let o = &self.config.optim;
-        let mut rng = think::rng(o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream);
+        let mut rng =
+            think::rng(o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream);
         let n = o.seq_len;
         let mut inputs = Vec::with_capacity(o.batch_size * n);
         let mut targets = Vec::with_capacity(o.batch_size * n);
@@ -214,12 +307,30 @@ impl Trainer {
     }
 
     /// Fast learning on a batch with the detached decoder; the fitted thought z and its figures.
-    fn think(&self, model: &Ltm, text: &Text, steps: usize, lr: f64, seed: u64) -> Result<(Tensor, think::Elbo)> {
+    fn think(
+        &self,
+        model: &Ltm,
+        text: &Text,
+        steps: usize,
+        lr: f64,
+        seed: u64,
+    ) -> Result<(Tensor, think::Elbo)> {
         let mut rng = think::rng(seed);
         let shape = model.thought_shape(text.inputs.dim(0)?);
         let init = Posterior::initial(shape, 0.0, &mut rng, &self.device)?;
         let eps = think::gaussian(shape, &mut rng, &self.device)?;
-        let thought = think::fast_learning(model, text, &init, &eps, &FastLearning { steps, lr, tolerance: None }, |_| true)?;
+        let thought = think::fast_learning(
+            model,
+            text,
+            &init,
+            &eps,
+            &FastLearning {
+                steps,
+                lr,
+                tolerance: None,
+            },
+            |_| true,
+        )?;
         Ok((thought.z()?, thought.elbo))
     }
 
@@ -228,7 +339,13 @@ impl Trainer {
         let o = self.config.optim.clone();
         let iter = self.state.iter;
         let text = self.batch(&self.train_tokens, iter, 1)?;
-        let (z, elbo) = self.think(&self.model(false)?, &text, o.fast_steps, fast_lr(&o, iter), o.seed.wrapping_add(iter as u64))?;
+        let (z, elbo) = self.think(
+            &self.model(false)?,
+            &text,
+            o.fast_steps,
+            fast_lr(&o, iter),
+            o.seed.wrapping_add(iter as u64),
+        )?;
         let model = self.model(true)?;
         let nll = model.sequence_nll(&text.inputs, &text.targets, &z.detach(), Kernels::Train)?;
         let tokens = text.inputs.elem_count();
@@ -262,8 +379,16 @@ impl Trainer {
 
     /// Current weights as a checkpoint.
     pub fn checkpoint(&self) -> Result<Checkpoint> {
-        let tensors = self.vars.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
-        Ok(Checkpoint { config: self.config.model.clone(), tensors, source: PathBuf::from("(training)") })
+        let tensors = self
+            .vars
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().to_device(&Device::Cpu)?)))
+            .collect::<Result<_>>()?;
+        Ok(Checkpoint {
+            config: self.config.model.clone(),
+            tensors,
+            source: PathBuf::from("(training)"),
+        })
     }
 
     /// Saves weights, optimizer moments and state into `out` (each file atomically).
@@ -274,8 +399,14 @@ impl Trainer {
             moments.insert(format!("m.{n}"), self.opt.m[i].to_device(&Device::Cpu)?);
             moments.insert(format!("v.{n}"), self.opt.v[i].to_device(&Device::Cpu)?);
         }
-        write_atomic(&out.join(OPTIM_FILE), &safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), None)?)?;
-        write_atomic(&out.join(STATE_FILE), serde_json::to_string_pretty(&self.state)?.as_bytes())
+        write_atomic(
+            &out.join(OPTIM_FILE),
+            &safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), None)?,
+        )?;
+        write_atomic(
+            &out.join(STATE_FILE),
+            serde_json::to_string_pretty(&self.state)?.as_bytes(),
+        )
     }
 
     pub fn record(&mut self, point: HistoryPoint) {

@@ -18,15 +18,21 @@ pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\nAnsw
 
 /// Training text: problems as the few-shot format writes them, one after another.
 fn corpus(n: usize, seed: u64) -> String {
-    let examples: Vec<Example> = generate(n, seed, Split::Train).iter().map(Example::from).collect();
+    let examples: Vec<Example> = generate(n, seed, Split::Train)
+        .iter()
+        .map(Example::from)
+        .collect();
     // A prompt with every example as a shot and an empty final question is exactly the examples' text.
     let text = few_shot_prompt(&examples, "");
-    text.trim_end_matches(&format!("{BOS_TOKEN}Question: \n")).to_string()
+    text.trim_end_matches(&format!("{BOS_TOKEN}Question: \n"))
+        .to_string()
 }
 
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the training configuration", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{}: not a valid training configuration", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the training configuration", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{}: not a valid training configuration", path.display()))
 }
 
 /// Trains (or resumes) the run described by `config` into `out`.
@@ -35,27 +41,49 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     let train_text = corpus(d.train_problems, d.seed);
     let val_text = corpus(d.val_problems, d.seed.wrapping_add(1_000_003));
     let tokenizer = if resume {
-        Tokenizer::from_file(out.join(TOKENIZER_FILE)).map_err(|e| anyhow!("{}: {e}", out.join(TOKENIZER_FILE).display()))?
+        Tokenizer::from_file(out.join(TOKENIZER_FILE))
+            .map_err(|e| anyhow!("{}: {e}", out.join(TOKENIZER_FILE).display()))?
     } else {
-        let lines: Vec<String> = train_text.split_inclusive('\n').map(str::to_string).collect();
+        let lines: Vec<String> = train_text
+            .split_inclusive('\n')
+            .map(str::to_string)
+            .collect();
         train_bpe(&lines, d.vocab_size)?
     };
     config.model.vocab_size = tokenizer.get_vocab_size(true);
     config.model.bos_token_id = tokenizer.token_to_id(BOS_TOKEN);
     config.model.eos_token_id = tokenizer.token_to_id(EOS_TOKEN);
     config.model.prompt_format = Some(ARITH_PROMPT_FORMAT.to_string());
-    config.model.validate().map_err(|e| anyhow!("bad model configuration: {e}"))?;
+    config
+        .model
+        .validate()
+        .map_err(|e| anyhow!("bad model configuration: {e}"))?;
     let train_tokens = encode(&tokenizer, &train_text)?;
     let val_tokens = encode(&tokenizer, &val_text)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    tokenizer.save(out.join(TOKENIZER_FILE), false).map_err(|e| anyhow!("cannot save the tokenizer: {e}"))?;
-    write_atomic(&out.join("train.toml"), toml::to_string_pretty(&config)?.as_bytes())?;
+    tokenizer
+        .save(out.join(TOKENIZER_FILE), false)
+        .map_err(|e| anyhow!("cannot save the tokenizer: {e}"))?;
+    write_atomic(
+        &out.join("train.toml"),
+        toml::to_string_pretty(&config)?.as_bytes(),
+    )?;
 
-    let mut trainer = Trainer::new(config.clone(), train_tokens.clone(), val_tokens, out, resume, device)?;
+    let mut trainer = Trainer::new(
+        config.clone(),
+        train_tokens.clone(),
+        val_tokens,
+        out,
+        resume,
+        device,
+    )?;
     let o = config.optim.clone();
     eprintln!(
         "training {} parameters on {} tokens ({} problems), {} iterations of {}×{} tokens, {} thinking steps each",
-        trainer.checkpoint()?.model(candle_core::DType::F32, &Device::Cpu)?.parameter_count(),
+        trainer
+            .checkpoint()?
+            .model(candle_core::DType::F32, &Device::Cpu)?
+            .parameter_count(),
         train_tokens.len(),
         d.train_problems,
         o.max_iters,
@@ -101,13 +129,23 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
             if live {
                 eprintln!();
             }
-            eprintln!("  validation at iter {iter}: ELBO perplexity bound {val:.3} (train loss {:.3})", point.train_loss);
+            eprintln!(
+                "  validation at iter {iter}: ELBO perplexity bound {val:.3} (train loss {:.3})",
+                point.train_loss
+            );
             trainer.record(point);
             trainer.save(out)?;
         }
     }
-    write_atomic(&out.join("README.md"), model_card(&config, &trainer, train_tokens.len()).as_bytes())?;
-    eprintln!("done: {} in {}", out.display(), humantime(trainer.state.elapsed_s));
+    write_atomic(
+        &out.join("README.md"),
+        model_card(&config, &trainer, train_tokens.len()).as_bytes(),
+    )?;
+    eprintln!(
+        "done: {} in {}",
+        out.display(),
+        humantime(trainer.state.elapsed_s)
+    );
     Ok(())
 }
 
@@ -162,5 +200,9 @@ fn model_card(config: &TrainConfig, trainer: &Trainer, corpus_tokens: usize) -> 
 }
 
 fn humantime(s: f64) -> String {
-    if s < 120.0 { format!("{s:.0} s") } else { format!("{:.1} min", s / 60.0) }
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{:.1} min", s / 60.0)
+    }
 }

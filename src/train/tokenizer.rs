@@ -8,7 +8,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{
-    AddedToken, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder, TokenizerImpl,
+    AddedToken, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
+    TokenizerBuilder, TokenizerImpl,
 };
 
 pub const BOS_TOKEN: &str = "<|beginoftext|>";
@@ -29,28 +30,43 @@ pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer> {
         PreTokenizerWrapper::Digits(Digits::new(true)),
         PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
     ]);
-    let mut tokenizer: TokenizerImpl<BPE, NormalizerWrapper, Sequence, PostProcessorWrapper, ByteLevelDecoder> =
-        TokenizerBuilder::new()
-            .with_model(BPE::default())
-            .with_normalizer(None)
-            .with_pre_tokenizer(Some(pre))
-            .with_post_processor(None)
-            .with_decoder(Some(ByteLevelDecoder::default()))
-            .build()
-            .map_err(|e| anyhow!("cannot build the tokenizer: {e}"))?;
+    let mut tokenizer: TokenizerImpl<
+        BPE,
+        NormalizerWrapper,
+        Sequence,
+        PostProcessorWrapper,
+        ByteLevelDecoder,
+    > = TokenizerBuilder::new()
+        .with_model(BPE::default())
+        .with_normalizer(None)
+        .with_pre_tokenizer(Some(pre))
+        .with_post_processor(None)
+        .with_decoder(Some(ByteLevelDecoder::default()))
+        .build()
+        .map_err(|e| anyhow!("cannot build the tokenizer: {e}"))?;
     tokenizer
         .train(&mut trainer, texts.iter())
         .map_err(|e| anyhow!("tokenizer training failed: {e}"))?;
-    tokenizer.add_special_tokens(specials.clone()).map_err(|e| anyhow!("cannot add special tokens: {e}"))?;
+    tokenizer
+        .add_special_tokens(specials.clone())
+        .map_err(|e| anyhow!("cannot add special tokens: {e}"))?;
     // Back to the untyped tokenizer the rest of the app loads from tokenizer.json.
-    let json = tokenizer.to_string(false).map_err(|e| anyhow!("cannot serialise the tokenizer: {e}"))?;
-    let tokenizer: Tokenizer = json.parse().map_err(|e| anyhow!("cannot reload the tokenizer: {e}"))?;
+    let json = tokenizer
+        .to_string(false)
+        .map_err(|e| anyhow!("cannot serialise the tokenizer: {e}"))?;
+    let tokenizer: Tokenizer = json
+        .parse()
+        .map_err(|e| anyhow!("cannot reload the tokenizer: {e}"))?;
     Ok(tokenizer)
 }
 
 /// Token ids of `text`, special tokens recognised.
 pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    Ok(tokenizer.encode(text, false).map_err(|e| anyhow!("cannot tokenize: {e}"))?.get_ids().to_vec())
+    Ok(tokenizer
+        .encode(text, false)
+        .map_err(|e| anyhow!("cannot tokenize: {e}"))?
+        .get_ids()
+        .to_vec())
 }
 
 #[cfg(test)]
@@ -59,8 +75,14 @@ mod tests {
 
     #[test]
     fn digits_are_split_and_text_round_trips() {
-        let texts: Vec<String> =
-            (0..200).map(|i| format!("{BOS_TOKEN}Question: Tom has {i} apples and buys {} more.\n", i * 7)).collect();
+        let texts: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "{BOS_TOKEN}Question: Tom has {i} apples and buys {} more.\n",
+                    i * 7
+                )
+            })
+            .collect();
         let tok = train_bpe(&texts, 300).unwrap();
         assert_eq!(tok.token_to_id(BOS_TOKEN), Some(0));
         assert_eq!(tok.token_to_id(EOS_TOKEN), Some(1));
@@ -69,7 +91,10 @@ mod tests {
         assert_eq!(ids[0], 0);
         let pieces: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
         for d in ["1", "2", "3", "4"] {
-            assert!(pieces.contains(&d.to_string()), "digit {d} is its own token in {pieces:?}");
+            assert!(
+                pieces.contains(&d.to_string()),
+                "digit {d} is its own token in {pieces:?}"
+            );
         }
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
     }

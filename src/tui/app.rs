@@ -20,7 +20,7 @@ use crate::tasks::prompt::{ANSWER_PREFIX, BOS, Example, few_shot_prompt, load_js
 /// What the state machine asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Submit(Request),
+    Submit(Box<Request>),
     Cancel,
     Quit,
     SaveSettings,
@@ -292,7 +292,7 @@ impl App {
                 run.status = Status::Sent;
                 let request = run.request.clone();
                 self.in_flight = Some(id);
-                return vec![Action::Submit(request)];
+                return vec![Action::Submit(Box::new(request))];
             }
         }
         Vec::new()
@@ -491,11 +491,11 @@ impl App {
 
     /// Keys that mean nothing to a pane send the user back to typing.
     fn type_into_input(&mut self, key: KeyEvent) -> Vec<Action> {
-        if let KeyCode::Char(_) = key.code {
-            if typed(key.modifiers) {
-                self.focus = Focus::Input;
-                return self.input_key(key);
-            }
+        if let KeyCode::Char(_) = key.code
+            && typed(key.modifiers)
+        {
+            self.focus = Focus::Input;
+            return self.input_key(key);
         }
         Vec::new()
     }

@@ -177,7 +177,7 @@ async fn event_loop(
             let mut next = Vec::new();
             for action in pending {
                 match action {
-                    Action::Submit(request) => client.submit(request),
+                    Action::Submit(request) => client.submit(*request),
                     Action::Cancel => client.cancel(),
                     Action::Quit => {
                         client.cancel();

@@ -303,13 +303,13 @@ mod tests {
             level: Level::Error,
             text: "boom".into(),
         });
-        let path = s.save(&dir).unwrap();
+        let path = s.save(dir).unwrap();
         assert_eq!(path, dir.join(format!("{}.json", s.id)));
 
-        let loaded = Session::load(&Session::find(&dir, &s.id).unwrap()).unwrap();
-        assert_eq!(Session::find(&dir, "last").unwrap(), path);
-        assert_eq!(Session::find(&dir, path.to_str().unwrap()).unwrap(), path);
-        assert!(Session::find(&dir, "nope").is_err());
+        let loaded = Session::load(&Session::find(dir, &s.id).unwrap()).unwrap();
+        assert_eq!(Session::find(dir, "last").unwrap(), path);
+        assert_eq!(Session::find(dir, path.to_str().unwrap()).unwrap(), path);
+        assert!(Session::find(dir, "nope").is_err());
         assert_eq!(loaded.max_request_id(), 3);
         // The interrupted run comes back cancelled; everything else as saved.
         let mut expected = s.clone();

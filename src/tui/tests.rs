@@ -60,7 +60,7 @@ fn type_text(app: &mut App, text: &str) {
 fn send(app: &mut App, text: &str) -> Request {
     type_text(app, text);
     match press(app, KeyCode::Enter).as_slice() {
-        [Action::Submit(r)] => r.clone(),
+        [Action::Submit(r)] => (**r).clone(),
         other => panic!("expected one Submit, got {other:?}"),
     }
 }
@@ -565,7 +565,7 @@ fn ladder_screen_shows_four_columns() {
         }
         app.on_event(done(r.id, 0, &format!(" 9 + 9 = {answer}."), 50.0));
         match app.on_event(Event::Finished { request: r.id }).first() {
-            Some(Action::Submit(next)) => r = next.clone(),
+            Some(Action::Submit(next)) => r = (**next).clone(),
             _ => assert_eq!(k, 3),
         }
     }

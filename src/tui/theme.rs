@@ -200,7 +200,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.join("broken.toml"), "name = 3").unwrap();
         std::fs::write(dir.join("notes.txt"), "not a theme").unwrap();
-        let (themes, warnings) = Themes::load(Some(&dir), false);
+        let (themes, warnings) = Themes::load(Some(dir), false);
         assert_eq!(themes.names(), ["dark", "light", "high-contrast", "mine"]);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(
