@@ -292,6 +292,32 @@ pub fn fast_learning(
     })
 }
 
+/// Fast learning from the reference's initial posterior (μ = 0) with fresh noise, no reporting:
+/// for training, scoring and benchmarks.
+pub fn think_afresh(
+    model: &Ltm,
+    text: &Text,
+    steps: usize,
+    lr: f64,
+    rng: &mut StdRng,
+) -> Result<Thought> {
+    let shape = model.thought_shape(text.inputs.dim(0)?);
+    let init = Posterior::initial(shape, 0.0, rng, model.device())?;
+    let eps = gaussian(shape, rng, model.device())?;
+    fast_learning(
+        model,
+        text,
+        &init,
+        &eps,
+        &FastLearning {
+            steps,
+            lr,
+            tolerance: None,
+        },
+        |_| true,
+    )
+}
+
 /// −ELBO and token count of a long text: cut into windows of the model's context, each
 /// thought about for `steps` steps on its own. exp(nelbo / tokens) bounds the perplexity.
 pub fn text_nelbo(
@@ -306,21 +332,7 @@ pub fn text_nelbo(
     let mut rng = rng(seed);
     for chunk in ids.chunks(window).filter(|c| c.len() >= 2) {
         let text = Text::new(chunk, 1, model.device())?;
-        let shape = model.thought_shape(1);
-        let init = Posterior::initial(shape, 0.0, &mut rng, model.device())?;
-        let eps = gaussian(shape, &mut rng, model.device())?;
-        let thought = fast_learning(
-            model,
-            &text,
-            &init,
-            &eps,
-            &FastLearning {
-                steps,
-                lr,
-                tolerance: None,
-            },
-            |_| true,
-        )?;
+        let thought = think_afresh(model, &text, steps, lr, &mut rng)?;
         nelbo += thought.elbo.nelbo_sum();
         tokens += thought.elbo.tokens;
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
 use crate::model::{Checkpoint, Config, Ltm, Path as Kernels};
-use crate::think::{self, FastLearning, Posterior, Text};
+use crate::think::{self, Text};
 
 /// Everything a run needs, read from TOML. Model sizes use the reference's names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,22 +315,7 @@ impl Trainer {
         lr: f64,
         seed: u64,
     ) -> Result<(Tensor, think::Elbo)> {
-        let mut rng = think::rng(seed);
-        let shape = model.thought_shape(text.inputs.dim(0)?);
-        let init = Posterior::initial(shape, 0.0, &mut rng, &self.device)?;
-        let eps = think::gaussian(shape, &mut rng, &self.device)?;
-        let thought = think::fast_learning(
-            model,
-            text,
-            &init,
-            &eps,
-            &FastLearning {
-                steps,
-                lr,
-                tolerance: None,
-            },
-            |_| true,
-        )?;
+        let thought = think::think_afresh(model, text, steps, lr, &mut think::rng(seed))?;
         Ok((thought.z()?, thought.elbo))
     }
 
