@@ -1,0 +1,100 @@
+//! `ltm data`, `ltm eval` and `ltm ppl` through the real binary, on a small model written here.
+
+mod common;
+
+use common::{ltm, one_line_error, stderr, stdout, tiny_model};
+use serde_json::Value;
+
+#[test]
+fn data_arith_writes_valid_problems() {
+    let out = ltm([
+        "data", "arith", "--n", "5", "--seed", "9", "--split", "test",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    for p in &lines {
+        let fin = p["final"].as_str().unwrap();
+        assert!(
+            p["answer"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("#### {fin}")),
+            "{p}"
+        );
+    }
+    let again = ltm([
+        "data", "arith", "--n", "5", "--seed", "9", "--split", "test",
+    ]);
+    assert_eq!(stdout(&out), stdout(&again), "deterministic by seed");
+}
+
+#[test]
+fn eval_reports_every_budget_and_ppl_is_finite() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let model = model.to_str().unwrap();
+    let out = ltm([
+        "eval",
+        "arith",
+        "--model",
+        model,
+        "--limit",
+        "2",
+        "--shots",
+        "1",
+        "--steps",
+        "0,2",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "problem").count(),
+        4,
+        "2 problems × 2 budgets"
+    );
+    let report = lines.last().unwrap();
+    assert_eq!(report["event"], "report");
+    for budget in ["0", "2"] {
+        assert_eq!(report["tallies"][budget]["0"]["problems"], 2, "{report}");
+    }
+
+    let data = dir.path().join("text.txt");
+    std::fs::write(&data, "abc abc abc abc 1+2=3 2+2=4").unwrap();
+    let out = ltm([
+        "ppl",
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let ppl = v["ppl_bound"].as_f64().unwrap();
+    assert!(ppl.is_finite() && ppl > 1.0, "{v}");
+
+    let out = ltm([
+        "eval",
+        "arith",
+        "--model",
+        model,
+        "--data",
+        "/nonexistent.jsonl",
+    ]);
+    assert!(!out.status.success());
+    assert!(one_line_error(&out).contains("/nonexistent.jsonl"));
+}
