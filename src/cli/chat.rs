@@ -83,6 +83,10 @@ impl ChatArgs {
 
 /// Open the terminal app on the model; returns when the user quits.
 pub fn run(args: ChatArgs, device: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        anyhow::bail!("the terminal app needs a terminal; for scripts and pipes use `ltm generate`");
+    }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
     let engine = engine::spawn(
         EngineOptions {

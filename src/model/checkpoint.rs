@@ -282,8 +282,12 @@ impl Checkpoint {
 pub fn read_config(file: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("{}: cannot read the model configuration", file.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a valid LTM configuration", file.display()))
+    let config: Config = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid LTM configuration", file.display()))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: bad configuration: {e}", file.display()))?;
+    Ok(config)
 }
 
 /// `model_args` and `config` of a reference checkpoint, as JSON objects.
