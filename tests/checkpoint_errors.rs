@@ -133,7 +133,12 @@ fn a_config_whose_heads_do_not_divide_dim() {
     let model = write_model(dir.path(), &config, &tensors);
     fails_naming(
         &model,
-        &[model.to_str().unwrap(), "config.json", "`dim` (32)", "`n_heads` (5)"],
+        &[
+            model.to_str().unwrap(),
+            "config.json",
+            "`dim` (32)",
+            "`n_heads` (5)",
+        ],
     );
 }
 
@@ -145,7 +150,12 @@ fn a_config_whose_layers_do_not_divide_the_thoughts() {
     let model = write_model(dir.path(), &config, &tensors);
     fails_naming(
         &model,
-        &[model.to_str().unwrap(), "config.json", "`max_z_len` (7)", "`n_layers` (2)"],
+        &[
+            model.to_str().unwrap(),
+            "config.json",
+            "`max_z_len` (7)",
+            "`n_layers` (2)",
+        ],
     );
 }
 

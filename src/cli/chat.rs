@@ -85,7 +85,9 @@ impl ChatArgs {
 pub fn run(args: ChatArgs, device: &str) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
-        anyhow::bail!("the terminal app needs a terminal; for scripts and pipes use `ltm generate`");
+        anyhow::bail!(
+            "the terminal app needs a terminal; for scripts and pipes use `ltm generate`"
+        );
     }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
     let engine = engine::spawn(

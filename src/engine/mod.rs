@@ -308,13 +308,17 @@ impl Worker {
     ) -> Result<Ended> {
         ids.extend(self.tokenizer.encode(&r.answer_prefix)?);
         let s = &r.sample;
+        let c = self.model.config();
         let sampling = Sampling {
             max_tokens: s.max_tokens,
             temperature: s.temperature,
             top_k: s.top_k,
             top_p: s.top_p,
             seed: s.seed,
-            eos: self.model.config().eos_token_id,
+            stop_tokens: [c.eos_token_id, c.bos_token_id]
+                .into_iter()
+                .flatten()
+                .collect(),
         };
         let mut writers: Vec<_> = (0..r.think.samples)
             .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))
@@ -326,7 +330,7 @@ impl Worker {
                 return Flow::Cancel;
             }
             let writer = &mut writers[sample];
-            let last = writer.tokens + 1 == s.max_tokens || Some(id) == sampling.eos;
+            let last = writer.tokens + 1 == s.max_tokens || sampling.stop_tokens.contains(&id);
             match writer.push(id, last) {
                 Ok((text, stopped)) => {
                     emit(Event::Token {

@@ -16,8 +16,9 @@ pub struct Sampling {
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
     pub seed: u64,
-    /// Generation of a sample ends after this token (it is reported, then the sample stops).
-    pub eos: Option<u32>,
+    /// Generation of a sample ends after any of these tokens (reported, then the sample stops):
+    /// end of text, and the start of a new text.
+    pub stop_tokens: Vec<u32>,
 }
 
 impl Sampling {
@@ -28,7 +29,7 @@ impl Sampling {
             top_k: None,
             top_p: None,
             seed: 0,
-            eos: None,
+            stop_tokens: Vec::new(),
         }
     }
 
@@ -106,7 +107,7 @@ pub fn generate(
             match on_token(i, id) {
                 Flow::Cancel => return Ok((written, Ended::Cancelled)),
                 Flow::StopSample => active[i] = false,
-                Flow::Continue if Some(id) == sampling.eos => active[i] = false,
+                Flow::Continue if sampling.stop_tokens.contains(&id) => active[i] = false,
                 Flow::Continue => {}
             }
         }
@@ -116,4 +117,57 @@ pub fn generate(
         input = Tensor::new(next, device)?.unsqueeze(1)?;
     }
     Ok((written, Ended::Finished))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Checkpoint, Config};
+    use candle_core::{DType, Device};
+
+    fn tiny() -> Ltm {
+        let mut c = Config::paper_shape(2);
+        (
+            c.dim,
+            c.n_heads,
+            c.vocab_size,
+            c.max_seq_len,
+            c.window_size,
+            c.max_z_len,
+        ) = (32, 2, 50, 64, 8, 4);
+        Checkpoint::random(c, 3)
+            .unwrap()
+            .model(DType::F32, &Device::Cpu)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_sample_stops_at_a_stop_token_and_the_others_go_on() {
+        let model = tiny();
+        let z = Tensor::randn(0f32, 1., model.thought_shape(2), &Device::Cpu).unwrap();
+        let (free, _) = generate(&model, &[1, 2, 3], &z, &Sampling::greedy(12), |_, _| {
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(free.iter().map(Vec::len).collect::<Vec<_>>(), [12, 12]);
+        let stop = free[0][4];
+        let first = free[0].iter().position(|&t| t == stop).unwrap();
+        let sampling = Sampling {
+            stop_tokens: vec![stop],
+            ..Sampling::greedy(12)
+        };
+        let (stopped, ended) =
+            generate(&model, &[1, 2, 3], &z, &sampling, |_, _| Flow::Continue).unwrap();
+        assert_eq!(ended, Ended::Finished);
+        assert_eq!(
+            stopped[0],
+            free[0][..=first],
+            "sample 0 ends with its stop token"
+        );
+        let other = free[1]
+            .iter()
+            .position(|&t| t == stop)
+            .map_or(12, |p| p + 1);
+        assert_eq!(stopped[1], free[1][..other]);
+    }
 }
