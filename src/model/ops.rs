@@ -162,13 +162,6 @@ pub fn few_rows_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// Per-row negative log-likelihood of `targets` [m] under `logits` [m, v] (f32, CPU).
 struct TokenNll;
 
-fn rows<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("token_nll: logits must be contiguous"),
-    }
-}
-
 fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
     let Some((a, b)) = l.contiguous_offsets() else {
         candle_core::bail!("token_nll: targets must be contiguous")
@@ -238,7 +231,7 @@ impl CustomOp2 for TokenNll {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (m, v) = l1.shape().dims2()?;
-        let (logits, targets) = (rows(s1, l1)?, target_ids(s2, l2)?);
+        let (logits, targets) = (contiguous_f32(s1, l1, "token_nll")?, target_ids(s2, l2)?);
         if targets.len() != m || targets.iter().any(|&t| t >= v) {
             candle_core::bail!(
                 "token_nll: {} targets for {m} rows of {v} logits (or a target out of range)",
@@ -287,7 +280,11 @@ impl CustomOp3 for TokenNllGrad {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (m, v) = l1.shape().dims2()?;
-        let (logits, targets, scaled) = (rows(s1, l1)?, target_ids(s2, l2)?, rows(s3, l3)?);
+        let (logits, targets, scaled) = (
+            contiguous_f32(s1, l1, "token_nll")?,
+            target_ids(s2, l2)?,
+            contiguous_f32(s3, l3, "token_nll")?,
+        );
         let mut grad = vec![0f32; m * v];
         grad.par_chunks_mut(v)
             .zip(logits.par_chunks(v))
