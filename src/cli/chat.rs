@@ -1,20 +1,14 @@
 //! `ltm chat` (and `ltm` alone): the terminal app, a client of the engine thread.
 
-use std::path::PathBuf;
-
 use clap::Args;
 
-use crate::engine::{self, EngineOptions};
+use crate::engine::{self};
 use crate::tui::{self, TuiOptions};
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
-    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
-    pub model: PathBuf,
-    /// tokenizer.json to use instead of the one next to the model.
-    #[arg(long, value_name = "PATH")]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Resume a saved session: its id, a file, or `last` (the default when no value is given).
     #[arg(long, value_name = "SESSION", num_args = 0..=1, default_missing_value = "last")]
     pub resume: Option<String>,
@@ -90,17 +84,10 @@ pub fn run(args: ChatArgs, device: &str) -> anyhow::Result<()> {
         );
     }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let engine = engine::spawn(
-        EngineOptions {
-            model: args.model.clone(),
-            device: device.to_string(),
-            tokenizer: args.tokenizer.clone(),
-        },
-        move |event| {
-            // The receiver is gone only once the app has quit.
-            let _ = events.send(event);
-        },
-    );
+    let engine = engine::spawn(args.model.engine(device), move |event| {
+        // The receiver is gone only once the app has quit.
+        let _ = events.send(event);
+    });
     let options = TuiOptions {
         settings_override: args.commands(),
         resume: args.resume,

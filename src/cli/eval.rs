@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
-use crate::engine::{self, EngineOptions, Event, Request, SampleSettings, ThinkSettings};
+use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings};
 use crate::tasks::eval::{Report, reasoning_steps, score};
 use crate::tasks::prompt::{
     ANSWER_PREFIX, BOS, Example, Record, cut_answer, few_shot_prompt, load_jsonl,
@@ -29,8 +29,8 @@ pub enum Task {
 
 #[derive(Debug, clap::Args)]
 pub struct ArithArgs {
-    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Problems: JSONL with `question` and `final` or a GSM8K `answer` ending in `#### N`.
     /// Default: 100 fresh problems of the training templates (seed 777, unseen in training).
     #[arg(long, value_name = "FILE")]
@@ -93,12 +93,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         );
     }
     let (events, inbox) = mpsc::channel();
-    let options = EngineOptions {
-        model: args.model.clone(),
-        device: device.to_string(),
-        tokenizer: None,
-    };
-    let engine = engine::spawn(options, move |e| {
+    let engine = engine::spawn(args.model.engine(device), move |e| {
         let _ = events.send(e);
     });
     let info = match inbox.recv()? {

@@ -9,18 +9,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::engine::{
-    self, EngineHandle, EngineOptions, Event, ModelInfo, Request, SampleSettings, ThinkSettings,
-    ThinkStep,
+    self, EngineHandle, Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
-    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
-    pub model: PathBuf,
-    /// tokenizer.json to use instead of the model's.
-    #[arg(long, value_name = "FILE")]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// The prompt (else read from stdin).
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
@@ -80,12 +75,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         (None, None) => read_stdin()?,
     };
     let (events, inbox) = mpsc::channel();
-    let options = EngineOptions {
-        model: args.model.clone(),
-        device: device.to_string(),
-        tokenizer: args.tokenizer.clone(),
-    };
-    let engine = engine::spawn(options, move |event| {
+    let engine = engine::spawn(args.model.engine(device), move |event| {
         // The receiver goes away only when this command is over.
         let _ = events.send(event);
     });

@@ -12,12 +12,8 @@ use crate::text::Tokenizer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
-    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
-    pub model: PathBuf,
-    /// tokenizer.json to use instead of the model's.
-    #[arg(long, value_name = "FILE")]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -51,19 +47,22 @@ struct FileSize {
 }
 
 pub fn run(args: Args, _device: &str) -> Result<()> {
-    let checkpoint = engine::load_checkpoint(&args.model)?;
-    let tokenizer = Tokenizer::for_model(&args.model, args.tokenizer.as_deref())?;
+    let checkpoint = engine::load_checkpoint(&args.model.path)?;
+    let tokenizer = Tokenizer::for_model(&args.model.path, args.model.tokenizer.as_deref())?;
     tokenizer.check_fits(checkpoint.config.vocab_size, &checkpoint.source)?;
     let c = checkpoint.config;
-    let dir = if args.model.is_dir() {
-        args.model.as_path()
+    let dir = if args.model.path.is_dir() {
+        args.model.path.as_path()
     } else {
-        args.model.parent().unwrap_or(Path::new("."))
+        args.model.path.parent().unwrap_or(Path::new("."))
     };
     let candidates = [
         checkpoint.source,
         dir.join(CONFIG_FILE),
-        args.tokenizer.unwrap_or_else(|| dir.join(TOKENIZER_FILE)),
+        args.model
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| dir.join(TOKENIZER_FILE)),
     ];
     let mut files: Vec<FileSize> = Vec::new();
     for path in candidates {
@@ -75,7 +74,7 @@ pub fn run(args: Args, _device: &str) -> Result<()> {
         }
     }
     let info = Info {
-        model: args.model,
+        model: args.model.path,
         parameters: checkpoint.tensors.values().map(|t| t.elem_count()).sum(),
         head_dim: c.head_dim(),
         ffn_dim: c.ffn_dim(),

@@ -15,6 +15,28 @@ use std::process::ExitCode;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 
+/// Which model to load: shared by every command that loads one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
+    #[arg(long = "model", value_name = "PATH", default_value_os_t = crate::engine::default_model())]
+    pub path: std::path::PathBuf,
+    /// tokenizer.json to use instead of the model's.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<std::path::PathBuf>,
+}
+
+impl ModelArgs {
+    /// What the engine needs to load this model on `device`.
+    pub fn engine(&self, device: &str) -> crate::engine::EngineOptions {
+        crate::engine::EngineOptions {
+            model: self.path.clone(),
+            device: device.to_string(),
+            tokenizer: self.tokenizer.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ltm",

@@ -4,15 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::engine::{self, load_checkpoint};
+use crate::engine::load_checkpoint;
 use crate::tasks::prompt::{Example, load_jsonl};
 use crate::text::Tokenizer;
 use crate::think::text_nelbo;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, value_name = "PATH", default_value_os_t = engine::default_model())]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// A text file, or JSONL of problems (`question` and `answer`, scored in the few-shot format).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
@@ -41,9 +41,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     } else {
         raw
     };
-    let ckpt = load_checkpoint(&args.model)?;
-    let tokenizer = Tokenizer::for_model(&args.model, None)?;
-    tokenizer.check_fits(ckpt.config.vocab_size, &args.model)?;
+    let ckpt = load_checkpoint(&args.model.path)?;
+    let tokenizer = Tokenizer::for_model(&args.model.path, args.model.tokenizer.as_deref())?;
+    tokenizer.check_fits(ckpt.config.vocab_size, &args.model.path)?;
     let device = crate::device::select(device)?;
     let model = ckpt.model(crate::device::weight_dtype(&device), &device)?;
     let steps = args.steps.unwrap_or(ckpt.config.num_steps);
