@@ -117,7 +117,8 @@ pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
             &ids[..settings.prompt_len],
             &z,
             &Sampling::greedy(settings.new_tokens),
-            |_, _| Flow::Continue,
+            None,
+            |_| Flow::Continue,
         )?;
         let tokens: usize = written.iter().map(Vec::len).sum();
         gen_times.push(tokens as f64 / start.elapsed().as_secs_f64());

@@ -356,3 +356,168 @@ fn bad_files_exit_1_with_one_line_naming_them() {
     let err = one_line_error(&out);
     assert!(err.contains("absent") && err.contains("--model"), "{err}");
 }
+
+/// A model whose tokenizer makes almost every token an expression for the calculator: the
+/// digits, `.`, `-` and `>`, then 88 tokens `<<A*B=` (A 1–11, B 1–8); random weights.
+fn calculator_model(dir: &std::path::Path, calculator: bool) -> std::path::PathBuf {
+    let mut vocab: Vec<String> = ('0'..='9').map(String::from).collect();
+    vocab.extend([".", "-", ">"].map(String::from));
+    for a in 1..=11 {
+        for b in 1..=8 {
+            vocab.push(format!("<<{a}*{b}="));
+        }
+    }
+    assert_eq!(vocab.len(), 101);
+    let vocab: serde_json::Map<String, Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), serde_json::json!(i)))
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": {"type": "Fuse"},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": []}
+    });
+    let mut config = common::tiny_config(101);
+    config.calculator = calculator;
+    ltm::model::Checkpoint::random(config, 11)
+        .unwrap()
+        .save_dir(dir)
+        .unwrap();
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+/// The token events of `generate --json` on `model` with `extra` flags, per sample.
+fn calc_tokens(model: &std::path::Path, extra: &[&str]) -> Vec<Vec<Value>> {
+    let args = [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "123",
+        "--steps",
+        "0",
+        "--max-tokens",
+        "24",
+        "--samples",
+        "2",
+        "--temperature",
+        "1",
+        "--json",
+    ];
+    let lines = json_lines(&ltm(args.iter().chain(extra)));
+    (0..2)
+        .map(|s| {
+            of_kind(&lines, "token")
+                .into_iter()
+                .filter(|t| t["sample"] == s)
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks that each `<<A*B=` is followed by `A·B>>` flagged `"calc": true` and that nothing else
+/// is flagged; returns the number of computed tokens.
+fn check_computed(tokens: &[Value]) -> usize {
+    let mut expect = String::new();
+    let mut computed = 0;
+    for t in tokens {
+        let text = t["text"].as_str().unwrap();
+        if expect.is_empty() {
+            assert!(
+                t.get("calc").is_none(),
+                "a sampled token has no calc field: {t}"
+            );
+            if let Some((a, b)) = text
+                .strip_prefix("<<")
+                .and_then(|e| e.strip_suffix('='))
+                .and_then(|e| e.split_once('*'))
+            {
+                let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+                expect = format!("{}>>", a * b);
+            }
+        } else {
+            assert_eq!(t["calc"], true, "{t}");
+            expect = expect
+                .strip_prefix(text)
+                .unwrap_or_else(|| panic!("{text:?} is not the start of {expect:?}"))
+                .to_string();
+            computed += 1;
+        }
+    }
+    computed
+}
+
+#[test]
+fn the_calculator_writes_results_and_json_flags_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = calculator_model(dir.path(), false);
+    // The model's config leaves it off: nothing is computed.
+    let off = calc_tokens(&model, &[]);
+    for tokens in &off {
+        assert!(tokens.iter().all(|t| t.get("calc").is_none()));
+    }
+    // On: each sample gets its own results, as one batch.
+    let on = calc_tokens(&model, &["--calculator", "on"]);
+    for tokens in &on {
+        assert!(check_computed(tokens) > 0, "{tokens:?}");
+    }
+    assert_ne!(on[0], on[1]);
+    assert_ne!(on, off);
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = calculator_model(dir.path(), true);
+    assert_eq!(calc_tokens(&model, &[]), on, "on by the model's config");
+    assert_eq!(calc_tokens(&model, &["--calculator", "off"]), off);
+    let out = ltm(["generate", "--calculator", "maybe", "--prompt", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn eval_reports_with_and_without_the_calculator() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let args = [
+        "eval",
+        "arith",
+        "--model",
+        model.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--shots",
+        "1",
+        "--steps",
+        "0",
+        "--samples",
+        "1",
+        "--max-tokens",
+        "3",
+        "--calculator",
+        "both",
+    ];
+    let lines = json_lines(&ltm(args.iter().chain(&["--json"])));
+    let problems = of_kind(&lines, "problem");
+    assert_eq!(problems.len(), 4, "2 problems × calculator on and off");
+    for on in [true, false] {
+        assert_eq!(problems.iter().filter(|p| p["calculator"] == on).count(), 2);
+    }
+    let reports = of_kind(&lines, "report");
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        (&reports[0]["calculator"], &reports[1]["calculator"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert_eq!(reports[1]["tallies"]["0"]["0"]["problems"], 2);
+    let out = ltm(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let (on, off) = (
+        table.find("calculator on:").unwrap(),
+        table.find("calculator off:").unwrap(),
+    );
+    assert!(on < off, "{table}");
+}

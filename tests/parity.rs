@@ -286,8 +286,9 @@ fn greedy_generation_through_the_cache_matches_token_for_token() {
                 prompt,
                 fx.t("gen_z"),
                 &Sampling::greedy(want.len() - prompt.len()),
-                |_, id| {
-                    streamed.push(id);
+                None,
+                |t| {
+                    streamed.push(t.id);
                     Flow::Continue
                 },
             )

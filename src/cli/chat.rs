@@ -50,6 +50,9 @@ pub struct ChatArgs {
     /// Start each chat turn's thought from the previous one (on | off).
     #[arg(long, value_name = "on|off", help_heading = "Settings")]
     pub warm_start: Option<String>,
+    /// GSM8K's calculator: `<<EXPR=` gets its exact result (`auto`: the model's config).
+    #[arg(long, value_name = "on|off|auto", help_heading = "Settings")]
+    pub calculator: Option<String>,
 }
 
 impl ChatArgs {
@@ -67,6 +70,7 @@ impl ChatArgs {
             ("seed", self.seed.map(|v| v.to_string())),
             ("adaptive", self.adaptive.clone()),
             ("warm", self.warm_start.clone()),
+            ("calc", self.calculator.clone()),
         ];
         given
             .into_iter()

@@ -53,8 +53,37 @@ pub struct ArithArgs {
     pub max_tokens: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// GSM8K's calculator while writing (`<<EXPR=` gets its exact result): on, off, or both,
+    /// which evaluates every problem with and without it and prints a table for each, labelled
+    /// [default: the model's config, on for ours].
+    #[arg(long, value_name = "on|off|both")]
+    pub calculator: Option<Calculator>,
+    /// One JSON line per problem (with `calculator`), then one `report` line per calculator setting.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Calculator {
+    On,
+    Off,
+    Both,
+}
+
+impl Calculator {
+    /// The settings to evaluate, in order; `default` is the model's.
+    fn settings(choice: Option<Self>, default: bool) -> Vec<bool> {
+        match choice {
+            None => vec![default],
+            Some(Calculator::On) => vec![true],
+            Some(Calculator::Off) => vec![false],
+            Some(Calculator::Both) => vec![true, false],
+        }
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 fn records(path: &Option<PathBuf>, default_seed: u64, n: usize) -> Result<Vec<Record>> {
@@ -102,11 +131,16 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         other => bail!("the engine said {other:?} before it was ready"),
     };
     let live = std::io::stderr().is_terminal();
-    let total = problems.len() * args.steps.len();
-    let mut report = Report::default();
+    let calcs = Calculator::settings(args.calculator, info.calculator);
+    let total = problems.len() * args.steps.len() * calcs.len();
+    let mut reports = vec![Report::default(); calcs.len()];
     let mut id = 0;
     for (i, problem) in problems.iter().enumerate() {
-        for &steps in &args.steps {
+        for (&steps, &calculator) in args
+            .steps
+            .iter()
+            .flat_map(|s| calcs.iter().map(move |c| (s, c)))
+        {
             id += 1;
             engine.submit(Request {
                 id,
@@ -129,6 +163,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     top_p: None,
                     seed: args.seed + i as u64,
                     stop: vec![BOS.to_string(), "\nQuestion:".to_string()],
+                    calculator,
                 },
             });
             let mut answers = vec![None; args.samples];
@@ -151,19 +186,21 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 }
             }
             let scored = score(&problem.r#final, &answers, &nelbo);
-            report.add(steps, reasoning_steps(problem.answer.as_deref()), scored);
+            let c = calcs.iter().position(|&c| c == calculator).unwrap_or(0);
+            reports[c].add(steps, reasoning_steps(problem.answer.as_deref()), scored);
             if args.json {
-                let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "gold": problem.r#final,
-                    "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k, "majority": scored.majority, "elbo_best": scored.elbo_best});
+                let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
+                    "gold": problem.r#final, "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
+                    "majority": scored.majority, "elbo_best": scored.elbo_best});
                 println!("{line}");
             }
-            let done =
-                i * args.steps.len() + args.steps.iter().position(|&s| s == steps).unwrap_or(0) + 1;
+            let done = id as usize;
             if live {
                 eprint!(
-                    "\r\x1b[2Kevaluating {done}/{total} (problem {} of {}, {steps} thinking steps)",
+                    "\r\x1b[2Kevaluating {done}/{total} (problem {} of {}, {steps} thinking steps, calculator {})",
                     i + 1,
-                    problems.len()
+                    problems.len(),
+                    on_off(calculator)
                 );
                 std::io::stderr().flush().ok();
             }
@@ -174,10 +211,13 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     engine.shutdown();
     if args.json {
-        println!(
-            "{}",
-            json!({"event": "report", "samples": args.samples, "shots": args.shots, "tallies": report.tallies})
-        );
+        for (report, calculator) in reports.iter().zip(&calcs) {
+            println!(
+                "{}",
+                json!({"event": "report", "samples": args.samples, "shots": args.shots, "calculator": calculator,
+                       "tallies": report.tallies})
+            );
+        }
     } else {
         println!(
             "{} problems, {}-shot, {} thought samples each, model {}",
@@ -186,7 +226,13 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             args.samples,
             info.name
         );
-        print!("{}", report.table(args.samples));
+        for (n, (report, &calculator)) in reports.iter().zip(&calcs).enumerate() {
+            if n > 0 {
+                println!();
+            }
+            println!("calculator {}:", on_off(calculator));
+            print!("{}", report.table(args.samples));
+        }
     }
     Ok(())
 }

@@ -57,7 +57,13 @@ pub struct Args {
     /// Stop a sample once its text contains this (not printed; repeatable).
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// One JSON object per event and line on stdout (think, token, done, error).
+    /// GSM8K's calculator: once the text has written `<<EXPR=` with EXPR arithmetic, its exact
+    /// result and `>>` are written for the model, which reads them and goes on
+    /// [default: the model's config, on for ours].
+    #[arg(long, value_name = "on|off")]
+    pub calculator: Option<super::Switch>,
+    /// One JSON object per event and line on stdout (think, token, done, error); computed tokens
+    /// carry `"calc": true`.
     #[arg(long)]
     pub json: bool,
     /// Save the fitted posterior (safetensors `mu`, `log_var`).
@@ -160,6 +166,7 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
             top_p: args.top_p,
             seed: args.seed,
             stop: args.stop,
+            calculator: super::Switch::or(args.calculator, info.calculator),
         },
     }
 }
@@ -180,8 +187,18 @@ impl Report for Json {
                 "layer_kl": s.layer_kl, "ms": s.ms,
             }),
             Event::Token {
-                sample, id, text, ..
-            } => json!({"event": "token", "sample": sample, "id": id, "text": text}),
+                sample,
+                id,
+                text,
+                calc,
+                ..
+            } => {
+                let mut line = json!({"event": "token", "sample": sample, "id": id, "text": text});
+                if *calc {
+                    line["calc"] = json!(true);
+                }
+                line
+            }
             Event::Done {
                 sample,
                 text,

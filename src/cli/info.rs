@@ -153,6 +153,9 @@ fn human(i: &Info) -> String {
     if let Some(format) = &c.prompt_format {
         out += &format!("prompt        {format:?}\n");
     }
+    if c.calculator {
+        out += "calculator    on (`<<EXPR=` gets its computed result)\n";
+    }
     out += &format!("files         {}\n", files.join(", "));
     out
 }

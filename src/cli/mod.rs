@@ -37,6 +37,20 @@ impl ModelArgs {
     }
 }
 
+/// An on/off switch on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    /// `Some(switch)` as a bool, else `default`.
+    pub fn or(switch: Option<Switch>, default: bool) -> bool {
+        switch.map_or(default, |s| s == Switch::On)
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ltm",

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use crate::device::{describe, select, weight_dtype};
-use crate::generate::{Ended, Flow, Sampling, generate};
+use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
 use crate::model::{Checkpoint, Ltm};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{
@@ -178,6 +178,7 @@ impl Worker {
             default_steps: c.num_steps,
             default_lr: c.fast_lr,
             prompt_format: c.prompt_format.clone(),
+            calculator: c.calculator,
         };
         Ok(Self {
             model,
@@ -319,13 +320,21 @@ impl Worker {
                 .into_iter()
                 .flatten()
                 .collect(),
+            calculator: s.calculator,
         };
         let mut writers: Vec<_> = (0..r.think.samples)
             .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))
             .collect();
         let mut failure = None;
         let start = Instant::now();
-        let (_, ended) = generate(&self.model, &ids, &thought.z()?, &sampling, |sample, id| {
+        let codec: &dyn Codec = &self.tokenizer;
+        let z = thought.z()?;
+        let (_, ended) = generate(&self.model, &ids, &z, &sampling, Some(codec), |token| {
+            let Token {
+                sample,
+                id,
+                computed,
+            } = token;
             if cancelled() {
                 return Flow::Cancel;
             }
@@ -338,6 +347,7 @@ impl Worker {
                         sample,
                         id,
                         text,
+                        calc: computed,
                     });
                     if stopped || last {
                         writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
@@ -491,6 +501,7 @@ mod tests {
                 top_p: None,
                 seed: 1,
                 stop: vec![],
+                calculator: false,
             },
         }
     }

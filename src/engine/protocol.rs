@@ -36,6 +36,9 @@ pub struct SampleSettings {
     pub seed: u64,
     /// Generation stops when the text ends with one of these (the stop string is not kept).
     pub stop: Vec<String>,
+    /// GSM8K's calculator: after `<<EXPR=` the exact result and `>>` are written for the model.
+    #[serde(default)]
+    pub calculator: bool,
 }
 
 /// One job: think on `prompt`, then write a continuation per thought sample.
@@ -86,6 +89,9 @@ pub struct ModelInfo {
     pub default_lr: f64,
     /// How the model expects a question to be wrapped, with `{question}` as the hole.
     pub prompt_format: Option<String>,
+    /// Whether the calculator is on by default for this model (its config's `calculator`).
+    #[serde(default)]
+    pub calculator: bool,
 }
 
 /// Everything the engine says.
@@ -108,6 +114,9 @@ pub enum Event {
         sample: usize,
         id: u32,
         text: String,
+        /// Computed by the calculator (forced), not sampled.
+        #[serde(default)]
+        calc: bool,
     },
     /// One sample finished writing.
     Done {

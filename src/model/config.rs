@@ -62,6 +62,10 @@ pub struct Config {
     /// How a plain question is wrapped for this model, with `{question}` as the hole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_format: Option<String>,
+    /// Whether writing uses GSM8K's calculator by default (`<<EXPR=` gets its computed result).
+    /// Absent: off, so the authors' checkpoints keep plain sampling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub calculator: bool,
 }
 
 impl Config {
@@ -177,6 +181,7 @@ impl Config {
             bos_token_id: None,
             eos_token_id: None,
             prompt_format: None,
+            calculator: false,
         }
     }
 }

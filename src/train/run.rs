@@ -54,6 +54,7 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     config.model.bos_token_id = tokenizer.token_to_id(BOS_TOKEN);
     config.model.eos_token_id = tokenizer.token_to_id(EOS_TOKEN);
     config.model.prompt_format = Some(ARITH_PROMPT_FORMAT.to_string());
+    config.model.calculator = true;
     config
         .model
         .validate()

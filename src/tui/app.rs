@@ -137,6 +137,7 @@ impl App {
             .map_or_else(Defaults::default, |m| Defaults {
                 steps: m.default_steps,
                 lr: m.default_lr,
+                calculator: m.calculator,
             })
     }
 
@@ -218,12 +219,16 @@ impl App {
                 request,
                 sample,
                 text,
+                calc,
                 ..
             } => {
                 let now = self.now;
                 if let Some(run) = self.live_run(request) {
                     run.status = Status::Writing;
                     let s = sample_mut(run, sample);
+                    if calc {
+                        s.mark_computed(s.text.len(), s.text.len() + text.len());
+                    }
                     s.text.push_str(&text);
                     s.tokens += 1;
                     self.writing_since.get_or_insert(now);
@@ -673,6 +678,7 @@ impl App {
                 top_p: s.top_p,
                 seed: s.seed,
                 stop: prompt.stop,
+                calculator: s.calculator(d),
             },
         };
         self.next_id += 1;
@@ -765,6 +771,13 @@ impl App {
                     }
                     _ => self.flash(Level::Error, "/draw N [SEED], N from 1 to 64"),
                 }
+            }
+            "calc" if arg.is_empty() => {
+                let defaults = self.defaults();
+                Field::Calculator.adjust(&mut self.settings, defaults, true);
+                let value = Field::Calculator.value(&self.settings, defaults);
+                self.flash(Level::Info, format!("calculator = {value}"));
+                return vec![Action::SaveSettings];
             }
             "load" if !arg.is_empty() => return vec![Action::LoadExamples(PathBuf::from(arg))],
             "load" => self.flash(Level::Error, "/load PATH.jsonl"),

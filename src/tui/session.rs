@@ -54,6 +54,22 @@ pub struct SampleText {
     pub text: String,
     pub tokens: usize,
     pub done: Option<DoneStats>,
+    /// Byte ranges of `text` written by the calculator, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub computed: Vec<(usize, usize)>,
+}
+
+impl SampleText {
+    /// Marks `text[start..end]` as computed (joined to the previous range when they touch).
+    pub fn mark_computed(&mut self, start: usize, end: usize) {
+        if start >= end {
+            return;
+        }
+        match self.computed.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => self.computed.push((start, end)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -279,6 +295,7 @@ mod tests {
                 top_p: None,
                 seed: 1,
                 stop: vec![],
+                calculator: true,
             },
         };
         Run::new(request, status)
@@ -293,7 +310,9 @@ mod tests {
         s.history.push("hello".into());
         s.entries.push(Entry::User("hi".into()));
         let mut done = run(1, Status::Done);
-        done.samples[0].text = "answer".into();
+        done.samples[0].text = "a <<2*3=6>>6".into();
+        done.samples[0].mark_computed(9, 10);
+        done.samples[0].mark_computed(10, 12);
         s.entries.push(Entry::Reply(done));
         s.entries.push(Entry::Ladder {
             question: "q".into(),

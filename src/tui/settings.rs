@@ -42,6 +42,8 @@ pub struct Settings {
     /// Adaptive thinking tolerance (−ELBO per token); `None` runs every step.
     pub tolerance: Option<f64>,
     pub warm_start: bool,
+    /// GSM8K's calculator while writing; `None` follows the model's config.
+    pub calculator: Option<bool>,
     pub theme: String,
 }
 
@@ -58,6 +60,7 @@ impl Default for Settings {
             seed: 0,
             tolerance: None,
             warm_start: false,
+            calculator: None,
             theme: "dark".into(),
         }
     }
@@ -68,11 +71,16 @@ impl Default for Settings {
 pub struct Defaults {
     pub steps: usize,
     pub lr: f64,
+    pub calculator: bool,
 }
 
 impl Default for Defaults {
     fn default() -> Self {
-        Self { steps: 16, lr: 0.1 }
+        Self {
+            steps: 16,
+            lr: 0.1,
+            calculator: false,
+        }
     }
 }
 
@@ -83,6 +91,10 @@ impl Settings {
 
     pub fn lr(&self, d: Defaults) -> f64 {
         self.lr.unwrap_or(d.lr)
+    }
+
+    pub fn calculator(&self, d: Defaults) -> bool {
+        self.calculator.unwrap_or(d.calculator)
     }
 
     /// Read `path`; a missing file gives the defaults, a broken one the defaults and a complaint.
@@ -137,10 +149,11 @@ pub enum Field {
     Seed,
     Adaptive,
     Warm,
+    Calculator,
 }
 
 impl Field {
-    pub const ALL: [Field; 10] = [
+    pub const ALL: [Field; 11] = [
         Field::Steps,
         Field::Lr,
         Field::Samples,
@@ -151,6 +164,7 @@ impl Field {
         Field::Seed,
         Field::Adaptive,
         Field::Warm,
+        Field::Calculator,
     ];
 
     /// The `/command` that sets this field.
@@ -166,6 +180,7 @@ impl Field {
             Field::Seed => "seed",
             Field::Adaptive => "adaptive",
             Field::Warm => "warm",
+            Field::Calculator => "calc",
         }
     }
 
@@ -181,6 +196,7 @@ impl Field {
             Field::Seed => "seed",
             Field::Adaptive => "adaptive tolerance",
             Field::Warm => "warm start",
+            Field::Calculator => "calculator",
         }
     }
 
@@ -195,6 +211,7 @@ impl Field {
             Field::TopP => "X | off",
             Field::Adaptive => "X | off",
             Field::Warm => "on | off",
+            Field::Calculator => "on | off | auto",
         }
     }
 
@@ -220,7 +237,11 @@ impl Field {
             Field::MaxTokens => s.max_tokens.to_string(),
             Field::Seed => s.seed.to_string(),
             Field::Adaptive => off(s.tolerance.map(|t| format!("{t}"))),
-            Field::Warm => if s.warm_start { "on" } else { "off" }.into(),
+            Field::Warm => on_off(s.warm_start).into(),
+            Field::Calculator => match s.calculator {
+                Some(on) => on_off(on).into(),
+                None => format!("auto ({})", on_off(d.calculator)),
+            },
         }
     }
 
@@ -256,13 +277,9 @@ impl Field {
             Field::Seed => s.seed = int(0, u64::MAX)?,
             Field::Adaptive if off => s.tolerance = None,
             Field::Adaptive => s.tolerance = Some(num(1e-9, 1e6)?),
-            Field::Warm => {
-                s.warm_start = match arg {
-                    "on" | "true" | "yes" | "1" => true,
-                    "off" | "false" | "no" | "0" => false,
-                    _ => return Err(bad()),
-                }
-            }
+            Field::Warm => s.warm_start = switch(arg).ok_or_else(bad)?,
+            Field::Calculator if matches!(arg, "auto" | "default") => s.calculator = None,
+            Field::Calculator => s.calculator = Some(switch(arg).ok_or_else(bad)?),
         }
         Ok(())
     }
@@ -309,7 +326,20 @@ impl Field {
                 s.tolerance = ADAPTIVE[j];
             }
             Field::Warm => s.warm_start = !s.warm_start,
+            Field::Calculator => s.calculator = Some(!s.calculator(d)),
         }
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+fn switch(arg: &str) -> Option<bool> {
+    match arg {
+        "on" | "true" | "yes" | "1" => Some(true),
+        "off" | "false" | "no" | "0" => Some(false),
+        _ => None,
     }
 }
 

@@ -25,6 +25,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         default_steps: 16,
         default_lr: 0.3,
         prompt_format: prompt_format.map(str::to_string),
+        calculator: true,
     }
 }
 
@@ -227,6 +228,7 @@ fn esc_cancels_at_once_and_later_output_is_ignored() {
         sample: 0,
         id: 1,
         text: "late".into(),
+        calc: false,
     });
     assert_eq!(app.on_event(Event::Cancelled { request: r.id }), vec![]);
     let run = &app.session.entries[1].runs()[0];
@@ -313,6 +315,78 @@ fn slash_commands_change_settings() {
     assert!(app.flash.as_ref().unwrap().text.contains("unknown command"));
     app.command("help");
     assert!(screen(&app).contains("Alt+Enter, Shift+Enter"));
+}
+
+#[test]
+fn the_calculator_follows_the_model_until_set() {
+    let mut app = ready();
+    let r = send(&mut app, "q");
+    assert!(r.sample.calculator, "the model's default");
+    app.on_event(Event::Cancelled { request: r.id });
+    assert_eq!(app.command("calc off"), vec![Action::SaveSettings]);
+    assert_eq!(app.settings.calculator, Some(false));
+    assert!(
+        app.flash
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("calculator = off")
+    );
+    assert_eq!(app.command("calc"), vec![Action::SaveSettings], "toggles");
+    assert_eq!(app.settings.calculator, Some(true));
+    assert_eq!(app.command("calc auto"), vec![Action::SaveSettings]);
+    assert_eq!(app.settings.calculator, None);
+    assert_eq!(app.command("calc maybe"), vec![]);
+    assert!(app.flash.as_ref().unwrap().text.contains("/calc expects"));
+    // In the settings panel: last row, ←/→ toggles.
+    app.command("settings");
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Down);
+    }
+    let s = screen(&app);
+    assert!(s.contains("calculator") && s.contains("auto (on)"), "{s}");
+    press(&mut app, KeyCode::Right);
+    assert_eq!(app.settings.calculator, Some(false));
+    press(&mut app, KeyCode::Esc);
+    assert!(!send(&mut app, "q").sample.calculator);
+}
+
+#[test]
+fn computed_text_is_drawn_in_its_own_colour() {
+    let mut app = ready();
+    let r = send(&mut app, "six?");
+    for (text, calc) in [
+        (" It is <<2*3=", false),
+        ("6", true),
+        (">>", true),
+        ("6 ok", false),
+    ] {
+        app.on_event(Event::Token {
+            request: r.id,
+            sample: 0,
+            id: 1,
+            text: text.into(),
+            calc,
+        });
+    }
+    let sample = &app.session.entries[1].runs()[0].samples[0];
+    assert_eq!(sample.computed, [(13, 16)]);
+    app.on_event(done(r.id, 0, " It is <<2*3=6>>6 ok", 80.0));
+    let (text, buffer) = render(&app, 120, 40);
+    let row = text
+        .lines()
+        .position(|l| l.contains("It is <<2*3=6>>6 ok"))
+        .unwrap();
+    let line = text.lines().nth(row).unwrap();
+    let col = line[..line.find("<<").unwrap()].chars().count();
+    let fg = |c: usize| buffer.content()[row * 120 + c].fg;
+    let t = &app.theme;
+    assert_eq!(fg(col), t.assistant, "what the model wrote");
+    for c in col + 6..col + 9 {
+        assert_eq!(fg(c), t.computed, "6>> was computed");
+    }
+    assert_eq!(fg(col + 9), t.assistant);
+    assert_ne!(t.computed, t.assistant);
 }
 
 #[test]
@@ -437,12 +511,14 @@ fn chat_screen_streams_the_reply() {
         sample: 0,
         id: 1,
         text: " Hello".into(),
+        calc: false,
     });
     app.on_event(Event::Token {
         request: r.id,
         sample: 0,
         id: 2,
         text: " there".into(),
+        calc: false,
     });
     let s = screen(&app);
     for want in [
@@ -500,6 +576,7 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
         sample: 0,
         id: 1,
         text: "42".into(),
+        calc: false,
     });
     app.on_event(done(r.id, 0, "The answer is 42.", 85.0));
     app.on_event(Event::Finished { request: r.id });

@@ -31,6 +31,9 @@ struct ThemeFile {
     warning: String,
     error: String,
     selection: String,
+    /// Text written by the calculator; optional (older theme files), else `accent`.
+    #[serde(default)]
+    computed: Option<String>,
     series: Vec<String>,
 }
 
@@ -50,6 +53,8 @@ pub struct Theme {
     pub warning: Color,
     pub error: Color,
     pub selection: Color,
+    /// Text written by the calculator.
+    pub computed: Color,
     pub series: Vec<Color>,
     /// `NO_COLOR`: every style is colourless; emphasis comes from bold / reversed only.
     pub no_color: bool,
@@ -73,6 +78,7 @@ impl Theme {
             warning: c(&f.warning)?,
             error: c(&f.error)?,
             selection: c(&f.selection)?,
+            computed: c(f.computed.as_deref().unwrap_or(&f.accent))?,
             series: f.series.iter().map(|s| c(s)).collect::<Result<_, _>>()?,
             name: f.name,
             no_color: false,
@@ -94,6 +100,15 @@ impl Theme {
             Style::default()
         } else {
             Style::default().fg(self.foreground).bg(self.background)
+        }
+    }
+
+    /// Text the calculator wrote (underlined under `NO_COLOR`, so that it still stands out).
+    pub fn computed(&self) -> Style {
+        if self.no_color {
+            Style::default().add_modifier(Modifier::UNDERLINED)
+        } else {
+            Style::default().fg(self.computed)
         }
     }
 
@@ -208,6 +223,22 @@ mod tests {
             Color::Rgb(0x09, 0x69, 0xda)
         );
         assert_eq!(themes.get_or_default("nope").name, "dark");
+        assert_eq!(
+            themes.get("dark").unwrap().computed,
+            Color::Rgb(0x73, 0xda, 0xca)
+        );
+    }
+
+    #[test]
+    fn a_theme_without_a_computed_colour_uses_its_accent() {
+        let old: String = BUILT_IN[0]
+            .lines()
+            .filter(|l| !l.starts_with("computed"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let t = Theme::parse(&old).unwrap();
+        assert_eq!(t.computed, t.accent);
+        assert_eq!(t.computed(), Style::default().fg(t.accent));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ratatui::widgets::{
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, Focus, Overlay, Target};
-use super::session::{Entry, Level, Mode, Run, Status};
+use super::session::{Entry, Level, Mode, Run, SampleText, Status};
 use super::settings::{Field, LADDER, preset_name};
 use super::theme::Theme;
 use crate::engine::protocol::ThinkStep;
@@ -139,28 +139,43 @@ fn preset_label(steps: usize) -> String {
 
 /// Word-wrap `text` to `width` columns (explicit newlines kept, long words broken).
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    wrap_ranges(text, width)
+        .into_iter()
+        .map(|(a, b)| text[a..b].to_string())
+        .collect()
+}
+
+/// [`wrap`], as the byte range of `text` that each line shows.
+fn wrap_ranges(text: &str, width: usize) -> Vec<(usize, usize)> {
     let width = width.max(1);
+    let trim_end = |a: usize, b: usize| a + text[a..b].trim_end().len();
     let mut out = Vec::new();
+    let mut at = 0;
     for para in text.split('\n') {
-        let mut line = String::new();
+        // The line being filled is text[start..end].
+        let (mut start, mut end) = (at, at);
         let mut w = 0;
         for word in para.split_inclusive(' ') {
             let ww = word.trim_end().width();
             if w + ww > width && w > 0 {
-                out.push(std::mem::take(&mut line).trim_end().to_string());
+                out.push((start, trim_end(start, end)));
+                (start, end) = (at, at);
                 w = 0;
             }
-            for ch in word.chars() {
+            for (i, ch) in word.char_indices() {
                 let cw = ch.width().unwrap_or(0);
                 if w + cw > width && ch != ' ' {
-                    out.push(std::mem::take(&mut line));
+                    out.push((start, end));
+                    start = at + i;
                     w = 0;
                 }
-                line.push(ch);
+                end = at + i + ch.len_utf8();
                 w += cw;
             }
+            at += word.len();
         }
-        out.push(line.trim_end().to_string());
+        out.push((start, trim_end(start, end)));
+        at += 1;
     }
     out
 }
@@ -380,6 +395,52 @@ impl Lines<'_> {
         }
     }
 
+    /// A sample's text, wrapped, its start trimmed (and its end with `trim_end`), then `cursor`;
+    /// what the calculator wrote is drawn in the theme's computed style.
+    fn sample(
+        &mut self,
+        indent: usize,
+        s: &SampleText,
+        trim_end: bool,
+        cursor: &str,
+        style: Style,
+    ) {
+        let body = if trim_end {
+            s.text.trim()
+        } else {
+            s.text.trim_start()
+        };
+        let start = s.text.len() - s.text.trim_start().len();
+        let end = start + body.len();
+        let shown = format!("{body}{cursor}");
+        let computed: Vec<(usize, usize)> = s
+            .computed
+            .iter()
+            .map(|&(a, b)| (a.clamp(start, end) - start, b.clamp(start, end) - start))
+            .filter(|&(a, b)| a < b && shown.is_char_boundary(a) && shown.is_char_boundary(b))
+            .collect();
+        let calc = style.patch(self.t.computed());
+        for (a, b) in wrap_ranges(&shown, self.width.saturating_sub(indent)) {
+            let mut spans = vec![Span::raw(" ".repeat(indent))];
+            let mut at = a;
+            for &(ca, cb) in &computed {
+                let (ca, cb) = (ca.max(at), cb.min(b));
+                if ca >= cb {
+                    continue;
+                }
+                if at < ca {
+                    spans.push(Span::styled(shown[at..ca].to_string(), style));
+                }
+                spans.push(Span::styled(shown[ca..cb].to_string(), calc));
+                at = cb;
+            }
+            if at < b || spans.len() == 1 {
+                spans.push(Span::styled(shown[at..b].to_string(), style));
+            }
+            self.out.push(Line::from(spans));
+        }
+    }
+
     /// A label with muted figures after it, or below it when they do not fit.
     fn head(&mut self, label: Span<'static>, meta: String) {
         let style = self.t.fg(self.t.muted);
@@ -479,11 +540,7 @@ fn reply_body(l: &mut Lines, app: &App, run: &Run) {
             ""
         };
         if !s.text.is_empty() || !cursor.is_empty() {
-            l.text(
-                2,
-                &format!("{}{cursor}", s.text.trim_start()),
-                t.fg(t.assistant),
-            );
+            l.sample(2, s, false, cursor, t.fg(t.assistant));
         }
     }
 }
@@ -526,7 +583,7 @@ fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
             answer,
             Span::styled(nelbo, t.fg(t.muted)),
         ]);
-        l.text(6, s.text.trim(), t.fg(t.assistant));
+        l.sample(6, s, true, "", t.fg(t.assistant));
     }
     let done: Vec<f64> = run
         .samples
@@ -595,7 +652,7 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
                     t.fg(t.accent).add_modifier(Modifier::BOLD),
                 )]);
             }
-            c.text(0, sample.text.trim(), t.fg(t.assistant));
+            c.sample(0, sample, true, "", t.fg(t.assistant));
             c.out
         })
         .collect();
