@@ -16,6 +16,8 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::families::{Family, families};
+
 /// One generated word problem with its worked solution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
@@ -89,26 +91,36 @@ fn templates(split: Split) -> &'static [(&'static str, TemplateFn)] {
     }
 }
 
-/// Names of the templates used for a split.
+/// Names of the families of a split: the templates written as code, then those written as data.
 pub fn template_names(split: Split) -> Vec<&'static str> {
-    templates(split).iter().map(|(n, _)| *n).collect()
+    templates(split)
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(families(split).map(|f| f.name.as_str()))
+        .collect()
 }
 
-/// Generate `n` problems, deterministically from `(n, seed, split)`.
+/// Generate `n` problems, deterministically from `(n, seed, split)`. Every family (code or data)
+/// is equally likely.
 pub fn generate(n: usize, seed: u64, split: Split) -> Vec<Problem> {
     let salt = match split {
         Split::Train => 0,
         Split::Test => 0x9E37_79B9_7F4A_7C15,
     };
     let mut rng = StdRng::seed_from_u64(seed ^ salt);
-    let temps = templates(split);
-    (0..n).map(|_| one(&mut rng, temps)).collect()
+    let code = templates(split);
+    let data: Vec<&Family> = families(split).collect();
+    (0..n).map(|_| one(&mut rng, code, &data)).collect()
 }
 
-fn one(rng: &mut StdRng, temps: &[(&'static str, TemplateFn)]) -> Problem {
+fn one(rng: &mut StdRng, code: &[(&'static str, TemplateFn)], data: &[&Family]) -> Problem {
     loop {
-        let &(name, f) = temps.choose(rng).expect("templates are non-empty");
-        if let Some(p) = run_template(rng, name, f) {
+        let i = rng.random_range(0..code.len() + data.len());
+        let problem = match code.get(i) {
+            Some(&(name, f)) => run_template(rng, name, f),
+            None => data[i - code.len()].sample(rng),
+        };
+        if let Some(p) = problem {
             return p;
         }
     }
@@ -144,7 +156,7 @@ fn run_template(rng: &mut StdRng, name: &str, f: TemplateFn) -> Option<Problem> 
 // Vocabulary
 // ---------------------------------------------------------------------------
 
-const NAMES: &[(&str, bool)] = &[
+pub(super) const NAMES: &[(&str, bool)] = &[
     ("Natalia", true),
     ("James", false),
     ("Maria", true),
@@ -2276,25 +2288,17 @@ fn aquarium_fish(g: &mut G) -> Built {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::families::evaluate;
     use std::collections::{HashMap, HashSet};
 
-    /// All `<<expr=value>>` annotations of an answer, as (a, op, b, c).
-    fn annotations(answer: &str) -> Vec<(i64, char, i64, i64)> {
+    /// All `<<expr=value>>` annotations of an answer, as (expression, value).
+    fn annotations(answer: &str) -> Vec<(String, i64)> {
         let mut out = Vec::new();
         let mut rest = answer;
         while let Some(start) = rest.find("<<") {
             let end = rest[start..].find(">>").expect("unclosed annotation") + start;
             let inner = &rest[start + 2..end];
             let (expr, val) = inner.split_once('=').expect("annotation without =");
-            let opi = expr
-                .char_indices()
-                .skip(1)
-                .find(|(_, c)| "+-*/".contains(*c))
-                .expect("annotation without operator")
-                .0;
-            let op = expr[opi..].chars().next().unwrap();
-            let a: i64 = expr[..opi].parse().expect("left operand");
-            let b: i64 = expr[opi + 1..].parse().expect("right operand");
             let c: i64 = val.parse().expect("value");
             // The visible text must repeat the expression and the value.
             assert!(
@@ -2305,37 +2309,27 @@ mod tests {
                 rest[end + 2..].starts_with(val),
                 "value not repeated: {answer}"
             );
-            out.push((a, op, b, c));
+            out.push((expr.to_string(), c));
             rest = &rest[end + 2..];
         }
         out
-    }
-
-    fn eval(a: i64, op: char, b: i64) -> Option<i64> {
-        match op {
-            '+' => Some(a + b),
-            '-' => Some(a - b),
-            '*' => Some(a * b),
-            '/' if b != 0 && a % b == 0 => Some(a / b),
-            _ => None,
-        }
     }
 
     fn check(p: &Problem) {
         let anns = annotations(&p.answer);
         assert_eq!(anns.len(), p.steps, "steps mismatch: {p:?}");
         assert!((1..=4).contains(&p.steps), "steps out of range: {p:?}");
-        for &(a, op, b, c) in &anns {
-            assert_eq!(eval(a, op, b), Some(c), "bad annotation in {p:?}");
-            assert!(a > 0 && b > 0 && c > 0 && c < 1000, "range: {p:?}");
+        for (expr, c) in &anns {
+            assert_eq!(evaluate(expr), Some(*c), "bad annotation in {p:?}");
+            assert!((1..=100_000).contains(c), "range: {p:?}");
         }
         let last = p.answer.lines().last().unwrap();
         assert_eq!(last, format!("#### {}", p.r#final), "{p:?}");
         assert_eq!(p.answer.matches("####").count(), 1);
         let fin: i64 = p.r#final.parse().expect("final is an integer");
-        assert!(fin > 0 && fin < 1000);
+        assert!((1..=100_000).contains(&fin));
         // The final answer is one of the computed quantities.
-        assert!(anns.iter().any(|x| x.3 == fin), "final not computed: {p:?}");
+        assert!(anns.iter().any(|x| x.1 == fin), "final not computed: {p:?}");
         assert!(!p.question.contains('\n'));
         assert!(p.question.ends_with('?'), "question: {}", p.question);
         assert!(
@@ -2400,7 +2394,7 @@ mod tests {
         assert!(test.len() >= 6, "{}", test.len());
         assert!(train.is_disjoint(&test));
         for (split, names) in [(Split::Train, &train), (Split::Test, &test)] {
-            let used: HashSet<String> = generate(3000, 11, split)
+            let used: HashSet<String> = generate(10_000, 11, split)
                 .into_iter()
                 .map(|p| p.template)
                 .collect();
@@ -2418,7 +2412,7 @@ mod tests {
     #[test]
     fn every_template_reaches_its_step_counts_and_is_varied() {
         let mut per: HashMap<String, HashSet<String>> = HashMap::new();
-        for p in generate(4000, 5, Split::Train) {
+        for p in generate(20_000, 5, Split::Train) {
             per.entry(p.template).or_default().insert(p.question);
         }
         for (t, qs) in per {
@@ -2456,6 +2450,9 @@ mod tests {
     #[test]
     fn gsm8k_example_format_parses() {
         let ans = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72";
-        assert_eq!(annotations(ans), vec![(48, '/', 2, 24), (48, '+', 24, 72)]);
+        assert_eq!(
+            annotations(ans),
+            vec![("48/2".to_string(), 24), ("48+24".to_string(), 72)]
+        );
     }
 }

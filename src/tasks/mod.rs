@@ -4,6 +4,7 @@
 pub mod arith;
 pub mod eval;
 pub mod extract;
+pub mod families;
 pub mod prompt;
 pub mod vote;
 

@@ -35,6 +35,18 @@ pub struct DataConfig {
     pub seed: u64,
     /// Size of the BPE vocabulary to train (the model's `vocab_size` is set from it).
     pub vocab_size: usize,
+    /// GSM8K's training file (JSONL with `question` and a worked `answer`), mixed into the
+    /// training text; a path relative to the working directory.
+    #[serde(default)]
+    pub gsm8k: Option<PathBuf>,
+    /// Every `gsm8k_val_every`-th GSM8K problem (0-based line index divisible by it) is kept out
+    /// of training as the GSM8K validation set.
+    #[serde(default = "default_gsm8k_val_every")]
+    pub gsm8k_val_every: usize,
+}
+
+fn default_gsm8k_val_every() -> usize {
+    15
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +88,21 @@ pub struct HistoryPoint {
     pub train_loss: f64,
     pub val_ppl_bound: f64,
     pub elapsed_s: f64,
+}
+
+/// The positions where a window of `len` tokens may start: every BOS token that leaves room for
+/// one, or every position when there is no BOS token (or none leaves room).
+fn window_starts(tokens: &[u32], bos: Option<u32>, len: usize) -> Vec<usize> {
+    let last = tokens.len().saturating_sub(len);
+    let at_bos: Vec<usize> = match bos {
+        Some(bos) => (0..=last).filter(|&i| tokens[i] == bos).collect(),
+        None => Vec::new(),
+    };
+    if at_bos.is_empty() {
+        (0..=last).collect()
+    } else {
+        at_bos
+    }
 }
 
 /// Learning rate at `iter`: linear warm-up, then cosine down to `min_lr`.
@@ -172,6 +199,10 @@ pub struct Trainer {
     opt: AdamW,
     train_tokens: Vec<u32>,
     val_tokens: Vec<u32>,
+    /// Where training windows may start: the first token of a problem (so that, as when the
+    /// model is used, a question's text begins at position 0), or anywhere without a BOS token.
+    train_starts: Vec<usize>,
+    val_starts: Vec<usize>,
     device: Device,
 }
 
@@ -253,7 +284,10 @@ impl Trainer {
                 min_len
             );
         }
+        let starts = |tokens: &[u32]| window_starts(tokens, config.model.bos_token_id, min_len);
         Ok(Self {
+            train_starts: starts(&train_tokens),
+            val_starts: starts(&val_tokens),
             config,
             state,
             vars,
@@ -288,7 +322,7 @@ impl Trainer {
     }
 
     /// `batch` random windows of `seq_len + 1` tokens, reproducible from (seed, iter, stream).
-    fn batch(&self, tokens: &[u32], iter: usize, stream: u64) -> Result<Text> {
+    fn batch(&self, tokens: &[u32], starts: &[usize], iter: usize, stream: u64) -> Result<Text> {
         let o = &self.config.optim;
         let mut rng =
             think::rng(o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream);
@@ -296,7 +330,7 @@ impl Trainer {
         let mut inputs = Vec::with_capacity(o.batch_size * n);
         let mut targets = Vec::with_capacity(o.batch_size * n);
         for _ in 0..o.batch_size {
-            let start = rng.random_range(0..tokens.len() - n - 1);
+            let start = starts[rng.random_range(0..starts.len())];
             inputs.extend_from_slice(&tokens[start..start + n]);
             targets.extend_from_slice(&tokens[start + 1..start + n + 1]);
         }
@@ -323,7 +357,7 @@ impl Trainer {
     pub fn step(&mut self) -> Result<(f64, f64)> {
         let o = self.config.optim.clone();
         let iter = self.state.iter;
-        let text = self.batch(&self.train_tokens, iter, 1)?;
+        let text = self.batch(&self.train_tokens, &self.train_starts, iter, 1)?;
         let (z, elbo) = self.think(
             &self.model(false)?,
             &text,
@@ -354,7 +388,7 @@ impl Trainer {
         let mut total = 0.0;
         let mut count = 0;
         for b in 0..o.eval_batches {
-            let text = self.batch(&self.val_tokens, b, 2)?;
+            let text = self.batch(&self.val_tokens, &self.val_starts, b, 2)?;
             let (_, elbo) = self.think(&model, &text, o.fast_steps, o.final_fast_lr, b as u64)?;
             total += elbo.nelbo_sum();
             count += elbo.tokens * elbo.nll.len();

@@ -8,24 +8,71 @@ use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
-use super::{HistoryPoint, TrainConfig, Trainer};
+use super::{DataConfig, HistoryPoint, TrainConfig, Trainer};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
-use crate::tasks::{Example, Split, few_shot_prompt, generate};
+use crate::tasks::{Example, Split, few_shot_prompt, generate, load_jsonl};
+use rand::Rng;
 
 /// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
 pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\nAnswer:";
 
 /// Training text: problems as the few-shot format writes them, one after another.
-fn corpus(n: usize, seed: u64) -> String {
-    let examples: Vec<Example> = generate(n, seed, Split::Train)
-        .iter()
-        .map(Example::from)
-        .collect();
+fn corpus(examples: &[Example]) -> String {
     // A prompt with every example as a shot and an empty final question is exactly the examples' text.
-    let text = few_shot_prompt(&examples, "");
+    let text = few_shot_prompt(examples, "");
     text.trim_end_matches(&format!("{BOS_TOKEN}Question: \n"))
         .to_string()
+}
+
+fn synthetic(n: usize, seed: u64) -> Vec<Example> {
+    generate(n, seed, Split::Train)
+        .iter()
+        .map(Example::from)
+        .collect()
+}
+
+/// GSM8K's training problems less its validation part (every `val_every`-th line).
+fn gsm8k_train(path: &Path, val_every: usize) -> Result<Vec<Example>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read GSM8K's training problems", path.display()))?;
+    let records = load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| val_every == 0 || i % val_every != 0)
+        .filter_map(|(_, r)| {
+            r.answer.map(|answer| Example {
+                question: r.question,
+                answer,
+            })
+        })
+        .collect())
+}
+
+/// The training problems: synthetic ones with GSM8K's (when configured) at random places.
+fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
+    let examples = synthetic(d.train_problems, d.seed);
+    let Some(path) = &d.gsm8k else {
+        return Ok(examples);
+    };
+    let extra = gsm8k_train(path, d.gsm8k_val_every)?;
+    let mut rng = crate::think::rng(d.seed ^ 0x6753_4d38);
+    let mut places: Vec<usize> = extra
+        .iter()
+        .map(|_| rng.random_range(0..=examples.len()))
+        .collect();
+    places.sort_unstable();
+    let mut extra = extra.into_iter().zip(places).peekable();
+    let mut mixed = Vec::with_capacity(examples.len() + extra.len());
+    for (i, e) in examples.into_iter().enumerate() {
+        while let Some((x, _)) = extra.next_if(|(_, at)| *at <= i) {
+            mixed.push(x);
+        }
+        mixed.push(e);
+    }
+    mixed.extend(extra.map(|(x, _)| x));
+    Ok(mixed)
 }
 
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
@@ -38,8 +85,9 @@ pub fn read_config(path: &Path) -> Result<TrainConfig> {
 /// Trains (or resumes) the run described by `config` into `out`.
 pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) -> Result<()> {
     let d = &config.data;
-    let train_text = corpus(d.train_problems, d.seed);
-    let val_text = corpus(d.val_problems, d.seed.wrapping_add(1_000_003));
+    let train_examples = training_examples(d)?;
+    let train_text = corpus(&train_examples);
+    let val_text = corpus(&synthetic(d.val_problems, d.seed.wrapping_add(1_000_003)));
     let tokenizer = if resume {
         Tokenizer::from_file(out.join(TOKENIZER_FILE))
             .map_err(|e| anyhow!("{}: {e}", out.join(TOKENIZER_FILE).display()))?
