@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
+use crate::tasks::{Prompt, chat};
 use crate::engine::{
     self, EngineHandle, Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep,
 };
@@ -27,9 +28,14 @@ pub struct Args {
         conflicts_with = "prompt"
     )]
     pub prompt_ids: Option<Vec<u32>>,
-    /// Text appended after thinking and before writing, e.g. "Answer: ".
+    /// Text appended after thinking and before writing, e.g. "Answer: " (after the prompt
+    /// format's own, if it has one).
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub answer_prefix: String,
+    /// Think on the prompt as given, without the model's prompt format (which a text prompt is
+    /// otherwise put in, as in chat).
+    #[arg(long)]
+    pub raw: bool,
     /// Thinking steps [default: the model's; 0 with --thought].
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
@@ -145,11 +151,23 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
     } else {
         info.default_steps
     };
+    // A text prompt is asked as in chat: in the model's prompt format, with its stop strings.
+    let asked = if args.raw || args.prompt_ids.is_some() {
+        Prompt {
+            text: prompt,
+            prefix: String::new(),
+            stop: Vec::new(),
+        }
+    } else {
+        chat(info.prompt_format.as_deref(), &prompt)
+    };
+    let mut stop = asked.stop;
+    stop.extend(args.stop);
     Request {
         id: 0,
-        prompt,
+        prompt: asked.text,
         prompt_ids: args.prompt_ids,
-        answer_prefix: args.answer_prefix,
+        answer_prefix: asked.prefix + &args.answer_prefix,
         think: ThinkSettings {
             steps: args.steps.unwrap_or(default_steps),
             lr: args.lr.unwrap_or(info.default_lr),
@@ -165,7 +183,7 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
             top_k: args.top_k,
             top_p: args.top_p,
             seed: args.seed,
-            stop: args.stop,
+            stop,
             calculator: super::Switch::or(args.calculator, info.calculator),
         },
     }

@@ -179,6 +179,7 @@ impl Worker {
             default_lr: c.fast_lr,
             prompt_format: c.prompt_format.clone(),
             calculator: c.calculator,
+            default_temperature: c.temperature,
         };
         Ok(Self {
             model,
@@ -214,6 +215,19 @@ impl Worker {
             );
         }
         let max = c.max_seq_len;
+        // Room for the answer: worked examples are dropped whole, oldest first, rather than cut.
+        let room = r.sample.max_tokens.min(max / 4) + self.tokenizer.encode(&r.answer_prefix)?.len();
+        if let Some(bos) = c.bos_token_id
+            && let Some((dropped, of, start)) = examples_to_drop(&ids, bos, max.saturating_sub(room))
+        {
+            emit(Event::Warning {
+                request: r.id,
+                message: format!(
+                    "dropped {dropped} of {of} worked examples so that the prompt fits the model's context of {max} tokens"
+                ),
+            });
+            ids.drain(..start);
+        }
         if ids.len() > max {
             let message = format!(
                 "the prompt has {} tokens, more than the model's context of {max}: keeping the last {max}",
@@ -475,6 +489,25 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// When a prompt of several texts, each starting with `bos` (worked examples, then the question),
+/// is longer than `budget`, how many leading texts to drop so that it fits (keeping at least the
+/// last): (dropped, examples, index of the first token kept). `None` when nothing need be dropped.
+fn examples_to_drop(ids: &[u32], bos: u32, budget: usize) -> Option<(usize, usize, usize)> {
+    if ids.len() <= budget {
+        return None;
+    }
+    let mut starts: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == bos).collect();
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    let examples = starts.len() - 1;
+    let kept = starts
+        .iter()
+        .position(|&s| ids.len() - s <= budget)
+        .unwrap_or(examples);
+    (kept > 0).then(|| (kept, examples, starts[kept]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +537,21 @@ mod tests {
                 calculator: false,
             },
         }
+    }
+
+    #[test]
+    fn worked_examples_are_dropped_whole_and_only_when_needed() {
+        // Three texts of 4 tokens each, BOS = 9.
+        let ids = [9, 1, 1, 1, 9, 2, 2, 2, 9, 3, 3, 3];
+        assert_eq!(examples_to_drop(&ids, 9, 12), None);
+        assert_eq!(examples_to_drop(&ids, 9, 11), Some((1, 2, 4)));
+        assert_eq!(examples_to_drop(&ids, 9, 8), Some((1, 2, 4)));
+        assert_eq!(examples_to_drop(&ids, 9, 7), Some((2, 2, 8)));
+        // The question is kept even when it alone is too long (it is then cut from the left).
+        assert_eq!(examples_to_drop(&ids, 9, 2), Some((2, 2, 8)));
+        // Text before the first BOS counts as an example; no BOS at all: nothing to drop.
+        assert_eq!(examples_to_drop(&[5, 9, 3, 3], 9, 3), Some((1, 1, 1)));
+        assert_eq!(examples_to_drop(&[5, 5, 5], 9, 2), None);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct ModelInfo {
     /// Whether the calculator is on by default for this model (its config's `calculator`).
     #[serde(default)]
     pub calculator: bool,
+    /// The sampling temperature the model's config asks front ends to default to.
+    #[serde(default)]
+    pub default_temperature: Option<f64>,
 }
 
 /// Everything the engine says.

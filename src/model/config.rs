@@ -66,6 +66,10 @@ pub struct Config {
     /// Absent: off, so the authors' checkpoints keep plain sampling.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub calculator: bool,
+    /// The sampling temperature front ends use by default (0: greedy, as for arithmetic models);
+    /// absent: each front end's own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
 }
 
 impl Config {
@@ -182,6 +186,7 @@ impl Config {
             eos_token_id: None,
             prompt_format: None,
             calculator: false,
+            temperature: None,
         }
     }
 }

@@ -10,5 +10,8 @@ pub mod vote;
 
 pub use arith::{Problem, Split, generate, template_names};
 pub use extract::final_number;
-pub use prompt::{ANSWER_PREFIX, BOS, Example, Record, answer_prompt, few_shot_prompt, load_jsonl};
+pub use prompt::{
+    ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,
+    default_examples, few_shot, few_shot_prompt, load_jsonl,
+};
 pub use vote::{elbo_best, majority};

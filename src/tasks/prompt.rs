@@ -1,4 +1,6 @@
-//! Few-shot prompts and JSONL loading.
+//! The one place that says how questions become prompts: the chat and few-shot formats, where
+//! an answer stops, how loaded examples are rendered and how the answer is read back. Eval, the
+//! TUI, `ltm generate` and training all use these.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,20 @@ pub const ANSWER_PREFIX: &str = "Answer:";
 pub struct Example {
     pub question: String,
     pub answer: String,
+}
+
+impl Example {
+    /// A loaded record as a worked example; one without a worked answer shows only `#### N`,
+    /// the line every worked answer ends with.
+    pub fn from_record(r: &Record) -> Self {
+        Example {
+            question: r.question.clone(),
+            answer: r
+                .answer
+                .clone()
+                .unwrap_or_else(|| format!("#### {}", r.r#final)),
+        }
+    }
 }
 
 impl From<&Problem> for Example {
@@ -49,6 +65,67 @@ impl From<&Problem> for Record {
             r#final: p.r#final.clone(),
         }
     }
+}
+
+/// What the engine is asked: the text the thought is fitted to, the prefix written after
+/// thinking, and the strings that end the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub text: String,
+    pub prefix: String,
+    pub stop: Vec<String>,
+}
+
+/// An answer ends where a new text or a new question would begin.
+pub fn answer_stops() -> Vec<String> {
+    vec![BOS.to_string(), "\nQuestion:".to_string()]
+}
+
+/// A few-shot prompt: the worked `examples`, then the question; the answer follows [`ANSWER_PREFIX`].
+pub fn few_shot(examples: &[Example], question: &str) -> Prompt {
+    Prompt {
+        text: few_shot_prompt(examples, question),
+        prefix: ANSWER_PREFIX.to_string(),
+        stop: answer_stops(),
+    }
+}
+
+/// A chat turn: the question in the model's `prompt_format` (`{question}` is the hole), or as it
+/// is. A format that is the few-shot format without examples gives exactly [`few_shot`] with no
+/// examples, so that a question is answered alike in chat and in few-shot mode.
+pub fn chat(format: Option<&str>, question: &str) -> Prompt {
+    let Some(format) = format else {
+        return Prompt {
+            text: question.to_string(),
+            prefix: String::new(),
+            stop: vec![BOS.to_string()],
+        };
+    };
+    let filled = format.replace("{question}", question);
+    if filled == answer_prompt(&[], question) {
+        return few_shot(&[], question);
+    }
+    Prompt {
+        text: filled,
+        prefix: String::new(),
+        stop: vec![BOS.to_string()],
+    }
+}
+
+/// The final number of a generated answer ([`cut_answer`], then [`final_number`]).
+pub fn answer_of(generated: &str) -> Option<String> {
+    final_number(cut_answer(generated))
+}
+
+/// The worked examples every front end starts from: short, solved problems of the training
+/// families, the same every time.
+pub fn default_examples(n: usize) -> Vec<Example> {
+    super::arith::generate(20 * n.max(1), 4242, super::arith::Split::Train)
+        .iter()
+        .filter(|p| p.steps <= 2 && p.question.len() <= 160)
+        .take(n)
+        .map(Example::from)
+        .collect()
 }
 
 /// The text the thought is fitted to: examples as

@@ -15,7 +15,7 @@ use super::session::{
 use super::settings::{Defaults, Field, LADDER, Settings, next_preset};
 use super::theme::{Theme, Themes};
 use crate::engine::protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings};
-use crate::tasks::prompt::{ANSWER_PREFIX, BOS, Example, few_shot_prompt, load_jsonl};
+use crate::tasks::prompt::{self, Example, Prompt, load_jsonl};
 
 /// What the state machine asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,13 +65,6 @@ pub struct Flash {
     pub level: Level,
     pub text: String,
     pub until: Instant,
-}
-
-/// A prompt ready to send: fitted text, text appended before writing, stop strings.
-struct Prompt {
-    text: String,
-    prefix: String,
-    stop: Vec<String>,
 }
 
 pub struct App {
@@ -138,6 +131,7 @@ impl App {
                 steps: m.default_steps,
                 lr: m.default_lr,
                 calculator: m.calculator,
+                temperature: m.default_temperature.unwrap_or(Defaults::default().temperature),
             })
     }
 
@@ -629,22 +623,11 @@ impl App {
 
     fn chat_prompt(&self, question: &str) -> Prompt {
         let format = self.model.as_ref().and_then(|m| m.prompt_format.as_deref());
-        Prompt {
-            text: format.map_or_else(
-                || question.to_string(),
-                |f| f.replace("{question}", question),
-            ),
-            prefix: String::new(),
-            stop: vec![BOS.to_string()],
-        }
+        prompt::chat(format, question)
     }
 
     fn few_shot_prompt(&self, question: &str) -> Prompt {
-        Prompt {
-            text: few_shot_prompt(&self.session.examples, question),
-            prefix: ANSWER_PREFIX.to_string(),
-            stop: vec!["\n\n".to_string(), BOS.to_string()],
-        }
+        prompt::few_shot(&self.session.examples, question)
     }
 
     /// A queued run with the current settings (`steps` overrides the thinking steps).
@@ -673,7 +656,7 @@ impl App {
             },
             sample: SampleSettings {
                 max_tokens: s.max_tokens,
-                temperature: s.temperature,
+                temperature: s.temperature(d),
                 top_k: s.top_k,
                 top_p: s.top_p,
                 seed: s.seed,
@@ -810,10 +793,7 @@ impl App {
             Ok(records) if !records.is_empty() => {
                 self.session.examples = records
                     .into_iter()
-                    .map(|r| Example {
-                        answer: r.answer.unwrap_or(r.r#final),
-                        question: r.question,
-                    })
+                    .map(|r| Example::from_record(&r))
                     .collect();
                 self.example = 0;
                 let n = self.session.examples.len();

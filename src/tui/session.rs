@@ -191,7 +191,7 @@ impl Session {
             id: format!("{secs}-{}", std::process::id()),
             mode: Mode::Chat,
             entries: Vec::new(),
-            examples: draw_examples(4, 1),
+            examples: crate::tasks::default_examples(4),
             history: Vec::new(),
         }
     }

@@ -34,7 +34,8 @@ pub struct Settings {
     pub steps: Option<usize>,
     pub lr: Option<f64>,
     pub samples: usize,
-    pub temperature: f64,
+    /// `None` follows the model's config.
+    pub temperature: Option<f64>,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
     pub max_tokens: usize,
@@ -53,7 +54,7 @@ impl Default for Settings {
             steps: None,
             lr: None,
             samples: 1,
-            temperature: 0.8,
+            temperature: None,
             top_k: None,
             top_p: None,
             max_tokens: 200,
@@ -72,6 +73,7 @@ pub struct Defaults {
     pub steps: usize,
     pub lr: f64,
     pub calculator: bool,
+    pub temperature: f64,
 }
 
 impl Default for Defaults {
@@ -80,6 +82,7 @@ impl Default for Defaults {
             steps: 16,
             lr: 0.1,
             calculator: false,
+            temperature: 0.8,
         }
     }
 }
@@ -91,6 +94,10 @@ impl Settings {
 
     pub fn lr(&self, d: Defaults) -> f64 {
         self.lr.unwrap_or(d.lr)
+    }
+
+    pub fn temperature(&self, d: Defaults) -> f64 {
+        self.temperature.unwrap_or(d.temperature)
     }
 
     pub fn calculator(&self, d: Defaults) -> bool {
@@ -206,7 +213,7 @@ impl Field {
             Field::Steps => "N | auto",
             Field::Lr => "X | auto",
             Field::Samples | Field::MaxTokens | Field::Seed => "N",
-            Field::Temperature => "X (0 = greedy)",
+            Field::Temperature => "X (0 = greedy) | auto",
             Field::TopK => "N | off",
             Field::TopP => "X | off",
             Field::Adaptive => "X | off",
@@ -231,7 +238,10 @@ impl Field {
                 None => format!("auto ({})", d.lr),
             },
             Field::Samples => s.samples.to_string(),
-            Field::Temperature => format!("{}", s.temperature),
+            Field::Temperature => match s.temperature {
+                Some(t) => format!("{t}"),
+                None => format!("auto ({})", d.temperature),
+            },
             Field::TopK => off(s.top_k.map(|k| k.to_string())),
             Field::TopP => off(s.top_p.map(|p| format!("{p}"))),
             Field::MaxTokens => s.max_tokens.to_string(),
@@ -268,7 +278,8 @@ impl Field {
             Field::Lr if off => s.lr = None,
             Field::Lr => s.lr = Some(num(1e-6, 100.0)?),
             Field::Samples => s.samples = int(1, 64)? as usize,
-            Field::Temperature => s.temperature = num(0.0, 10.0)?,
+            Field::Temperature if matches!(arg, "auto" | "default") => s.temperature = None,
+            Field::Temperature => s.temperature = Some(num(0.0, 10.0)?),
             Field::TopK if off || arg == "0" => s.top_k = None,
             Field::TopK => s.top_k = Some(int(1, 1_000_000)? as usize),
             Field::TopP if off => s.top_p = None,
@@ -296,7 +307,7 @@ impl Field {
             }
             Field::Samples => s.samples = step_int(s.samples, up, 1, 1, 64),
             Field::Temperature => {
-                s.temperature = round(s.temperature + 0.1 * sign, 0.1).clamp(0.0, 2.0)
+                s.temperature = Some(round(s.temperature(d) + 0.1 * sign, 0.1).clamp(0.0, 2.0))
             }
             Field::TopK => {
                 s.top_k = Some(step_int(s.top_k.unwrap_or(0), up, 10, 0, 1000)).filter(|k| *k > 0)

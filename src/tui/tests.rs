@@ -11,7 +11,7 @@ use super::settings::Settings;
 use super::theme::Themes;
 use super::ui;
 use crate::engine::protocol::{Event, ModelInfo, Request, ThinkStep};
-use crate::tasks::prompt::{ANSWER_PREFIX, BOS, few_shot_prompt};
+use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_stops, few_shot_prompt};
 
 fn info(prompt_format: Option<&str>) -> ModelInfo {
     ModelInfo {
@@ -26,6 +26,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         default_lr: 0.3,
         prompt_format: prompt_format.map(str::to_string),
         calculator: true,
+        default_temperature: None,
     }
 }
 
@@ -155,7 +156,7 @@ fn few_shot_enter_builds_the_few_shot_prompt_with_k_samples() {
         few_shot_prompt(&app.session.examples, "What is 2 + 3?")
     );
     assert_eq!(r.answer_prefix, ANSWER_PREFIX);
-    assert_eq!(r.sample.stop, vec!["\n\n".to_string(), BOS.to_string()]);
+    assert_eq!(r.sample.stop, answer_stops());
     assert_eq!(r.think.samples, 4);
     assert!(!r.think.warm_start);
 }
@@ -471,7 +472,7 @@ fn worked_examples_are_edited_added_deleted_and_loaded() {
             .iter()
             .map(|e| e.answer.as_str())
             .collect::<Vec<_>>(),
-        ["b", "2"]
+        ["b", "#### 2"]
     );
     assert_eq!(app.examples_loaded(&path, Err("gone".into())), vec![]);
     assert_eq!(app.command("draw 3 9"), vec![Action::SaveSession]);

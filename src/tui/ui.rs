@@ -17,8 +17,8 @@ use super::session::{Entry, Level, Mode, Run, SampleText, Status};
 use super::settings::{Field, LADDER, preset_name};
 use super::theme::Theme;
 use crate::engine::protocol::ThinkStep;
-use crate::tasks::prompt::cut_answer;
-use crate::tasks::{final_number, vote};
+use crate::tasks::prompt::answer_of;
+use crate::tasks::vote;
 
 /// Below this the layout cannot work; a message says so instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -545,13 +545,8 @@ fn reply_body(l: &mut Lines, app: &App, run: &Run) {
     }
 }
 
-/// The final number of a sample's answer, read from the part that answers the question.
-fn answer(text: &str) -> Option<String> {
-    final_number(cut_answer(text))
-}
-
 fn answers(run: &Run) -> Vec<Option<String>> {
-    run.samples.iter().map(|s| answer(&s.text)).collect()
+    run.samples.iter().map(|s| answer_of(&s.text)).collect()
 }
 
 fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
@@ -646,7 +641,7 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
             }
             let sample = &run.samples[0];
             if !run.request.answer_prefix.is_empty() && run.status == Status::Done {
-                let a = answer(&sample.text).unwrap_or_else(|| "?".into());
+                let a = answer_of(&sample.text).unwrap_or_else(|| "?".into());
                 c.push(vec![Span::styled(
                     format!("→ {a}"),
                     t.fg(t.accent).add_modifier(Modifier::BOLD),
