@@ -1,13 +1,14 @@
 //! Synthetic GSM8K-style grade-school word problems.
 //!
-//! Each template picks a scenario (people, objects, money, time, rates) and a
-//! chain of 1 to 4 arithmetic operations. Every calculation is written with
-//! GSM8K's calculator annotation (`48/2 = <<48/2=24>>24`), one step per line,
-//! and the solution ends with `#### N`.
+//! Two kinds of families: templates written as code below (each picks a scenario and a random
+//! chain of 1 to 4 operations; all are training families) and families written as data in
+//! `families/*.toml` (one equation structure each, see [`super::families`]), of which those
+//! marked `test` make the held-out split. Every calculation is written with GSM8K's calculator
+//! annotation (`48/2 = <<48/2=24>>24`), one step per line, and the solution ends with `#### N`.
 //!
-//! Invariants kept by construction (and checked in the tests): every
-//! intermediate quantity is a positive integer below 1000, divisions are exact,
-//! and the number of annotations (`steps`) is between 1 and 4.
+//! Invariants checked in the tests: every result is a positive integer (at most 100,000),
+//! divisions are exact, the number of annotations (`steps`) is between 1 and 4, and no held-out
+//! structure occurs in training.
 
 use std::fmt;
 
@@ -71,9 +72,6 @@ const TRAIN: &[(&str, TemplateFn)] = &[
     ("time_tasks", time_tasks),
     ("machine_rate", machine_rate),
     ("share_equally", share_equally),
-];
-
-const TEST: &[(&str, TemplateFn)] = &[
     ("fundraiser_profit", fundraiser_profit),
     ("train_trip", train_trip),
     ("library_shelf", library_shelf),
@@ -84,10 +82,12 @@ const TEST: &[(&str, TemplateFn)] = &[
     ("aquarium_fish", aquarium_fish),
 ];
 
+/// The templates written as code: all for training, since their structures (random chains)
+/// overlap; the held-out test split is made of data families whose structures nothing else has.
 fn templates(split: Split) -> &'static [(&'static str, TemplateFn)] {
     match split {
         Split::Train => TRAIN,
-        Split::Test => TEST,
+        Split::Test => &[],
     }
 }
 
@@ -2007,7 +2007,7 @@ fn share_equally(g: &mut G) -> Built {
 }
 
 // ---------------------------------------------------------------------------
-// Test-only templates
+// More templates (once held out; their structures occur in the ones above)
 // ---------------------------------------------------------------------------
 
 fn fundraiser_profit(g: &mut G) -> Built {
@@ -2371,6 +2371,60 @@ mod tests {
             .map(|p| p.steps)
             .collect();
         assert!(test.len() >= 3, "{test:?}");
+    }
+
+    /// The equation structure of a worked answer, read from its annotations: a number that an
+    /// earlier step computed is `r<i>`, one the question gives is `v<j>` (in order of first use),
+    /// any other (the 2 of "twice") is `k`.
+    fn structure(p: &Problem) -> String {
+        let given_in_question: HashSet<&str> = p
+            .question
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let (mut given, mut results, mut steps) = (Vec::new(), Vec::new(), Vec::new());
+        for (expr, value) in annotations(&p.answer) {
+            let mut s = String::new();
+            for piece in expr.split_inclusive(['+', '-', '*', '/', '(', ')']) {
+                let (number, op) =
+                    piece.split_at(piece.trim_end_matches(['+', '-', '*', '/', '(', ')']).len());
+                if !number.is_empty() {
+                    if let Some(i) = results.iter().rposition(|r: &String| r == number) {
+                        s.push_str(&format!("r{i}"));
+                    } else if given_in_question.contains(number) {
+                        let i = given.iter().position(|g| g == number).unwrap_or_else(|| {
+                            given.push(number.to_string());
+                            given.len() - 1
+                        });
+                        s.push_str(&format!("v{i}"));
+                    } else {
+                        s.push('k');
+                    }
+                }
+                s.push_str(op);
+            }
+            results.push(value.to_string());
+            steps.push(s);
+        }
+        steps.join(" ; ")
+    }
+
+    #[test]
+    fn held_out_structures_never_occur_in_training() {
+        let mut train: HashSet<String> = generate(30_000, 3, Split::Train)
+            .iter()
+            .map(structure)
+            .collect();
+        train.extend(families(Split::Train).map(Family::signature));
+        let seen: Vec<String> = families(Split::Test)
+            .filter(|f| train.contains(&f.signature()))
+            .map(|f| format!("{}: {}", f.name, f.signature()))
+            .collect();
+        assert!(
+            seen.is_empty(),
+            "held-out structures seen in training: {seen:#?}"
+        );
+        assert!(families(Split::Test).count() >= 15);
     }
 
     #[test]
