@@ -6,6 +6,7 @@
 //! speaking typed events) → front ends (CLI, TUI).
 
 pub mod bench;
+pub mod chart;
 pub mod cli;
 pub mod device;
 pub mod engine;

@@ -37,6 +37,7 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let model = model.to_str().unwrap();
+    let chart = dir.path().join("thinking.svg");
     let out = ltm([
         "eval",
         "arith",
@@ -53,6 +54,8 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
         "--max-tokens",
         "4",
         "--json",
+        "--chart",
+        chart.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<Value> = stdout(&out)
@@ -68,7 +71,38 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     assert_eq!(report["event"], "report");
     for budget in ["0", "2"] {
         assert_eq!(report["tallies"][budget]["0"]["problems"], 2, "{report}");
+        let elbo = &report["elbo"][budget];
+        assert_eq!(elbo["problems"], 2, "{report}");
+        assert!(elbo["tokens"].as_u64().unwrap() > 2, "{report}");
+        let ppl = elbo["ppl_bound"].as_f64().unwrap();
+        let per_token = elbo["nelbo_per_token"].as_f64().unwrap();
+        assert!(
+            ppl > 1.0 && (per_token.exp() - ppl).abs() < 1e-6 * ppl,
+            "{report}"
+        );
     }
+    for problem in lines.iter().filter(|l| l["event"] == "problem") {
+        assert!(problem["prompt_tokens"].as_u64().unwrap() > 2, "{problem}");
+        assert!(
+            problem["nelbo_per_token"].as_f64().unwrap() > 0.0,
+            "{problem}"
+        );
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    for text in [
+        "<svg",
+        "Accuracy against thinking steps (2 problems)",
+        "ELBO bound against thinking steps",
+        "accuracy (%)",
+        "−ELBO per token (nats)",
+        "thinking steps",
+        "calculator",
+        "majority",
+        "</svg>",
+    ] {
+        assert!(svg.contains(text), "{text} missing from the chart");
+    }
+    assert!(!svg.contains("left out"), "every figure is finite");
 
     let data = dir.path().join("text.txt");
     std::fs::write(&data, "abc abc abc abc 1+2=3 2+2=4").unwrap();

@@ -1,15 +1,18 @@
 //! `ltm eval arith`: few-shot accuracy of the final number for several thinking budgets, as
-//! pass@k, majority vote and ELBO-best sample, by number of reasoning steps.
+//! pass@k, majority vote and ELBO-best sample, by number of reasoning steps; the ELBO bound of
+//! the prompts per budget; and, with `--chart`, both against thinking steps as an SVG.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
-use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings};
-use crate::tasks::eval::{Report, reasoning_steps, score};
+use crate::chart::{Scale, Series, StepsPanel};
+use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings, ThinkStep};
+use crate::fsutil::write_atomic;
+use crate::tasks::eval::{Report, Tally, reasoning_steps, score};
 use crate::tasks::prompt::{
     ANSWER_PREFIX, BOS, Example, Record, cut_answer, few_shot_prompt, load_jsonl,
 };
@@ -61,6 +64,11 @@ pub struct ArithArgs {
     /// One JSON line per problem (with `calculator`), then one `report` line per calculator setting.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the results as an SVG with two panels: accuracy (%) against thinking steps, one
+    /// line per calculator setting (and per rule when --samples > 1), on top; the ELBO bound
+    /// (−ELBO per prompt token, in nats) against thinking steps below.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +92,68 @@ impl Calculator {
 
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
+}
+
+/// Tokens the engine scored in a thinking step: −ELBO / ln(perplexity bound).
+fn scored_tokens(step: &ThinkStep) -> Option<usize> {
+    let n = (step.nelbo / step.ppl_bound.ln()).round();
+    (n.is_finite() && n >= 1.0).then_some(n as usize)
+}
+
+/// Accuracy (top) and the ELBO bound (bottom) against thinking steps.
+fn chart(reports: &[Report], calcs: &[bool], samples: usize, problems: usize) -> Result<String> {
+    type Rule = fn(&Tally) -> usize;
+    let rules: Vec<(&str, Rule)> = if samples > 1 {
+        vec![
+            ("majority", |t| t.majority),
+            ("ELBO-best", |t| t.elbo_best),
+            ("pass@k", |t| t.pass_at_k),
+        ]
+    } else {
+        vec![("", |t| t.majority)]
+    };
+    let mut accuracy = Vec::new();
+    for (report, &calculator) in reports.iter().zip(calcs) {
+        for (rule, count) in &rules {
+            let rule = rule.replace("pass@k", &format!("pass@{samples}"));
+            let name = format!("calculator {}", on_off(calculator));
+            accuracy.push(Series {
+                name: if rule.is_empty() {
+                    name
+                } else {
+                    format!("{name}, {rule}")
+                },
+                points: report.accuracy(count),
+            });
+        }
+    }
+    // Thinking comes before writing, so the calculator does not change the ELBO: one line.
+    let elbo = reports.first().map(|r| Series {
+        name: "few-shot prompt (perplexity bound = e^y)".to_string(),
+        points: r
+            .elbo
+            .iter()
+            .map(|(&steps, e)| (steps, e.nelbo_per_token().unwrap_or(f64::NAN)))
+            .collect(),
+    });
+    crate::chart::thinking_steps(&[
+        StepsPanel {
+            title: format!("Accuracy against thinking steps ({problems} problems)"),
+            y_label: "accuracy (%)".to_string(),
+            scale: Scale::Percent,
+            series: accuracy,
+        },
+        StepsPanel {
+            title: "ELBO bound against thinking steps".to_string(),
+            y_label: "−ELBO per token (nats)".to_string(),
+            scale: Scale::Linear,
+            series: elbo.into_iter().collect(),
+        },
+    ])
+}
+
+fn write_chart(path: &Path, svg: &str) -> Result<()> {
+    write_atomic(path, svg.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn records(path: &Option<PathBuf>, default_seed: u64, n: usize) -> Result<Vec<Record>> {
@@ -130,19 +200,39 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         Event::Error { message, .. } => bail!(message),
         other => bail!("the engine said {other:?} before it was ready"),
     };
+    // The prompt's tokens, to turn −ELBO into −ELBO per token. A problem's prompt is the same for
+    // every setting, so the engine's own count, from any setting that thinks (−ELBO / ln of the
+    // perplexity bound), holds for all of them. Without one, the tokenizer's count holds only when
+    // the engine took the prompt as it was: it warns when it drops worked examples or cuts.
+    let tokenizer =
+        crate::text::Tokenizer::for_model(&args.model.path, args.model.tokenizer.as_deref())?;
+    let prompt_tokens = |prompt: &str| -> Result<usize> {
+        Ok(tokenizer
+            .encode(prompt)?
+            .len()
+            .min(info.max_seq_len)
+            .saturating_sub(1))
+    };
+    let mut warned = false;
     let live = std::io::stderr().is_terminal();
     let calcs = Calculator::settings(args.calculator, info.calculator);
     let total = problems.len() * args.steps.len() * calcs.len();
     let mut reports = vec![Report::default(); calcs.len()];
     let mut id = 0;
     for (i, problem) in problems.iter().enumerate() {
+        let mut counted = 0;
+        let mut engine_tokens = None;
+        let mut shortened = false;
+        // (calculator setting, thinking steps, each sample's final −ELBO, the JSON line) for the
+        // ELBO figures and the JSON lines, written once the prompt's tokens are known.
+        let mut figures = Vec::new();
         for (&steps, &calculator) in args
             .steps
             .iter()
             .flat_map(|s| calcs.iter().map(move |c| (s, c)))
         {
             id += 1;
-            engine.submit(Request {
+            let request = Request {
                 id,
                 prompt: few_shot_prompt(&shots, &problem.question),
                 prompt_ids: None,
@@ -165,7 +255,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     stop: vec![BOS.to_string(), "\nQuestion:".to_string()],
                     calculator,
                 },
-            });
+            };
+            counted = prompt_tokens(&request.prompt)?;
+            engine.submit(request);
             let mut answers = vec![None; args.samples];
             let mut nelbo = vec![f64::INFINITY; args.samples];
             loop {
@@ -179,6 +271,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                         answers[sample] = final_number(cut_answer(&text));
                         nelbo[sample] = e;
                     }
+                    Event::Think { step, .. } if step.sample == 0 && engine_tokens.is_none() => {
+                        engine_tokens = scored_tokens(&step);
+                    }
+                    Event::Warning { .. } => shortened = true,
                     Event::Finished { .. } => break,
                     Event::Error { message, .. } => bail!("problem {}: {message}", i + 1),
                     Event::Cancelled { .. } => bail!("cancelled"),
@@ -188,12 +284,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             let scored = score(&problem.r#final, &answers, &nelbo);
             let c = calcs.iter().position(|&c| c == calculator).unwrap_or(0);
             reports[c].add(steps, reasoning_steps(problem.answer.as_deref()), scored);
-            if args.json {
-                let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
-                    "gold": problem.r#final, "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
-                    "majority": scored.majority, "elbo_best": scored.elbo_best});
-                println!("{line}");
-            }
+            let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
+                "gold": problem.r#final, "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
+                "majority": scored.majority, "elbo_best": scored.elbo_best});
+            figures.push((c, steps, nelbo, line));
             let done = id as usize;
             if live {
                 eprint!(
@@ -203,6 +297,25 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     on_off(calculator)
                 );
                 std::io::stderr().flush().ok();
+            }
+        }
+        if let Some(n) = engine_tokens.filter(|&n| n != counted && !shortened && !warned) {
+            warned = true;
+            eprintln!(
+                "warning: the engine scored {n} tokens of problem {}'s prompt where the tokenizer counts {counted}; \
+                 the ELBO figures use the engine's count where it thinks",
+                i + 1
+            );
+        }
+        let tokens = engine_tokens.or((!shortened).then_some(counted));
+        for (c, steps, nelbo, mut line) in figures {
+            reports[c].add_elbo(steps, &nelbo, tokens.unwrap_or(0));
+            if args.json {
+                let per_token =
+                    tokens.map(|n| nelbo.iter().sum::<f64>() / (nelbo.len() * n) as f64);
+                line["prompt_tokens"] = json!(tokens);
+                line["nelbo_per_token"] = json!(per_token.filter(|x| x.is_finite()));
+                println!("{line}");
             }
         }
     }
@@ -215,7 +328,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             println!(
                 "{}",
                 json!({"event": "report", "samples": args.samples, "shots": args.shots, "calculator": calculator,
-                       "tallies": report.tallies})
+                       "tallies": report.tallies, "elbo": report.elbo})
             );
         }
     } else {
@@ -233,6 +346,24 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             println!("calculator {}:", on_off(calculator));
             print!("{}", report.table(args.samples));
         }
+        println!(
+            "−ELBO/tok: the final −ELBO of the thought fitted to each problem's few-shot prompt, the mean over \
+             its samples, per prompt token over all problems; ppl bound = exp(−ELBO/tok)"
+        );
+        let skipped: usize = reports[0].elbo.values().map(|e| e.skipped).sum();
+        if skipped > 0 {
+            println!(
+                "({skipped} runs left out of −ELBO/tok: a −ELBO was not finite, or the engine shortened the prompt \
+                 and no setting thought, so its tokens are unknown)"
+            );
+        }
+    }
+    if let Some(path) = &args.chart {
+        write_chart(
+            path,
+            &chart(&reports, &calcs, args.samples, problems.len())?,
+        )?;
+        eprintln!("chart: {}", path.display());
     }
     Ok(())
 }

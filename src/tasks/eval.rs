@@ -1,9 +1,11 @@
 //! Scoring few-shot answers: pass@k, majority vote and the ELBO-best sample, tallied by
-//! thinking budget and by the problem's number of reasoning steps.
+//! thinking budget and by the problem's number of reasoning steps; and the ELBO bound of the
+//! prompts by thinking budget.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde::ser::SerializeStruct;
 
 use super::extract::same_number;
 use super::vote::{elbo_best, majority};
@@ -49,10 +51,49 @@ impl Tally {
     }
 }
 
-/// Tallies keyed by thinking steps, then by reasoning steps (0 = all problems).
+/// The ELBO bound at one thinking budget: −ELBO of the thought fitted to each problem's prompt
+/// (the mean over its thought samples), summed over problems, and the tokens it scored.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ElboTally {
+    pub problems: usize,
+    pub tokens: usize,
+    /// Σ −ELBO in nats.
+    pub nelbo: f64,
+    /// Problems left out: a sample's −ELBO was not finite, or no token was scored.
+    pub skipped: usize,
+}
+
+impl ElboTally {
+    /// −ELBO per token over all problems' tokens (token-weighted, as `ltm ppl` counts).
+    pub fn nelbo_per_token(&self) -> Option<f64> {
+        (self.tokens > 0).then(|| self.nelbo / self.tokens as f64)
+    }
+
+    /// exp(−ELBO per token): an upper bound on the prompts' perplexity.
+    pub fn ppl_bound(&self) -> Option<f64> {
+        self.nelbo_per_token().map(f64::exp)
+    }
+}
+
+impl Serialize for ElboTally {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("ElboTally", 6)?;
+        m.serialize_field("problems", &self.problems)?;
+        m.serialize_field("tokens", &self.tokens)?;
+        m.serialize_field("nelbo", &self.nelbo)?;
+        m.serialize_field("skipped", &self.skipped)?;
+        m.serialize_field("nelbo_per_token", &self.nelbo_per_token())?;
+        m.serialize_field("ppl_bound", &self.ppl_bound())?;
+        m.end()
+    }
+}
+
+/// Tallies keyed by thinking steps, then by reasoning steps (0 = all problems); the ELBO bound
+/// keyed by thinking steps.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub tallies: BTreeMap<usize, BTreeMap<usize, Tally>>,
+    pub elbo: BTreeMap<usize, ElboTally>,
 }
 
 impl Report {
@@ -64,16 +105,40 @@ impl Report {
         }
     }
 
-    /// A plain-text table: one row per thinking budget and group of problems.
+    /// Records the final −ELBO (nats) of each thought sample for one problem whose prompt scored
+    /// `tokens` tokens; the problem counts with the mean over its samples.
+    pub fn add_elbo(&mut self, thinking_steps: usize, nelbo: &[f64], tokens: usize) {
+        let t = self.elbo.entry(thinking_steps).or_default();
+        if nelbo.is_empty() || tokens == 0 || nelbo.iter().any(|e| !e.is_finite()) {
+            t.skipped += 1;
+            return;
+        }
+        t.problems += 1;
+        t.tokens += tokens;
+        t.nelbo += nelbo.iter().sum::<f64>() / nelbo.len() as f64;
+    }
+
+    /// Accuracy (%) of one rule over all problems, by thinking steps.
+    pub fn accuracy(&self, rule: impl Fn(&Tally) -> usize) -> Vec<(usize, f64)> {
+        self.tallies
+            .iter()
+            .filter_map(|(&steps, row)| row.get(&0).map(|t| (steps, t.percent(rule(t)))))
+            .collect()
+    }
+
+    /// A plain-text table: one row per thinking budget and group of problems; the "all" rows
+    /// also carry the ELBO bound (−ELBO per token and the perplexity bound).
     pub fn table(&self, samples: usize) -> String {
         let mut out = format!(
-            "{:>8}  {:>9}  {:>8}  {:>7}  {:>8}  {:>9}\n",
+            "{:>8}  {:>9}  {:>8}  {:>7}  {:>8}  {:>9}  {:>9}  {:>9}\n",
             "thinking",
             "problems",
             "steps",
             format!("pass@{samples}"),
             "majority",
-            "ELBO-best"
+            "ELBO-best",
+            "−ELBO/tok",
+            "ppl bound"
         );
         for (thinking, row) in &self.tallies {
             for (reasoning, t) in row {
@@ -82,13 +147,23 @@ impl Report {
                 } else {
                     reasoning.to_string()
                 };
-                out.push_str(&format!(
-                    "{thinking:>8}  {:>9}  {group:>8}  {:>6.1}%  {:>7.1}%  {:>8.1}%\n",
+                let elbo = self.elbo.get(thinking).filter(|_| *reasoning == 0);
+                let figure = |f: Option<f64>, digits: usize| match f {
+                    None => String::new(),
+                    Some(f) if f.abs() >= 1e5 => format!("{f:.3e}"),
+                    Some(f) => format!("{f:.digits$}"),
+                };
+                let line = format!(
+                    "{thinking:>8}  {:>9}  {group:>8}  {:>6.1}%  {:>7.1}%  {:>8.1}%  {:>9}  {:>9}",
                     t.problems,
                     t.percent(t.pass_at_k),
                     t.percent(t.majority),
-                    t.percent(t.elbo_best)
-                ));
+                    t.percent(t.elbo_best),
+                    figure(elbo.and_then(ElboTally::nelbo_per_token), 4),
+                    figure(elbo.and_then(ElboTally::ppl_bound), 3),
+                );
+                out.push_str(line.trim_end());
+                out.push('\n');
             }
         }
         out
@@ -174,6 +249,44 @@ mod tests {
         assert_eq!(
             reasoning_steps(Some("a <<1+2=3>>3\nb <<3*2=6>>6\n#### 6")),
             2
+        );
+        assert_eq!(r.accuracy(|t| t.pass_at_k), vec![(0, 50.0), (16, 100.0)]);
+    }
+
+    #[test]
+    fn the_elbo_bound_is_token_weighted_over_problems_and_averaged_over_samples() {
+        let mut r = Report::default();
+        r.add(0, 1, Scored::default());
+        // Two samples of 10 tokens (mean 20 nats), one of 30 tokens: 50 nats over 40 tokens.
+        r.add_elbo(0, &[10.0, 30.0], 10);
+        r.add_elbo(0, &[30.0], 30);
+        r.add_elbo(0, &[f64::INFINITY, 1.0], 10);
+        r.add_elbo(0, &[f64::NAN], 10);
+        r.add_elbo(0, &[1.0], 0);
+        let e = r.elbo[&0];
+        assert_eq!((e.problems, e.tokens, e.skipped), (2, 40, 3));
+        assert!((e.nelbo_per_token().unwrap() - 1.25).abs() < 1e-12);
+        assert!((e.ppl_bound().unwrap() - 1.25f64.exp()).abs() < 1e-12);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["elbo"]["0"]["tokens"], 40);
+        assert_eq!(v["elbo"]["0"]["nelbo_per_token"], 1.25);
+        assert_eq!(v["tallies"]["0"]["0"]["problems"], 1);
+        let table = r.table(1);
+        assert!(
+            table.contains("−ELBO/tok") && table.contains("1.2500"),
+            "{table}"
+        );
+        assert!(table.contains(&format!("{:.3}", 1.25f64.exp())), "{table}");
+        // Huge figures keep the table's columns: 1e6 nats over 10 tokens.
+        r.add(8, 1, Scored::default());
+        r.add_elbo(8, &[1e6], 10);
+        assert!(r.table(1).contains("1.000e5"), "{}", r.table(1));
+        // Nothing scored: no figure, no panic.
+        r.add_elbo(4, &[f64::INFINITY], 10);
+        assert_eq!(r.elbo[&4].ppl_bound(), None);
+        assert_eq!(
+            serde_json::to_value(r.elbo[&4]).unwrap()["ppl_bound"],
+            serde_json::Value::Null
         );
     }
 }

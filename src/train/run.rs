@@ -8,7 +8,8 @@ use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
-use super::{DataConfig, HistoryPoint, TrainConfig, Trainer};
+use super::{DataConfig, HistoryPoint, TrainConfig, TrainState, Trainer};
+use crate::chart::{TrainingPoint, training_curve};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::tasks::{Example, Split, few_shot_prompt, generate, load_jsonl};
@@ -16,6 +17,25 @@ use rand::Rng;
 
 /// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
 pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\nAnswer:";
+
+/// The training curve, drawn into the output directory at every checkpoint.
+pub const LOSS_CHART: &str = "loss.svg";
+
+/// Draws the training curve of `history` (train loss and the validation ELBO perplexity bound
+/// against tokens seen) into `out`/loss.svg.
+pub fn write_loss_chart(out: &Path, history: &[HistoryPoint]) -> Result<()> {
+    let points: Vec<TrainingPoint> = history
+        .iter()
+        .map(|p| TrainingPoint {
+            tokens_seen: p.tokens_seen as f64,
+            train_loss: p.train_loss,
+            val_ppl_bound: p.val_ppl_bound,
+        })
+        .collect();
+    let path = out.join(LOSS_CHART);
+    write_atomic(&path, training_curve(&points)?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
 
 /// Training text: problems as the few-shot format writes them, one after another.
 fn corpus(examples: &[Example]) -> String {
@@ -184,11 +204,15 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
             );
             trainer.record(point);
             trainer.save(out)?;
+            // A chart that cannot be drawn must not stop a long run.
+            if let Err(e) = write_loss_chart(out, &trainer.state.history) {
+                eprintln!("warning: {e:#}");
+            }
         }
     }
     write_atomic(
         &out.join("README.md"),
-        model_card(&config, &trainer, train_tokens.len()).as_bytes(),
+        model_card(&config, &trainer.state, train_tokens.len()).as_bytes(),
     )?;
     eprintln!(
         "done: {} in {}",
@@ -198,9 +222,10 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     Ok(())
 }
 
-/// The model card: data, configuration, tokens seen, wall time and the loss curve.
-fn model_card(config: &TrainConfig, trainer: &Trainer, corpus_tokens: usize) -> String {
-    let (m, o, d, st) = (&config.model, &config.optim, &config.data, &trainer.state);
+/// The model card: data, configuration, tokens seen, wall time and the loss curve (a chart,
+/// loss.svg, and a table).
+fn model_card(config: &TrainConfig, st: &TrainState, corpus_tokens: usize) -> String {
+    let (m, o, d) = (&config.model, &config.optim, &config.data);
     let mut card = format!(
         "# Model card\n\nA Latent Thought Model trained by `ltm train` (dual-rate: {fast} fast-learning steps per batch, \
          then one AdamW step on the decoder).\n\n\
@@ -209,7 +234,7 @@ fn model_card(config: &TrainConfig, trainer: &Trainer, corpus_tokens: usize) -> 
          - **Data**: {problems} synthetic GSM8K-style word problems (`ltm data arith`, training templates, seed {seed}), \
          {corpus} tokens; validation on {val} problems of another seed.\n\
          - **Training**: {iters} iterations of {batch}×{seq} tokens, {seen} tokens seen, {wall}, lr {lr:e} → {min_lr:e}, \
-         fast lr {flr0} → {flr1}.\n\n## Loss curve\n\n| iteration | tokens seen | train loss | validation ELBO perplexity bound | minutes |\n| --- | --- | --- | --- | --- |\n",
+         fast lr {flr0} → {flr1}.\n\n## Loss curve\n\n![training curve]({chart})\n\n| iteration | tokens seen | train loss | validation ELBO perplexity bound | minutes |\n| --- | --- | --- | --- | --- |\n",
         fast = o.fast_steps,
         dim = m.dim,
         layers = m.n_layers,
@@ -234,6 +259,7 @@ fn model_card(config: &TrainConfig, trainer: &Trainer, corpus_tokens: usize) -> 
         min_lr = o.min_lr,
         flr0 = o.initial_fast_lr,
         flr1 = o.final_fast_lr,
+        chart = LOSS_CHART,
     );
     for p in &st.history {
         card.push_str(&format!(
@@ -253,5 +279,60 @@ fn humantime(s: f64) -> String {
         format!("{s:.0} s")
     } else {
         format!("{:.1} min", s / 60.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(iter: usize, train_loss: f64, val_ppl_bound: f64) -> HistoryPoint {
+        HistoryPoint {
+            iter,
+            tokens_seen: iter * 4096,
+            train_loss,
+            val_ppl_bound,
+            elapsed_s: iter as f64,
+        }
+    }
+
+    #[test]
+    fn the_loss_chart_is_written_and_the_card_links_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write_loss_chart(dir.path(), &[]).unwrap();
+        let empty = std::fs::read_to_string(dir.path().join(LOSS_CHART)).unwrap();
+        assert!(
+            empty.contains("<svg") && empty.contains("no data"),
+            "{empty}"
+        );
+        let history = vec![
+            point(100, 4.0, 60.0),
+            point(200, 3.0, 25.0),
+            point(300, 2.5, f64::INFINITY),
+        ];
+        write_loss_chart(dir.path(), &history).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join(LOSS_CHART)).unwrap();
+        for text in [
+            "<svg",
+            "Training loss",
+            "Validation ELBO perplexity bound",
+            "tokens seen",
+            "1 point left out",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+
+        let config =
+            read_config(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny.toml"))
+                .unwrap();
+        let state = TrainState {
+            iter: 300,
+            tokens_seen: 300 * 4096,
+            elapsed_s: 300.0,
+            history,
+        };
+        let card = model_card(&config, &state, 1000);
+        assert!(card.contains("![training curve](loss.svg)"), "{card}");
+        assert!(card.contains("| 200 | 819200 | 3.000 | 25.0 |"), "{card}");
     }
 }
