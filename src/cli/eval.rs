@@ -13,10 +13,8 @@ use crate::chart::{Scale, Series, StepsPanel};
 use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings, ThinkStep};
 use crate::fsutil::write_atomic;
 use crate::tasks::eval::{Report, Tally, reasoning_steps, score};
-use crate::tasks::prompt::{
-    ANSWER_PREFIX, BOS, Example, Record, cut_answer, few_shot_prompt, load_jsonl,
-};
-use crate::tasks::{Split, final_number, generate};
+use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
+use crate::tasks::{Split, generate};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,8 +41,8 @@ pub struct ArithArgs {
     pub examples: Option<PathBuf>,
     #[arg(long, default_value_t = 4)]
     pub shots: usize,
-    /// Thinking budgets to compare.
-    #[arg(long, value_delimiter = ',', default_value = "0,4,16,32")]
+    /// Thinking budgets to compare [default: 0, the model's default, 16].
+    #[arg(long, value_delimiter = ',')]
     pub steps: Vec<usize>,
     /// Thought samples per problem (k of pass@k).
     #[arg(long, default_value_t = 4)]
@@ -174,19 +172,17 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let Task::Arith(args) = args.task;
     let mut problems = records(&args.data, 777, 100)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
-    let shots: Vec<Example> = records(&args.examples, 4242, args.shots)?
-        .into_iter()
-        .filter_map(|r| {
-            r.answer.map(|answer| Example {
-                question: r.question,
-                answer,
-            })
-        })
-        .take(args.shots)
-        .collect();
+    let shots: Vec<Example> = match &args.examples {
+        Some(_) => records(&args.examples, 0, 0)?
+            .iter()
+            .take(args.shots)
+            .map(Example::from_record)
+            .collect(),
+        None => default_examples(args.shots),
+    };
     if shots.len() < args.shots {
         bail!(
-            "only {} worked examples (with an `answer`) for {} shots",
+            "only {} worked examples for {} shots",
             shots.len(),
             args.shots
         );
@@ -214,29 +210,38 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             .saturating_sub(1))
     };
     let mut warned = false;
+    let mut shortened_problems = 0;
     let live = std::io::stderr().is_terminal();
     let calcs = Calculator::settings(args.calculator, info.calculator);
-    let total = problems.len() * args.steps.len() * calcs.len();
+    let budgets = if args.steps.is_empty() {
+        let mut b = vec![0, info.default_steps, 16];
+        b.dedup();
+        b
+    } else {
+        args.steps.clone()
+    };
+    let total = problems.len() * budgets.len() * calcs.len();
     let mut reports = vec![Report::default(); calcs.len()];
     let mut id = 0;
     for (i, problem) in problems.iter().enumerate() {
         let mut counted = 0;
         let mut engine_tokens = None;
         let mut shortened = false;
+        let mut first_warning = None;
         // (calculator setting, thinking steps, each sample's final −ELBO, the JSON line) for the
         // ELBO figures and the JSON lines, written once the prompt's tokens are known.
         let mut figures = Vec::new();
-        for (&steps, &calculator) in args
-            .steps
+        for (&steps, &calculator) in budgets
             .iter()
             .flat_map(|s| calcs.iter().map(move |c| (s, c)))
         {
             id += 1;
+            let prompt = few_shot(&shots, &problem.question);
             let request = Request {
                 id,
-                prompt: few_shot_prompt(&shots, &problem.question),
+                prompt: prompt.text,
                 prompt_ids: None,
-                answer_prefix: ANSWER_PREFIX.to_string(),
+                answer_prefix: prompt.prefix,
                 think: ThinkSettings {
                     steps,
                     lr: info.default_lr,
@@ -252,7 +257,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     top_k: None,
                     top_p: None,
                     seed: args.seed + i as u64,
-                    stop: vec![BOS.to_string(), "\nQuestion:".to_string()],
+                    stop: prompt.stop,
                     calculator,
                 },
             };
@@ -268,13 +273,18 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                         nelbo: e,
                         ..
                     } => {
-                        answers[sample] = final_number(cut_answer(&text));
+                        answers[sample] = answer_of(&text);
                         nelbo[sample] = e;
                     }
                     Event::Think { step, .. } if step.sample == 0 && engine_tokens.is_none() => {
                         engine_tokens = scored_tokens(&step);
                     }
-                    Event::Warning { .. } => shortened = true,
+                    Event::Warning { message, .. } => {
+                        if !shortened && first_warning.is_none() {
+                            first_warning = Some(message);
+                        }
+                        shortened = true;
+                    }
                     Event::Finished { .. } => break,
                     Event::Error { message, .. } => bail!("problem {}: {message}", i + 1),
                     Event::Cancelled { .. } => bail!("cancelled"),
@@ -307,6 +317,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 i + 1
             );
         }
+        if let Some(message) = first_warning {
+            if shortened_problems == 0 {
+                eprintln!("warning: problem {}: {message}", i + 1);
+            }
+            shortened_problems += 1;
+        }
         let tokens = engine_tokens.or((!shortened).then_some(counted));
         for (c, steps, nelbo, mut line) in figures {
             reports[c].add_elbo(steps, &nelbo, tokens.unwrap_or(0));
@@ -321,6 +337,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     if live {
         eprintln!();
+    }
+    if shortened_problems > 0 {
+        eprintln!(
+            "note: the prompt was shortened to fit the model's context in {shortened_problems} of {} problems",
+            problems.len()
+        );
     }
     engine.shutdown();
     if args.json {

@@ -8,10 +8,10 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
-use crate::tasks::{Prompt, chat};
 use crate::engine::{
     self, EngineHandle, Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep,
 };
+use crate::tasks::{Prompt, chat};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

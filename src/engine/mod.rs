@@ -216,9 +216,11 @@ impl Worker {
         }
         let max = c.max_seq_len;
         // Room for the answer: worked examples are dropped whole, oldest first, rather than cut.
-        let room = r.sample.max_tokens.min(max / 4) + self.tokenizer.encode(&r.answer_prefix)?.len();
+        let room =
+            r.sample.max_tokens.min(max / 4) + self.tokenizer.encode(&r.answer_prefix)?.len();
         if let Some(bos) = c.bos_token_id
-            && let Some((dropped, of, start)) = examples_to_drop(&ids, bos, max.saturating_sub(room))
+            && let Some((dropped, of, start)) =
+                examples_to_drop(&ids, bos, max.saturating_sub(room))
         {
             emit(Event::Warning {
                 request: r.id,

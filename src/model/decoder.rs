@@ -452,13 +452,23 @@ impl Ltm {
         z: &Tensor,
         path: Path,
     ) -> Result<Tensor> {
+        self.token_nll(tokens, targets, z, path)?.sum(1)
+    }
+
+    /// Cross-entropy of each target: [B, N] tokens and targets → [B, N].
+    pub fn token_nll(
+        &self,
+        tokens: &Tensor,
+        targets: &Tensor,
+        z: &Tensor,
+        path: Path,
+    ) -> Result<Tensor> {
         let cross = self.thought_kv(z, path)?;
         let hidden = self.blocks(tokens, &cross, None, 0, path)?;
-        let nll = match path {
-            Path::Train => ops::token_nll(&self.logits(&hidden, path)?, targets)?,
-            Path::Infer | Path::Think => ops::output_nll(&hidden, &self.tok_embeddings, targets)?,
-        };
-        nll.sum(1)
+        match path {
+            Path::Train => ops::token_nll(&self.logits(&hidden, path)?, targets),
+            Path::Infer | Path::Think => ops::output_nll(&hidden, &self.tok_embeddings, targets),
+        }
     }
 
     /// A generation cache for thought z (its cross-attention K/V are computed here, once).

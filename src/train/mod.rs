@@ -69,6 +69,15 @@ pub struct OptimConfig {
     pub eval_interval: usize,
     pub eval_batches: usize,
     pub seed: u64,
+    /// Weight of the question tokens in the decoder's loss (answer tokens weigh 1): below 1
+    /// spends the updates on what the model must get right, the answers, while it still learns
+    /// the questions' text that thinking is fitted to.
+    #[serde(default = "one")]
+    pub question_loss_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Where a run is, saved with every checkpoint so that `--resume` continues it exactly.
@@ -103,6 +112,26 @@ fn window_starts(tokens: &[u32], bos: Option<u32>, len: usize) -> Vec<usize> {
     } else {
         at_bos
     }
+}
+
+/// Weights of a window's targets: 1 in an answer (after `marker`, up to and including the BOS
+/// that ends it), `question` elsewhere. A window starts at a problem's BOS, so its first targets
+/// are question text.
+fn answer_weights(targets: &[u32], bos: Option<u32>, marker: &[u32], question: f32) -> Vec<f32> {
+    let mut in_answer = false;
+    let mut weights = Vec::with_capacity(targets.len());
+    for (i, &t) in targets.iter().enumerate() {
+        weights.push(if in_answer { 1.0 } else { question });
+        if Some(t) == bos {
+            in_answer = false;
+        } else if !marker.is_empty()
+            && i + 1 >= marker.len()
+            && targets[i + 1 - marker.len()..=i] == *marker
+        {
+            in_answer = true;
+        }
+    }
+    weights
 }
 
 /// Learning rate at `iter`: linear warm-up, then cosine down to `min_lr`.
@@ -203,6 +232,8 @@ pub struct Trainer {
     /// model is used, a question's text begins at position 0), or anywhere without a BOS token.
     train_starts: Vec<usize>,
     val_starts: Vec<usize>,
+    /// The tokens after which an answer begins (`\nAnswer:`), when known.
+    answer_marker: Vec<u32>,
     device: Device,
 }
 
@@ -215,6 +246,7 @@ impl Trainer {
         config: TrainConfig,
         train_tokens: Vec<u32>,
         val_tokens: Vec<u32>,
+        answer_marker: Vec<u32>,
         out: &Path,
         resume: bool,
         device: Device,
@@ -294,6 +326,7 @@ impl Trainer {
             opt,
             train_tokens,
             val_tokens,
+            answer_marker,
             device,
         })
     }
@@ -340,6 +373,27 @@ impl Trainer {
         })
     }
 
+    /// The decoder loss's weight of each target (see [`answer_weights`]).
+    fn loss_weights(&self, targets: &Tensor) -> Result<Tensor> {
+        let rows = targets.to_vec2::<u32>()?;
+        let weights = rows
+            .iter()
+            .flat_map(|row| {
+                answer_weights(
+                    row,
+                    self.config.model.bos_token_id,
+                    &self.answer_marker,
+                    self.config.optim.question_loss_weight as f32,
+                )
+            })
+            .collect();
+        Ok(Tensor::from_vec(
+            weights,
+            targets.shape(),
+            targets.device(),
+        )?)
+    }
+
     /// Fast learning on a batch with the detached decoder; the fitted thought z and its figures.
     fn think(
         &self,
@@ -366,9 +420,16 @@ impl Trainer {
             o.seed.wrapping_add(iter as u64),
         )?;
         let model = self.model(true)?;
-        let nll = model.sequence_nll(&text.inputs, &text.targets, &z.detach(), Kernels::Train)?;
+        let nll = model.token_nll(&text.inputs, &text.targets, &z.detach(), Kernels::Train)?;
         let tokens = text.inputs.elem_count();
-        let loss = (nll.sum_all()? / tokens as f64)?;
+        let loss = if o.question_loss_weight == 1.0 || self.answer_marker.is_empty() {
+            (nll.sum_all()? / tokens as f64)?
+        } else {
+            let weights = self.loss_weights(&text.targets)?;
+            (nll * &weights)?
+                .sum_all()?
+                .broadcast_div(&weights.sum_all()?)?
+        };
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
             bail!("training diverged at iteration {iter}: the loss is not finite");
@@ -434,5 +495,27 @@ impl Trainer {
 
     pub fn started(&self) -> Instant {
         Instant::now() - std::time::Duration::from_secs_f64(self.state.elapsed_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_weigh_one_and_questions_their_weight() {
+        // BOS = 0; the marker is [7, 8]; question tokens 1–3, answer tokens 4–5.
+        let targets = [1, 2, 7, 8, 4, 5, 0, 3, 7, 8, 4];
+        let w = answer_weights(&targets, Some(0), &[7, 8], 0.25);
+        assert_eq!(
+            w,
+            [0.25, 0.25, 0.25, 0.25, 1.0, 1.0, 1.0, 0.25, 0.25, 0.25, 1.0]
+        );
+        // Without a marker everything is question text.
+        assert!(
+            answer_weights(&targets, Some(0), &[], 0.5)
+                .iter()
+                .all(|&x| x == 0.5)
+        );
     }
 }

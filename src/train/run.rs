@@ -12,7 +12,7 @@ use super::{DataConfig, HistoryPoint, TrainConfig, TrainState, Trainer};
 use crate::chart::{TrainingPoint, training_curve};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
-use crate::tasks::{Example, Split, few_shot_prompt, generate, load_jsonl};
+use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, generate, load_jsonl};
 use rand::Rng;
 
 /// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
@@ -123,6 +123,7 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     config.model.eos_token_id = tokenizer.token_to_id(EOS_TOKEN);
     config.model.prompt_format = Some(ARITH_PROMPT_FORMAT.to_string());
     config.model.calculator = true;
+    config.model.temperature = Some(0.0);
     config
         .model
         .validate()
@@ -138,10 +139,12 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
         toml::to_string_pretty(&config)?.as_bytes(),
     )?;
 
+    let answer_marker = encode(&tokenizer, &format!("\n{ANSWER_PREFIX}"))?;
     let mut trainer = Trainer::new(
         config.clone(),
         train_tokens.clone(),
         val_tokens,
+        answer_marker,
         out,
         resume,
         device,

@@ -131,7 +131,9 @@ impl App {
                 steps: m.default_steps,
                 lr: m.default_lr,
                 calculator: m.calculator,
-                temperature: m.default_temperature.unwrap_or(Defaults::default().temperature),
+                temperature: m
+                    .default_temperature
+                    .unwrap_or(Defaults::default().temperature),
             })
     }
 
