@@ -39,8 +39,10 @@ pub struct ArithArgs {
     /// Worked examples for the shots (default: problems of the training templates, seed 4242).
     #[arg(long, value_name = "FILE")]
     pub examples: Option<PathBuf>,
-    #[arg(long, default_value_t = 4)]
-    pub shots: usize,
+    /// Worked examples in each prompt [default: the model's config, else 4]; those that do not
+    /// fit the context are dropped whole, with a note.
+    #[arg(long)]
+    pub shots: Option<usize>,
     /// Thinking budgets to compare [default: 0, the model's default, 16].
     #[arg(long, value_delimiter = ',')]
     pub steps: Vec<usize>,
@@ -172,21 +174,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let Task::Arith(args) = args.task;
     let mut problems = records(&args.data, 777, 100)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
-    let shots: Vec<Example> = match &args.examples {
-        Some(_) => records(&args.examples, 0, 0)?
-            .iter()
-            .take(args.shots)
-            .map(Example::from_record)
-            .collect(),
-        None => default_examples(args.shots),
-    };
-    if shots.len() < args.shots {
-        bail!(
-            "only {} worked examples for {} shots",
-            shots.len(),
-            args.shots
-        );
-    }
     let (events, inbox) = mpsc::channel();
     let engine = engine::spawn(args.model.engine(device), move |e| {
         let _ = events.send(e);
@@ -196,6 +183,18 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         Event::Error { message, .. } => bail!(message),
         other => bail!("the engine said {other:?} before it was ready"),
     };
+    let n_shots = args.shots.or(info.default_shots).unwrap_or(4);
+    let shots: Vec<Example> = match &args.examples {
+        Some(_) => records(&args.examples, 0, 0)?
+            .iter()
+            .take(n_shots)
+            .map(Example::from_record)
+            .collect(),
+        None => default_examples(n_shots),
+    };
+    if shots.len() < n_shots {
+        bail!("only {} worked examples for {} shots", shots.len(), n_shots);
+    }
     // The prompt's tokens, to turn −ELBO into −ELBO per token. A problem's prompt is the same for
     // every setting, so the engine's own count, from any setting that thinks (−ELBO / ln of the
     // perplexity bound), holds for all of them. Without one, the tokenizer's count holds only when
@@ -349,7 +348,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         for (report, calculator) in reports.iter().zip(&calcs) {
             println!(
                 "{}",
-                json!({"event": "report", "samples": args.samples, "shots": args.shots, "calculator": calculator,
+                json!({"event": "report", "samples": args.samples, "shots": n_shots, "calculator": calculator,
                        "tallies": report.tallies, "elbo": report.elbo})
             );
         }
@@ -357,7 +356,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         println!(
             "{} problems, {}-shot, {} thought samples each, model {}",
             problems.len(),
-            args.shots,
+            n_shots,
             args.samples,
             info.name
         );

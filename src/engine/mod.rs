@@ -180,6 +180,7 @@ impl Worker {
             prompt_format: c.prompt_format.clone(),
             calculator: c.calculator,
             default_temperature: c.temperature,
+            default_shots: c.shots,
         };
         Ok(Self {
             model,

@@ -95,6 +95,9 @@ pub struct ModelInfo {
     /// The sampling temperature the model's config asks front ends to default to.
     #[serde(default)]
     pub default_temperature: Option<f64>,
+    /// How many worked examples the model's default few-shot prompt has.
+    #[serde(default)]
+    pub default_shots: Option<usize>,
 }
 
 /// Everything the engine says.

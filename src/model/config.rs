@@ -70,6 +70,9 @@ pub struct Config {
     /// absent: each front end's own default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// How many worked examples the default few-shot prompt has (eval, the TUI's few-shot mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shots: Option<usize>,
 }
 
 impl Config {
@@ -187,6 +190,7 @@ impl Config {
             prompt_format: None,
             calculator: false,
             temperature: None,
+            shots: None,
         }
     }
 }

@@ -10,12 +10,12 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent
 
 use super::input::Input;
 use super::session::{
-    DoneStats, Entry, Level, Mode, Run, SampleText, Session, Status, draw_examples,
+    DoneStats, Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status, draw_examples,
 };
 use super::settings::{Defaults, Field, LADDER, Settings, next_preset};
 use super::theme::{Theme, Themes};
 use crate::engine::protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings};
-use crate::tasks::prompt::{self, Example, Prompt, load_jsonl};
+use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
 
 /// What the state machine asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +194,12 @@ impl App {
     pub fn on_event(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Ready(info) => {
+                // A session still on the stock examples gets as many as the model asks for.
+                if let Some(n) = info.default_shots
+                    && self.session.examples == default_examples(STOCK_EXAMPLES)
+                {
+                    self.session.examples = default_examples(n);
+                }
                 self.model = Some(info);
                 return self.pump();
             }

@@ -191,7 +191,7 @@ impl Session {
             id: format!("{secs}-{}", std::process::id()),
             mode: Mode::Chat,
             entries: Vec::new(),
-            examples: crate::tasks::default_examples(4),
+            examples: crate::tasks::default_examples(STOCK_EXAMPLES),
             history: Vec::new(),
         }
     }
@@ -259,6 +259,9 @@ impl Default for Session {
         Self::new()
     }
 }
+
+/// How many worked examples a new session starts with (unless the model says otherwise).
+pub const STOCK_EXAMPLES: usize = 4;
 
 /// `n` worked examples from the arithmetic generator.
 pub fn draw_examples(n: usize, seed: u64) -> Vec<Example> {

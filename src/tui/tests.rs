@@ -27,6 +27,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         prompt_format: prompt_format.map(str::to_string),
         calculator: true,
         default_temperature: None,
+        default_shots: None,
     }
 }
 
@@ -743,4 +744,22 @@ fn no_color_renders_without_colours() {
     );
     let (_, coloured) = render(&ready(), 120, 40);
     assert!(coloured.content().iter().any(|c| c.fg != Color::Reset));
+}
+
+#[test]
+fn the_model_sets_how_many_worked_examples_a_new_session_has() {
+    let mut app = app_with(false);
+    app.on_event(Event::Ready(ModelInfo {
+        default_shots: Some(1),
+        ..info(None)
+    }));
+    assert_eq!(app.session.examples, crate::tasks::default_examples(1));
+    // Examples the user chose are left alone.
+    let mut app = app_with(false);
+    app.session.examples.truncate(2);
+    app.on_event(Event::Ready(ModelInfo {
+        default_shots: Some(0),
+        ..info(None)
+    }));
+    assert_eq!(app.session.examples.len(), 2);
 }
