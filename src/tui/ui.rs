@@ -132,8 +132,8 @@ fn spinner(app: &App) -> &'static str {
 
 fn preset_label(steps: usize) -> String {
     match preset_name(steps) {
-        Some(name) => format!("{name} · {steps} steps"),
-        None => format!("{steps} steps"),
+        Some(name) => format!("{name} · {}", steps_label(steps)),
+        None => steps_label(steps),
     }
 }
 
@@ -626,7 +626,7 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
             };
             let steps = run.request.think.steps;
             c.push(vec![Span::styled(
-                format!("{steps} steps"),
+                steps_label(steps),
                 t.fg(t.thinking)
                     .add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
             )]);
@@ -788,14 +788,14 @@ fn draw_think_summary(frame: &mut Frame, area: Rect, app: &App, run: Option<&Run
             let last = run.think.iter().map(|s| s.step + 1).max().unwrap_or(0);
             let steps = run.request.think.steps;
             let done = if last < steps {
-                format!("{last}/{steps}")
+                format!("{last}/{steps} steps")
             } else {
-                steps.to_string()
+                steps_label(steps)
             };
             let fig = best_step(run)
                 .map(|s| format!(" · −ELBO {} · ppl ≤ {}", num(s.nelbo), num(s.ppl_bound)))
                 .unwrap_or_default();
-            format!(" ▸ thought {done} steps{fig} · {}", ms(run.think_ms()))
+            format!(" ▸ thought {done}{fig} · {}", ms(run.think_ms()))
         }
     };
     let style = if app.focus == Focus::Thinking {
@@ -1197,4 +1197,13 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App, selected: usize) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// "1 step", "16 steps".
+fn steps_label(n: usize) -> String {
+    if n == 1 {
+        "1 step".to_string()
+    } else {
+        format!("{n} steps")
+    }
 }
