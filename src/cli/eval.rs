@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::chart::{Scale, Series, StepsPanel};
-use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings, ThinkStep};
+use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings};
 use crate::fsutil::write_atomic;
 use crate::tasks::eval::{Report, Tally, reasoning_steps, score};
 use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
@@ -92,12 +92,6 @@ impl Calculator {
 
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
-}
-
-/// Tokens the engine scored in a thinking step: −ELBO / ln(perplexity bound).
-fn scored_tokens(step: &ThinkStep) -> Option<usize> {
-    let n = (step.nelbo / step.ppl_bound.ln()).round();
-    (n.is_finite() && n >= 1.0).then_some(n as usize)
 }
 
 /// Accuracy (top) and the ELBO bound (bottom) against thinking steps.
@@ -195,20 +189,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if shots.len() < n_shots {
         bail!("only {} worked examples for {} shots", shots.len(), n_shots);
     }
-    // The prompt's tokens, to turn −ELBO into −ELBO per token. A problem's prompt is the same for
-    // every setting, so the engine's own count, from any setting that thinks (−ELBO / ln of the
-    // perplexity bound), holds for all of them. Without one, the tokenizer's count holds only when
-    // the engine took the prompt as it was: it warns when it drops worked examples or cuts.
-    let tokenizer =
-        crate::text::Tokenizer::for_model(&args.model.path, args.model.tokenizer.as_deref())?;
-    let prompt_tokens = |prompt: &str| -> Result<usize> {
-        Ok(tokenizer
-            .encode(prompt)?
-            .len()
-            .min(info.max_seq_len)
-            .saturating_sub(1))
-    };
-    let mut warned = false;
     let mut shortened_problems = 0;
     let live = std::io::stderr().is_terminal();
     let calcs = Calculator::settings(args.calculator, info.calculator);
@@ -223,13 +203,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let mut reports = vec![Report::default(); calcs.len()];
     let mut id = 0;
     for (i, problem) in problems.iter().enumerate() {
-        let mut counted = 0;
-        let mut engine_tokens = None;
-        let mut shortened = false;
         let mut first_warning = None;
-        // (calculator setting, thinking steps, each sample's final −ELBO, the JSON line) for the
-        // ELBO figures and the JSON lines, written once the prompt's tokens are known.
-        let mut figures = Vec::new();
         for (&steps, &calculator) in budgets
             .iter()
             .flat_map(|s| calcs.iter().map(move |c| (s, c)))
@@ -260,29 +234,26 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     calculator,
                 },
             };
-            counted = prompt_tokens(&request.prompt)?;
             engine.submit(request);
             let mut answers = vec![None; args.samples];
             let mut nelbo = vec![f64::INFINITY; args.samples];
+            // The prompt as the engine took it (it may drop worked examples to fit).
+            let mut tokens = 0;
             loop {
                 match inbox.recv().context("the engine stopped")? {
                     Event::Done {
                         sample,
                         text,
                         nelbo: e,
+                        prompt_tokens,
                         ..
                     } => {
                         answers[sample] = answer_of(&text);
                         nelbo[sample] = e;
-                    }
-                    Event::Think { step, .. } if step.sample == 0 && engine_tokens.is_none() => {
-                        engine_tokens = scored_tokens(&step);
+                        tokens = prompt_tokens;
                     }
                     Event::Warning { message, .. } => {
-                        if !shortened && first_warning.is_none() {
-                            first_warning = Some(message);
-                        }
-                        shortened = true;
+                        first_warning.get_or_insert(message);
                     }
                     Event::Finished { .. } => break,
                     Event::Error { message, .. } => bail!("problem {}: {message}", i + 1),
@@ -293,10 +264,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             let scored = score(&problem.r#final, &answers, &nelbo);
             let c = calcs.iter().position(|&c| c == calculator).unwrap_or(0);
             reports[c].add(steps, reasoning_steps(problem.answer.as_deref()), scored);
-            let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
-                "gold": problem.r#final, "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
-                "majority": scored.majority, "elbo_best": scored.elbo_best});
-            figures.push((c, steps, nelbo, line));
+            reports[c].add_elbo(steps, &nelbo, tokens);
+            if args.json {
+                let per_token = nelbo.iter().sum::<f64>() / (nelbo.len() * tokens) as f64;
+                let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
+                    "gold": problem.r#final, "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
+                    "majority": scored.majority, "elbo_best": scored.elbo_best, "prompt_tokens": tokens,
+                    "nelbo_per_token": Some(per_token).filter(|x| x.is_finite())});
+                println!("{line}");
+            }
             let done = id as usize;
             if live {
                 eprint!(
@@ -308,30 +284,11 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 std::io::stderr().flush().ok();
             }
         }
-        if let Some(n) = engine_tokens.filter(|&n| n != counted && !shortened && !warned) {
-            warned = true;
-            eprintln!(
-                "warning: the engine scored {n} tokens of problem {}'s prompt where the tokenizer counts {counted}; \
-                 the ELBO figures use the engine's count where it thinks",
-                i + 1
-            );
-        }
         if let Some(message) = first_warning {
             if shortened_problems == 0 {
                 eprintln!("warning: problem {}: {message}", i + 1);
             }
             shortened_problems += 1;
-        }
-        let tokens = engine_tokens.or((!shortened).then_some(counted));
-        for (c, steps, nelbo, mut line) in figures {
-            reports[c].add_elbo(steps, &nelbo, tokens.unwrap_or(0));
-            if args.json {
-                let per_token =
-                    tokens.map(|n| nelbo.iter().sum::<f64>() / (nelbo.len() * n) as f64);
-                line["prompt_tokens"] = json!(tokens);
-                line["nelbo_per_token"] = json!(per_token.filter(|x| x.is_finite()));
-                println!("{line}");
-            }
         }
     }
     if live {
@@ -373,10 +330,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         );
         let skipped: usize = reports[0].elbo.values().map(|e| e.skipped).sum();
         if skipped > 0 {
-            println!(
-                "({skipped} runs left out of −ELBO/tok: a −ELBO was not finite, or the engine shortened the prompt \
-                 and no setting thought, so its tokens are unknown)"
-            );
+            println!("({skipped} runs left out of −ELBO/tok: a −ELBO was not finite)");
         }
     }
     if let Some(path) = &args.chart {

@@ -401,6 +401,7 @@ impl Worker {
                 },
                 text: w.text,
                 nelbo: thought.elbo.nelbo(sample),
+                prompt_tokens: thought.elbo.tokens,
                 think_ms,
                 gen_ms,
             });

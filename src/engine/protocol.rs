@@ -132,6 +132,9 @@ pub enum Event {
         tokens: usize,
         /// Final −ELBO of this sample's thought (lower = the thought explains the prompt better).
         nelbo: f64,
+        /// Prompt tokens the −ELBO is summed over (the prompt as the engine took it).
+        #[serde(default)]
+        prompt_tokens: usize,
         think_ms: f64,
         gen_ms: f64,
         tok_s: f64,

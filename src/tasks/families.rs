@@ -513,15 +513,6 @@ fn parse_atom(t: &[Tok], pos: &mut usize) -> Option<Node> {
     }
 }
 
-/// The value of an arithmetic expression over integers, `None` when it is malformed or inexact.
-pub fn evaluate(expr: &str) -> Option<i64> {
-    let tokens = lex(expr).ok()?;
-    let mut pos = 0;
-    let tree = parse_sum(&tokens, &mut pos)?;
-    (pos == tokens.len()).then_some(())?;
-    eval(&tree, &HashMap::new())
-}
-
 /// Exact integer evaluation: `None` on an inexact division or overflow.
 fn eval(n: &Node, env: &HashMap<String, i64>) -> Option<i64> {
     match n {

@@ -60,13 +60,8 @@ fn gsm8k_train(path: &Path, val_every: usize) -> Result<Vec<Example>> {
     Ok(records
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| val_every == 0 || i % val_every != 0)
-        .filter_map(|(_, r)| {
-            r.answer.map(|answer| Example {
-                question: r.question,
-                answer,
-            })
-        })
+        .filter(|(i, r)| (val_every == 0 || i % val_every != 0) && r.answer.is_some())
+        .map(|(_, r)| Example::from_record(&r))
         .collect())
 }
 

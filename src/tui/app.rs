@@ -245,6 +245,7 @@ impl App {
                 think_ms,
                 gen_ms,
                 tok_s,
+                ..
             } => {
                 if let Some(run) = self.live_run(request) {
                     run.status = Status::Writing;

@@ -90,6 +90,7 @@ fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
         text: text.into(),
         tokens: 5,
         nelbo,
+        prompt_tokens: 20,
         think_ms: 190.0,
         gen_ms: 50.0,
         tok_s: 100.0,
