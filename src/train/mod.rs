@@ -74,6 +74,10 @@ pub struct OptimConfig {
     /// the questions' text that thinking is fitted to.
     #[serde(default = "one")]
     pub question_loss_weight: f64,
+    /// Iteration at which this stage's warm-up and cosine begin: a run resumed with a larger
+    /// `max_iters` starts a new schedule here instead of jumping back up the old one.
+    #[serde(default)]
+    pub stage_start: usize,
 }
 
 fn one() -> f64 {
@@ -134,12 +138,16 @@ fn answer_weights(targets: &[u32], bos: Option<u32>, marker: &[u32], question: f
     weights
 }
 
-/// Learning rate at `iter`: linear warm-up, then cosine down to `min_lr`.
+/// Learning rate at `iter`: linear warm-up from `stage_start`, then cosine down to `min_lr` at
+/// `max_iters`.
 pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
+    let iter = iter.saturating_sub(o.stage_start);
     if iter < o.warmup_iters {
         return o.learning_rate * (iter + 1) as f64 / o.warmup_iters as f64;
     }
-    let span = o.max_iters.saturating_sub(o.warmup_iters).max(1);
+    let span = (o.max_iters.saturating_sub(o.stage_start))
+        .saturating_sub(o.warmup_iters)
+        .max(1);
     let progress = ((iter - o.warmup_iters) as f64 / span as f64).min(1.0);
     o.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()) * (o.learning_rate - o.min_lr)
 }
@@ -517,5 +525,20 @@ mod tests {
                 .iter()
                 .all(|&x| x == 0.5)
         );
+    }
+
+    #[test]
+    fn a_resumed_stage_warms_up_and_anneals_on_its_own_schedule() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut o = toml::from_str::<TrainConfig>(&text).unwrap().optim;
+        (o.warmup_iters, o.learning_rate, o.min_lr) = (10, 1e-3, 1e-4);
+        (o.stage_start, o.max_iters) = (1500, 2500);
+        assert!((learning_rate(&o, 1500) - 1e-4).abs() < 1e-12);
+        assert!((learning_rate(&o, 1509) - 1e-3).abs() < 1e-12);
+        assert!(learning_rate(&o, 2000) < learning_rate(&o, 1600));
+        assert!((learning_rate(&o, 2500) - 1e-4).abs() < 1e-12);
+        // Without a stage the schedule starts at iteration 0.
+        o.stage_start = 0;
+        assert!((learning_rate(&o, 9) - 1e-3).abs() < 1e-12);
     }
 }

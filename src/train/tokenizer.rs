@@ -62,11 +62,28 @@ pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer> {
 
 /// Token ids of `text`, special tokens recognised.
 pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    Ok(tokenizer
-        .encode(text, false)
-        .map_err(|e| anyhow!("cannot tokenize: {e}"))?
-        .get_ids()
-        .to_vec())
+    encode_in_pieces(tokenizer, text, 1 << 16)
+}
+
+/// Encodes `text` a piece of about `piece_len` bytes at a time, each cut just before a
+/// `<|beginoftext|>` (where the tokenizer splits anyway, so the ids are the same): an encoding
+/// keeps a string and offsets for every token, which for a whole training corpus is gigabytes.
+fn encode_in_pieces(tokenizer: &Tokenizer, text: &str, piece_len: usize) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest
+            .match_indices(BOS_TOKEN)
+            .map(|(at, _)| at)
+            .find(|&at| at >= piece_len)
+            .unwrap_or(rest.len());
+        let encoding = tokenizer
+            .encode(&rest[..end], false)
+            .map_err(|e| anyhow!("cannot tokenize: {e}"))?;
+        ids.extend_from_slice(encoding.get_ids());
+        rest = &rest[end..];
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -97,5 +114,13 @@ mod tests {
             );
         }
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        // A text encoded in pieces cut before BOS gets the ids of the whole.
+        let corpus = texts.concat();
+        let whole = tok
+            .encode(corpus.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(encode_in_pieces(&tok, &corpus, 100).unwrap(), whole);
     }
 }
