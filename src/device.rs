@@ -3,19 +3,33 @@
 use anyhow::{Result, bail};
 use candle_core::{DType, Device};
 
-/// `auto` picks CUDA, then Metal, then the CPU.
-pub fn select(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(0)?),
-        "metal" if candle_core::utils::metal_is_available() => Ok(Device::new_metal(0)?),
-        "cuda" | "metal" => bail!(
-            "device `{name}` is not available in this build (rebuild with `--features {name}`) or on this machine"
-        ),
-        "auto" if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(0)?),
-        "auto" if candle_core::utils::metal_is_available() => Ok(Device::new_metal(0)?),
-        "auto" => Ok(Device::Cpu),
-        other => bail!("unknown device `{other}` (expected auto, cpu, cuda or metal)"),
+/// Where to run, as asked on the command line (`--device`, `LTM_DEVICE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA, then Metal, then the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+pub fn select(choice: DeviceChoice) -> Result<Device> {
+    let cuda = candle_core::utils::cuda_is_available();
+    let metal = candle_core::utils::metal_is_available();
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda if cuda => Ok(Device::new_cuda(0)?),
+        DeviceChoice::Metal if metal => Ok(Device::new_metal(0)?),
+        DeviceChoice::Cuda | DeviceChoice::Metal => {
+            let name = format!("{choice:?}").to_lowercase();
+            bail!(
+                "device `{name}` is not available in this build (rebuild with `--features {name}`) or on this machine"
+            )
+        }
+        DeviceChoice::Auto if cuda => Ok(Device::new_cuda(0)?),
+        DeviceChoice::Auto if metal => Ok(Device::new_metal(0)?),
+        DeviceChoice::Auto => Ok(Device::Cpu),
     }
 }
 

@@ -5,7 +5,6 @@
 //! posterior) → `generate` (writing with a KV cache) → `engine` (one thread owning the model,
 //! speaking typed events) → front ends (CLI, TUI).
 
-pub mod bench;
 pub mod chart;
 pub mod cli;
 pub mod device;
@@ -13,6 +12,9 @@ pub mod engine;
 pub mod fsutil;
 pub mod generate;
 pub mod model;
+pub mod noise;
+pub mod runtime;
+pub mod speed;
 pub mod tasks;
 pub mod text;
 pub mod think;

@@ -286,7 +286,7 @@ fn bad_flags_exit_2_with_the_reason_first() {
         &["generate", "--steps", "many"][..],
         &["generate", "--no-such-flag"],
         &["bench", "--shape", "huge"],
-        &["--device", "tpu", "info"],
+        &["generate", "--device", "tpu"],
     ] {
         let out = ltm(args);
         let err = stderr(&out);

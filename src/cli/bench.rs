@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::bench::{BenchSettings, run as bench};
 use crate::device::{describe, select, weight_dtype};
-use crate::engine;
 use crate::model::{Checkpoint, Config};
+use crate::runtime;
+use crate::speed::{BenchSettings, run as bench};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,6 +31,8 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
 /// The paper's LTM sizes: dim 512, 8 heads, GPT-2 vocabulary, 8 thoughts per layer.
@@ -44,8 +46,8 @@ pub enum Shape {
     Large,
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
-    let device = select(device)?;
+pub fn run(args: Args) -> Result<()> {
+    let device = select(args.device.device)?;
     let (name, checkpoint) = match args.shape {
         Some(shape) => {
             let layers = match shape {
@@ -59,8 +61,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             )
         }
         None => {
-            let path = args.model.unwrap_or_else(engine::default_model);
-            (path.display().to_string(), engine::load_checkpoint(&path)?)
+            let path = args.model.unwrap_or_else(runtime::default_model);
+            (path.display().to_string(), runtime::load_checkpoint(&path)?)
         }
     };
     let model = checkpoint.model(weight_dtype(&device), &device)?;

@@ -9,6 +9,8 @@ use crate::tui::{self, TuiOptions};
 pub struct ChatArgs {
     #[command(flatten)]
     pub model: super::ModelArgs,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// Resume a saved session: its id, a file, or `last` (the default when no value is given).
     #[arg(long, value_name = "SESSION", num_args = 0..=1, default_missing_value = "last")]
     pub resume: Option<String>,
@@ -80,7 +82,7 @@ impl ChatArgs {
 }
 
 /// Open the terminal app on the model; returns when the user quits.
-pub fn run(args: ChatArgs, device: &str) -> anyhow::Result<()> {
+pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         anyhow::bail!(
@@ -88,7 +90,7 @@ pub fn run(args: ChatArgs, device: &str) -> anyhow::Result<()> {
         );
     }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let engine = engine::spawn(args.model.engine(device), move |event| {
+    let engine = engine::spawn(args.model.source(args.device), move |event| {
         // The receiver is gone only once the app has quit.
         let _ = events.send(event);
     });

@@ -23,7 +23,7 @@ pub struct Args {
     pub tokenizer: Option<PathBuf>,
 }
 
-pub fn run(args: Args, _device: &str) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let mut checkpoint = Checkpoint::load(&args.checkpoint)?;
     let (json, tokenizer) = match &args.tokenizer {
         Some(path) => {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::fsutil::write_atomic;
-use crate::tasks::{Split, generate};
+use crate::tasks::{Split, problems};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,7 +31,7 @@ pub enum DataSet {
     },
 }
 
-pub fn run(args: Args, _device: &str) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let DataSet::Arith {
         n,
         seed,
@@ -44,7 +44,7 @@ pub fn run(args: Args, _device: &str) -> Result<()> {
         Split::Train
     };
     let mut jsonl = String::new();
-    for p in generate(n, seed, split) {
+    for p in problems(n, seed, split) {
         jsonl.push_str(&serde_json::to_string(&p)?);
         jsonl.push('\n');
     }

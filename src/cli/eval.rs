@@ -4,17 +4,16 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::chart::{Scale, Series, StepsPanel};
-use crate::engine::{self, Event, Request, SampleSettings, ThinkSettings};
+use crate::engine::{self, Event, Request};
 use crate::fsutil::write_atomic;
-use crate::tasks::eval::{Report, Tally, reasoning_steps, score};
 use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
-use crate::tasks::{Split, generate};
+use crate::tasks::score::{Report, Tally, reasoning_steps, score};
+use crate::tasks::{Split, problems};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,6 +31,8 @@ pub enum Task {
 pub struct ArithArgs {
     #[command(flatten)]
     pub model: super::ModelArgs,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// Problems: JSONL with `question` and `final` or a GSM8K `answer` ending in `#### N`.
     /// Default: 100 fresh problems of the training templates (seed 777, unseen in training).
     #[arg(long, value_name = "FILE")]
@@ -157,26 +158,18 @@ fn records(path: &Option<PathBuf>, default_seed: u64, n: usize) -> Result<Vec<Re
                 .with_context(|| format!("cannot read {}", p.display()))?;
             load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
         }
-        None => Ok(generate(n, default_seed, Split::Train)
+        None => Ok(problems(n, default_seed, Split::Train)
             .iter()
             .map(Record::from)
             .collect()),
     }
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let Task::Arith(args) = args.task;
     let mut problems = records(&args.data, 777, 100)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
-    let (events, inbox) = mpsc::channel();
-    let engine = engine::spawn(args.model.engine(device), move |e| {
-        let _ = events.send(e);
-    });
-    let info = match inbox.recv()? {
-        Event::Ready(info) => info,
-        Event::Error { message, .. } => bail!(message),
-        other => bail!("the engine said {other:?} before it was ready"),
-    };
+    let (engine, inbox, info) = engine::start(args.model.source(args.device))?;
     let n_shots = args.shots.or(info.default_shots).unwrap_or(4);
     let shots: Vec<Example> = match &args.examples {
         Some(_) => records(&args.examples, 0, 0)?
@@ -209,31 +202,13 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             .flat_map(|s| calcs.iter().map(move |c| (s, c)))
         {
             id += 1;
-            let prompt = few_shot(&shots, &problem.question);
-            let request = Request {
-                id,
-                prompt: prompt.text,
-                prompt_ids: None,
-                answer_prefix: prompt.prefix,
-                think: ThinkSettings {
-                    steps,
-                    lr: info.default_lr,
-                    samples: args.samples,
-                    warm_start: false,
-                    tolerance: None,
-                    thought: None,
-                    save_thought: None,
-                },
-                sample: SampleSettings {
-                    max_tokens: args.max_tokens,
-                    temperature: 0.0,
-                    top_k: None,
-                    top_p: None,
-                    seed: args.seed + i as u64,
-                    stop: prompt.stop,
-                    calculator,
-                },
-            };
+            let mut request = Request::new(id, few_shot(&shots, &problem.question), &info);
+            request.think.steps = steps;
+            request.think.samples = args.samples;
+            let s = &mut request.sample;
+            // Greedy, whatever the model's temperature: thought samples are what vary.
+            (s.temperature, s.max_tokens, s.calculator) = (0.0, args.max_tokens, calculator);
+            s.seed = args.seed + i as u64;
             engine.submit(request);
             let mut answers = vec![None; args.samples];
             let mut nelbo = vec![f64::INFINITY; args.samples];

@@ -8,15 +8,16 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
-use crate::engine::{
-    self, EngineHandle, Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep,
-};
+use crate::engine::protocol::DEFAULT_MAX_TOKENS;
+use crate::engine::{self, EngineHandle, Event, ModelInfo, Request, ThinkStep};
 use crate::tasks::{Prompt, chat};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub model: super::ModelArgs,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// The prompt (else read from stdin).
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
@@ -48,11 +49,11 @@ pub struct Args {
     /// Independent thought samples, thought and written as one batch.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub samples: usize,
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
-    pub temperature: f64,
+    /// Sampling temperature (0: greedy) [default: the model's config, else 0].
+    #[arg(long, value_name = "F")]
+    pub temperature: Option<f64>,
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
     #[arg(long, value_name = "P")]
@@ -80,18 +81,14 @@ pub struct Args {
     pub thought: Option<PathBuf>,
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let prompt = match (&args.prompt, &args.prompt_ids) {
         (Some(text), _) => text.clone(),
         (None, Some(_)) => String::new(),
         (None, None) => read_stdin()?,
     };
-    let (events, inbox) = mpsc::channel();
-    let engine = engine::spawn(args.model.engine(device), move |event| {
-        // The receiver goes away only when this command is over.
-        let _ = events.send(event);
-    });
-    let result = converse(&engine, &inbox, args, prompt);
+    let (engine, inbox, info) = engine::start(args.model.source(args.device))?;
+    let result = converse(&engine, &inbox, &info, args, prompt);
     engine.shutdown();
     result
 }
@@ -115,20 +112,16 @@ fn read_stdin() -> Result<String> {
 fn converse(
     engine: &EngineHandle,
     inbox: &mpsc::Receiver<Event>,
+    info: &ModelInfo,
     args: Args,
     prompt: String,
 ) -> Result<()> {
-    let info = match inbox.recv()? {
-        Event::Ready(info) => info,
-        Event::Error { message, .. } => return Err(anyhow!(message)),
-        other => bail!("the engine said {other:?} before it was ready"),
-    };
     let mut report: Box<dyn Report> = if args.json {
         Box::new(Json)
     } else {
         Box::new(Human::new(args.samples))
     };
-    engine.submit(request(args, &info, prompt));
+    engine.submit(request(args, info, prompt));
     for event in inbox {
         match event {
             Event::Warning { message, .. } => eprintln!("warning: {message}"),
@@ -145,12 +138,6 @@ fn converse(
 }
 
 fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
-    // A saved thought is reused as is unless more thinking is asked for.
-    let default_steps = if args.thought.is_some() {
-        0
-    } else {
-        info.default_steps
-    };
     // A text prompt is asked as in chat: in the model's prompt format, with its stop strings.
     let asked = if args.raw || args.prompt_ids.is_some() {
         Prompt {
@@ -161,32 +148,27 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
     } else {
         chat(info.prompt_format.as_deref(), &prompt)
     };
-    let mut stop = asked.stop;
-    stop.extend(args.stop);
-    Request {
-        id: 0,
-        prompt: asked.text,
-        prompt_ids: args.prompt_ids,
-        answer_prefix: asked.prefix + &args.answer_prefix,
-        think: ThinkSettings {
-            steps: args.steps.unwrap_or(default_steps),
-            lr: args.lr.unwrap_or(info.default_lr),
-            samples: args.samples,
-            warm_start: false,
-            tolerance: args.tolerance,
-            thought: args.thought,
-            save_thought: args.save_thought,
-        },
-        sample: SampleSettings {
-            max_tokens: args.max_tokens,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-            stop,
-            calculator: super::Switch::or(args.calculator, info.calculator),
-        },
-    }
+    let mut r = Request::new(0, asked, info);
+    r.prompt_ids = args.prompt_ids;
+    r.answer_prefix += &args.answer_prefix;
+    // A saved thought is reused as is unless more thinking is asked for.
+    r.think.steps = match (args.steps, &args.thought) {
+        (Some(steps), _) => steps,
+        (None, Some(_)) => 0,
+        (None, None) => info.default_steps,
+    };
+    r.think.lr = args.lr.unwrap_or(r.think.lr);
+    r.think.samples = args.samples;
+    r.think.tolerance = args.tolerance;
+    r.think.thought = args.thought;
+    r.think.save_thought = args.save_thought;
+    let s = &mut r.sample;
+    s.max_tokens = args.max_tokens;
+    s.temperature = args.temperature.unwrap_or(s.temperature);
+    (s.top_k, s.top_p, s.seed) = (args.top_k, args.top_p, args.seed);
+    s.stop.extend(args.stop);
+    s.calculator = super::Switch::or(args.calculator, s.calculator);
+    r
 }
 
 /// How events are shown.

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::engine;
 use crate::model::Config;
 use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE};
-use crate::text::Tokenizer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,10 +44,9 @@ struct FileSize {
     bytes: u64,
 }
 
-pub fn run(args: Args, _device: &str) -> Result<()> {
-    let checkpoint = engine::load_checkpoint(&args.model.path)?;
-    let tokenizer = Tokenizer::for_model(&args.model.path, args.model.tokenizer.as_deref())?;
-    tokenizer.check_fits(checkpoint.config.vocab_size, &checkpoint.source)?;
+pub fn run(args: Args) -> Result<()> {
+    // The device plays no part in describing a model.
+    let (checkpoint, tokenizer) = args.model.source(Default::default()).load_files()?;
     let c = checkpoint.config;
     let dir = if args.model.path.is_dir() {
         args.model.path.as_path()

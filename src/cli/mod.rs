@@ -1,5 +1,5 @@
 //! The command line. `main.rs` hands over to [`main`]; each subcommand is an `Args` struct and a
-//! `run(args, device)` in its own module.
+//! `run(args)` in its own module.
 
 pub mod bench;
 pub mod chat;
@@ -13,13 +13,24 @@ pub mod train;
 
 use std::process::ExitCode;
 
-use clap::{Args, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use crate::device::DeviceChoice;
+use crate::runtime::ModelSource;
+
+/// Where the model runs: shared by every command that computes.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct DeviceArg {
+    /// Where the model runs (auto: CUDA, then Metal, then the CPU).
+    #[arg(long, value_enum, default_value_t, env = "LTM_DEVICE")]
+    pub device: DeviceChoice,
+}
 
 /// Which model to load: shared by every command that loads one.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
-    #[arg(long = "model", value_name = "PATH", default_value_os_t = crate::engine::default_model())]
+    #[arg(long = "model", value_name = "PATH", default_value_os_t = crate::runtime::default_model())]
     pub path: std::path::PathBuf,
     /// tokenizer.json to use instead of the model's.
     #[arg(long, value_name = "FILE")]
@@ -27,12 +38,12 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// What the engine needs to load this model on `device`.
-    pub fn engine(&self, device: &str) -> crate::engine::EngineOptions {
-        crate::engine::EngineOptions {
-            model: self.path.clone(),
-            device: device.to_string(),
+    /// This model on `device`.
+    pub fn source(&self, device: DeviceArg) -> ModelSource {
+        ModelSource {
+            path: self.path.clone(),
             tokenizer: self.tokenizer.clone(),
+            device: device.device,
         }
     }
 }
@@ -55,12 +66,13 @@ impl Switch {
 #[command(
     name = "ltm",
     version,
-    about = "Latent Thought Models in the terminal: think, then write."
+    about = "Latent Thought Models in the terminal: think, then write.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// Where the model runs (auto: CUDA, then Metal, then the CPU).
-    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "metal"])]
-    pub device: String,
+    /// `ltm` alone is `ltm chat`, and takes its options.
+    #[command(flatten)]
+    pub chat: chat::ChatArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -91,18 +103,17 @@ pub enum Command {
 /// usage errors exit with 2 (clap's convention).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let device = cli.device.as_str();
     let result = match cli.command {
-        Some(Command::Chat(args)) => chat::run(args, device),
-        Some(Command::Generate(args)) => generate::run(args, device),
-        Some(Command::Info(args)) => info::run(args, device),
-        Some(Command::Convert(args)) => convert::run(args, device),
-        Some(Command::Bench(args)) => bench::run(args, device),
-        Some(Command::Data(args)) => data::run(args, device),
-        Some(Command::Train(args)) => train::run(args, device),
-        Some(Command::Eval(args)) => eval::run(args, device),
-        Some(Command::Ppl(args)) => ppl::run(args, device),
-        None => chat_with_defaults(device),
+        Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Info(args)) => info::run(args),
+        Some(Command::Convert(args)) => convert::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Data(args)) => data::run(args),
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Ppl(args)) => ppl::run(args),
+        None => chat::run(cli.chat),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,11 +131,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `ltm` alone is `ltm chat` with its defaults.
-fn chat_with_defaults(device: &str) -> anyhow::Result<()> {
-    let defaults =
-        chat::ChatArgs::augment_args(clap::Command::new("chat")).try_get_matches_from(["chat"])?;
-    chat::run(chat::ChatArgs::from_arg_matches(&defaults)?, device)
 }

@@ -4,15 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::engine::load_checkpoint;
 use crate::tasks::prompt::{Example, load_jsonl};
-use crate::text::Tokenizer;
 use crate::think::text_nelbo;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub model: super::ModelArgs,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// A text file, or JSONL of problems (`question` and `answer`, scored in the few-shot format).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
@@ -25,30 +25,23 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let raw = std::fs::read_to_string(&args.data)
         .with_context(|| format!("cannot read {}", args.data.display()))?;
     let text = if args.data.extension().is_some_and(|e| e == "jsonl") {
         let records = load_jsonl(&raw).map_err(|e| anyhow!("{}: {e}", args.data.display()))?;
         let examples: Vec<Example> = records
             .into_iter()
-            .map(|r| Example {
-                answer: r.answer.unwrap_or_else(|| format!("#### {}", r.r#final)),
-                question: r.question,
-            })
+            .map(|r| Example::from_record(&r))
             .collect();
         crate::tasks::prompt::few_shot_prompt(&examples, "")
     } else {
         raw
     };
-    let ckpt = load_checkpoint(&args.model.path)?;
-    let tokenizer = Tokenizer::for_model(&args.model.path, args.model.tokenizer.as_deref())?;
-    tokenizer.check_fits(ckpt.config.vocab_size, &args.model.path)?;
-    let device = crate::device::select(device)?;
-    let model = ckpt.model(crate::device::weight_dtype(&device), &device)?;
-    let steps = args.steps.unwrap_or(ckpt.config.num_steps);
+    let (model, tokenizer) = args.model.source(args.device).load()?;
+    let steps = args.steps.unwrap_or(model.config().num_steps);
     let ids = tokenizer.encode(&text)?;
-    let (nelbo, tokens) = text_nelbo(&model, &ids, steps, ckpt.config.fast_lr, args.seed)?;
+    let (nelbo, tokens) = text_nelbo(&model, &ids, steps, model.config().fast_lr, args.seed)?;
     let ppl = (nelbo / tokens as f64).exp();
     if args.json {
         println!(

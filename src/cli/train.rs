@@ -17,13 +17,15 @@ pub struct Args {
     /// Continue the run saved in --out, exactly where it stopped.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     train(
         read_config(&args.config)?,
         &args.out,
         args.resume,
-        crate::device::select(device)?,
+        crate::device::select(args.device.device)?,
     )
 }

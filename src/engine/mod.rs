@@ -4,30 +4,21 @@
 pub mod protocol;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
-use crate::device::{describe, select, weight_dtype};
+use crate::device::describe;
 use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
-use crate::model::{Checkpoint, Ltm};
+use crate::model::Ltm;
+use crate::noise::{gaussian, rng};
+use crate::runtime::ModelSource;
 use crate::text::{Stream, Tokenizer};
-use crate::think::{
-    Cancelled, FastLearning, Posterior, Step, Text, Thought, fast_learning, gaussian, rng,
-};
+use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 pub use protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep};
-
-pub struct EngineOptions {
-    pub model: PathBuf,
-    /// auto | cpu | cuda | metal
-    pub device: String,
-    /// A tokenizer.json to use instead of the model's own.
-    pub tokenizer: Option<PathBuf>,
-}
 
 pub struct EngineHandle {
     requests: mpsc::Sender<(u64, Request)>,
@@ -61,12 +52,12 @@ impl EngineHandle {
 
 /// Starts the engine thread; it loads the model, then emits `Event::Ready` (or
 /// `Event::Error { request: None, .. }` and stops).
-pub fn spawn(options: EngineOptions, on_event: impl Fn(Event) + Send + 'static) -> EngineHandle {
+pub fn spawn(source: ModelSource, on_event: impl Fn(Event) + Send + 'static) -> EngineHandle {
     let (requests, inbox) = mpsc::channel();
     let epoch = Arc::new(AtomicU64::new(0));
     let worker = {
         let epoch = epoch.clone();
-        std::thread::spawn(move || work(&options, &epoch, inbox, &on_event))
+        std::thread::spawn(move || work(&source, &epoch, inbox, &on_event))
     };
     EngineHandle {
         requests,
@@ -75,32 +66,32 @@ pub fn spawn(options: EngineOptions, on_event: impl Fn(Event) + Send + 'static) 
     }
 }
 
-/// $LTM_MODEL, else the bundled model.
-pub fn default_model() -> PathBuf {
-    match std::env::var_os("LTM_MODEL") {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny"),
+/// Starts the engine and returns once the model is loaded: the engine, its events from then
+/// on, and the model's description. A model that fails to load is the error.
+pub fn start(source: ModelSource) -> Result<(EngineHandle, mpsc::Receiver<Event>, ModelInfo)> {
+    let (events, inbox) = mpsc::channel();
+    let engine = spawn(source, move |event| {
+        // The receiver goes away only when its front end is done.
+        let _ = events.send(event);
+    });
+    match inbox.recv() {
+        Ok(Event::Ready(info)) => Ok((engine, inbox, info)),
+        Ok(Event::Error { message, .. }) => {
+            engine.shutdown();
+            Err(anyhow!(message))
+        }
+        Ok(_) => bail!("internal error: the engine answered before the model was loaded"),
+        Err(_) => bail!("the engine stopped before it was ready"),
     }
-}
-
-/// `Checkpoint::load`, with a message saying what to do when the default model is missing.
-pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
-    if !path.exists() && path == default_model() {
-        bail!(
-            "no model at {} (the default: $LTM_MODEL, else the bundled model, which is not trained yet); pass --model PATH",
-            path.display()
-        );
-    }
-    Checkpoint::load(path)
 }
 
 fn work(
-    options: &EngineOptions,
+    source: &ModelSource,
     epoch: &AtomicU64,
     inbox: mpsc::Receiver<(u64, Request)>,
     emit: &dyn Fn(Event),
 ) {
-    let mut worker = match guarded(|| Worker::load(options)) {
+    let mut worker = match guarded(|| Worker::load(source)) {
         Ok(worker) => worker,
         Err(message) => {
             return emit(Event::Error {
@@ -155,21 +146,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn load(options: &EngineOptions) -> Result<Self> {
-        let device = select(&options.device)?;
-        let checkpoint = load_checkpoint(&options.model)?;
-        let tokenizer = Tokenizer::for_model(&options.model, options.tokenizer.as_deref())?;
-        tokenizer.check_fits(checkpoint.config.vocab_size, &checkpoint.source)?;
-        let model = checkpoint.model(weight_dtype(&device), &device)?;
+    fn load(source: &ModelSource) -> Result<Self> {
+        let (model, tokenizer) = source.load()?;
         let c = model.config();
         let info = ModelInfo {
-            name: options
-                .model
-                .file_name()
-                .unwrap_or(options.model.as_os_str())
-                .to_string_lossy()
-                .into_owned(),
-            device: describe(&device).to_string(),
+            name: source.name(),
+            device: describe(model.device()).to_string(),
             parameters: model.parameter_count(),
             n_layers: c.n_layers,
             z_per_layer: c.z_per_layer(),
@@ -286,7 +268,7 @@ impl Worker {
         {
             init.mu = mu.clone();
         }
-        let text = Text::new(ids, s.samples, &device)?;
+        let text = Sequences::new(ids, s.samples, &device)?;
         let settings = FastLearning {
             steps: s.steps,
             lr: s.lr,
@@ -515,6 +497,8 @@ fn examples_to_drop(ids: &[u32], bos: u32, budget: usize) -> Option<(usize, usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::DeviceChoice;
+    use crate::model::Checkpoint;
 
     fn request(id: u64, prompt: &str, steps: usize) -> Request {
         Request {
@@ -575,12 +559,12 @@ mod tests {
         )
         .unwrap();
         let (tx, events) = mpsc::channel();
-        let options = EngineOptions {
-            model: dir.path().into(),
-            device: "cpu".into(),
+        let source = ModelSource {
+            path: dir.path().into(),
             tokenizer: None,
+            device: DeviceChoice::Cpu,
         };
-        let engine = spawn(options, move |e| tx.send(e).unwrap());
+        let engine = spawn(source, move |e| tx.send(e).unwrap());
         let next = || {
             events
                 .recv_timeout(std::time::Duration::from_secs(60))

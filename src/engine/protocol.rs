@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tasks::Prompt;
+
 /// How hard to think: fast-learning settings for one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThinkSettings {
@@ -54,6 +56,41 @@ pub struct Request {
     pub answer_prefix: String,
     pub think: ThinkSettings,
     pub sample: SampleSettings,
+}
+
+/// Tokens written per sample unless a front end asks otherwise.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+impl Request {
+    /// A request to think on `prompt` and write its answer with `model`'s defaults: its thinking
+    /// steps and fast learning rate, its temperature (else greedy) and calculator, one thought
+    /// sample, [`DEFAULT_MAX_TOKENS`], seed 0. Front ends then change what they set.
+    pub fn new(id: u64, prompt: Prompt, model: &ModelInfo) -> Self {
+        Request {
+            id,
+            prompt: prompt.text,
+            prompt_ids: None,
+            answer_prefix: prompt.prefix,
+            think: ThinkSettings {
+                steps: model.default_steps,
+                lr: model.default_lr,
+                samples: 1,
+                warm_start: false,
+                tolerance: None,
+                thought: None,
+                save_thought: None,
+            },
+            sample: SampleSettings {
+                max_tokens: DEFAULT_MAX_TOKENS,
+                temperature: model.default_temperature.unwrap_or(0.0),
+                top_k: None,
+                top_p: None,
+                seed: 0,
+                stop: prompt.stop,
+                calculator: model.calculator,
+            },
+        }
+    }
 }
 
 /// Figures of one fast-learning step for one thought sample (the loss *before* that step's update).

@@ -229,7 +229,7 @@ impl Checkpoint {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
-        let mut rng = crate::think::rng(seed);
+        let mut rng = crate::noise::rng(seed);
         let tensors = parameter_shapes(&config)
             .into_iter()
             .map(|(name, shape)| {

@@ -9,7 +9,7 @@ use super::ops;
 
 /// Which kernels a forward pass may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
+pub enum Pass {
     /// Fused kernels, no backward: generation and scoring.
     Infer,
     /// Differentiable in the thought only, weights constant: thinking.
@@ -18,15 +18,15 @@ pub enum Path {
     Train,
 }
 
-fn linear(x: &Tensor, w: &Tensor, path: Path) -> Result<Tensor> {
-    match path {
-        Path::Think => ops::linear_input_grad(x, w),
-        Path::Infer | Path::Train => {
+fn linear(x: &Tensor, w: &Tensor, pass: Pass) -> Result<Tensor> {
+    match pass {
+        Pass::Think => ops::linear_input_grad(x, w),
+        Pass::Infer | Pass::Train => {
             let (k, n) = (x.dim(D::Minus1)?, w.dim(0)?);
             let mut shape = x.dims().to_vec();
             *shape.last_mut().expect("x has a last dimension") = n;
             let x = x.reshape(((), k))?;
-            let few_rows = path == Path::Infer
+            let few_rows = pass == Pass::Infer
                 && x.dim(0)? <= ops::FEW_ROWS
                 && x.device().is_cpu()
                 && x.dtype() == DType::F32;
@@ -53,21 +53,21 @@ impl RmsNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
-        match path {
-            Path::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
-            Path::Think => ops::rms_norm_input(x, &self.weight, self.eps),
-            Path::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        match pass {
+            Pass::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
+            Pass::Think => ops::rms_norm_input(x, &self.weight, self.eps),
+            Pass::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
         }
     }
 }
 
-fn softmax(x: &Tensor, path: Path) -> Result<Tensor> {
+fn softmax(x: &Tensor, pass: Pass) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(DType::F32)?;
-    let p = match path {
-        Path::Infer => candle_nn::ops::softmax_last_dim(&x)?,
-        Path::Think | Path::Train => ops::softmax_last_dim(&x)?,
+    let p = match pass {
+        Pass::Infer => candle_nn::ops::softmax_last_dim(&x)?,
+        Pass::Think | Pass::Train => ops::softmax_last_dim(&x)?,
     };
     p.to_dtype(dtype)
 }
@@ -135,10 +135,10 @@ impl Rope {
     }
 
     /// x: [B, heads, T, head_dim].
-    fn apply(x: &Tensor, (cos, sin): &(Tensor, Tensor), path: Path) -> Result<Tensor> {
-        match path {
-            Path::Infer => candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin),
-            Path::Think | Path::Train => ops::rope_interleaved(x, cos, sin),
+    fn apply(x: &Tensor, (cos, sin): &(Tensor, Tensor), pass: Pass) -> Result<Tensor> {
+        match pass {
+            Pass::Infer => candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin),
+            Pass::Think | Pass::Train => ops::rope_interleaved(x, cos, sin),
         }
     }
 }
@@ -169,16 +169,16 @@ impl Attention {
     }
 
     /// x [B, T, dim] → [B, heads, T, head_dim].
-    fn heads(&self, x: &Tensor, w: &Tensor, heads: usize, path: Path) -> Result<Tensor> {
+    fn heads(&self, x: &Tensor, w: &Tensor, heads: usize, pass: Pass) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        linear(x, w, path)?
+        linear(x, w, pass)?
             .reshape((b, t, heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()
     }
 
-    fn queries(&self, x: &Tensor, rope: &(Tensor, Tensor), path: Path) -> Result<Tensor> {
-        Rope::apply(&self.heads(x, &self.wq, self.n_heads, path)?, rope, path)
+    fn queries(&self, x: &Tensor, rope: &(Tensor, Tensor), pass: Pass) -> Result<Tensor> {
+        Rope::apply(&self.heads(x, &self.wq, self.n_heads, pass)?, rope, pass)
     }
 
     /// Rotated keys and plain values of `x`, in kv heads.
@@ -186,10 +186,10 @@ impl Attention {
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        path: Path,
+        pass: Pass,
     ) -> Result<(Tensor, Tensor)> {
-        let k = Rope::apply(&self.heads(x, &self.wk, self.n_kv_heads, path)?, rope, path)?;
-        Ok((k, self.heads(x, &self.wv, self.n_kv_heads, path)?))
+        let k = Rope::apply(&self.heads(x, &self.wk, self.n_kv_heads, pass)?, rope, pass)?;
+        Ok((k, self.heads(x, &self.wv, self.n_kv_heads, pass)?))
     }
 
     /// softmax(q kᵀ/√d + mask) v, then the output projection: [B, T, dim].
@@ -199,7 +199,7 @@ impl Attention {
         k: &Tensor,
         v: &Tensor,
         mask: Option<&Tensor>,
-        path: Path,
+        pass: Pass,
     ) -> Result<Tensor> {
         let (b, _, t, _) = q.dims4()?;
         let rep = self.n_heads / self.n_kv_heads;
@@ -210,11 +210,11 @@ impl Attention {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let out = softmax(&scores, path)?.matmul(&v.contiguous()?)?;
+        let out = softmax(&scores, pass)?.matmul(&v.contiguous()?)?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.n_heads * self.head_dim))?;
-        linear(&out, &self.wo, path)
+        linear(&out, &self.wo, pass)
     }
 }
 
@@ -225,9 +225,9 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&linear(x, &self.w1, path)?)?;
-        linear(&(gate * linear(x, &self.w3, path)?)?, &self.w2, path)
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&linear(x, &self.w1, pass)?)?;
+        linear(&(gate * linear(x, &self.w3, pass)?)?, &self.w2, pass)
     }
 }
 
@@ -337,7 +337,7 @@ impl Ltm {
     }
 
     /// Cross-attention K/V of each layer's thought vectors. z: [B, max_z_len, dim], layer-major.
-    fn thought_kv(&self, z: &Tensor, path: Path) -> Result<Vec<Kv>> {
+    fn thought_kv(&self, z: &Tensor, pass: Pass) -> Result<Vec<Kv>> {
         let per_layer = self.config.z_per_layer();
         let z = z.to_dtype(self.dtype())?;
         let rope = self.rope.at(&self.z_rope_positions)?;
@@ -348,7 +348,7 @@ impl Ltm {
                 layer.cross_attention.keys_values(
                     &z.narrow(1, i * per_layer, per_layer)?,
                     &rope,
-                    path,
+                    pass,
                 )
             })
             .collect()
@@ -385,7 +385,7 @@ impl Ltm {
         cross: &[Kv],
         mut window: Option<&mut [Option<Kv>]>,
         start: usize,
-        path: Path,
+        pass: Pass,
     ) -> Result<Tensor> {
         let (b, n) = tokens.dims2()?;
         let mut x = self
@@ -400,9 +400,9 @@ impl Ltm {
         let mask = self.window_mask(start, n, start - cached)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let attn = &layer.attention;
-            let h = layer.attention_norm.forward(&x, path)?;
-            let q = attn.queries(&h, &rope, path)?;
-            let (mut k, mut v) = attn.keys_values(&h, &rope, path)?;
+            let h = layer.attention_norm.forward(&x, pass)?;
+            let q = attn.queries(&h, &rope, pass)?;
+            let (mut k, mut v) = attn.keys_values(&h, &rope, pass)?;
             if let Some(window) = window.as_deref_mut() {
                 if let Some((pk, pv)) = &window[i] {
                     k = Tensor::cat(&[pk, &k], 2)?;
@@ -419,29 +419,29 @@ impl Ltm {
                 }
                 window[i] = Some(kept);
             }
-            x = (&x + attn.attend(&q, &k, &v, mask.as_ref(), path)?)?;
+            x = (&x + attn.attend(&q, &k, &v, mask.as_ref(), pass)?)?;
 
             let cross_attn = &layer.cross_attention;
-            let h = layer.cross_attention_norm.forward(&x, path)?;
-            let q = cross_attn.queries(&h, &rope, path)?;
+            let h = layer.cross_attention_norm.forward(&x, pass)?;
+            let q = cross_attn.queries(&h, &rope, pass)?;
             let (zk, zv) = &cross[i];
-            x = (&x + cross_attn.attend(&q, zk, zv, None, path)?)?;
+            x = (&x + cross_attn.attend(&q, zk, zv, None, pass)?)?;
 
-            let h = layer.ffn_norm.forward(&x, path)?;
-            x = (&x + layer.feed_forward.forward(&h, path)?)?;
+            let h = layer.ffn_norm.forward(&x, pass)?;
+            x = (&x + layer.feed_forward.forward(&h, pass)?)?;
         }
-        self.norm.forward(&x, path)
+        self.norm.forward(&x, pass)
     }
 
     /// Tied output layer: hidden [.., dim] → logits [.., vocab] in f32.
-    fn logits(&self, hidden: &Tensor, path: Path) -> Result<Tensor> {
-        linear(hidden, &self.tok_embeddings, path)?.to_dtype(DType::F32)
+    fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        linear(hidden, &self.tok_embeddings, pass)?.to_dtype(DType::F32)
     }
 
     /// Logits at every position of `tokens` [B, N] given the thought z [B, max_z_len, dim].
-    pub fn forward(&self, tokens: &Tensor, z: &Tensor, path: Path) -> Result<Tensor> {
-        let cross = self.thought_kv(z, path)?;
-        self.logits(&self.blocks(tokens, &cross, None, 0, path)?, path)
+    pub fn forward(&self, tokens: &Tensor, z: &Tensor, pass: Pass) -> Result<Tensor> {
+        let cross = self.thought_kv(z, pass)?;
+        self.logits(&self.blocks(tokens, &cross, None, 0, pass)?, pass)
     }
 
     /// Summed cross-entropy of `targets` per sequence: [B, N] tokens and targets → [B].
@@ -450,9 +450,9 @@ impl Ltm {
         tokens: &Tensor,
         targets: &Tensor,
         z: &Tensor,
-        path: Path,
+        pass: Pass,
     ) -> Result<Tensor> {
-        self.token_nll(tokens, targets, z, path)?.sum(1)
+        self.token_nll(tokens, targets, z, pass)?.sum(1)
     }
 
     /// Cross-entropy of each target: [B, N] tokens and targets → [B, N].
@@ -461,20 +461,20 @@ impl Ltm {
         tokens: &Tensor,
         targets: &Tensor,
         z: &Tensor,
-        path: Path,
+        pass: Pass,
     ) -> Result<Tensor> {
-        let cross = self.thought_kv(z, path)?;
-        let hidden = self.blocks(tokens, &cross, None, 0, path)?;
-        match path {
-            Path::Train => ops::token_nll(&self.logits(&hidden, path)?, targets),
-            Path::Infer | Path::Think => ops::output_nll(&hidden, &self.tok_embeddings, targets),
+        let cross = self.thought_kv(z, pass)?;
+        let hidden = self.blocks(tokens, &cross, None, 0, pass)?;
+        match pass {
+            Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
+            Pass::Infer | Pass::Think => ops::output_nll(&hidden, &self.tok_embeddings, targets),
         }
     }
 
     /// A generation cache for thought z (its cross-attention K/V are computed here, once).
     pub fn cache(&self, z: &Tensor) -> Result<Cache> {
         Ok(Cache {
-            cross: self.thought_kv(z, Path::Infer)?,
+            cross: self.thought_kv(z, Pass::Infer)?,
             window: vec![None; self.layers.len()],
             position: 0,
         })
@@ -488,9 +488,9 @@ impl Ltm {
             &cache.cross,
             Some(&mut cache.window),
             cache.position,
-            Path::Infer,
+            Pass::Infer,
         )?;
         cache.position += n;
-        self.logits(&hidden.narrow(1, n - 1, 1)?.squeeze(1)?, Path::Infer)
+        self.logits(&hidden.narrow(1, n - 1, 1)?.squeeze(1)?, Pass::Infer)
     }
 }

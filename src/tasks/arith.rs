@@ -102,7 +102,7 @@ pub fn template_names(split: Split) -> Vec<&'static str> {
 
 /// Generate `n` problems, deterministically from `(n, seed, split)`. Every family (code or data)
 /// is equally likely.
-pub fn generate(n: usize, seed: u64, split: Split) -> Vec<Problem> {
+pub fn problems(n: usize, seed: u64, split: Split) -> Vec<Problem> {
     let salt = match split {
         Split::Train => 0,
         Split::Test => 0x9E37_79B9_7F4A_7C15,
@@ -2355,7 +2355,7 @@ mod tests {
     #[test]
     fn all_invariants_hold_for_both_splits() {
         for split in [Split::Train, Split::Test] {
-            for p in generate(3000, 7, split) {
+            for p in problems(3000, 7, split) {
                 check(&p);
             }
         }
@@ -2363,7 +2363,7 @@ mod tests {
 
     #[test]
     fn every_step_count_appears() {
-        let ps = generate(2000, 1, Split::Train);
+        let ps = problems(2000, 1, Split::Train);
         let counts: HashSet<usize> = ps.iter().map(|p| p.steps).collect();
         assert_eq!(counts, HashSet::from([1, 2, 3, 4]));
         // ...and none is rare.
@@ -2371,7 +2371,7 @@ mod tests {
             let c = ps.iter().filter(|p| p.steps == k).count();
             assert!(c >= 200, "only {c} problems with {k} steps");
         }
-        let test: HashSet<usize> = generate(2000, 1, Split::Test)
+        let test: HashSet<usize> = problems(2000, 1, Split::Test)
             .iter()
             .map(|p| p.steps)
             .collect();
@@ -2416,7 +2416,7 @@ mod tests {
 
     #[test]
     fn held_out_structures_never_occur_in_training() {
-        let mut train: HashSet<String> = generate(30_000, 3, Split::Train)
+        let mut train: HashSet<String> = problems(30_000, 3, Split::Train)
             .iter()
             .map(structure)
             .collect();
@@ -2434,14 +2434,14 @@ mod tests {
 
     #[test]
     fn deterministic_by_seed() {
-        assert_eq!(generate(50, 3, Split::Train), generate(50, 3, Split::Train));
-        assert_eq!(generate(50, 3, Split::Test), generate(50, 3, Split::Test));
-        assert_ne!(generate(50, 3, Split::Train), generate(50, 4, Split::Train));
-        assert_ne!(generate(50, 3, Split::Test), generate(50, 4, Split::Test));
+        assert_eq!(problems(50, 3, Split::Train), problems(50, 3, Split::Train));
+        assert_eq!(problems(50, 3, Split::Test), problems(50, 3, Split::Test));
+        assert_ne!(problems(50, 3, Split::Train), problems(50, 4, Split::Train));
+        assert_ne!(problems(50, 3, Split::Test), problems(50, 4, Split::Test));
         // A prefix of a longer run is the shorter run.
         assert_eq!(
-            generate(80, 9, Split::Train)[..20],
-            generate(20, 9, Split::Train)[..]
+            problems(80, 9, Split::Train)[..20],
+            problems(20, 9, Split::Train)[..]
         );
     }
 
@@ -2453,7 +2453,7 @@ mod tests {
         assert!(test.len() >= 6, "{}", test.len());
         assert!(train.is_disjoint(&test));
         for (split, names) in [(Split::Train, &train), (Split::Test, &test)] {
-            let used: HashSet<String> = generate(10_000, 11, split)
+            let used: HashSet<String> = problems(10_000, 11, split)
                 .into_iter()
                 .map(|p| p.template)
                 .collect();
@@ -2471,7 +2471,7 @@ mod tests {
     #[test]
     fn every_template_reaches_its_step_counts_and_is_varied() {
         let mut per: HashMap<String, HashSet<String>> = HashMap::new();
-        for p in generate(20_000, 5, Split::Train) {
+        for p in problems(20_000, 5, Split::Train) {
             per.entry(p.template).or_default().insert(p.question);
         }
         for (t, qs) in per {
@@ -2499,7 +2499,7 @@ mod tests {
 
     #[test]
     fn serializes_final_field() {
-        let p = &generate(1, 0, Split::Train)[0];
+        let p = &problems(1, 0, Split::Train)[0];
         let v: serde_json::Value = serde_json::to_value(p).unwrap();
         assert_eq!(v["final"], serde_json::Value::String(p.r#final.clone()));
         let back: Problem = serde_json::from_value(v).unwrap();

@@ -2,13 +2,13 @@
 //! prompts, answer extraction and voting. No ML code lives here.
 
 pub mod arith;
-pub mod eval;
 pub mod extract;
 pub mod families;
 pub mod prompt;
+pub mod score;
 pub mod vote;
 
-pub use arith::{Problem, Split, generate, template_names};
+pub use arith::{Problem, Split, problems, template_names};
 pub use extract::final_number;
 pub use prompt::{
     ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,

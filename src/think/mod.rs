@@ -2,16 +2,16 @@
 //! vectors to a prompt by gradient ascent on the ELBO ("fast learning"). Only μ and logσ²
 //! are learnt; the decoder runs on its differentiable-in-z path and accumulates no weight gradients.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, StandardNormal};
 
-use crate::model::{Ltm, Path};
+use crate::model::{Ltm, Pass};
+use crate::noise::{gaussian, rng};
 
 /// The fitted (or initial) posterior over z: μ and logσ², each [B, max_z_len, dim], f32.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ impl Posterior {
     }
 
     /// Saves μ and logσ² as safetensors (`mu`, `log_var`).
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+    pub fn save(&self, path: &Path) -> Result<()> {
         let tensors = [
             ("mu", self.mu.to_device(&Device::Cpu)?),
             ("log_var", self.log_var.to_device(&Device::Cpu)?),
@@ -56,7 +56,7 @@ impl Posterior {
         crate::fsutil::write_atomic(path, &bytes)
     }
 
-    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
         use anyhow::Context;
         let mut t = candle_core::safetensors::load(path, device).with_context(|| {
             format!(
@@ -82,17 +82,6 @@ impl Posterior {
             log_var: log_var.to_dtype(DType::F32)?,
         })
     }
-}
-
-/// Standard normal noise from a seeded generator (reproducible on every device).
-pub fn gaussian(shape: (usize, usize, usize), rng: &mut StdRng, device: &Device) -> Result<Tensor> {
-    let n = shape.0 * shape.1 * shape.2;
-    let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
-    Ok(Tensor::from_vec(v, shape, device)?)
-}
-
-pub fn rng(seed: u64) -> StdRng {
-    StdRng::seed_from_u64(seed)
 }
 
 /// Learning rate of step s of T: cosine from lr down to lr/10.
@@ -130,12 +119,12 @@ impl Elbo {
 }
 
 /// The prompt as thinking sees it: inputs and next-token targets, [B, N] each.
-pub struct Text {
+pub struct Sequences {
     pub inputs: Tensor,
     pub targets: Tensor,
 }
 
-impl Text {
+impl Sequences {
     /// `ids` (at least 2 tokens) replicated over `batch` sequences.
     pub fn new(ids: &[u32], batch: usize, device: &Device) -> Result<Self> {
         if ids.len() < 2 {
@@ -156,13 +145,13 @@ impl Text {
 /// −ELBO of `text` under posterior `q` with noise `eps`: the scalar loss (Σ over the batch) and its figures.
 pub fn elbo(
     model: &Ltm,
-    text: &Text,
+    text: &Sequences,
     q: &Posterior,
     eps: &Tensor,
-    path: Path,
+    pass: Pass,
 ) -> Result<(Tensor, Elbo)> {
     let z = q.sample(eps)?;
-    let nll = model.sequence_nll(&text.inputs, &text.targets, &z, path)?;
+    let nll = model.sequence_nll(&text.inputs, &text.targets, &z, pass)?;
     let layer_kl = q.layer_kl(model.config().n_layers)?;
     let kl = layer_kl.sum(1)?;
     let loss = (&nll + &kl)?.sum_all()?;
@@ -223,7 +212,7 @@ pub struct Cancelled;
 /// may stop thinking by returning `false` (the result is then `Err(Cancelled)`).
 pub fn fast_learning(
     model: &Ltm,
-    text: &Text,
+    text: &Sequences,
     init: &Posterior,
     eps: &Tensor,
     settings: &FastLearning,
@@ -248,7 +237,7 @@ pub fn fast_learning(
             mu: mu.as_tensor().clone(),
             log_var: log_var.as_tensor().clone(),
         };
-        let (loss, figures) = elbo(model, text, &q, eps, Path::Think)?;
+        let (loss, figures) = elbo(model, text, &q, eps, Pass::Think)?;
         let total = figures.nelbo_sum();
         if !total.is_finite() {
             bail!(
@@ -280,7 +269,7 @@ pub fn fast_learning(
         mu: mu.as_tensor().detach(),
         log_var: log_var.as_tensor().detach(),
     };
-    let (_, final_elbo) = elbo(model, text, &posterior, eps, Path::Infer)?;
+    let (_, final_elbo) = elbo(model, text, &posterior, eps, Pass::Infer)?;
     if !final_elbo.nelbo_sum().is_finite() {
         bail!("thinking diverged: the final ELBO is not finite; try a lower fast learning rate");
     }
@@ -296,7 +285,7 @@ pub fn fast_learning(
 /// for training, scoring and benchmarks.
 pub fn think_afresh(
     model: &Ltm,
-    text: &Text,
+    text: &Sequences,
     steps: usize,
     lr: f64,
     rng: &mut StdRng,
@@ -331,7 +320,7 @@ pub fn text_nelbo(
     let (mut nelbo, mut tokens) = (0.0, 0);
     let mut rng = rng(seed);
     for chunk in ids.chunks(window).filter(|c| c.len() >= 2) {
-        let text = Text::new(chunk, 1, model.device())?;
+        let text = Sequences::new(chunk, 1, model.device())?;
         let thought = think_afresh(model, &text, steps, lr, &mut rng)?;
         nelbo += thought.elbo.nelbo_sum();
         tokens += thought.elbo.tokens;

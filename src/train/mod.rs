@@ -16,8 +16,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
-use crate::model::{Checkpoint, Config, Ltm, Path as Kernels};
-use crate::think::{self, Text};
+use crate::model::{Checkpoint, Config, Ltm, Pass};
+use crate::think::{self, Sequences};
 
 /// Everything a run needs, read from TOML. Model sizes use the reference's names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,10 +363,16 @@ impl Trainer {
     }
 
     /// `batch` random windows of `seq_len + 1` tokens, reproducible from (seed, iter, stream).
-    fn batch(&self, tokens: &[u32], starts: &[usize], iter: usize, stream: u64) -> Result<Text> {
+    fn batch(
+        &self,
+        tokens: &[u32],
+        starts: &[usize],
+        iter: usize,
+        stream: u64,
+    ) -> Result<Sequences> {
         let o = &self.config.optim;
         let mut rng =
-            think::rng(o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream);
+            crate::noise::rng(o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream);
         let n = o.seq_len;
         let mut inputs = Vec::with_capacity(o.batch_size * n);
         let mut targets = Vec::with_capacity(o.batch_size * n);
@@ -375,7 +381,7 @@ impl Trainer {
             inputs.extend_from_slice(&tokens[start..start + n]);
             targets.extend_from_slice(&tokens[start + 1..start + n + 1]);
         }
-        Ok(Text {
+        Ok(Sequences {
             inputs: Tensor::from_vec(inputs, (o.batch_size, n), &self.device)?,
             targets: Tensor::from_vec(targets, (o.batch_size, n), &self.device)?,
         })
@@ -406,12 +412,12 @@ impl Trainer {
     fn think(
         &self,
         model: &Ltm,
-        text: &Text,
+        text: &Sequences,
         steps: usize,
         lr: f64,
         seed: u64,
     ) -> Result<(Tensor, think::Elbo)> {
-        let thought = think::think_afresh(model, text, steps, lr, &mut think::rng(seed))?;
+        let thought = think::think_afresh(model, text, steps, lr, &mut crate::noise::rng(seed))?;
         Ok((thought.z()?, thought.elbo))
     }
 
@@ -428,7 +434,7 @@ impl Trainer {
             o.seed.wrapping_add(iter as u64),
         )?;
         let model = self.model(true)?;
-        let nll = model.token_nll(&text.inputs, &text.targets, &z.detach(), Kernels::Train)?;
+        let nll = model.token_nll(&text.inputs, &text.targets, &z.detach(), Pass::Train)?;
         let tokens = text.inputs.elem_count();
         let loss = if o.question_loss_weight == 1.0 || self.answer_marker.is_empty() {
             (nll.sum_all()? / tokens as f64)?

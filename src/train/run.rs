@@ -12,7 +12,7 @@ use super::{DataConfig, HistoryPoint, TrainConfig, TrainState, Trainer};
 use crate::chart::{TrainingPoint, training_curve};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
-use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, generate, load_jsonl};
+use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, load_jsonl, problems};
 use rand::Rng;
 
 /// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
@@ -46,7 +46,7 @@ fn corpus(examples: &[Example]) -> String {
 }
 
 fn synthetic(n: usize, seed: u64) -> Vec<Example> {
-    generate(n, seed, Split::Train)
+    problems(n, seed, Split::Train)
         .iter()
         .map(Example::from)
         .collect()
@@ -72,7 +72,7 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
         return Ok(examples);
     };
     let extra = gsm8k_train(path, d.gsm8k_val_every)?;
-    let mut rng = crate::think::rng(d.seed ^ 0x6753_4d38);
+    let mut rng = crate::noise::rng(d.seed ^ 0x6753_4d38);
     let mut places: Vec<usize> = extra
         .iter()
         .map(|_| rng.random_range(0..=examples.len()))

@@ -49,10 +49,10 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Runs `ltm --device cpu ARGS…`.
+/// Runs `ltm ARGS…` on the CPU.
 pub fn ltm<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ltm"))
-        .args(["--device", "cpu"])
+        .env("LTM_DEVICE", "cpu")
         .args(args)
         .output()
         .expect("run ltm")

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::generate::{Flow, Sampling, generate};
 use crate::model::{Config, Ltm};
-use crate::think::{FastLearning, Posterior, Text, fast_learning, gaussian, rng};
+use crate::noise::{gaussian, rng};
+use crate::think::{FastLearning, Posterior, Sequences, fast_learning};
 
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
@@ -90,7 +91,7 @@ pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
     let ids: Vec<u32> = (0..settings.prompt_len + 1)
         .map(|i| ((i * 7919 + 13) % c.vocab_size) as u32)
         .collect();
-    let text = Text::new(&ids, settings.samples, device)?;
+    let text = Sequences::new(&ids, settings.samples, device)?;
     let shape = model.thought_shape(settings.samples);
     let init = Posterior::initial(shape, 0.0, &mut r, device)?;
     let eps = gaussian(shape, &mut r, device)?;
