@@ -1,18 +1,18 @@
-//! The TUI's state and its state machine: engine events and keys in, actions out.
-//! Nothing here draws or does I/O; `ui` renders an `&App`, `mod.rs` carries out the actions.
+//! The TUI's state, and how engine events and sending move it: the reducer of engine events,
+//! the queue of runs waiting for the engine, and turning the input into requests.
+//! Keys are handled in `keymap`, `/commands` in `commands`. Nothing here draws or does I/O:
+//! `ui` renders an `&App`, `mod.rs` carries out the [`Action`]s.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
-
 use super::input::Input;
 use super::session::{
-    DoneStats, Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status, draw_examples,
+    DoneStats, Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status,
 };
-use super::settings::{Defaults, Field, LADDER, Settings, next_preset};
+use super::settings::{Defaults, LADDER, Settings};
 use super::theme::{Theme, Themes};
 use crate::engine::protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings};
 use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
@@ -279,6 +279,9 @@ impl App {
     fn end_run(&mut self, id: u64, status: Status) -> Vec<Action> {
         if let Some(run) = self.live_run(id) {
             run.status = status;
+            if status == Status::Done {
+                self.settle_verdict(id);
+            }
         }
         if self.in_flight != Some(id) {
             return Vec::new();
@@ -288,6 +291,14 @@ impl App {
         let mut actions = self.pump();
         actions.push(Action::SaveSession);
         actions
+    }
+
+    /// Vote on a few-shot run's answers: once, as it ends, rather than on every frame drawn.
+    fn settle_verdict(&mut self, id: u64) {
+        let mut entries = self.session.entries.iter_mut().rev();
+        if let Some(entry) = entries.find(|e| e.runs().iter().any(|r| r.id() == id)) {
+            entry.settle_verdict();
+        }
     }
 
     /// Submit the next queued request when the engine is ready and idle.
@@ -306,7 +317,8 @@ impl App {
         Vec::new()
     }
 
-    fn cancel(&mut self) -> Vec<Action> {
+    /// Stop the run in flight and drop the queue.
+    pub(super) fn cancel(&mut self) -> Vec<Action> {
         let ids: Vec<u64> = self.queue.drain(..).chain(self.in_flight.take()).collect();
         for id in ids {
             if let Some(run) = self
@@ -321,251 +333,17 @@ impl App {
         vec![Action::Cancel, Action::SaveSession]
     }
 
-    // ---------------------------------------------------------------- terminal input
-
-    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
-        if key.kind == KeyEventKind::Release {
-            return Vec::new();
-        }
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && key.code == KeyCode::Char('c') {
-            return vec![Action::Quit];
-        }
-        if let Some(overlay) = self.overlay {
-            return self.overlay_key(overlay, key);
-        }
-        match key.code {
-            KeyCode::F(n @ 1..=3) => self.set_mode(Mode::ALL[n as usize - 1]),
-            KeyCode::Char('n') if ctrl => {
-                let i = Mode::ALL
-                    .iter()
-                    .position(|m| *m == self.session.mode)
-                    .unwrap_or(0);
-                self.set_mode(Mode::ALL[(i + 1) % Mode::ALL.len()]);
-            }
-            KeyCode::F(4) => self.overlay = Some(Overlay::Settings { selected: 0 }),
-            KeyCode::Char('o') if ctrl => self.overlay = Some(Overlay::Settings { selected: 0 }),
-            KeyCode::F(12) => self.overlay = Some(Overlay::Help),
-            KeyCode::Char('t') if ctrl => self.think_expanded = !self.think_expanded,
-            KeyCode::Esc => return self.escape(),
-            KeyCode::PageUp => self.scroll_page(false),
-            KeyCode::PageDown => self.scroll_page(true),
-            KeyCode::Tab => self.cycle_focus(true),
-            KeyCode::BackTab => self.cycle_focus(false),
-            _ => {
-                return match self.focus {
-                    Focus::Input => self.input_key(key),
-                    Focus::Transcript => self.transcript_key(key),
-                    Focus::Thinking => self.thinking_key(key),
-                    Focus::Examples => self.examples_key(key),
-                };
-            }
-        }
-        Vec::new()
-    }
-
-    pub fn on_mouse(&mut self, mouse: MouseEvent) {
-        match mouse.kind {
-            MouseEventKind::ScrollUp => self.scroll_by(-3),
-            MouseEventKind::ScrollDown => self.scroll_by(3),
-            _ => {}
-        }
-    }
-
-    pub fn on_paste(&mut self, text: &str) {
-        if self.overlay.is_none() {
-            self.focus = Focus::Input;
-            self.input.insert_str(text);
-        }
-    }
-
-    fn escape(&mut self) -> Vec<Action> {
-        if self.busy() {
-            return self.cancel();
-        }
-        if let Target::EditExample(_) = self.target {
-            self.target = Target::Send;
-            self.input.take();
-            self.focus = Focus::Examples;
-        } else {
-            self.focus = Focus::Input;
-        }
-        Vec::new()
-    }
-
-    fn set_mode(&mut self, mode: Mode) {
+    pub(super) fn set_mode(&mut self, mode: Mode) {
         self.session.mode = mode;
         if self.focus == Focus::Examples && mode != Mode::FewShot {
             self.focus = Focus::Input;
         }
     }
 
-    fn cycle_focus(&mut self, forward: bool) {
-        let mut order = vec![Focus::Input, Focus::Transcript, Focus::Thinking];
-        if self.session.mode == Mode::FewShot {
-            order.push(Focus::Examples);
-        }
-        let i = order.iter().position(|f| *f == self.focus).unwrap_or(0);
-        let n = order.len();
-        self.focus = order[if forward {
-            (i + 1) % n
-        } else {
-            (i + n - 1) % n
-        }];
-    }
-
-    fn scroll_by(&mut self, delta: isize) {
-        let (total, visible) = self.scroll.seen.get();
-        let max_top = total.saturating_sub(visible);
-        let top = (self.scroll.top.unwrap_or(max_top) as isize + delta).clamp(0, max_top as isize)
-            as usize;
-        self.scroll.top = (top < max_top).then_some(top);
-    }
-
-    fn scroll_page(&mut self, down: bool) {
-        let page = self.scroll.seen.get().1.saturating_sub(2).max(1) as isize;
-        self.scroll_by(if down { page } else { -page });
-    }
-
-    fn overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Action> {
-        let Overlay::Settings { selected } = overlay else {
-            self.overlay = None;
-            return Vec::new();
-        };
-        let n = Field::ALL.len();
-        let field = Field::ALL[selected];
-        let defaults = self.defaults();
-        match key.code {
-            KeyCode::Esc | KeyCode::F(4) | KeyCode::Char('q') => self.overlay = None,
-            KeyCode::Char('o') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.overlay = None
-            }
-            KeyCode::Up | KeyCode::Char('k') => {
-                self.overlay = Some(Overlay::Settings {
-                    selected: (selected + n - 1) % n,
-                })
-            }
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.overlay = Some(Overlay::Settings {
-                    selected: (selected + 1) % n,
-                })
-            }
-            KeyCode::Left | KeyCode::Char('-' | 'h') => {
-                field.adjust(&mut self.settings, defaults, false);
-                return vec![Action::SaveSettings];
-            }
-            KeyCode::Right | KeyCode::Enter | KeyCode::Char('+' | '=' | 'l' | ' ') => {
-                field.adjust(&mut self.settings, defaults, true);
-                return vec![Action::SaveSettings];
-            }
-            _ => {}
-        }
-        Vec::new()
-    }
-
-    fn input_key(&mut self, key: KeyEvent) -> Vec<Action> {
-        let m = key.modifiers;
-        let empty = self.input.is_empty();
-        match key.code {
-            KeyCode::Enter if m.intersects(KeyModifiers::ALT | KeyModifiers::SHIFT) => {
-                self.input.newline()
-            }
-            KeyCode::Enter => return self.submit(),
-            KeyCode::Char('?') if empty => self.overlay = Some(Overlay::Help),
-            KeyCode::Char(c @ ('+' | '-')) if empty => {
-                let steps = next_preset(self.settings.steps(self.defaults()), c == '+');
-                self.settings.steps = Some(steps);
-                return vec![Action::SaveSettings];
-            }
-            KeyCode::Char(c) if typed(m) => self.input.insert(c),
-            KeyCode::Backspace => self.input.backspace(),
-            KeyCode::Delete => self.input.delete(),
-            KeyCode::Left => self.input.left(),
-            KeyCode::Right => self.input.right(),
-            KeyCode::Home => self.input.home(),
-            KeyCode::End => self.input.end(),
-            KeyCode::Up if empty || self.input.on_first_line() => {
-                self.input.history_prev(&self.session.history)
-            }
-            KeyCode::Down if self.input.on_last_line() => {
-                self.input.history_next(&self.session.history)
-            }
-            KeyCode::Up => self.input.up(),
-            KeyCode::Down => self.input.down(),
-            _ => {}
-        }
-        Vec::new()
-    }
-
-    /// Keys that mean nothing to a pane send the user back to typing.
-    fn type_into_input(&mut self, key: KeyEvent) -> Vec<Action> {
-        if let KeyCode::Char(_) = key.code
-            && typed(key.modifiers)
-        {
-            self.focus = Focus::Input;
-            return self.input_key(key);
-        }
-        Vec::new()
-    }
-
-    fn transcript_key(&mut self, key: KeyEvent) -> Vec<Action> {
-        match key.code {
-            KeyCode::Up => self.scroll_by(-1),
-            KeyCode::Down => self.scroll_by(1),
-            KeyCode::Home => self.scroll.top = Some(0),
-            KeyCode::End => self.scroll.top = None,
-            _ => return self.type_into_input(key),
-        }
-        Vec::new()
-    }
-
-    fn thinking_key(&mut self, key: KeyEvent) -> Vec<Action> {
-        match key.code {
-            KeyCode::Enter | KeyCode::Char(' ') => self.think_expanded = !self.think_expanded,
-            _ => return self.type_into_input(key),
-        }
-        Vec::new()
-    }
-
-    fn examples_key(&mut self, key: KeyEvent) -> Vec<Action> {
-        let n = self.session.examples.len();
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.example = self.example.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.example = (self.example + 1).min(n.saturating_sub(1))
-            }
-            KeyCode::Char('a') => self.edit_example(n),
-            KeyCode::Char('e') | KeyCode::Enter if n > 0 => self.edit_example(self.example),
-            KeyCode::Char('d') | KeyCode::Delete if n > 0 => {
-                self.session.examples.remove(self.example.min(n - 1));
-                self.example = self.example.min(n.saturating_sub(2));
-                return vec![Action::SaveSession];
-            }
-            KeyCode::Char('l') => self.prefill("/load "),
-            KeyCode::Char('g') => self.prefill(&format!("/draw 4 {}", self.settings.seed)),
-            _ => {}
-        }
-        Vec::new()
-    }
-
-    fn prefill(&mut self, text: &str) {
-        self.input.set_text(text);
-        self.focus = Focus::Input;
-    }
-
-    fn edit_example(&mut self, i: usize) {
-        let text = self
-            .session
-            .examples
-            .get(i)
-            .map_or_else(String::new, |e| format!("{}\n{}", e.question, e.answer));
-        self.prefill(&text);
-        self.target = Target::EditExample(i);
-    }
-
     // ---------------------------------------------------------------- sending
 
-    fn submit(&mut self) -> Vec<Action> {
+    /// Enter in the input: send the question, run the `/command`, or save the example edited.
+    pub(super) fn submit(&mut self) -> Vec<Action> {
         let text = self.input.text();
         if text.trim().is_empty() {
             return Vec::new();
@@ -706,91 +484,6 @@ impl App {
         vec![Action::SaveSession]
     }
 
-    // ---------------------------------------------------------------- commands
-
-    /// Run a `/command` (given without the slash).
-    pub fn command(&mut self, line: &str) -> Vec<Action> {
-        let (name, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let arg = arg.trim();
-        match name {
-            "help" | "?" => self.overlay = Some(Overlay::Help),
-            "settings" => self.overlay = Some(Overlay::Settings { selected: 0 }),
-            "clear" => {
-                let mut actions = if self.busy() {
-                    self.cancel()
-                } else {
-                    Vec::new()
-                };
-                self.session.entries.clear();
-                self.scroll.top = None;
-                actions.push(Action::SaveSession);
-                return actions;
-            }
-            "theme" => match self.themes.get(arg) {
-                Some(theme) => {
-                    self.theme = theme.clone();
-                    self.settings.theme = arg.to_string();
-                    return vec![Action::SaveSettings];
-                }
-                None => {
-                    let names = self.themes.names().join(", ");
-                    self.flash(
-                        Level::Error,
-                        format!("no theme {arg:?}; try one of: {names}"),
-                    );
-                }
-            },
-            "mode" => match arg {
-                "chat" => self.set_mode(Mode::Chat),
-                "fewshot" | "few-shot" => self.set_mode(Mode::FewShot),
-                "ladder" => self.set_mode(Mode::Ladder),
-                _ => self.flash(Level::Error, "/mode chat | fewshot | ladder"),
-            },
-            "draw" => {
-                let mut nums = arg.split_whitespace().map(str::parse::<u64>);
-                match (
-                    nums.next().unwrap_or(Ok(4)),
-                    nums.next().unwrap_or(Ok(self.settings.seed)),
-                ) {
-                    (Ok(n), Ok(seed)) if (1..=64).contains(&n) => {
-                        self.session.examples = draw_examples(n as usize, seed);
-                        self.example = 0;
-                        self.flash(
-                            Level::Info,
-                            format!("drew {n} arithmetic examples (seed {seed})"),
-                        );
-                        return vec![Action::SaveSession];
-                    }
-                    _ => self.flash(Level::Error, "/draw N [SEED], N from 1 to 64"),
-                }
-            }
-            "calc" if arg.is_empty() => {
-                let defaults = self.defaults();
-                Field::Calculator.adjust(&mut self.settings, defaults, true);
-                let value = Field::Calculator.value(&self.settings, defaults);
-                self.flash(Level::Info, format!("calculator = {value}"));
-                return vec![Action::SaveSettings];
-            }
-            "load" if !arg.is_empty() => return vec![Action::LoadExamples(PathBuf::from(arg))],
-            "load" => self.flash(Level::Error, "/load PATH.jsonl"),
-            _ => match Field::from_command(name) {
-                Some(field) => match field.set(&mut self.settings, arg) {
-                    Ok(()) => {
-                        let value = field.value(&self.settings, self.defaults());
-                        self.flash(Level::Info, format!("{} = {value}", field.label()));
-                        return vec![Action::SaveSettings];
-                    }
-                    Err(e) => self.flash(Level::Error, e),
-                },
-                None => self.flash(
-                    Level::Error,
-                    format!("unknown command /{name}; /help lists them"),
-                ),
-            },
-        }
-        Vec::new()
-    }
-
     /// The outcome of [`Action::LoadExamples`].
     pub fn examples_loaded(
         &mut self,
@@ -822,13 +515,6 @@ impl App {
             }
         }
     }
-}
-
-/// A key that types its character (AltGr arrives as Ctrl+Alt on some systems).
-fn typed(m: KeyModifiers) -> bool {
-    let ctrl = m.contains(KeyModifiers::CONTROL);
-    let alt = m.contains(KeyModifiers::ALT);
-    ctrl == alt
 }
 
 fn sample_mut(run: &mut Run, sample: usize) -> &mut SampleText {

@@ -3,7 +3,9 @@
 //! through [`EngineClient`] and the typed protocol.
 
 pub mod app;
+pub mod commands;
 pub mod input;
+pub mod keymap;
 pub mod session;
 pub mod settings;
 pub mod store;

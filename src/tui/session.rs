@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::store::save;
 use crate::engine::protocol::{Request, ThinkStep};
-use crate::tasks::prompt::Example;
+use crate::tasks::prompt::{Example, answer_of};
+use crate::tasks::vote;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -26,6 +27,12 @@ impl Mode {
             Mode::FewShot => "Few-shot",
             Mode::Ladder => "Ladder",
         }
+    }
+
+    /// The mode after this one, round to the first.
+    pub fn next(self) -> Mode {
+        let i = Mode::ALL.iter().position(|m| *m == self).unwrap_or(0);
+        Mode::ALL[(i + 1) % Mode::ALL.len()]
     }
 }
 
@@ -87,6 +94,9 @@ pub struct Run {
     pub status: Status,
     pub think: Vec<ThinkStep>,
     pub samples: Vec<SampleText>,
+    /// What a done few-shot run's samples agree on (sessions saved before it was kept lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
 }
 
 impl Run {
@@ -97,6 +107,7 @@ impl Run {
             status,
             think: Vec::new(),
             samples,
+            verdict: None,
         }
     }
 
@@ -117,6 +128,13 @@ impl Run {
         last
     }
 
+    /// The winning figures of the latest step: the sample with the lowest −ELBO.
+    pub fn best_step(&self) -> Option<&ThinkStep> {
+        self.last_steps()
+            .into_iter()
+            .min_by(|a, b| a.nelbo.total_cmp(&b.nelbo))
+    }
+
     /// Thinking wall time: the engine's figure once a sample is done, else the steps' sum.
     pub fn think_ms(&self) -> f64 {
         self.samples
@@ -133,6 +151,34 @@ impl Run {
 
     pub fn tokens(&self) -> usize {
         self.samples.iter().map(|s| s.tokens).sum()
+    }
+}
+
+/// The samples' answers taken together: the majority vote and the ELBO-best answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The answer most samples gave (`None` when none gave one), and how many gave it.
+    pub majority: Option<String>,
+    pub agreement: usize,
+    /// The answer of the sample with the lowest −ELBO.
+    pub elbo_best: Option<String>,
+}
+
+impl Verdict {
+    /// The verdict on `run`'s samples, once every one of them is done.
+    pub fn of(run: &Run) -> Option<Self> {
+        let nelbo: Vec<f64> = run
+            .samples
+            .iter()
+            .map(|s| s.done.map(|d| d.nelbo))
+            .collect::<Option<_>>()?;
+        let answers: Vec<Option<String>> = run.samples.iter().map(|s| answer_of(&s.text)).collect();
+        let majority = vote::majority(&answers);
+        Some(Self {
+            agreement: majority.as_ref().map_or(0, |(_, n)| *n),
+            majority: majority.map(|(answer, _)| answer),
+            elbo_best: vote::elbo_best(&answers, &nelbo),
+        })
     }
 }
 
@@ -167,6 +213,15 @@ impl Entry {
             Entry::Reply(run) | Entry::FewShot { run, .. } => std::slice::from_ref(run),
             Entry::Ladder { runs, .. } => runs,
             Entry::User(_) | Entry::Notice { .. } => &[],
+        }
+    }
+
+    /// Give a done few-shot run its [`Verdict`]; other entries have none.
+    pub fn settle_verdict(&mut self) {
+        if let Entry::FewShot { run, .. } = self
+            && run.status == Status::Done
+        {
+            run.verdict = Verdict::of(run);
         }
     }
 }
@@ -216,6 +271,10 @@ impl Session {
             if run.status.is_live() || run.status == Status::Queued {
                 run.status = Status::Cancelled;
             }
+        }
+        // Sessions saved before verdicts were kept get theirs now.
+        for entry in &mut s.entries {
+            entry.settle_verdict();
         }
         Ok(s)
     }
@@ -337,5 +396,45 @@ mod tests {
         let mut expected = s.clone();
         expected.entries[2].runs_mut()[1].status = Status::Cancelled;
         assert_eq!(loaded, expected);
+    }
+
+    #[test]
+    fn a_done_few_shot_run_gets_its_verdict_and_old_sessions_theirs_on_load() {
+        let mut few_shot = run(1, Status::Done);
+        for (s, (text, nelbo)) in few_shot
+            .samples
+            .iter_mut()
+            .zip([(" The answer is 41.", 80.0), (" 41", 70.0)])
+        {
+            s.text = text.into();
+            s.done = Some(DoneStats {
+                nelbo,
+                think_ms: 1.0,
+                gen_ms: 1.0,
+                tok_s: 1.0,
+            });
+        }
+        let want = Verdict {
+            majority: Some("41".into()),
+            agreement: 2,
+            elbo_best: Some("41".into()),
+        };
+        assert_eq!(Verdict::of(&few_shot), Some(want.clone()));
+        let mut unfinished = few_shot.clone();
+        unfinished.samples[1].done = None;
+        assert_eq!(Verdict::of(&unfinished), None, "not every sample is done");
+
+        // A session saved before verdicts were kept has no such field.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session::new();
+        s.entries.push(Entry::FewShot {
+            question: "q".into(),
+            run: few_shot,
+        });
+        let path = s.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("verdict"), "{text}");
+        let loaded = Session::load(&path).unwrap();
+        assert_eq!(loaded.entries[0].runs()[0].verdict, Some(want));
     }
 }

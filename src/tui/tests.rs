@@ -6,7 +6,9 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 
 use super::app::{Action, App, Focus};
-use super::session::{Entry, Mode, Session, Status};
+use super::commands;
+use super::keymap::BINDINGS;
+use super::session::{Entry, Mode, Session, Status, Verdict};
 use super::settings::Settings;
 use super::theme::Themes;
 use super::ui;
@@ -632,6 +634,29 @@ fn few_shot_screen_shows_samples_answers_and_votes() {
 }
 
 #[test]
+fn a_few_shot_verdict_is_settled_when_the_run_is_done() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(2));
+    app.command("samples 2");
+    let r = send(&mut app, "What is 40 + 2?");
+    app.on_event(done(r.id, 0, " The answer is 42.", 80.0));
+    app.on_event(done(r.id, 1, " 41", 70.0));
+    let verdict = |app: &App| app.session.entries[0].runs()[0].verdict.clone();
+    assert_eq!(verdict(&app), None, "every sample is done, the run is not");
+    assert!(!screen(&app).contains("agreement"));
+    app.on_event(Event::Finished { request: r.id });
+    assert_eq!(
+        verdict(&app),
+        Some(Verdict {
+            majority: Some("42".into()),
+            agreement: 1,
+            elbo_best: Some("41".into()),
+        })
+    );
+    assert!(screen(&app).contains("agreement 1/2  ·  majority 42  ·  ELBO-best 41"));
+}
+
+#[test]
 fn ladder_screen_shows_four_columns() {
     let mut app = ready();
     press(&mut app, KeyCode::F(3));
@@ -725,6 +750,20 @@ fn overlays_and_loading_screen_render() {
     press(&mut app, KeyCode::Esc);
     press(&mut app, KeyCode::Char('?'));
     assert!(screen(&app).contains("keys · any key closes"));
+}
+
+#[test]
+fn the_help_lists_every_key_binding_and_command() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(12));
+    let s = screen(&app);
+    for binding in BINDINGS {
+        let line = format!("{}  {}", binding.label(), binding.help);
+        assert!(s.contains(&line), "missing {line:?} in\n{s}");
+    }
+    for (command, what) in commands::HELP {
+        assert!(s.contains(&format!("{command}  {what}")), "{s}");
+    }
 }
 
 #[test]

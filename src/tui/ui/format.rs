@@ -1,0 +1,154 @@
+//! How things are written on screen: figures, durations and step counts, word wrap, and the
+//! one-line summaries of a run that more than one region shows.
+
+use ratatui::style::{Modifier, Style};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use crate::tui::app::App;
+use crate::tui::session::{Run, Status};
+use crate::tui::settings::preset_name;
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// A figure with about four significant digits.
+pub(super) fn num(x: f64) -> String {
+    match x.abs() {
+        a if a >= 1e6 => format!("{x:.2e}"),
+        a if a >= 1000.0 => format!("{x:.0}"),
+        a if a >= 100.0 => format!("{x:.1}"),
+        a if a >= 1.0 => format!("{x:.2}"),
+        _ => format!("{x:.3}"),
+    }
+}
+
+pub(super) fn count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+pub(super) fn ms(x: f64) -> String {
+    if x >= 1000.0 {
+        format!("{:.2} s", x / 1000.0)
+    } else {
+        format!("{x:.0} ms")
+    }
+}
+
+pub(super) fn spinner(app: &App) -> &'static str {
+    SPINNER[(app.tick % SPINNER.len() as u64) as usize]
+}
+
+pub(super) fn preset_label(steps: usize) -> String {
+    match preset_name(steps) {
+        Some(name) => format!("{name} · {}", steps_label(steps)),
+        None => steps_label(steps),
+    }
+}
+
+/// Word-wrap `text` to `width` columns (explicit newlines kept, long words broken).
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
+    wrap_ranges(text, width)
+        .into_iter()
+        .map(|(a, b)| text[a..b].to_string())
+        .collect()
+}
+
+/// [`wrap`], as the byte range of `text` that each line shows.
+pub(super) fn wrap_ranges(text: &str, width: usize) -> Vec<(usize, usize)> {
+    let width = width.max(1);
+    let trim_end = |a: usize, b: usize| a + text[a..b].trim_end().len();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for para in text.split('\n') {
+        // The line being filled is text[start..end].
+        let (mut start, mut end) = (at, at);
+        let mut w = 0;
+        for word in para.split_inclusive(' ') {
+            let ww = word.trim_end().width();
+            if w + ww > width && w > 0 {
+                out.push((start, trim_end(start, end)));
+                (start, end) = (at, at);
+                w = 0;
+            }
+            for (i, ch) in word.char_indices() {
+                let cw = ch.width().unwrap_or(0);
+                if w + cw > width && ch != ' ' {
+                    out.push((start, end));
+                    start = at + i;
+                    w = 0;
+                }
+                end = at + i + ch.len_utf8();
+                w += cw;
+            }
+            at += word.len();
+        }
+        out.push((start, trim_end(start, end)));
+        at += 1;
+    }
+    out
+}
+
+/// One line about how a run thought and wrote.
+pub(super) fn run_meta(run: &Run) -> String {
+    let steps = run.request.think.steps;
+    let mut parts = vec![if steps == 0 {
+        "no thinking".to_string()
+    } else {
+        preset_label(steps)
+    }];
+    if let Some(s) = run.best_step() {
+        parts.push(format!("−ELBO {}", num(s.nelbo)));
+        parts.push(format!("ppl ≤ {}", num(s.ppl_bound)));
+    }
+    if run.think_ms() > 0.0 {
+        parts.push(format!("thought {}", ms(run.think_ms())));
+    }
+    if let Some(d) = run.samples.iter().find_map(|s| s.done) {
+        parts.push(format!("{:.1} tok/s", d.tok_s));
+    }
+    parts.join(" · ")
+}
+
+pub(super) fn live_label(app: &App, run: &Run) -> Option<(String, Style)> {
+    let t = &app.theme;
+    let think = t.fg(t.thinking);
+    let label = match run.status {
+        Status::Queued => return Some(("queued".into(), t.fg(t.muted))),
+        Status::Sent => format!("{} waiting for the engine…", spinner(app)),
+        Status::Thinking => {
+            let s = run.think.last();
+            let step = s.map_or(0, |s| s.step + 1);
+            let fig = run
+                .best_step()
+                .map(|s| format!(" · −ELBO {}", num(s.nelbo)))
+                .unwrap_or_default();
+            format!(
+                "{} thinking · step {step}/{}{fig}",
+                spinner(app),
+                run.request.think.steps
+            )
+        }
+        Status::Cancelled => {
+            return Some((
+                "cancelled".into(),
+                t.fg(t.muted).add_modifier(Modifier::ITALIC),
+            ));
+        }
+        Status::Failed => return Some(("failed".into(), t.fg(t.error))),
+        Status::Writing | Status::Done => return None,
+    };
+    Some((label, think))
+}
+
+/// "1 step", "16 steps".
+pub(super) fn steps_label(n: usize) -> String {
+    if n == 1 {
+        "1 step".to_string()
+    } else {
+        format!("{n} steps")
+    }
+}
