@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use ltm::generate::{Flow, Sampling, generate};
-use ltm::model::{Checkpoint, Config, Ltm, Path as Kernels};
-use ltm::think::{FastLearning, Posterior, Text, elbo, fast_learning};
+use ltm::model::{Checkpoint, Config, Ltm, Pass};
+use ltm::think::{FastLearning, Posterior, Sequences, elbo, fast_learning};
 use serde_json::Value;
 
 fn fixture_dirs() -> Vec<PathBuf> {
@@ -117,10 +117,10 @@ fn assert_rel(what: &str, got: f64, want: f64, tol: f64) {
     );
 }
 
-fn text(fx: &Fixture) -> Text {
+fn text(fx: &Fixture) -> Sequences {
     let tokens = fx.t("tokens").to_dtype(DType::U32).unwrap();
     let n = tokens.dim(1).unwrap() - 1;
-    Text {
+    Sequences {
         inputs: tokens.narrow(1, 0, n).unwrap(),
         targets: tokens.narrow(1, 1, n).unwrap(),
     }
@@ -136,7 +136,7 @@ fn logits_with_a_given_thought_match() {
         let fx = Fixture::load(&dir);
         let text = text(&fx);
         for (name, model) in fx.models() {
-            for kernels in [Kernels::Infer, Kernels::Think] {
+            for kernels in [Pass::Infer, Pass::Think] {
                 let logits = model.forward(&text.inputs, fx.t("z"), kernels).unwrap();
                 let diff = max_abs_diff(&logits, fx.t("logits"));
                 assert!(
@@ -199,8 +199,7 @@ fn elbo_at_the_initial_posterior_matches() {
             log_var: fx.t("log_var0").clone(),
         };
         for (name, model) in fx.models() {
-            let (loss, figures) =
-                elbo(&model, &text(&fx), &q, fx.t("eps"), Kernels::Think).unwrap();
+            let (loss, figures) = elbo(&model, &text(&fx), &q, fx.t("eps"), Pass::Think).unwrap();
             assert_rel(
                 &format!("{name}: loss"),
                 loss.to_scalar::<f32>().unwrap() as f64,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::chart::{Scale, Series, StepsPanel};
-use crate::engine::{self, Event, Request};
+use crate::engine::{self, Event};
 use crate::fsutil::write_atomic;
 use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
 use crate::tasks::score::{Report, Tally, reasoning_steps, score};
@@ -202,7 +202,7 @@ pub fn run(args: Args) -> Result<()> {
             .flat_map(|s| calcs.iter().map(move |c| (s, c)))
         {
             id += 1;
-            let mut request = Request::new(id, few_shot(&shots, &problem.question), &info);
+            let mut request = info.request(id, few_shot(&shots, &problem.question));
             request.think.steps = steps;
             request.think.samples = args.samples;
             let s = &mut request.sample;
@@ -216,16 +216,10 @@ pub fn run(args: Args) -> Result<()> {
             let mut tokens = 0;
             loop {
                 match inbox.recv().context("the engine stopped")? {
-                    Event::Done {
-                        sample,
-                        text,
-                        nelbo: e,
-                        prompt_tokens,
-                        ..
-                    } => {
-                        answers[sample] = answer_of(&text);
-                        nelbo[sample] = e;
-                        tokens = prompt_tokens;
+                    Event::Done { done, .. } => {
+                        answers[done.sample] = answer_of(&done.text);
+                        nelbo[done.sample] = done.nelbo;
+                        tokens = done.prompt_tokens;
                     }
                     Event::Warning { message, .. } => {
                         first_warning.get_or_insert(message);

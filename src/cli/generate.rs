@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::json;
 
 use crate::engine::protocol::DEFAULT_MAX_TOKENS;
-use crate::engine::{self, EngineHandle, Event, ModelInfo, Request, ThinkStep};
+use crate::engine::{self, Done, EngineHandle, Event, ModelInfo, Request, ThinkStep};
 use crate::tasks::{Prompt, chat};
 
 #[derive(Debug, clap::Args)]
@@ -69,8 +68,9 @@ pub struct Args {
     /// [default: the model's config, on for ours].
     #[arg(long, value_name = "on|off")]
     pub calculator: Option<super::Switch>,
-    /// One JSON object per event and line on stdout (think, token, done, error); computed tokens
-    /// carry `"calc": true`.
+    /// One JSON object per event and line on stdout, tagged by `event` (ready, warning, think,
+    /// token, done, finished, error; the README lists their fields); computed tokens carry
+    /// `"calc": true`.
     #[arg(long)]
     pub json: bool,
     /// Save the fitted posterior (safetensors `mu`, `log_var`).
@@ -121,17 +121,15 @@ fn converse(
     } else {
         Box::new(Human::new(args.samples))
     };
+    report.event(&Event::Ready(info.clone()))?;
     engine.submit(request(args, info, prompt));
     for event in inbox {
+        report.event(&event)?;
         match event {
-            Event::Warning { message, .. } => eprintln!("warning: {message}"),
             Event::Finished { .. } => return Ok(()),
             Event::Cancelled { .. } => bail!("cancelled"),
-            Event::Error { ref message, .. } => {
-                report.event(&event)?;
-                return Err(anyhow!(message.clone()));
-            }
-            event => report.event(&event)?,
+            Event::Error { message, .. } => return Err(anyhow!(message)),
+            _ => {}
         }
     }
     bail!("the engine stopped unexpectedly")
@@ -140,15 +138,11 @@ fn converse(
 fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
     // A text prompt is asked as in chat: in the model's prompt format, with its stop strings.
     let asked = if args.raw || args.prompt_ids.is_some() {
-        Prompt {
-            text: prompt,
-            prefix: String::new(),
-            stop: Vec::new(),
-        }
+        Prompt::raw(prompt)
     } else {
         chat(info.prompt_format.as_deref(), &prompt)
     };
-    let mut r = Request::new(0, asked, info);
+    let mut r = info.request(0, asked);
     r.prompt_ids = args.prompt_ids;
     r.answer_prefix += &args.answer_prefix;
     // A saved thought is reused as is unless more thinking is asked for.
@@ -180,45 +174,8 @@ struct Json;
 
 impl Report for Json {
     fn event(&mut self, event: &Event) -> Result<()> {
-        let line = match event {
-            Event::Think { step: s, .. } => json!({
-                "event": "think", "sample": s.sample, "step": s.step, "steps": s.steps, "lr": s.lr,
-                "nelbo": s.nelbo, "nll_per_token": s.nll_per_token, "kl": s.kl, "ppl_bound": s.ppl_bound,
-                "layer_kl": s.layer_kl, "ms": s.ms,
-            }),
-            Event::Token {
-                sample,
-                id,
-                text,
-                calc,
-                ..
-            } => {
-                let mut line = json!({"event": "token", "sample": sample, "id": id, "text": text});
-                if *calc {
-                    line["calc"] = json!(true);
-                }
-                line
-            }
-            Event::Done {
-                sample,
-                text,
-                tokens,
-                nelbo,
-                think_ms,
-                gen_ms,
-                tok_s,
-                ..
-            } => json!({
-                "event": "done", "sample": sample, "text": text, "tokens": tokens, "nelbo": nelbo,
-                "think_ms": think_ms, "gen_ms": gen_ms, "tok_s": tok_s,
-            }),
-            Event::Error { message, .. } => {
-                json!({"event": "error", "sample": null, "message": message})
-            }
-            _ => return Ok(()),
-        };
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", serde_json::to_string(event)?)?;
         Ok(out.flush()?)
     }
 }
@@ -301,20 +258,22 @@ impl Report for Human {
         }
         let mut out = std::io::stdout().lock();
         match event {
+            Event::Warning { message, .. } => eprintln!("warning: {message}"),
             Event::Think { step, .. } => self.think(step),
             Event::Token { text, .. } if self.samples == 1 => {
                 write!(out, "{text}")?;
                 out.flush()?;
             }
-            Event::Done {
-                sample,
-                text,
-                tokens,
-                nelbo,
-                think_ms,
-                tok_s,
-                ..
-            } => {
+            Event::Done { done, .. } => {
+                let Done {
+                    sample,
+                    text,
+                    tokens,
+                    nelbo,
+                    think_ms,
+                    tok_s,
+                    ..
+                } = done;
                 if self.samples == 1 {
                     writeln!(out)?;
                 } else {

@@ -18,7 +18,7 @@ use crate::noise::{gaussian, rng};
 use crate::runtime::ModelSource;
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
-pub use protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep};
+pub use protocol::{Done, Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep};
 
 pub struct EngineHandle {
     requests: mpsc::Sender<(u64, Request)>,
@@ -372,8 +372,7 @@ impl Worker {
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
         for (sample, w) in writers.into_iter().enumerate() {
             let gen_ms = w.ms.unwrap_or(total_ms);
-            emit(Event::Done {
-                request: r.id,
+            let done = Done {
                 sample,
                 tokens: w.tokens,
                 tok_s: if w.tokens == 0 {
@@ -386,6 +385,10 @@ impl Worker {
                 prompt_tokens: thought.elbo.tokens,
                 think_ms,
                 gen_ms,
+            };
+            emit(Event::Done {
+                request: r.id,
+                done,
             });
         }
         Ok(Ended::Finished)
@@ -501,30 +504,12 @@ mod tests {
     use crate::model::Checkpoint;
 
     fn request(id: u64, prompt: &str, steps: usize) -> Request {
-        Request {
-            id,
-            prompt: prompt.into(),
-            prompt_ids: None,
-            answer_prefix: " =".into(),
-            think: ThinkSettings {
-                steps,
-                lr: 0.3,
-                samples: 2,
-                warm_start: true,
-                tolerance: None,
-                thought: None,
-                save_thought: None,
-            },
-            sample: SampleSettings {
-                max_tokens: 3,
-                temperature: 0.0,
-                top_k: None,
-                top_p: None,
-                seed: 1,
-                stop: vec![],
-                calculator: false,
-            },
-        }
+        let mut r = Request::new(id, crate::tasks::Prompt::raw(prompt));
+        r.answer_prefix = " =".into();
+        (r.think.steps, r.think.lr, r.think.samples) = (steps, 0.3, 2);
+        r.think.warm_start = true;
+        (r.sample.max_tokens, r.sample.seed) = (3, 1);
+        r
     }
 
     #[test]
@@ -602,8 +587,7 @@ mod tests {
                 Event::Think { request: 4, .. } | Event::Token { request: 4, .. } => {}
                 Event::Done {
                     request: 4,
-                    tokens: 3,
-                    ..
+                    done: Done { tokens: 3, .. },
                 } => done += 1,
                 Event::Finished { request: 4 } => break,
                 other => panic!("unexpected {other:?}"),

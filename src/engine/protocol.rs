@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::config::DEFAULT_FAST_LR;
 use crate::tasks::Prompt;
 
 /// How hard to think: fast-learning settings for one request.
@@ -61,33 +62,49 @@ pub struct Request {
 /// Tokens written per sample unless a front end asks otherwise.
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 
+/// No thinking (the thought is drawn around the prior), one sample.
+impl Default for ThinkSettings {
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            lr: DEFAULT_FAST_LR,
+            samples: 1,
+            warm_start: false,
+            tolerance: None,
+            thought: None,
+            save_thought: None,
+        }
+    }
+}
+
+/// Greedy, no calculator, [`DEFAULT_MAX_TOKENS`], seed 0, no stop strings.
+impl Default for SampleSettings {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            stop: Vec::new(),
+            calculator: false,
+        }
+    }
+}
+
 impl Request {
-    /// A request to think on `prompt` and write its answer with `model`'s defaults: its thinking
-    /// steps and fast learning rate, its temperature (else greedy) and calculator, one thought
-    /// sample, [`DEFAULT_MAX_TOKENS`], seed 0. Front ends then change what they set.
-    pub fn new(id: u64, prompt: Prompt, model: &ModelInfo) -> Self {
+    /// A request to think on `prompt` and write its answer, with the default settings; front
+    /// ends change what they set (see [`ModelInfo::request`] for a model's own defaults).
+    pub fn new(id: u64, prompt: Prompt) -> Self {
         Request {
             id,
             prompt: prompt.text,
             prompt_ids: None,
             answer_prefix: prompt.prefix,
-            think: ThinkSettings {
-                steps: model.default_steps,
-                lr: model.default_lr,
-                samples: 1,
-                warm_start: false,
-                tolerance: None,
-                thought: None,
-                save_thought: None,
-            },
+            think: ThinkSettings::default(),
             sample: SampleSettings {
-                max_tokens: DEFAULT_MAX_TOKENS,
-                temperature: model.default_temperature.unwrap_or(0.0),
-                top_k: None,
-                top_p: None,
-                seed: 0,
                 stop: prompt.stop,
-                calculator: model.calculator,
+                ..SampleSettings::default()
             },
         }
     }
@@ -137,8 +154,43 @@ pub struct ModelInfo {
     pub default_shots: Option<usize>,
 }
 
-/// Everything the engine says.
+impl ModelInfo {
+    /// A request for `prompt` with this model's defaults: its thinking steps and fast learning
+    /// rate, its temperature (else greedy) and its calculator setting.
+    pub fn request(&self, id: u64, prompt: Prompt) -> Request {
+        let mut r = Request::new(id, prompt);
+        (r.think.steps, r.think.lr) = (self.default_steps, self.default_lr);
+        r.sample.temperature = self.default_temperature.unwrap_or(0.0);
+        r.sample.calculator = self.calculator;
+        r
+    }
+}
+
+/// One sample finished writing: the engine's `done` event, and what a session keeps of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    // Sessions saved before this was one type kept only the figures below.
+    #[serde(default)]
+    pub sample: usize,
+    /// Empty in sessions, where the sample keeps the text it streamed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    #[serde(default)]
+    pub tokens: usize,
+    /// Final −ELBO of this sample's thought (lower = the thought explains the prompt better).
+    pub nelbo: f64,
+    /// Prompt tokens the −ELBO is summed over (the prompt as the engine took it).
+    #[serde(default)]
+    pub prompt_tokens: usize,
+    pub think_ms: f64,
+    pub gen_ms: f64,
+    pub tok_s: f64,
+}
+
+/// Everything the engine says. As JSON (`ltm generate --json`, README "JSON events") each
+/// event is one object tagged by `event`, its fields flat beside the tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The model is loaded and the engine takes requests.
     Ready(ModelInfo),
@@ -149,6 +201,7 @@ pub enum Event {
     },
     Think {
         request: u64,
+        #[serde(flatten)]
         step: ThinkStep,
     },
     /// One new token of one sample; `text` is the newly completed UTF-8 text (may be empty).
@@ -158,23 +211,14 @@ pub enum Event {
         id: u32,
         text: String,
         /// Computed by the calculator (forced), not sampled.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         calc: bool,
     },
     /// One sample finished writing.
     Done {
         request: u64,
-        sample: usize,
-        text: String,
-        tokens: usize,
-        /// Final −ELBO of this sample's thought (lower = the thought explains the prompt better).
-        nelbo: f64,
-        /// Prompt tokens the −ELBO is summed over (the prompt as the engine took it).
-        #[serde(default)]
-        prompt_tokens: usize,
-        think_ms: f64,
-        gen_ms: f64,
-        tok_s: f64,
+        #[serde(flatten)]
+        done: Done,
     },
     /// Every sample of the request is done.
     Finished {

@@ -11,8 +11,11 @@ fn default_norm_eps() -> f64 {
 fn default_window() -> usize {
     256
 }
+/// The fast learning rate of a config that does not set one.
+pub const DEFAULT_FAST_LR: f64 = 0.34;
+
 fn default_fast_lr() -> f64 {
-    0.34
+    DEFAULT_FAST_LR
 }
 fn default_num_steps() -> usize {
     16

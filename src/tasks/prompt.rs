@@ -76,6 +76,17 @@ pub struct Prompt {
     pub stop: Vec<String>,
 }
 
+impl Prompt {
+    /// `text` as it is: no prefix after thinking, no stop strings.
+    pub fn raw(text: impl Into<String>) -> Self {
+        Prompt {
+            text: text.into(),
+            prefix: String::new(),
+            stop: Vec::new(),
+        }
+    }
+}
+
 /// An answer ends where a new text or a new question would begin.
 pub fn answer_stops() -> Vec<String> {
     vec![BOS.to_string(), "\nQuestion:".to_string()]

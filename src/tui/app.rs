@@ -9,12 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::input::Input;
-use super::session::{
-    DoneStats, Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status,
-};
+use super::session::{Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status};
 use super::settings::{Defaults, LADDER, Settings};
 use super::theme::{Theme, Themes};
-use crate::engine::protocol::{Event, ModelInfo, Request, SampleSettings, ThinkSettings};
+use crate::engine::protocol::{Event, ModelInfo, Request};
 use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
 
 /// What the state machine asks the outside world to do.
@@ -236,28 +234,14 @@ impl App {
                     self.writing_since.get_or_insert(now);
                 }
             }
-            Event::Done {
-                request,
-                sample,
-                text,
-                tokens,
-                nelbo,
-                think_ms,
-                gen_ms,
-                tok_s,
-                ..
-            } => {
+            Event::Done { request, mut done } => {
                 if let Some(run) = self.live_run(request) {
                     run.status = Status::Writing;
-                    let s = sample_mut(run, sample);
-                    s.text = text;
-                    s.tokens = tokens;
-                    s.done = Some(DoneStats {
-                        nelbo,
-                        think_ms,
-                        gen_ms,
-                        tok_s,
-                    });
+                    let s = sample_mut(run, done.sample);
+                    // The sample keeps the text; the session stores it once.
+                    s.text = std::mem::take(&mut done.text);
+                    s.tokens = done.tokens;
+                    s.done = Some(done);
                 }
             }
             Event::Finished { request } => return self.end_run(request, Status::Done),
@@ -427,30 +411,12 @@ impl App {
     ) -> Run {
         let s = &self.settings;
         let d = self.defaults();
-        let request = Request {
-            id: self.next_id,
-            prompt: prompt.text,
-            prompt_ids: None,
-            answer_prefix: prompt.prefix,
-            think: ThinkSettings {
-                steps: steps.unwrap_or(s.steps(d)),
-                lr: s.lr(d),
-                samples,
-                warm_start,
-                tolerance: s.tolerance,
-                thought: None,
-                save_thought: None,
-            },
-            sample: SampleSettings {
-                max_tokens: s.max_tokens,
-                temperature: s.temperature(d),
-                top_k: s.top_k,
-                top_p: s.top_p,
-                seed: s.seed,
-                stop: prompt.stop,
-                calculator: s.calculator(d),
-            },
-        };
+        let mut request = Request::new(self.next_id, prompt);
+        let (t, w) = (&mut request.think, &mut request.sample);
+        (t.steps, t.lr, t.samples) = (steps.unwrap_or(s.steps(d)), s.lr(d), samples);
+        (t.warm_start, t.tolerance) = (warm_start, s.tolerance);
+        (w.max_tokens, w.temperature, w.seed) = (s.max_tokens, s.temperature(d), s.seed);
+        (w.top_k, w.top_p, w.calculator) = (s.top_k, s.top_p, s.calculator(d));
         self.next_id += 1;
         Run::new(request, Status::Queued)
     }

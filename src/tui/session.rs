@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::store::save;
-use crate::engine::protocol::{Request, ThinkStep};
+use crate::engine::protocol::{Done, Request, ThinkStep};
 use crate::tasks::prompt::{Example, answer_of};
 use crate::tasks::vote;
 
@@ -60,7 +60,7 @@ impl Status {
 pub struct SampleText {
     pub text: String,
     pub tokens: usize,
-    pub done: Option<DoneStats>,
+    pub done: Option<Done>,
     /// Byte ranges of `text` written by the calculator, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub computed: Vec<(usize, usize)>,
@@ -77,14 +77,6 @@ impl SampleText {
             _ => self.computed.push((start, end)),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DoneStats {
-    pub nelbo: f64,
-    pub think_ms: f64,
-    pub gen_ms: f64,
-    pub tok_s: f64,
 }
 
 /// One request and everything the engine said about it.
@@ -139,7 +131,7 @@ impl Run {
     pub fn think_ms(&self) -> f64 {
         self.samples
             .iter()
-            .find_map(|s| s.done.map(|d| d.think_ms))
+            .find_map(|s| s.done.as_ref().map(|d| d.think_ms))
             .unwrap_or_else(|| {
                 self.think
                     .iter()
@@ -170,7 +162,7 @@ impl Verdict {
         let nelbo: Vec<f64> = run
             .samples
             .iter()
-            .map(|s| s.done.map(|d| d.nelbo))
+            .map(|s| s.done.as_ref().map(|d| d.nelbo))
             .collect::<Option<_>>()?;
         let answers: Vec<Option<String>> = run.samples.iter().map(|s| answer_of(&s.text)).collect();
         let majority = vote::majority(&answers);
@@ -227,8 +219,18 @@ impl Entry {
 }
 
 /// Everything that is saved.
+/// The session file format this version writes. Format 1 (files without `format`) stored a
+/// sample's figures without its token counts; it still loads.
+pub const SESSION_FORMAT: u64 = 2;
+
+fn format_1() -> u64 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
+    #[serde(default = "format_1")]
+    pub format: u64,
     pub id: String,
     pub mode: Mode,
     pub entries: Vec<Entry>,
@@ -243,6 +245,7 @@ impl Session {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Self {
+            format: SESSION_FORMAT,
             id: format!("{secs}-{}", std::process::id()),
             mode: Mode::Chat,
             entries: Vec::new(),
@@ -265,8 +268,18 @@ impl Session {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read session {}: {e}", path.display()))?;
-        let mut s: Session = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("bad session {}: {e}", path.display()))?;
+        let not_a_session =
+            |e: serde_json::Error| anyhow::anyhow!("{} is not an ltm session: {e}", path.display());
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_session)?;
+        let format = value.get("format").and_then(|f| f.as_u64()).unwrap_or(1);
+        if format > SESSION_FORMAT {
+            anyhow::bail!(
+                "{} was saved by a newer ltm (session format {format}; this one reads up to {SESSION_FORMAT})",
+                path.display()
+            );
+        }
+        let mut s: Session = serde_json::from_value(value).map_err(not_a_session)?;
+        s.format = SESSION_FORMAT;
         for run in s.entries.iter_mut().flat_map(Entry::runs_mut) {
             if run.status.is_live() || run.status == Status::Queued {
                 run.status = Status::Cancelled;
@@ -333,34 +346,53 @@ pub fn draw_examples(n: usize, seed: u64) -> Vec<Example> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::protocol::{SampleSettings, ThinkSettings};
+    use crate::tasks::Prompt;
 
     fn run(id: u64, status: Status) -> Run {
-        let request = Request {
-            id,
-            prompt: "p".into(),
-            prompt_ids: None,
-            answer_prefix: String::new(),
-            think: ThinkSettings {
-                steps: 4,
-                lr: 0.1,
-                samples: 2,
-                warm_start: false,
-                tolerance: None,
-                thought: None,
-                save_thought: None,
-            },
-            sample: SampleSettings {
-                max_tokens: 9,
-                temperature: 0.0,
-                top_k: None,
-                top_p: None,
-                seed: 1,
-                stop: vec![],
-                calculator: true,
-            },
-        };
+        let mut request = Request::new(id, Prompt::raw("p"));
+        (request.think.steps, request.think.lr, request.think.samples) = (4, 0.1, 2);
+        (request.sample.max_tokens, request.sample.seed) = (9, 1);
+        request.sample.calculator = true;
         Run::new(request, status)
+    }
+
+    #[test]
+    fn old_sessions_load_and_newer_or_foreign_files_say_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session::new();
+        let mut done = run(1, Status::Done);
+        done.samples[0].text = "41".into();
+        s.entries.push(Entry::Reply(done));
+        let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        // Format 1: no `format`, and a sample's `done` held only its figures.
+        json.as_object_mut().unwrap().remove("format");
+        json["entries"][0]["Reply"]["samples"][0]["done"] =
+            serde_json::json!({"nelbo": 7.5, "think_ms": 1.0, "gen_ms": 2.0, "tok_s": 3.0});
+        let old = dir.path().join("old.json");
+        std::fs::write(&old, json.to_string()).unwrap();
+        let loaded = Session::load(&old).unwrap();
+        assert_eq!(loaded.format, SESSION_FORMAT);
+        let Entry::Reply(run) = &loaded.entries[0] else {
+            panic!("{:?}", loaded.entries[0]);
+        };
+        assert_eq!(run.samples[0].done.as_ref().unwrap().nelbo, 7.5);
+        assert_eq!(run.samples[0].text, "41");
+
+        json["format"] = serde_json::json!(SESSION_FORMAT + 1);
+        let newer = dir.path().join("newer.json");
+        std::fs::write(&newer, json.to_string()).unwrap();
+        let err = Session::load(&newer).unwrap_err().to_string();
+        assert!(err.contains("newer ltm"), "{err}");
+
+        for (name, text) in [
+            ("settings.json", r#"{"theme": "dark"}"#),
+            ("x.json", "\u{0}junk"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = Session::load(&path).unwrap_err().to_string();
+            assert!(err.contains("is not an ltm session"), "{err}");
+        }
     }
 
     #[test]
@@ -407,11 +439,15 @@ mod tests {
             .zip([(" The answer is 41.", 80.0), (" 41", 70.0)])
         {
             s.text = text.into();
-            s.done = Some(DoneStats {
+            s.done = Some(Done {
                 nelbo,
                 think_ms: 1.0,
                 gen_ms: 1.0,
                 tok_s: 1.0,
+                sample: 0,
+                text: String::new(),
+                tokens: 1,
+                prompt_tokens: 9,
             });
         }
         let want = Verdict {

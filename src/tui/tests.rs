@@ -12,7 +12,7 @@ use super::session::{Entry, Mode, Session, Status, Verdict};
 use super::settings::Settings;
 use super::theme::Themes;
 use super::ui;
-use crate::engine::protocol::{Event, ModelInfo, Request, ThinkStep};
+use crate::engine::protocol::{Done, Event, ModelInfo, Request, ThinkStep};
 use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_stops, few_shot_prompt};
 
 fn info(prompt_format: Option<&str>) -> ModelInfo {
@@ -88,14 +88,16 @@ fn step(sample: usize, step: usize, steps: usize, nelbo: f64) -> ThinkStep {
 fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
     Event::Done {
         request,
-        sample,
-        text: text.into(),
-        tokens: 5,
-        nelbo,
-        prompt_tokens: 20,
-        think_ms: 190.0,
-        gen_ms: 50.0,
-        tok_s: 100.0,
+        done: Done {
+            sample,
+            text: text.into(),
+            tokens: 5,
+            nelbo,
+            prompt_tokens: 20,
+            think_ms: 190.0,
+            gen_ms: 50.0,
+            tok_s: 100.0,
+        },
     }
 }
 

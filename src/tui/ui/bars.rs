@@ -99,7 +99,7 @@ pub(super) fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         let rate = run
             .samples
             .iter()
-            .find_map(|s| s.done)
+            .find_map(|s| s.done.as_ref())
             .map(|d| format!(" · {:.1} tok/s", d.tok_s));
         let text = format!(
             "ready · thought {}{}",

@@ -107,7 +107,7 @@ pub(super) fn run_meta(run: &Run) -> String {
     if run.think_ms() > 0.0 {
         parts.push(format!("thought {}", ms(run.think_ms())));
     }
-    if let Some(d) = run.samples.iter().find_map(|s| s.done) {
+    if let Some(d) = run.samples.iter().find_map(|s| s.done.as_ref()) {
         parts.push(format!("{:.1} tok/s", d.tok_s));
     }
     parts.join(" · ")

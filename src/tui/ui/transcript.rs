@@ -164,6 +164,7 @@ fn reply_body(l: &mut Lines, app: &App, run: &Run) {
         if several && (!s.text.is_empty() || s.done.is_some()) {
             let nelbo = s
                 .done
+                .as_ref()
                 .map(|d| format!(" · −ELBO {}", num(d.nelbo)))
                 .unwrap_or_default();
             l.push(vec![Span::styled(
@@ -200,6 +201,7 @@ fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
         };
         let nelbo = s
             .done
+            .as_ref()
             .map(|d| format!("   −ELBO {}", num(d.nelbo)))
             .unwrap_or_default();
         l.push(vec![
