@@ -1,4 +1,4 @@
-//! Writing (DESIGN §4): continue a prompt given a thought, token by token, through the
+//! Writing: continue a prompt given a thought, token by token, through the
 //! key/value cache. Several thought samples are written as one batch. With the calculator on, a
 //! computed result is forced into a sample's text after `<<EXPR=` (see [`calculator`]).
 

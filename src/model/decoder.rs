@@ -1,4 +1,4 @@
-//! The Latent Thought Model decoder (DESIGN §2): pre-norm blocks of windowed causal
+//! The Latent Thought Model decoder: pre-norm blocks of windowed causal
 //! self-attention, cross-attention to the layer's thought vectors, and SwiGLU; tied output.
 
 use candle_core::{D, DType, Device, Result, Tensor};

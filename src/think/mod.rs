@@ -1,4 +1,4 @@
-//! Thinking (DESIGN §3): fit a Gaussian posterior q(z) = N(μ, exp(logσ²)) over the thought
+//! Thinking: fit a Gaussian posterior q(z) = N(μ, exp(logσ²)) over the thought
 //! vectors to a prompt by gradient ascent on the ELBO ("fast learning"). Only μ and logσ²
 //! are learnt; the decoder runs on its differentiable-in-z path and accumulates no weight gradients.
 

@@ -1,4 +1,4 @@
-//! Slow learning (DESIGN §5), the dual-rate algorithm: for each batch, fast learning fits a
+//! Slow learning, the dual-rate algorithm: for each batch, fast learning fits a
 //! posterior over z per sequence (decoder weights held constant), then one AdamW step on the
 //! decoder given the detached z. One page, in the spirit of nanoGPT's loop.
 
