@@ -7,8 +7,8 @@ use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::engine::protocol::DEFAULT_MAX_TOKENS;
 use crate::engine::{self, Done, EngineHandle, Event, ModelInfo, Request, ThinkStep};
+use crate::generate::DEFAULT_MAX_TOKENS;
 use crate::tasks::{Prompt, chat};
 
 #[derive(Debug, clap::Args)]

@@ -310,16 +310,11 @@ impl Worker {
         let s = &r.sample;
         let c = self.model.config();
         let sampling = Sampling {
-            max_tokens: s.max_tokens,
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-            seed: s.seed,
+            settings: s.clone(),
             stop_tokens: [c.eos_token_id, c.bos_token_id]
                 .into_iter()
                 .flatten()
                 .collect(),
-            calculator: s.calculator,
         };
         let mut writers: Vec<_> = (0..r.think.samples)
             .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::generate::{DEFAULT_MAX_TOKENS, SampleSettings};
 use crate::model::config::DEFAULT_FAST_LR;
 use crate::tasks::Prompt;
 
@@ -28,22 +29,6 @@ pub struct ThinkSettings {
     pub save_thought: Option<std::path::PathBuf>,
 }
 
-/// How to write: sampling settings for one request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SampleSettings {
-    pub max_tokens: usize,
-    /// 0 means greedy (arg-max).
-    pub temperature: f64,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f64>,
-    pub seed: u64,
-    /// Generation stops when the text ends with one of these (the stop string is not kept).
-    pub stop: Vec<String>,
-    /// GSM8K's calculator: after `<<EXPR=` the exact result and `>>` are written for the model.
-    #[serde(default)]
-    pub calculator: bool,
-}
-
 /// One job: think on `prompt`, then write a continuation per thought sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -59,9 +44,6 @@ pub struct Request {
     pub sample: SampleSettings,
 }
 
-/// Tokens written per sample unless a front end asks otherwise.
-pub const DEFAULT_MAX_TOKENS: usize = 256;
-
 /// No thinking (the thought is drawn around the prior), one sample.
 impl Default for ThinkSettings {
     fn default() -> Self {
@@ -73,21 +55,6 @@ impl Default for ThinkSettings {
             tolerance: None,
             thought: None,
             save_thought: None,
-        }
-    }
-}
-
-/// Greedy, no calculator, [`DEFAULT_MAX_TOKENS`], seed 0, no stop strings.
-impl Default for SampleSettings {
-    fn default() -> Self {
-        Self {
-            max_tokens: DEFAULT_MAX_TOKENS,
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
-            stop: Vec::new(),
-            calculator: false,
         }
     }
 }

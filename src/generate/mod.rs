@@ -8,38 +8,68 @@ use anyhow::{Result, bail};
 use candle_core::{D, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as Strategy};
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::Ltm;
 pub use calculator::{Calculator, Codec};
 
-/// Sampling settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sampling {
+/// Tokens written per sample unless a front end asks otherwise.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// How to write: the sampling settings of one request (part of the engine's protocol).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleSettings {
     pub max_tokens: usize,
-    /// 0 = greedy.
+    /// 0 means greedy (arg-max).
     pub temperature: f64,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
     pub seed: u64,
+    /// A sample ends when its text ends with one of these (the stop string is not kept); the
+    /// engine applies them to the decoded text, `generate` works on tokens.
+    pub stop: Vec<String>,
+    /// GSM8K's calculator: after `<<EXPR=` the exact result and `>>` are forced (needs a [`Codec`]).
+    #[serde(default)]
+    pub calculator: bool,
+}
+
+/// Greedy, no calculator, [`DEFAULT_MAX_TOKENS`], seed 0, no stop strings.
+impl Default for SampleSettings {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            stop: Vec::new(),
+            calculator: false,
+        }
+    }
+}
+
+/// What [`generate`] writes with: a request's settings and the tokens that end a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub settings: SampleSettings,
     /// Generation of a sample ends after any of these tokens (reported, then the sample stops):
     /// end of text, and the start of a new text.
     pub stop_tokens: Vec<u32>,
-    /// GSM8K's calculator: after `<<EXPR=` the exact result and `>>` are forced (needs a [`Codec`]).
-    pub calculator: bool,
 }
 
 impl Sampling {
     pub fn greedy(max_tokens: usize) -> Self {
         Self {
-            max_tokens,
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
+            settings: SampleSettings {
+                max_tokens,
+                ..SampleSettings::default()
+            },
             stop_tokens: Vec::new(),
-            calculator: false,
         }
     }
+}
 
+impl SampleSettings {
     fn processor(&self, sample: usize) -> LogitsProcessor {
         let temperature = self.temperature;
         let strategy = if temperature <= 0.0 {
@@ -99,20 +129,21 @@ pub fn generate(
         bail!("generation needs a prompt of at least one token");
     }
     let samples = z.dim(0)?;
-    let mut calculator = match (sampling.calculator, codec) {
+    let settings = &sampling.settings;
+    let mut calculator = match (settings.calculator, codec) {
         (false, _) => None,
         (true, Some(codec)) => Some(Calculator::new(codec, samples)),
         (true, None) => bail!("the calculator needs a tokenizer"),
     };
     let device = model.device();
-    let mut processors: Vec<_> = (0..samples).map(|i| sampling.processor(i)).collect();
+    let mut processors: Vec<_> = (0..samples).map(|i| settings.processor(i)).collect();
     let mut written = vec![Vec::new(); samples];
     let mut active = vec![true; samples];
     let mut cache = model.cache(z)?;
     let mut input = Tensor::new(prompt, device)?
         .unsqueeze(0)?
         .repeat((samples, 1))?;
-    for _ in 0..sampling.max_tokens {
+    for _ in 0..settings.max_tokens {
         let logits = model.step(&input, &mut cache)?;
         let mut next = Vec::with_capacity(samples);
         for (i, processor) in processors.iter_mut().enumerate() {
@@ -237,10 +268,8 @@ mod tests {
         sampling: &Sampling,
         table: &Table,
     ) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
-        let sampling = Sampling {
-            calculator: true,
-            ..sampling.clone()
-        };
+        let mut sampling = sampling.clone();
+        sampling.settings.calculator = true;
         let mut flags = vec![Vec::new(); z.dim(0).unwrap()];
         let (written, _) = generate(model, prompt, z, &sampling, Some(table), |t| {
             flags[t.sample].push(t.computed);
@@ -295,11 +324,8 @@ mod tests {
         let prompt = [1, 2, 3];
         let z = Tensor::randn(0f32, 1., model.thought_shape(2), &Device::Cpu).unwrap();
         let n = 24;
-        let sampling = Sampling {
-            temperature: 1.0,
-            seed: 7,
-            ..Sampling::greedy(n)
-        };
+        let mut sampling = Sampling::greedy(n);
+        (sampling.settings.temperature, sampling.settings.seed) = (1.0, 7);
         let (free, _) = generate(&model, &prompt, &z, &sampling, None, |_| Flow::Continue).unwrap();
         // A token only sample 0 writes closes an expression, another one only sample 1 writes,
         // and a third (if any) a malformed one.
@@ -370,10 +396,8 @@ mod tests {
     fn without_a_codec_the_calculator_is_an_error_and_off_it_changes_nothing() {
         let model = tiny();
         let z = Tensor::randn(0f32, 1., model.thought_shape(1), &Device::Cpu).unwrap();
-        let sampling = Sampling {
-            calculator: true,
-            ..Sampling::greedy(4)
-        };
+        let mut sampling = Sampling::greedy(4);
+        sampling.settings.calculator = true;
         let err = generate(&model, &[1, 2], &z, &sampling, None, |_| Flow::Continue).unwrap_err();
         assert!(err.to_string().contains("tokenizer"), "{err}");
         // Every token an expression, but the calculator is off.
