@@ -53,6 +53,7 @@ pub struct ArithArgs {
     /// Evaluate only the first N problems.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Most tokens written per answer.
     #[arg(long, default_value_t = 160)]
     pub max_tokens: usize,
     #[arg(long, default_value_t = 0)]

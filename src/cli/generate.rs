@@ -48,13 +48,16 @@ pub struct Args {
     /// Independent thought samples, thought and written as one batch.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub samples: usize,
+    /// Most tokens written per sample.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
     /// Sampling temperature (0: greedy) [default: the model's config, else 0].
     #[arg(long, value_name = "F")]
     pub temperature: Option<f64>,
+    /// Sample only among the K most likely tokens (with a temperature above 0).
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
+    /// Nucleus sampling: only among the most likely tokens whose probabilities sum to P.
     #[arg(long, value_name = "P")]
     pub top_p: Option<f64>,
     /// Seed of the thought's noise and of sampling.
