@@ -123,6 +123,23 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{key}` must be positive"));
         }
+        // Sizes far beyond any model this app runs, so that a typo or a hostile file is refused
+        // before it allocates (the rotary table alone is max_seq_len × head_dim floats).
+        let limits = [
+            ("dim", self.dim, 1 << 14),
+            ("n_layers", self.n_layers, 1 << 9),
+            ("n_heads", self.n_heads, 1 << 9),
+            ("vocab_size", self.vocab_size, 1 << 21),
+            ("max_seq_len", self.max_seq_len, 1 << 17),
+            ("window_size", self.window_size, 1 << 17),
+            ("max_z_len", self.max_z_len, 1 << 12),
+            ("hidden_dim", self.hidden_dim.unwrap_or(0), 1 << 16),
+            ("num_steps", self.num_steps, 10_000),
+            ("shots", self.shots.unwrap_or(0), 1_000),
+        ];
+        if let Some((key, value, limit)) = limits.iter().find(|(_, v, limit)| v > limit) {
+            return Err(format!("`{key}` ({value}) is above the limit of {limit}"));
+        }
         let divides = [
             ("dim", self.dim, "n_heads", self.n_heads),
             ("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads()),
@@ -151,9 +168,26 @@ impl Config {
         if self.n_prior_layers != 0 || self.n_cls_tokens != 0 {
             return Err("`n_prior_layers` and `n_cls_tokens` must be 0 (not supported)".into());
         }
-        let positive = |x: f64| x > 0.0;
-        if !positive(self.norm_eps) || !positive(self.fast_lr) {
-            return Err("`norm_eps` and `fast_lr` must be positive".into());
+        if !(self.norm_eps > 0.0 && self.norm_eps < 1.0) {
+            return Err(format!(
+                "`norm_eps` ({:e}) must be between 0 and 1",
+                self.norm_eps
+            ));
+        }
+        if !(self.fast_lr > 0.0 && self.fast_lr.is_finite()) {
+            return Err(format!("`fast_lr` ({:e}) must be positive", self.fast_lr));
+        }
+        if let Some(t) = self.temperature.filter(|t| !(*t >= 0.0 && t.is_finite())) {
+            return Err(format!("`temperature` ({t}) must be 0 or more"));
+        }
+        if let Some(format) = self
+            .prompt_format
+            .as_ref()
+            .filter(|f| !f.contains("{question}"))
+        {
+            return Err(format!(
+                "`prompt_format` ({format:?}) has no `{{question}}` for the question to go in"
+            ));
         }
         for (key, id) in [
             ("bos_token_id", self.bos_token_id),
@@ -233,5 +267,34 @@ mod tests {
         let mut c = tiny();
         c.bos_token_id = Some(500);
         assert!(c.validate().unwrap_err().contains("bos_token_id"));
+    }
+
+    #[test]
+    fn sizes_and_settings_out_of_bounds_are_refused_with_the_value() {
+        let cases: [(&str, fn(&mut Config)); 6] = [
+            (
+                "max_seq_len` (1000000000) is above the limit of 131072",
+                |c| c.max_seq_len = 1_000_000_000,
+            ),
+            ("num_steps` (1000000000000) is above", |c| {
+                c.num_steps = 1_000_000_000_000
+            }),
+            ("norm_eps` (1e300)", |c| c.norm_eps = 1e300),
+            ("fast_lr` (NaN)", |c| c.fast_lr = f64::NAN),
+            ("temperature` (-1)", |c| c.temperature = Some(-1.0)),
+            ("prompt_format` (\"Q: \")", |c| {
+                c.prompt_format = Some("Q: ".into())
+            }),
+        ];
+        for (want, break_it) in cases {
+            let mut c = tiny();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let mut c = tiny();
+        c.prompt_format = Some("Q: {question}\nA:".into());
+        c.temperature = Some(0.0);
+        assert!(c.validate().is_ok());
     }
 }
