@@ -325,6 +325,17 @@ fn bad_files_exit_1_with_one_line_naming_them() {
     let err = one_line_error(&ltm(["generate", "--model", m, "--prompt-ids", "1,2,999"]));
     assert!(err.contains("999"), "{err}");
 
+    for (name, text) in [("empty.jsonl", ""), ("blank.txt", "\n \n")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let p = path.to_str().unwrap();
+        let err = one_line_error(&ltm(["ppl", "--model", m, "--data", p]));
+        assert!(
+            err.contains(name) && err.contains("nothing to score"),
+            "{err}"
+        );
+    }
+
     let err = one_line_error(&ltm([
         "convert",
         &format!("{FIXTURE}/ckpt.pt"),

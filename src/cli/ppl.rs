@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::tasks::prompt::{Example, load_jsonl};
 use crate::think::text_nelbo;
@@ -28,6 +28,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let raw = std::fs::read_to_string(&args.data)
         .with_context(|| format!("cannot read {}", args.data.display()))?;
+    if raw.trim().is_empty() {
+        bail!(
+            "{}: nothing to score (the file is empty)",
+            args.data.display()
+        );
+    }
     let text = if args.data.extension().is_some_and(|e| e == "jsonl") {
         let records = load_jsonl(&raw).map_err(|e| anyhow!("{}: {e}", args.data.display()))?;
         let examples: Vec<Example> = records
