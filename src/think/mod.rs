@@ -77,10 +77,21 @@ impl Posterior {
                 log_var.dims()
             );
         }
-        Ok(Self {
-            mu: mu.to_dtype(DType::F32)?,
-            log_var: log_var.to_dtype(DType::F32)?,
-        })
+        let (mu, log_var) = (mu.to_dtype(DType::F32)?, log_var.to_dtype(DType::F32)?);
+        for (name, t) in [("mu", &mu), ("log_var", &log_var)] {
+            if !t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|x| x.is_finite())
+            {
+                bail!(
+                    "{}: `{name}` has values that are not finite",
+                    path.display()
+                );
+            }
+        }
+        Ok(Self { mu, log_var })
     }
 }
 
@@ -340,5 +351,23 @@ mod tests {
         assert!((cosine_lr(0.34, 0, 16) - 0.34).abs() < 1e-12);
         assert!((cosine_lr(0.34, 8, 16) - 0.187).abs() < 1e-12);
         assert!((cosine_lr(0.34, 16, 16) - 0.034).abs() < 1e-12);
+    }
+    #[test]
+    fn a_saved_posterior_loads_and_one_with_nan_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("thought.safetensors");
+        let mut q = Posterior::initial((1, 2, 3), 0.5, &mut rng(1), &Device::Cpu).unwrap();
+        q.save(&path).unwrap();
+        let back = Posterior::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(
+            back.mu.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            q.mu.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        q.mu = Tensor::new(&[[[0f32, f32::NAN, 1.0], [0.0; 3]]], &Device::Cpu).unwrap();
+        q.save(&path).unwrap();
+        let err = Posterior::load(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`mu` has values that are not finite"), "{err}");
     }
 }

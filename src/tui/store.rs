@@ -46,7 +46,8 @@ impl Dirs {
 /// directory first.
 pub fn save(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     write_atomic(path, bytes)
 }
@@ -67,5 +68,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let err = save(&file.join("sessions/x.json"), b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&file.join("sessions").display().to_string()),
+            "{err}"
+        );
     }
 }
