@@ -271,7 +271,8 @@ mod tests {
 
     #[test]
     fn sizes_and_settings_out_of_bounds_are_refused_with_the_value() {
-        let cases: [(&str, fn(&mut Config)); 6] = [
+        type Break = fn(&mut Config);
+        let cases: [(&str, Break); 6] = [
             (
                 "max_seq_len` (1000000000) is above the limit of 131072",
                 |c| c.max_seq_len = 1_000_000_000,
