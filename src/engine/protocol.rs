@@ -139,8 +139,9 @@ pub struct Done {
     // Sessions saved before this was one type kept only the figures below.
     #[serde(default)]
     pub sample: usize,
-    /// Empty in sessions, where the sample keeps the text it streamed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Empty in sessions, where the sample keeps the text it streamed. Always written, also
+    /// when empty, so that every `done` line has it.
+    #[serde(default)]
     pub text: String,
     #[serde(default)]
     pub tokens: usize,

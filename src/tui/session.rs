@@ -218,7 +218,6 @@ impl Entry {
     }
 }
 
-/// Everything that is saved.
 /// The session file format this version writes. Format 1 (files without `format`) stored a
 /// sample's figures without its token counts; it still loads.
 pub const SESSION_FORMAT: u64 = 2;
@@ -227,6 +226,7 @@ fn format_1() -> u64 {
     1
 }
 
+/// Everything that is saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     #[serde(default = "format_1")]
