@@ -64,6 +64,11 @@ pub struct OptimConfig {
     pub grad_clip: f64,
     /// Fast-learning steps per batch during training.
     pub fast_steps: usize,
+    /// When above `fast_steps`, each batch thinks for a power of two times `fast_steps`, drawn
+    /// uniformly up to this many: the decoder then learns to read thoughts of every budget the
+    /// app offers, not only of the one it was trained with (0: always `fast_steps`).
+    #[serde(default)]
+    pub max_fast_steps: usize,
     pub initial_fast_lr: f64,
     pub final_fast_lr: f64,
     pub eval_interval: usize,
@@ -78,6 +83,29 @@ pub struct OptimConfig {
     /// `max_iters` starts a new schedule here instead of jumping back up the old one.
     #[serde(default)]
     pub stage_start: usize,
+}
+
+impl OptimConfig {
+    /// The budgets a batch may think for (see [`OptimConfig::max_fast_steps`]).
+    fn fast_step_budgets(&self) -> Vec<usize> {
+        let budgets: Vec<usize> =
+            std::iter::successors(Some(self.fast_steps.max(1)), |s| Some(s * 2))
+                .take_while(|&s| s <= self.max_fast_steps)
+                .collect();
+        if budgets.len() < 2 {
+            vec![self.fast_steps]
+        } else {
+            budgets
+        }
+    }
+
+    /// The fast-learning steps per batch, for logs and model cards: "1", or "1–16" when drawn.
+    pub fn fast_steps_label(&self) -> String {
+        match self.fast_step_budgets()[..] {
+            [first, .., last] => format!("{first}–{last} (powers of two)"),
+            _ => self.fast_steps.to_string(),
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -150,6 +178,14 @@ pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
         .max(1);
     let progress = ((iter - o.warmup_iters) as f64 / span as f64).min(1.0);
     o.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()) * (o.learning_rate - o.min_lr)
+}
+
+/// Fast-learning steps of the batch of `iter` (see [`OptimConfig::max_fast_steps`]), drawn from
+/// the run's seed and the iteration so that a resumed run draws the same.
+fn fast_steps(o: &OptimConfig, iter: usize) -> usize {
+    let budgets = o.fast_step_budgets();
+    let mut rng = crate::noise::rng(o.seed ^ (iter as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    budgets[rng.random_range(0..budgets.len())]
 }
 
 /// The fast learning rate moves linearly over training.
@@ -429,7 +465,7 @@ impl Trainer {
         let (z, elbo) = self.think(
             &self.model(false)?,
             &text,
-            o.fast_steps,
+            fast_steps(&o, iter),
             fast_lr(&o, iter),
             o.seed.wrapping_add(iter as u64),
         )?;
@@ -530,6 +566,24 @@ mod tests {
             answer_weights(&targets, Some(0), &[], 0.5)
                 .iter()
                 .all(|&x| x == 0.5)
+        );
+    }
+
+    #[test]
+    fn fast_steps_are_powers_of_two_up_to_the_maximum_and_fixed_by_iteration() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut o = toml::from_str::<TrainConfig>(&text).unwrap().optim;
+        (o.fast_steps, o.max_fast_steps) = (1, 0);
+        assert!((0..50).all(|i| fast_steps(&o, i) == 1));
+        o.max_fast_steps = 20;
+        let drawn: Vec<usize> = (0..400).map(|i| fast_steps(&o, i)).collect();
+        for budget in [1, 2, 4, 8, 16] {
+            assert!(drawn.contains(&budget), "{budget} never drawn");
+        }
+        assert!(drawn.iter().all(|s| [1, 2, 4, 8, 16].contains(s)));
+        assert_eq!(
+            drawn,
+            (0..400).map(|i| fast_steps(&o, i)).collect::<Vec<_>>()
         );
     }
 

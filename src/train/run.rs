@@ -156,7 +156,7 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
         o.max_iters,
         o.batch_size,
         o.seq_len,
-        o.fast_steps
+        o.fast_steps_label()
     );
     let started = trainer.started();
     let live = std::io::stderr().is_terminal();
@@ -233,7 +233,7 @@ fn model_card(config: &TrainConfig, st: &TrainState, corpus_tokens: usize) -> St
          {corpus} tokens; validation on {val} problems of another seed.\n\
          - **Training**: {iters} iterations of {batch}×{seq} tokens, {seen} tokens seen, {wall}, lr {lr:e} → {min_lr:e}, \
          fast lr {flr0} → {flr1}.\n\n## Loss curve\n\n![training curve]({chart})\n\n| iteration | tokens seen | train loss | validation ELBO perplexity bound | minutes |\n| --- | --- | --- | --- | --- |\n",
-        fast = o.fast_steps,
+        fast = o.fast_steps_label(),
         dim = m.dim,
         layers = m.n_layers,
         heads = m.n_heads,
