@@ -1,5 +1,5 @@
 //! Charts as SVG documents: accuracy and the ELBO bound against thinking steps (`ltm eval
-//! --chart`), and the training curve (`ltm train`'s `loss.svg`).
+//! --chart`), and training curves (`ltm train`'s `loss.svg`, `ltm curves`).
 //!
 //! Pure: figures in, an SVG string out. Text is written as SVG `<text>` elements in a generic
 //! `sans-serif` family that the viewer resolves; plotters is built without `ttf`, so nothing here
@@ -124,11 +124,19 @@ pub struct TrainingPoint {
     pub val_ppl_bound: f64,
 }
 
-/// The training curve: train loss (top) and the validation ELBO perplexity bound on a log axis
-/// (bottom), against tokens seen.
-pub fn training_curve(points: &[TrainingPoint]) -> Result<String> {
-    let most = points
+/// One run's training curve, named in the legend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<TrainingPoint>,
+}
+
+/// Training curves: train loss (top) and the validation ELBO perplexity bound on a log axis
+/// (bottom), against tokens seen, one line per run.
+pub fn training_curves(curves: &[Curve]) -> Result<String> {
+    let most = curves
         .iter()
+        .flat_map(|c| &c.points)
         .map(|p| p.tokens_seen)
         .filter(|t| t.is_finite())
         .fold(0.0, f64::max);
@@ -138,9 +146,14 @@ pub fn training_curve(points: &[TrainingPoint]) -> Result<String> {
         labels: 8,
         format: &|x: &f64| count(*x),
     };
-    let line = |name: &str, y: fn(&TrainingPoint) -> f64| Line {
-        name: name.to_string(),
-        points: points.iter().map(|p| (p.tokens_seen, y(p))).collect(),
+    let lines = |y: fn(&TrainingPoint) -> f64| {
+        curves
+            .iter()
+            .map(|c| Line {
+                name: c.name.clone(),
+                points: c.points.iter().map(|p| (p.tokens_seen, y(p))).collect(),
+            })
+            .collect::<Vec<_>>()
     };
     document(2, |areas| {
         draw(
@@ -149,7 +162,7 @@ pub fn training_curve(points: &[TrainingPoint]) -> Result<String> {
             &axis,
             "train loss (nats per token)",
             Scale::Linear,
-            &[line("train loss", |p| p.train_loss)],
+            &lines(|p| p.train_loss),
             SeriesLabelPosition::UpperRight,
         )?;
         draw(
@@ -158,9 +171,7 @@ pub fn training_curve(points: &[TrainingPoint]) -> Result<String> {
             &axis,
             "perplexity bound (log scale)",
             Scale::Log,
-            &[line("validation ELBO perplexity bound", |p| {
-                p.val_ppl_bound
-            })],
+            &lines(|p| p.val_ppl_bound),
             SeriesLabelPosition::UpperRight,
         )
     })
@@ -450,6 +461,14 @@ mod tests {
             .collect()
     }
 
+    /// The training chart of one run.
+    fn curves(points: &[TrainingPoint]) -> Result<String> {
+        training_curves(&[Curve {
+            name: "run".into(),
+            points: points.to_vec(),
+        }])
+    }
+
     fn well_formed(svg: &str) {
         assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{svg}");
         assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
@@ -501,7 +520,7 @@ mod tests {
             "deterministic"
         );
         let curve = |loss: f64| {
-            training_curve(&[
+            curves(&[
                 TrainingPoint {
                     tokens_seen: 1000.0,
                     train_loss: 3.0,
@@ -528,6 +547,28 @@ mod tests {
     }
 
     #[test]
+    fn several_runs_draw_a_line_each_in_both_panels() {
+        let run = |name: &str, loss: f64| Curve {
+            name: name.into(),
+            points: (1..=3)
+                .map(|i| TrainingPoint {
+                    tokens_seen: 1000.0 * i as f64,
+                    train_loss: loss / i as f64,
+                    val_ppl_bound: 50.0 / i as f64,
+                })
+                .collect(),
+        };
+        let svg = training_curves(&[run("recipe A", 3.0), run("recipe B", 2.0)]).unwrap();
+        well_formed(&svg);
+        assert!(svg.contains("recipe A") && svg.contains("recipe B"));
+        // Per panel: two lines and their two legend swatches.
+        let lines = paths(&svg);
+        assert_eq!(lines.len(), 8);
+        assert_ne!(lines[0], lines[1], "the runs' losses differ");
+        assert_eq!(lines[4], lines[5], "their perplexity bounds do not");
+    }
+
+    #[test]
     fn edge_cases_draw_without_panicking() {
         // One point, all-equal values, nothing at all.
         for svg in [
@@ -536,13 +577,14 @@ mod tests {
             thinking_steps(&[elbo(&[(0, 0.0), (4, 0.0)])]).unwrap(),
             thinking_steps(&[]).unwrap(),
             thinking_steps(&[accuracy("none", &[])]).unwrap(),
-            training_curve(&[]).unwrap(),
+            curves(&[]).unwrap(),
+            training_curves(&[]).unwrap(),
         ] {
             well_formed(&svg);
         }
         assert!(thinking_steps(&[]).unwrap().contains("no data"));
-        assert!(training_curve(&[]).unwrap().contains("no data"));
-        let one = training_curve(&[TrainingPoint {
+        assert!(training_curves(&[]).unwrap().contains("no data"));
+        let one = curves(&[TrainingPoint {
             tokens_seen: 0.0,
             train_loss: 4.0,
             val_ppl_bound: 50.0,
@@ -554,7 +596,7 @@ mod tests {
         let svg = thinking_steps(&[elbo(&[(0, f64::INFINITY), (2, f64::NAN), (4, 1.5)])]).unwrap();
         well_formed(&svg);
         assert!(svg.contains("2 points left out (not finite)"), "{svg}");
-        let svg = training_curve(&[
+        let svg = curves(&[
             TrainingPoint {
                 tokens_seen: 100.0,
                 train_loss: f64::NAN,

@@ -532,3 +532,68 @@ fn eval_reports_with_and_without_the_calculator() {
     );
     assert!(on < off, "{table}");
 }
+
+#[test]
+fn curves_draw_several_runs_and_refuse_a_directory_without_one() {
+    use ltm::train::{HistoryPoint, TrainState};
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, loss) in [("first", 3.0), ("second", 2.0)] {
+        let run = dir.path().join(name);
+        std::fs::create_dir(&run).unwrap();
+        let history = (1..=3)
+            .map(|i| HistoryPoint {
+                iter: i * 10,
+                tokens_seen: i * 1000,
+                train_loss: loss / i as f64,
+                val_ppl_bound: 100.0 / i as f64,
+                elapsed_s: i as f64,
+            })
+            .collect();
+        let state = TrainState {
+            iter: 30,
+            tokens_seen: 3000,
+            elapsed_s: 3.0,
+            history,
+        };
+        std::fs::write(
+            run.join("train_state.json"),
+            serde_json::to_string(&state).unwrap(),
+        )
+        .unwrap();
+        runs.push(run);
+    }
+    let svg = dir.path().join("runs.svg");
+    let named = format!("recipe A={}", runs[0].display());
+    let out = ltm([
+        "curves",
+        named.as_str(),
+        runs[1].to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["recipe A", "second", "Training loss", "tokens seen"] {
+        assert!(svg_text.contains(label), "{label} missing");
+    }
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = ltm([
+        "curves",
+        empty.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        one_line_error(&out).contains("no training state"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&svg).unwrap(),
+        svg_text,
+        "the old chart is kept"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod chat;
 pub mod convert;
+pub mod curves;
 pub mod data;
 pub mod eval;
 pub mod generate;
@@ -95,6 +96,8 @@ pub enum Command {
     Train(train::Args),
     /// Few-shot accuracy for several thinking budgets.
     Eval(eval::Args),
+    /// Draw the training curves of several `ltm train` runs on one chart.
+    Curves(curves::Args),
     /// The ELBO perplexity bound of a model over a file.
     Ppl(ppl::Args),
 }
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Curves(args)) => curves::run(args),
         Some(Command::Ppl(args)) => ppl::run(args),
         None => chat::run(cli.chat),
     };

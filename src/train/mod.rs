@@ -284,6 +284,18 @@ pub struct Trainer {
 const STATE_FILE: &str = "train_state.json";
 const OPTIM_FILE: &str = "optimizer.safetensors";
 
+/// The training state saved in a run's output directory.
+pub fn read_state(out: &Path) -> Result<TrainState> {
+    let path = out.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: no training state (not an `ltm train` output directory?)",
+            out.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a training state", path.display()))
+}
+
 impl Trainer {
     /// A new run (weights from `Checkpoint::random`) or, with `resume`, the run saved in `out`.
     pub fn new(
@@ -298,10 +310,7 @@ impl Trainer {
         let (weights, state, moments) = if resume {
             let ckpt = Checkpoint::load(out)
                 .with_context(|| format!("cannot resume from {}", out.display()))?;
-            let state: TrainState = serde_json::from_str(
-                &std::fs::read_to_string(out.join(STATE_FILE))
-                    .with_context(|| format!("{}: no training state to resume", out.display()))?,
-            )?;
+            let state = read_state(out)?;
             let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
                 .with_context(|| {
                     format!(

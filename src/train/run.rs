@@ -9,7 +9,7 @@ use tokenizers::Tokenizer;
 
 use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
 use super::{DataConfig, HistoryPoint, TrainConfig, TrainState, Trainer};
-use crate::chart::{TrainingPoint, training_curve};
+use crate::chart::{Curve, TrainingPoint, training_curves};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, load_jsonl, problems};
@@ -24,17 +24,27 @@ pub const LOSS_CHART: &str = "loss.svg";
 /// Draws the training curve of `history` (train loss and the validation ELBO perplexity bound
 /// against tokens seen) into `out`/loss.svg.
 pub fn write_loss_chart(out: &Path, history: &[HistoryPoint]) -> Result<()> {
-    let points: Vec<TrainingPoint> = history
-        .iter()
-        .map(|p| TrainingPoint {
-            tokens_seen: p.tokens_seen as f64,
-            train_loss: p.train_loss,
-            val_ppl_bound: p.val_ppl_bound,
-        })
-        .collect();
+    let name = out
+        .file_name()
+        .map_or("this run".into(), |n| n.to_string_lossy().into_owned());
     let path = out.join(LOSS_CHART);
-    write_atomic(&path, training_curve(&points)?.as_bytes())
+    write_atomic(&path, training_curves(&[curve(name, history)])?.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A run's history as a chart's curve.
+pub fn curve(name: String, history: &[HistoryPoint]) -> Curve {
+    Curve {
+        name,
+        points: history
+            .iter()
+            .map(|p| TrainingPoint {
+                tokens_seen: p.tokens_seen as f64,
+                train_loss: p.train_loss,
+                val_ppl_bound: p.val_ppl_bound,
+            })
+            .collect(),
+    }
 }
 
 /// Training text: problems as the few-shot format writes them, one after another.
