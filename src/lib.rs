@@ -8,6 +8,7 @@
 pub mod chart;
 pub mod cli;
 pub mod device;
+pub mod dirs;
 pub mod engine;
 pub mod fsutil;
 pub mod generate;

@@ -597,3 +597,50 @@ fn curves_draw_several_runs_and_refuse_a_directory_without_one() {
         "the old chart is kept"
     );
 }
+
+#[test]
+fn a_copy_of_the_binary_finds_its_model_with_an_empty_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("ltm");
+    std::fs::copy(env!("CARGO_BIN_EXE_ltm"), &bin).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("HOME", &home)
+            .env("LTM_DEVICE", "cpu")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    assert!(
+        !stdout(&help).contains(env!("CARGO_MANIFEST_DIR")),
+        "the help names the build directory"
+    );
+    let question = "Sam has 14 apples and buys 9 more. How many apples does Sam have now?";
+    let out = run(&["generate", "--prompt", question, "--max-tokens", "40"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("#### 23"), "{}", stdout(&out));
+
+    // `ltm models` names where the bundled model was installed; a model put beside it is
+    // found by its name.
+    let listed = run(&["models", "--json"]);
+    let models: Vec<Value> = json_lines(&listed);
+    assert_eq!(models[0]["name"], "ltm-arith-tiny");
+    assert_eq!(models[0]["origin"], "bundled");
+    let installed = std::path::PathBuf::from(models[0]["path"].as_str().unwrap());
+    assert!(installed.starts_with(&home), "{}", installed.display());
+    tiny_model(&installed.parent().unwrap().join("tiny"));
+    let info = run(&["info", "-m", "tiny", "--json"]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let listed = json_lines(&run(&["models", "--json"]));
+    assert!(
+        listed
+            .iter()
+            .any(|m| m["name"] == "tiny" && m["origin"] == "installed")
+    );
+}

@@ -1,8 +1,6 @@
 //! `ltm bench`: thinking and writing speed, and the achieved compute rate against a matmul
 //! peak measured on the spot.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 
 use crate::device::{describe, select, weight_dtype};
@@ -12,9 +10,10 @@ use crate::speed::{BenchSettings, run as bench};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory or checkpoint [default: $LTM_MODEL, else the bundled model].
-    #[arg(long, value_name = "PATH", conflicts_with = "shape")]
-    pub model: Option<PathBuf>,
+    /// The model: a name, a model directory or a checkpoint file [default: $LTM_MODEL, else the
+    /// bundled model].
+    #[arg(short, long, value_name = "NAME|PATH", conflicts_with = "shape")]
+    pub model: Option<String>,
     /// One of the paper's shapes with random weights instead of a model.
     #[arg(long, value_enum)]
     pub shape: Option<Shape>,
@@ -61,8 +60,8 @@ pub fn run(args: Args) -> Result<()> {
             )
         }
         None => {
-            let path = args.model.unwrap_or_else(runtime::default_model);
-            (path.display().to_string(), runtime::load_checkpoint(&path)?)
+            let path = runtime::resolve_model(&args.model.unwrap_or_else(runtime::default_model))?;
+            (path.display().to_string(), Checkpoint::load(&path)?)
         }
     };
     let model = checkpoint.model(weight_dtype(&device), &device)?;

@@ -90,7 +90,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         );
     }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let engine = engine::spawn(args.model.source(args.device), move |event| {
+    let engine = engine::spawn(args.model.source(args.device)?, move |event| {
         // The receiver is gone only once the app has quit.
         let _ = events.send(event);
     });

@@ -170,7 +170,7 @@ pub fn run(args: Args) -> Result<()> {
     let Task::Arith(args) = args.task;
     let mut problems = records(&args.data, 777, 100)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
-    let (engine, inbox, info) = engine::start(args.model.source(args.device))?;
+    let (engine, inbox, info) = engine::start(args.model.source(args.device)?)?;
     let n_shots = args.shots.or(info.default_shots).unwrap_or(4);
     let shots: Vec<Example> = match &args.examples {
         Some(_) => records(&args.examples, 0, 0)?

@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(_)) => String::new(),
         (None, None) => read_stdin()?,
     };
-    let (engine, inbox, info) = engine::start(args.model.source(args.device))?;
+    let (engine, inbox, info) = engine::start(args.model.source(args.device)?)?;
     let result = converse(&engine, &inbox, &info, args, prompt);
     engine.shutdown();
     result

@@ -46,12 +46,13 @@ struct FileSize {
 
 pub fn run(args: Args) -> Result<()> {
     // The device plays no part in describing a model.
-    let (checkpoint, tokenizer) = args.model.source(Default::default()).load_files()?;
+    let source = args.model.source(Default::default())?;
+    let (checkpoint, tokenizer) = source.load_files()?;
     let c = checkpoint.config;
-    let dir = if args.model.path.is_dir() {
-        args.model.path.as_path()
+    let dir = if source.path.is_dir() {
+        source.path.as_path()
     } else {
-        args.model.path.parent().unwrap_or(Path::new("."))
+        source.path.parent().unwrap_or(Path::new("."))
     };
     let candidates = [
         checkpoint.source,
@@ -71,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let info = Info {
-        model: args.model.path,
+        model: source.path.clone(),
         parameters: checkpoint.tensors.values().map(|t| t.elem_count()).sum(),
         head_dim: c.head_dim(),
         ffn_dim: c.ffn_dim(),
@@ -157,7 +158,7 @@ fn human(i: &Info) -> String {
     out
 }
 
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),

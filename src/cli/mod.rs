@@ -9,6 +9,7 @@ pub mod data;
 pub mod eval;
 pub mod generate;
 pub mod info;
+pub mod models;
 pub mod ppl;
 pub mod train;
 
@@ -30,22 +31,24 @@ pub struct DeviceArg {
 /// Which model to load: shared by every command that loads one.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json) or checkpoint file.
-    #[arg(long = "model", value_name = "PATH", default_value_os_t = crate::runtime::default_model())]
-    pub path: std::path::PathBuf,
+    /// The model: a name (`ltm models` lists them; the bundled one is ltm-arith-tiny), a model
+    /// directory (config.json, model.safetensors, tokenizer.json) or a checkpoint file
+    /// (.safetensors, or the authors' .pt). Default: $LTM_MODEL, else the bundled model.
+    #[arg(short, long = "model", value_name = "NAME|PATH", default_value_t = crate::runtime::default_model())]
+    pub model: String,
     /// tokenizer.json to use instead of the model's.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<std::path::PathBuf>,
 }
 
 impl ModelArgs {
-    /// This model on `device`.
-    pub fn source(&self, device: DeviceArg) -> ModelSource {
-        ModelSource {
-            path: self.path.clone(),
+    /// This model on `device`, found by name or path.
+    pub fn source(&self, device: DeviceArg) -> anyhow::Result<ModelSource> {
+        Ok(ModelSource {
+            path: crate::runtime::resolve_model(&self.model)?,
             tokenizer: self.tokenizer.clone(),
             device: device.device,
-        }
+        })
     }
 }
 
@@ -86,6 +89,8 @@ pub enum Command {
     Generate(generate::Args),
     /// Describe a model: architecture, parameters, thought shape, tokenizer, files.
     Info(info::Args),
+    /// List the models `--model NAME` finds: the bundled one, the data directory's, $LTM_MODEL.
+    Models(models::Args),
     /// Convert the authors' PyTorch checkpoint to our model directory.
     Convert(convert::Args),
     /// Measure thinking and writing speed.
@@ -110,6 +115,7 @@ pub fn main() -> ExitCode {
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Info(args)) => info::run(args),
+        Some(Command::Models(args)) => models::run(args),
         Some(Command::Convert(args)) => convert::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Data(args)) => data::run(args),

@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         raw
     };
-    let (model, tokenizer) = args.model.source(args.device).load()?;
+    let (model, tokenizer) = args.model.source(args.device)?.load()?;
     let steps = args.steps.unwrap_or(model.config().num_steps);
     let ids = tokenizer.encode(&text)?;
     let (nelbo, tokens) = text_nelbo(&model, &ids, steps, model.config().fast_lr, args.seed)?;

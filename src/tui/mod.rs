@@ -8,7 +8,6 @@ pub mod input;
 pub mod keymap;
 pub mod session;
 pub mod settings;
-pub mod store;
 pub mod theme;
 pub mod ui;
 
@@ -31,8 +30,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use self::app::{Action, App};
 use self::session::{Level, Session};
 use self::settings::Settings;
-use self::store::Dirs;
 use self::theme::Themes;
+use crate::dirs::Dirs;
 use crate::engine::EngineHandle;
 use crate::engine::protocol::{Event, Request};
 

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::save;
+use crate::dirs::save;
 use crate::engine::protocol::{Done, Request, ThinkStep};
 use crate::tasks::prompt::{Example, answer_of};
 use crate::tasks::vote;

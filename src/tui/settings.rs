@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::save;
+use crate::dirs::save;
 
 /// Thinking presets cycled by `+` / `-`: (name, steps).
 pub const PRESETS: [(&str, usize); 5] = [

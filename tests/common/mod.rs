@@ -49,10 +49,17 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// A data directory of the test run's own, so that installing the bundled model never touches
+/// the user's.
+pub fn data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("ltm-test-data-{}", std::process::id()))
+}
+
 /// Runs `ltm ARGS…` on the CPU.
 pub fn ltm<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ltm"))
         .env("LTM_DEVICE", "cpu")
+        .env("LTM_DATA_DIR", data_dir())
         .args(args)
         .output()
         .expect("run ltm")

@@ -1,11 +1,12 @@
-//! Where the TUI keeps its files, and how it writes them (atomically).
+//! Where ltm keeps its files (settings, themes, sessions, installed models), and how it writes
+//! them (atomically).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::write_atomic;
 
-/// The configuration (settings, user themes) and data (sessions) directories.
+/// The configuration (settings, user themes) and data (sessions, models) directories.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dirs {
     pub config: PathBuf,
@@ -39,6 +40,11 @@ impl Dirs {
 
     pub fn sessions_dir(&self) -> PathBuf {
         self.data.join("sessions")
+    }
+
+    /// Models by name: the bundled model is installed here, and `--model NAME` looks here.
+    pub fn models_dir(&self) -> PathBuf {
+        self.data.join("models")
     }
 }
 
