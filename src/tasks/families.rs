@@ -27,6 +27,7 @@ const SOURCES: &[(&str, &str)] = &[
         "multiplicative.toml",
         include_str!("families/multiplicative.toml"),
     ),
+    ("everyday.toml", include_str!("families/everyday.toml")),
 ];
 
 /// The largest result a calculation step may have.
