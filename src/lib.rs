@@ -12,6 +12,7 @@ pub mod dirs;
 pub mod engine;
 pub mod fsutil;
 pub mod generate;
+pub mod limits;
 pub mod model;
 pub mod noise;
 pub mod runtime;

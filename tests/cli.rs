@@ -644,3 +644,94 @@ fn a_copy_of_the_binary_finds_its_model_with_an_empty_home() {
             .any(|m| m["name"] == "tiny" && m["origin"] == "installed")
     );
 }
+
+#[test]
+fn think_levels_set_the_budget_and_bad_values_are_refused_before_thinking() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config_path = model.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["think_levels"] = serde_json::json!({"low": 1, "medium": 2, "high": 3, "max": 5});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let m = model.to_str().unwrap();
+    for (level, steps) in [
+        ("off", 0),
+        ("low", 1),
+        ("medium", 2),
+        ("high", 3),
+        ("max", 5),
+    ] {
+        let lines = json_lines(&ltm([
+            "generate", "-m", m, "--think", level, "-n", "2", "--json", "ab",
+        ]));
+        let thought = of_kind(&lines, "think").len();
+        let done = of_kind(&lines, "done")[0];
+        assert_eq!(done["level"], level);
+        assert_eq!(done["think_steps"], thought as u64);
+        if level == "max" {
+            // Adaptive: up to the cap, stopping once −ELBO stops improving.
+            assert!((1..=steps).contains(&thought), "{thought}");
+        } else {
+            assert_eq!(thought, steps, "{level}");
+        }
+    }
+    // Exact steps are no level.
+    let lines = json_lines(&ltm([
+        "generate", "-m", m, "--steps", "4", "-n", "1", "--json", "ab",
+    ]));
+    assert!(of_kind(&lines, "done")[0].get("level").is_none());
+
+    for (flag, value) in [
+        ("--temperature", "-1"),
+        ("--temperature", "NaN"),
+        ("--top-p", "2"),
+        ("--top-k", "0"),
+        ("--lr", "-1"),
+        ("--tolerance", "-1"),
+        ("--samples", "0"),
+        ("--think", "deep"),
+    ] {
+        let out = ltm(["generate", "-m", m, "ab", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = stderr(&out);
+        assert!(err.starts_with("error:") && err.contains(flag), "{err}");
+        assert!(stdout(&out).is_empty(), "nothing was written");
+    }
+}
+
+#[test]
+fn the_prompt_comes_as_an_argument_or_on_stdin_and_quiet_prints_only_the_answer() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let m = model.to_str().unwrap();
+    let positional = ltm(["generate", "-m", m, "-n", "5", "-s", "3", "-q", "abc"]);
+    assert!(positional.status.success(), "{}", stderr(&positional));
+    assert!(
+        stderr(&positional).is_empty(),
+        "quiet: {}",
+        stderr(&positional)
+    );
+    let option = ltm(["generate", "-m", m, "-n", "5", "-s", "3", "-q", "-p", "abc"]);
+    assert_eq!(stdout(&positional), stdout(&option));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .env("LTM_DEVICE", "cpu")
+        .args(["generate", "-m", m, "-n", "5", "-s", "3", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&piped), stdout(&positional));
+    // Not quiet: the thinking steps and the statistics line name the budget.
+    let verbose = ltm(["generate", "-m", m, "-n", "2", "--steps", "2", "-v", "abc"]);
+    let err = stderr(&verbose);
+    assert_eq!(err.matches("think ").count(), 2, "{err}");
+    assert!(
+        err.contains("by layer") && err.contains("thought 2 steps"),
+        "{err}"
+    );
+}

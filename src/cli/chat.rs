@@ -22,32 +22,73 @@ pub struct ChatArgs {
     pub mode: Option<String>,
 
     // Settings for this run, over the saved ones; each is also a `/command` in the app.
-    /// Thinking steps (`auto`: the model's default).
+    /// How much to think: off, low, medium (the model's default), high, or max (adaptive).
+    #[arg(long, value_name = "LEVEL", conflicts_with_all = ["steps", "adaptive"], help_heading = "Settings")]
+    pub think: Option<crate::engine::ThinkLevel>,
+    /// Thinking steps, exactly (`auto`: the model's default).
     #[arg(long, value_name = "N|auto", help_heading = "Settings")]
     pub steps: Option<String>,
     /// Peak fast learning rate (`auto`: the model's default).
-    #[arg(long, value_name = "X|auto", help_heading = "Settings")]
+    #[arg(
+        long,
+        value_name = "X|auto",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
     pub lr: Option<String>,
     /// Thought samples per question.
-    #[arg(long, value_name = "N", help_heading = "Settings")]
-    pub samples: Option<usize>,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, value_name = "X", help_heading = "Settings")]
-    pub temperature: Option<f64>,
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
+    pub samples: Option<String>,
+    /// Sampling temperature (0 = greedy; `auto`: the model's config).
+    #[arg(
+        short,
+        long,
+        visible_alias = "temp",
+        value_name = "X|auto",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
+    pub temperature: Option<String>,
     /// Top-k sampling (`off` to disable).
-    #[arg(long, value_name = "N|off", help_heading = "Settings")]
+    #[arg(
+        long,
+        value_name = "N|off",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
     pub top_k: Option<String>,
     /// Nucleus sampling (`off` to disable).
-    #[arg(long, value_name = "X|off", help_heading = "Settings")]
+    #[arg(
+        long,
+        value_name = "X|off",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
     pub top_p: Option<String>,
     /// Most tokens written per answer.
-    #[arg(long, value_name = "N", help_heading = "Settings")]
-    pub max_tokens: Option<usize>,
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
+    pub max_tokens: Option<String>,
     /// Sampling seed.
-    #[arg(long, value_name = "N", help_heading = "Settings")]
+    #[arg(short, long, value_name = "N", help_heading = "Settings")]
     pub seed: Option<u64>,
     /// Adaptive thinking: stop once −ELBO per token improves by less than this (`off`).
-    #[arg(long, value_name = "X|off", help_heading = "Settings")]
+    #[arg(
+        long,
+        value_name = "X|off",
+        allow_negative_numbers = true,
+        help_heading = "Settings"
+    )]
     pub adaptive: Option<String>,
     /// Start each chat turn's thought from the previous one (on | off).
     #[arg(long, value_name = "on|off", help_heading = "Settings")]
@@ -58,25 +99,34 @@ pub struct ChatArgs {
 }
 
 impl ChatArgs {
-    /// The settings given on the command line, as the app's `/commands`.
-    fn commands(&self) -> Vec<String> {
+    /// The settings given on the command line as the app's `/commands`, each checked as the
+    /// app would take it; a bad one is refused here, naming its option, before the app starts.
+    fn commands(&self) -> anyhow::Result<Vec<String>> {
         let given = [
-            ("mode", self.mode.clone()),
-            ("steps", self.steps.clone()),
-            ("lr", self.lr.clone()),
-            ("samples", self.samples.map(|v| v.to_string())),
-            ("temp", self.temperature.map(|v| v.to_string())),
-            ("topk", self.top_k.clone()),
-            ("topp", self.top_p.clone()),
-            ("max", self.max_tokens.map(|v| v.to_string())),
-            ("seed", self.seed.map(|v| v.to_string())),
-            ("adaptive", self.adaptive.clone()),
-            ("warm", self.warm_start.clone()),
-            ("calc", self.calculator.clone()),
+            ("mode", "--mode", self.mode.clone()),
+            ("think", "--think", self.think.map(|l| l.to_string())),
+            ("steps", "--steps", self.steps.clone()),
+            ("lr", "--lr", self.lr.clone()),
+            ("samples", "--samples", self.samples.clone()),
+            ("temp", "--temperature", self.temperature.clone()),
+            ("topk", "--top-k", self.top_k.clone()),
+            ("topp", "--top-p", self.top_p.clone()),
+            ("max", "--max-tokens", self.max_tokens.clone()),
+            ("seed", "--seed", self.seed.map(|v| v.to_string())),
+            ("adaptive", "--adaptive", self.adaptive.clone()),
+            ("warm", "--warm-start", self.warm_start.clone()),
+            ("calc", "--calculator", self.calculator.clone()),
         ];
         given
             .into_iter()
-            .filter_map(|(command, value)| Some(format!("{command} {}", value?)))
+            .filter_map(|(command, flag, value)| Some((format!("{command} {}", value?), flag)))
+            .map(|(line, flag)| {
+                tui::check_command(&line).map_err(|e| {
+                    let e = e.split_once(": ").map_or(e.as_str(), |(_, e)| e);
+                    anyhow::anyhow!("{flag}: {e}")
+                })?;
+                Ok(line)
+            })
             .collect()
     }
 }
@@ -84,6 +134,7 @@ impl ChatArgs {
 /// Open the terminal app on the model; returns when the user quits.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    let commands = args.commands()?;
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         anyhow::bail!(
             "the terminal app needs a terminal; for scripts and pipes use `ltm generate`"
@@ -95,7 +146,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         let _ = events.send(event);
     });
     let options = TuiOptions {
-        settings_override: args.commands(),
+        settings_override: commands,
         resume: args.resume,
         theme: args.theme,
         dirs: None,

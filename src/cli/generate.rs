@@ -7,8 +7,9 @@ use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::engine::{self, Done, EngineHandle, Event, ModelInfo, Request, ThinkStep};
+use crate::engine::{self, Done, EngineHandle, Event, ModelInfo, Request, ThinkLevel, ThinkStep};
 use crate::generate::DEFAULT_MAX_TOKENS;
+use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
 use crate::tasks::{Prompt, chat};
 
 #[derive(Debug, clap::Args)]
@@ -17,8 +18,11 @@ pub struct Args {
     pub model: super::ModelArgs,
     #[command(flatten)]
     pub device: super::DeviceArg,
-    /// The prompt (else read from stdin).
-    #[arg(long, value_name = "TEXT")]
+    /// The prompt (else --prompt, else read from stdin).
+    #[arg(value_name = "PROMPT", conflicts_with_all = ["prompt", "prompt_ids"])]
+    pub text: Option<String>,
+    /// The prompt, as an option.
+    #[arg(short, long, value_name = "TEXT")]
     pub prompt: Option<String>,
     /// The prompt as token ids instead of text, e.g. 50257,15496,995.
     #[arg(
@@ -36,32 +40,37 @@ pub struct Args {
     /// otherwise put in, as in chat).
     #[arg(long)]
     pub raw: bool,
-    /// Thinking steps [default: the model's; 0 with --thought].
-    #[arg(long, value_name = "N")]
+    /// How much to think: off, low, medium (the model's default), high, or max (adaptive: until
+    /// −ELBO stops improving, up to a cap); `ltm info` shows a model's steps per level.
+    #[arg(long, value_name = "LEVEL", conflicts_with_all = ["steps", "tolerance"])]
+    pub think: Option<ThinkLevel>,
+    /// Thinking steps, exactly [default: the model's; 0 with --thought].
+    #[arg(long, value_name = "N", value_parser = |s: &str| STEPS.parse(s))]
     pub steps: Option<usize>,
     /// Peak fast learning rate [default: the model's].
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", allow_negative_numbers = true, value_parser = |s: &str| LR.parse(s))]
     pub lr: Option<f64>,
     /// Adaptive thinking: stop once −ELBO per token improves by less than this.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", allow_negative_numbers = true, value_parser = |s: &str| TOLERANCE.parse(s))]
     pub tolerance: Option<f64>,
     /// Independent thought samples, thought and written as one batch.
-    #[arg(long, value_name = "K", default_value_t = 1)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = |s: &str| SAMPLES.parse(s))]
     pub samples: usize,
     /// Most tokens written per sample.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
+    #[arg(short = 'n', long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS, value_parser = |s: &str| MAX_TOKENS.parse(s))]
     pub max_tokens: usize,
     /// Sampling temperature (0: greedy) [default: the model's config, else 0].
-    #[arg(long, value_name = "F")]
+    #[arg(short, long, visible_alias = "temp", value_name = "F", allow_negative_numbers = true, value_parser = |s: &str| TEMPERATURE.parse(s))]
     pub temperature: Option<f64>,
     /// Sample only among the K most likely tokens (with a temperature above 0).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = |s: &str| TOP_K.parse(s))]
     pub top_k: Option<usize>,
-    /// Nucleus sampling: only among the most likely tokens whose probabilities sum to P.
-    #[arg(long, value_name = "P")]
+    /// Nucleus sampling: only among the most likely tokens whose probabilities sum to P
+    /// (with a temperature above 0).
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = |s: &str| TOP_P.parse(s))]
     pub top_p: Option<f64>,
     /// Seed of the thought's noise and of sampling.
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(short, long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Stop a sample once its text contains this (not printed; repeatable).
     #[arg(long, value_name = "TEXT")]
@@ -74,8 +83,14 @@ pub struct Args {
     /// One JSON object per event and line on stdout, tagged by `event` (ready, warning, think,
     /// token, done, finished, error; the README lists their fields); computed tokens carry
     /// `"calc": true`.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["quiet", "verbose"])]
     pub json: bool,
+    /// Only the answer: no thinking progress and no statistics on stderr (warnings stay).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Every thinking step on its own line, with the KL of each layer.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Save the fitted posterior (safetensors `mu`, `log_var`).
     #[arg(long, value_name = "FILE")]
     pub save_thought: Option<PathBuf>,
@@ -85,7 +100,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let prompt = match (&args.prompt, &args.prompt_ids) {
+    let prompt = match (
+        args.text.as_ref().or(args.prompt.as_ref()),
+        &args.prompt_ids,
+    ) {
         (Some(text), _) => text.clone(),
         (None, Some(_)) => String::new(),
         (None, None) => read_stdin()?,
@@ -99,7 +117,9 @@ pub fn run(args: Args) -> Result<()> {
 fn read_stdin() -> Result<String> {
     let mut stdin = std::io::stdin();
     if stdin.is_terminal() {
-        bail!("no prompt: pass --prompt TEXT or --prompt-ids IDS, or pipe the prompt on stdin");
+        bail!(
+            "no prompt: pass it as an argument (ltm generate \"…\"), --prompt-ids IDS, or pipe it on stdin"
+        );
     }
     let mut text = String::new();
     stdin
@@ -122,7 +142,12 @@ fn converse(
     let mut report: Box<dyn Report> = if args.json {
         Box::new(Json)
     } else {
-        Box::new(Human::new(args.samples))
+        let verbosity = match (args.quiet, args.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        };
+        Box::new(Human::new(args.samples, verbosity))
     };
     report.event(&Event::Ready(info.clone()))?;
     engine.submit(request(args, info, prompt));
@@ -154,9 +179,12 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
         (None, Some(_)) => 0,
         (None, None) => info.default_steps,
     };
+    r.think.tolerance = args.tolerance;
+    if let Some(level) = args.think {
+        info.think_at(level, &mut r.think);
+    }
     r.think.lr = args.lr.unwrap_or(r.think.lr);
     r.think.samples = args.samples;
-    r.think.tolerance = args.tolerance;
     r.think.thought = args.thought;
     r.think.save_thought = args.save_thought;
     let s = &mut r.sample;
@@ -183,10 +211,22 @@ impl Report for Json {
     }
 }
 
-/// For people: a progress line while thinking (redrawn in place on a terminal), then the answer.
-/// One sample is streamed as it is written; several are printed whole, each under a header.
+/// How much `Human` says on stderr beside the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verbosity {
+    /// Warnings only.
+    Quiet,
+    /// A progress line while thinking (redrawn in place on a terminal) and a statistics line.
+    Normal,
+    /// Every thinking step on a line of its own with the KL of each layer, and statistics.
+    Verbose,
+}
+
+/// For people: thinking progress on stderr, then the answer on stdout. One sample is streamed
+/// as it is written; several are printed whole, each under a header.
 struct Human {
     samples: usize,
+    verbosity: Verbosity,
     live: bool,
     /// The current step's −ELBO, NLL per token, KL and perplexity bound, summed over the samples seen so far.
     sums: [f64; 4],
@@ -195,16 +235,36 @@ struct Human {
 }
 
 impl Human {
-    fn new(samples: usize) -> Self {
+    fn new(samples: usize, verbosity: Verbosity) -> Self {
         Self {
             samples,
-            live: std::io::stderr().is_terminal(),
+            verbosity,
+            live: verbosity == Verbosity::Normal && std::io::stderr().is_terminal(),
             sums: [0.0; 4],
             drawn: false,
         }
     }
 
     fn think(&mut self, s: &ThinkStep) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        if self.verbosity == Verbosity::Verbose {
+            let layers: Vec<String> = s.layer_kl.iter().map(|kl| format!("{kl:.1}")).collect();
+            eprintln!(
+                "think {}/{} sample {}  lr {:.3}  −ELBO {:.2}  nll/token {:.3}  kl {:.2} (by layer {})  {:.0} ms",
+                s.step + 1,
+                s.steps,
+                s.sample + 1,
+                s.lr,
+                s.nelbo,
+                s.nll_per_token,
+                s.kl,
+                layers.join(" / "),
+                s.ms
+            );
+            return;
+        }
         for (sum, x) in self
             .sums
             .iter_mut()
@@ -273,6 +333,8 @@ impl Report for Human {
                     text,
                     tokens,
                     nelbo,
+                    think_steps,
+                    level,
                     think_ms,
                     tok_s,
                     ..
@@ -287,9 +349,12 @@ impl Report for Human {
                     )?;
                 }
                 out.flush()?;
-                eprintln!(
-                    "[{tokens} tokens · thought {think_ms:.0} ms · {tok_s:.1} tok/s · −ELBO {nelbo:.2}]"
-                );
+                if self.verbosity != Verbosity::Quiet {
+                    let level = level.map_or(String::new(), |l| format!(", {l}"));
+                    eprintln!(
+                        "[{tokens} tokens · thought {think_steps} steps{level} in {think_ms:.0} ms · {tok_s:.1} tok/s · −ELBO {nelbo:.2}]"
+                    );
+                }
             }
             _ => {}
         }

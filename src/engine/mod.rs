@@ -18,7 +18,9 @@ use crate::noise::{gaussian, rng};
 use crate::runtime::ModelSource;
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
-pub use protocol::{Done, Event, ModelInfo, Request, SampleSettings, ThinkSettings, ThinkStep};
+pub use protocol::{
+    Done, Event, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings, ThinkStep,
+};
 
 pub struct EngineHandle {
     requests: mpsc::Sender<(u64, Request)>,
@@ -159,6 +161,7 @@ impl Worker {
             max_seq_len: c.max_seq_len,
             default_steps: c.num_steps,
             default_lr: c.fast_lr,
+            levels: c.level_steps(),
             prompt_format: c.prompt_format.clone(),
             calculator: c.calculator,
             default_temperature: c.temperature,
@@ -178,6 +181,7 @@ impl Worker {
         cancelled: &dyn Fn() -> bool,
         emit: &dyn Fn(Event),
     ) -> Result<Ended> {
+        r.validate().map_err(|e| anyhow!(e))?;
         let ids = self.prompt_ids(r, emit)?;
         match self.think(&ids, r, cancelled, emit)? {
             Some((thought, think_ms)) => self.write(ids, &thought, think_ms, r, cancelled, emit),
@@ -378,6 +382,8 @@ impl Worker {
                 text: w.text,
                 nelbo: thought.elbo.nelbo(sample),
                 prompt_tokens: thought.elbo.tokens,
+                think_steps: thought.steps,
+                level: ThinkLevel::of(r.think.steps, r.think.tolerance, &self.info.levels),
                 think_ms,
                 gen_ms,
             };
@@ -564,7 +570,7 @@ mod tests {
             matches!(next(), Event::Error { request: Some(1), message } if message.contains("at least 2 tokens"))
         );
 
-        engine.submit(request(2, "Hello world, again", 1_000_000));
+        engine.submit(request(2, "Hello world, again", 10_000));
         engine.submit(request(3, "queued", 2));
         assert!(matches!(next(), Event::Think { request: 2, .. }));
         engine.cancel();

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::generate::{DEFAULT_MAX_TOKENS, SampleSettings};
-use crate::model::config::DEFAULT_FAST_LR;
+use crate::model::config::{DEFAULT_FAST_LR, LevelSteps};
 use crate::tasks::Prompt;
+pub use crate::think::ThinkLevel;
 
 /// How hard to think: fast-learning settings for one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +109,8 @@ pub struct ModelInfo {
     pub max_seq_len: usize,
     pub default_steps: usize,
     pub default_lr: f64,
+    /// Thinking steps of the levels low, medium, high and max for this model.
+    pub levels: LevelSteps,
     /// How the model expects a question to be wrapped, with `{question}` as the hole.
     pub prompt_format: Option<String>,
     /// Whether the calculator is on by default for this model (its config's `calculator`).
@@ -131,6 +134,35 @@ impl ModelInfo {
         r.sample.calculator = self.calculator;
         r
     }
+
+    /// Sets `think` to this model's budget of `level`.
+    pub fn think_at(&self, level: ThinkLevel, think: &mut ThinkSettings) {
+        (think.steps, think.tolerance) = level.budget(&self.levels);
+    }
+}
+
+impl Request {
+    /// Checks every setting against [`crate::limits`]; the message names the first one out of
+    /// bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
+        let (t, s) = (&self.think, &self.sample);
+        STEPS.check(t.steps)?;
+        LR.check(t.lr)?;
+        SAMPLES.check(t.samples)?;
+        if let Some(tol) = t.tolerance {
+            TOLERANCE.check(tol)?;
+        }
+        TEMPERATURE.check(s.temperature)?;
+        if let Some(k) = s.top_k {
+            TOP_K.check(k)?;
+        }
+        if let Some(p) = s.top_p {
+            TOP_P.check(p)?;
+        }
+        MAX_TOKENS.check(s.max_tokens)?;
+        Ok(())
+    }
 }
 
 /// One sample finished writing: the engine's `done` event, and what a session keeps of it.
@@ -150,6 +182,12 @@ pub struct Done {
     /// Prompt tokens the −ELBO is summed over (the prompt as the engine took it).
     #[serde(default)]
     pub prompt_tokens: usize,
+    /// Thinking steps taken (fewer than asked when adaptive thinking stopped early).
+    #[serde(default)]
+    pub think_steps: usize,
+    /// The thinking level the request's budget is, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<ThinkLevel>,
     pub think_ms: f64,
     pub gen_ms: f64,
     pub tok_s: f64,

@@ -76,6 +76,21 @@ pub struct Config {
     /// How many worked examples the default few-shot prompt has (eval, the TUI's few-shot mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shots: Option<usize>,
+    /// Thinking steps of the named levels (`--think`, `/think`); absent: derived from
+    /// `num_steps` (see [`Config::level_steps`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think_levels: Option<LevelSteps>,
+}
+
+/// Thinking steps of the levels low, medium, high and max (max thinks adaptively, up to its
+/// steps); off is always 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelSteps {
+    pub low: usize,
+    pub medium: usize,
+    pub high: usize,
+    pub max: usize,
 }
 
 impl Config {
@@ -107,6 +122,18 @@ impl Config {
         (0..self.z_per_layer()).map(|j| j * stride).collect()
     }
 
+    /// The model's thinking levels: its own, else medium at its default steps, low a quarter of
+    /// them, high twice and max four times as many (4 / 16 / 32 / 64 for the authors' 16).
+    pub fn level_steps(&self) -> LevelSteps {
+        let d = self.num_steps.max(1);
+        self.think_levels.unwrap_or(LevelSteps {
+            low: (d / 4).max(1),
+            medium: d,
+            high: 2 * d,
+            max: 4 * d,
+        })
+    }
+
     /// Checks that the sizes fit together; the message names the offending keys.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -134,7 +161,6 @@ impl Config {
             ("window_size", self.window_size, 1 << 17),
             ("max_z_len", self.max_z_len, 1 << 12),
             ("hidden_dim", self.hidden_dim.unwrap_or(0), 1 << 16),
-            ("num_steps", self.num_steps, 10_000),
             ("shots", self.shots.unwrap_or(0), 1_000),
         ];
         if let Some((key, value, limit)) = limits.iter().find(|(_, v, limit)| v > limit) {
@@ -177,8 +203,27 @@ impl Config {
         if !(self.fast_lr > 0.0 && self.fast_lr.is_finite()) {
             return Err(format!("`fast_lr` ({:e}) must be positive", self.fast_lr));
         }
-        if let Some(t) = self.temperature.filter(|t| !(*t >= 0.0 && t.is_finite())) {
-            return Err(format!("`temperature` ({t}) must be 0 or more"));
+        if let Some(t) = self.temperature {
+            crate::limits::TEMPERATURE
+                .check(t)
+                .map_err(|e| format!("`temperature`: {e}"))?;
+        }
+        crate::limits::STEPS
+            .check(self.num_steps)
+            .map_err(|e| format!("`num_steps`: {e}"))?;
+        if let Some(l) = self.think_levels {
+            if !(1 <= l.low && l.low <= l.medium && l.medium <= l.high && l.high <= l.max) {
+                return Err(format!(
+                    "`think_levels` must rise from low to max, each at least 1 (got {} / {} / {} / {})",
+                    l.low, l.medium, l.high, l.max
+                ));
+            }
+            if l.max > 10_000 {
+                return Err(format!(
+                    "`think_levels.max` ({}) is above the limit of 10000",
+                    l.max
+                ));
+            }
         }
         if let Some(format) = self
             .prompt_format
@@ -228,6 +273,7 @@ impl Config {
             calculator: false,
             temperature: None,
             shots: None,
+            think_levels: None,
         }
     }
 }
@@ -272,17 +318,28 @@ mod tests {
     #[test]
     fn sizes_and_settings_out_of_bounds_are_refused_with_the_value() {
         type Break = fn(&mut Config);
-        let cases: [(&str, Break); 6] = [
+        let cases: [(&str, Break); 7] = [
             (
                 "max_seq_len` (1000000000) is above the limit of 131072",
                 |c| c.max_seq_len = 1_000_000_000,
             ),
-            ("num_steps` (1000000000000) is above", |c| {
+            ("num_steps`: thinking steps must be from 0 to 10000", |c| {
                 c.num_steps = 1_000_000_000_000
+            }),
+            ("think_levels` must rise", |c| {
+                c.think_levels = Some(LevelSteps {
+                    low: 4,
+                    medium: 2,
+                    high: 8,
+                    max: 16,
+                })
             }),
             ("norm_eps` (1e300)", |c| c.norm_eps = 1e300),
             ("fast_lr` (NaN)", |c| c.fast_lr = f64::NAN),
-            ("temperature` (-1)", |c| c.temperature = Some(-1.0)),
+            (
+                "temperature`: the temperature must be from 0 to 10, not -1",
+                |c| c.temperature = Some(-1.0),
+            ),
             ("prompt_format` (\"Q: \")", |c| {
                 c.prompt_format = Some("Q: ".into())
             }),

@@ -2,6 +2,10 @@
 //! vectors to a prompt by gradient ascent on the ELBO ("fast learning"). Only μ and logσ²
 //! are learnt; the decoder runs on its differentiable-in-z path and accumulates no weight gradients.
 
+mod level;
+
+pub use level::{MAX_LEVEL_TOLERANCE, ThinkLevel};
+
 use std::path::Path;
 use std::time::Instant;
 

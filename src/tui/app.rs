@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::input::Input;
 use super::session::{Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status};
-use super::settings::{Defaults, LADDER, Settings};
+use super::settings::{Defaults, Settings, ladder};
 use super::theme::{Theme, Themes};
 use crate::engine::protocol::{Event, ModelInfo, Request};
 use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
@@ -132,6 +132,7 @@ impl App {
                 temperature: m
                     .default_temperature
                     .unwrap_or(Defaults::default().temperature),
+                levels: m.levels,
             })
     }
 
@@ -376,7 +377,7 @@ impl App {
                 })
             }
             Mode::Ladder => {
-                let runs = LADDER
+                let runs = ladder(self.defaults())
                     .iter()
                     .map(|steps| {
                         let prompt = if self.session.examples.is_empty() {

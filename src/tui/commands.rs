@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use super::app::{Action, App, Overlay};
 use super::session::{Level, Mode, draw_examples};
-use super::settings::Field;
+use super::settings::{Field, Settings};
+use crate::engine::ThinkLevel;
 
 /// The commands as the help overlay lists them; the settings' own are listed from [`Field`].
-pub const HELP: [(&str, &str); 3] = [
+pub const HELP: [(&str, &str); 4] = [
+    ("/think LEVEL", "off · low · medium · high · max (adaptive)"),
     ("/theme NAME", "dark, light, high-contrast, or yours"),
     ("/draw N [SEED], /load PATH", "worked examples"),
     (
@@ -31,6 +33,8 @@ pub enum Command {
         n: usize,
         seed: Option<u64>,
     },
+    /// Think at a level: its steps (and adaptive stop, for max).
+    Think(ThinkLevel),
     /// `/calc` without an argument flips the calculator.
     ToggleCalculator,
     /// Read worked examples from a JSONL file.
@@ -70,6 +74,10 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
             "ladder" => Mode::Ladder,
             _ => return Err(ParseError::Usage("/mode chat | fewshot | ladder")),
         }),
+        "think" => Command::Think(
+            ThinkLevel::parse(arg)
+                .ok_or(ParseError::Usage("/think off | low | medium | high | max"))?,
+        ),
         "draw" => parse_draw(arg).ok_or(ParseError::Usage("/draw N [SEED], N from 1 to 64"))?,
         "calc" if arg.is_empty() => Command::ToggleCalculator,
         "load" if arg.is_empty() => return Err(ParseError::Usage("/load PATH.jsonl")),
@@ -79,6 +87,15 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
             None => return Err(ParseError::Unknown(name.to_string())),
         },
     })
+}
+
+/// Whether a settings command (as `ltm chat`'s options give them) would be taken, without an
+/// app: the same parsing and limits, so that a bad option is refused before the app starts.
+pub fn check(line: &str) -> Result<(), String> {
+    match parse(line).map_err(|e| e.to_string())? {
+        Command::Set(field, arg) => field.set(&mut Settings::default(), &arg),
+        _ => Ok(()),
+    }
 }
 
 /// `/draw [N [SEED]]`, N from 1 to 64 (4 when left out); words after the seed are ignored.
@@ -151,6 +168,13 @@ impl App {
                 self.flash(Level::Info, format!("calculator = {value}"));
                 return vec![Action::SaveSettings];
             }
+            Command::Think(level) => {
+                let defaults = self.defaults();
+                self.settings.set_level(level, defaults);
+                let (steps, _) = level.budget(&defaults.levels);
+                self.flash(Level::Info, format!("thinking: {level} ({steps} steps)"));
+                return vec![Action::SaveSettings];
+            }
             Command::Load(path) => return vec![Action::LoadExamples(path)],
             Command::Set(field, arg) => match field.set(&mut self.settings, &arg) {
                 Ok(()) => {
@@ -183,6 +207,8 @@ mod tests {
             })
         );
         assert_eq!(parse("calc"), Ok(Command::ToggleCalculator));
+        assert_eq!(parse("think high"), Ok(Command::Think(ThinkLevel::High)));
+        assert!(matches!(parse("think deeper"), Err(ParseError::Usage(_))));
         assert_eq!(
             parse("calc  off "),
             Ok(Command::Set(Field::Calculator, "off".into()))

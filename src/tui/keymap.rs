@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent
 
 use super::app::{Action, App, Focus, Overlay, Target};
 use super::session::Mode;
-use super::settings::{Field, next_preset};
+use super::settings::Field;
 
 /// Where a binding applies. A key is looked up in the contexts active now, in the order
 /// [`contexts`] gives them; within a context, the first binding that matches wins.
@@ -139,7 +139,7 @@ pub enum KeyAction {
     Follow,
     Send,
     Newline,
-    /// The next thinking preset up.
+    /// The next thinking level up.
     PresetUp,
     PresetDown,
     /// Type the key's character.
@@ -273,7 +273,7 @@ pub const BINDINGS: &[Binding] = {
                 (Code(Char('+')), Do::PresetUp),
                 (Code(Char('-')), Do::PresetDown),
             ],
-            "thinking preset up / down",
+            "thinking level up / down (off … max)",
         ),
         bind(
             Input,
@@ -489,7 +489,8 @@ impl App {
             KeyAction::Newline => self.input.newline(),
             KeyAction::PresetUp | KeyAction::PresetDown => {
                 let up = action == KeyAction::PresetUp;
-                self.settings.steps = Some(next_preset(self.settings.steps(self.defaults()), up));
+                let defaults = self.defaults();
+                self.settings.step_level(up, defaults);
                 return vec![Action::SaveSettings];
             }
             KeyAction::Insert => {

@@ -11,6 +11,7 @@ pub mod settings;
 pub mod theme;
 pub mod ui;
 
+pub use self::commands::check as check_command;
 use std::io::{self, Stdout};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

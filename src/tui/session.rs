@@ -448,6 +448,8 @@ mod tests {
                 text: String::new(),
                 tokens: 1,
                 prompt_tokens: 9,
+                think_steps: 4,
+                level: None,
             });
         }
         let want = Verdict {

@@ -1,22 +1,14 @@
-//! The user's knobs: thinking and sampling settings, their presets, `/commands` and persistence.
+//! The user's knobs: thinking and sampling settings, thinking levels, `/commands` and persistence.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dirs::save;
-
-/// Thinking presets cycled by `+` / `-`: (name, steps).
-pub const PRESETS: [(&str, usize); 5] = [
-    ("off", 0),
-    ("quick", 4),
-    ("normal", 16),
-    ("deep", 32),
-    ("deeper", 64),
-];
-
-/// The steps the thinking ladder compares.
-pub const LADDER: [usize; 4] = [0, 4, 16, 64];
+use crate::engine::protocol::{DEFAULT_MAX_TOKENS, SampleSettings, ThinkLevel};
+use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
+use crate::model::Config;
+use crate::model::config::LevelSteps;
 
 const ADAPTIVE: [Option<f64>; 6] = [
     None,
@@ -57,7 +49,7 @@ impl Default for Settings {
             temperature: None,
             top_k: None,
             top_p: None,
-            max_tokens: 200,
+            max_tokens: DEFAULT_MAX_TOKENS,
             seed: 0,
             tolerance: None,
             warm_start: false,
@@ -74,15 +66,19 @@ pub struct Defaults {
     pub lr: f64,
     pub calculator: bool,
     pub temperature: f64,
+    pub levels: LevelSteps,
 }
 
 impl Default for Defaults {
+    /// Before a model is loaded: the defaults of a model whose config sets nothing.
     fn default() -> Self {
+        let config = Config::paper_shape(1);
         Self {
-            steps: 16,
-            lr: 0.1,
-            calculator: false,
-            temperature: 0.8,
+            steps: config.num_steps,
+            lr: config.fast_lr,
+            calculator: config.calculator,
+            temperature: SampleSettings::default().temperature,
+            levels: config.level_steps(),
         }
     }
 }
@@ -102,6 +98,23 @@ impl Settings {
 
     pub fn calculator(&self, d: Defaults) -> bool {
         self.calculator.unwrap_or(d.calculator)
+    }
+
+    /// The thinking level these settings are, if they are one.
+    pub fn level(&self, d: Defaults) -> Option<ThinkLevel> {
+        ThinkLevel::of(self.steps(d), self.tolerance, &d.levels)
+    }
+
+    /// Think at `level`: its steps, and its adaptive stop (max) or none.
+    pub fn set_level(&mut self, level: ThinkLevel, d: Defaults) {
+        let (steps, tolerance) = level.budget(&d.levels);
+        (self.steps, self.tolerance) = (Some(steps), tolerance);
+    }
+
+    /// One level up (`up`) or down from these settings.
+    pub fn step_level(&mut self, up: bool, d: Defaults) {
+        let next = ThinkLevel::next(self.steps(d), self.tolerance, up, &d.levels);
+        self.set_level(next, d);
     }
 
     /// Read `path`; a missing file gives the defaults, a broken one the defaults and a complaint.
@@ -128,19 +141,12 @@ impl Settings {
     }
 }
 
-/// The thinking preset named by `steps`, if it is one.
-pub fn preset_name(steps: usize) -> Option<&'static str> {
-    PRESETS.iter().find(|(_, s)| *s == steps).map(|(n, _)| *n)
-}
-
-/// The next preset above (`up`) or below `steps`, staying at the ends.
-pub fn next_preset(steps: usize, up: bool) -> usize {
-    let found = if up {
-        PRESETS.iter().find(|(_, s)| *s > steps)
-    } else {
-        PRESETS.iter().rev().find(|(_, s)| *s < steps)
-    };
-    found.map_or(steps, |(_, s)| *s)
+/// The budgets the thinking ladder compares: every level's steps (max without its adaptive stop).
+pub fn ladder(d: Defaults) -> Vec<usize> {
+    ThinkLevel::ALL
+        .iter()
+        .map(|l| l.budget(&d.levels).0)
+        .collect()
 }
 
 /// One tunable setting: shared by the settings panel and the `/commands`.
@@ -259,35 +265,25 @@ impl Field {
     pub fn set(self, s: &mut Settings, arg: &str) -> Result<(), String> {
         let arg = arg.trim();
         let bad = || format!("/{} expects {}, not {arg:?}", self.command(), self.usage());
-        let num = |min: f64, max: f64| -> Result<f64, String> {
-            arg.parse::<f64>()
-                .ok()
-                .filter(|x| (min..=max).contains(x))
-                .ok_or_else(bad)
-        };
-        let int = |min: u64, max: u64| -> Result<u64, String> {
-            arg.parse::<u64>()
-                .ok()
-                .filter(|x| (min..=max).contains(x))
-                .ok_or_else(bad)
-        };
+        let cmd = self.command();
+        let within = |e: String| format!("/{cmd}: {e}");
         let off = matches!(arg, "off" | "none" | "auto" | "default");
         match self {
             Field::Steps if off => s.steps = None,
-            Field::Steps => s.steps = Some(int(0, 10_000)? as usize),
+            Field::Steps => s.steps = Some(STEPS.parse(arg).map_err(within)?),
             Field::Lr if off => s.lr = None,
-            Field::Lr => s.lr = Some(num(1e-6, 100.0)?),
-            Field::Samples => s.samples = int(1, 64)? as usize,
+            Field::Lr => s.lr = Some(LR.parse(arg).map_err(within)?),
+            Field::Samples => s.samples = SAMPLES.parse(arg).map_err(within)?,
             Field::Temperature if matches!(arg, "auto" | "default") => s.temperature = None,
-            Field::Temperature => s.temperature = Some(num(0.0, 10.0)?),
+            Field::Temperature => s.temperature = Some(TEMPERATURE.parse(arg).map_err(within)?),
             Field::TopK if off || arg == "0" => s.top_k = None,
-            Field::TopK => s.top_k = Some(int(1, 1_000_000)? as usize),
+            Field::TopK => s.top_k = Some(TOP_K.parse(arg).map_err(within)?),
             Field::TopP if off => s.top_p = None,
-            Field::TopP => s.top_p = Some(num(1e-6, 1.0)?),
-            Field::MaxTokens => s.max_tokens = int(1, 100_000)? as usize,
-            Field::Seed => s.seed = int(0, u64::MAX)?,
+            Field::TopP => s.top_p = Some(TOP_P.parse(arg).map_err(within)?),
+            Field::MaxTokens => s.max_tokens = MAX_TOKENS.parse(arg).map_err(within)?,
+            Field::Seed => s.seed = arg.parse().map_err(|_| bad())?,
             Field::Adaptive if off => s.tolerance = None,
-            Field::Adaptive => s.tolerance = Some(num(1e-9, 1e6)?),
+            Field::Adaptive => s.tolerance = Some(TOLERANCE.parse(arg).map_err(within)?),
             Field::Warm => s.warm_start = switch(arg).ok_or_else(bad)?,
             Field::Calculator if matches!(arg, "auto" | "default") => s.calculator = None,
             Field::Calculator => s.calculator = Some(switch(arg).ok_or_else(bad)?),
@@ -300,7 +296,7 @@ impl Field {
         let sign = if up { 1.0 } else { -1.0 };
         let round = |x: f64, q: f64| (x / q).round() * q;
         match self {
-            Field::Steps => s.steps = Some(next_preset(s.steps(d), up)),
+            Field::Steps => s.step_level(up, d),
             Field::Lr => {
                 let lr = s.lr(d) * if up { 1.25 } else { 0.8 };
                 s.lr = Some(round(lr, 1e-4).max(1e-4));
@@ -368,12 +364,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn presets_cycle_and_saturate() {
-        assert_eq!(next_preset(16, true), 32);
-        assert_eq!(next_preset(64, true), 64);
-        assert_eq!(next_preset(20, false), 16);
-        assert_eq!(next_preset(0, false), 0);
-        assert_eq!(preset_name(4), Some("quick"));
+    fn levels_step_through_the_models_budgets_and_saturate() {
+        let d = Defaults {
+            levels: LevelSteps {
+                low: 1,
+                medium: 2,
+                high: 4,
+                max: 16,
+            },
+            steps: 2,
+            ..Defaults::default()
+        };
+        let mut s = Settings::default();
+        assert_eq!(
+            s.level(d),
+            Some(ThinkLevel::Medium),
+            "the default is medium"
+        );
+        s.step_level(true, d);
+        assert_eq!((s.steps, s.tolerance), (Some(4), None));
+        s.step_level(true, d);
+        assert_eq!(s.level(d), Some(ThinkLevel::Max));
+        assert!(s.tolerance.is_some(), "max thinks adaptively");
+        s.step_level(true, d);
+        assert_eq!(s.level(d), Some(ThinkLevel::Max));
+        s.set_level(ThinkLevel::Off, d);
+        s.step_level(false, d);
+        assert_eq!((s.steps, s.level(d)), (Some(0), Some(ThinkLevel::Off)));
+        assert_eq!(ladder(d), vec![0, 1, 2, 4, 16]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::settings::Settings;
 use super::theme::Themes;
 use super::ui;
 use crate::engine::protocol::{Done, Event, ModelInfo, Request, ThinkStep};
+use crate::model::config::LevelSteps;
 use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_stops, few_shot_prompt};
 
 fn info(prompt_format: Option<&str>) -> ModelInfo {
@@ -26,6 +27,12 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         max_seq_len: 512,
         default_steps: 16,
         default_lr: 0.3,
+        levels: LevelSteps {
+            low: 4,
+            medium: 16,
+            high: 32,
+            max: 64,
+        },
         prompt_format: prompt_format.map(str::to_string),
         calculator: true,
         default_temperature: None,
@@ -94,6 +101,8 @@ fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
             tokens: 5,
             nelbo,
             prompt_tokens: 20,
+            think_steps: 16,
+            level: None,
             think_ms: 190.0,
             gen_ms: 50.0,
             tok_s: 100.0,
@@ -137,7 +146,10 @@ fn chat_enter_submits_the_wrapped_turn_with_current_settings() {
         ),
         (16, 0.3, 1, true)
     );
-    assert_eq!((r.sample.temperature, r.sample.max_tokens), (0.0, 200));
+    assert_eq!(
+        (r.sample.temperature, r.sample.max_tokens),
+        (0.0, crate::engine::protocol::DEFAULT_MAX_TOKENS)
+    );
     assert_eq!(r.sample.stop, vec![BOS.to_string()]);
     assert!(app.input.is_empty());
     assert!(
@@ -168,13 +180,13 @@ fn few_shot_enter_builds_the_few_shot_prompt_with_k_samples() {
 }
 
 #[test]
-fn ladder_submits_four_requests_one_after_another() {
+fn ladder_submits_a_request_per_thinking_level_one_after_another() {
     let mut app = ready();
     press(&mut app, KeyCode::F(3));
     let first = send(&mut app, "What is 7 + 8?");
     let mut steps = vec![first.think.steps];
     let mut id = first.id;
-    for _ in 0..3 {
+    for _ in 0..4 {
         let actions = app.on_event(Event::Finished { request: id });
         let Some(Action::Submit(next)) = actions.first() else {
             panic!("{actions:?}")
@@ -183,7 +195,7 @@ fn ladder_submits_four_requests_one_after_another() {
         steps.push(next.think.steps);
         id = next.id;
     }
-    assert_eq!(steps, [0, 4, 16, 64]);
+    assert_eq!(steps, [0, 4, 16, 32, 64]);
     assert_eq!(
         app.on_event(Event::Finished { request: id }),
         vec![Action::SaveSession]
@@ -317,7 +329,23 @@ fn slash_commands_change_settings() {
         ("light", "light")
     );
     assert_eq!(app.command("steps lots"), vec![]);
-    assert!(app.flash.as_ref().unwrap().text.contains("/steps expects"));
+    assert!(
+        app.flash
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("/steps: thinking steps must be a number from 0 to 10000")
+    );
+    assert_eq!(app.command("temp -1"), vec![]);
+    assert!(
+        app.flash
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("from 0 to 10, not -1")
+    );
+    assert_eq!(app.command("think high"), vec![Action::SaveSettings]);
+    assert_eq!(app.settings.steps, Some(32));
     assert_eq!(app.command("bogus"), vec![]);
     assert!(app.flash.as_ref().unwrap().text.contains("unknown command"));
     app.command("help");
@@ -397,7 +425,7 @@ fn computed_text_is_drawn_in_its_own_colour() {
 }
 
 #[test]
-fn plus_and_minus_cycle_thinking_presets_when_input_is_empty() {
+fn plus_and_minus_step_through_thinking_levels_when_input_is_empty() {
     let mut app = ready();
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -410,13 +438,16 @@ fn plus_and_minus_cycle_thinking_presets_when_input_is_empty() {
     press(&mut app, KeyCode::Char('-'));
     seen.push(app.settings.steps.unwrap());
     assert_eq!(seen, [32, 64, 64, 32]);
-    assert!(screen(&app).contains("deep · 32 steps"));
+    assert!(screen(&app).contains("high · 32 steps"));
+    press(&mut app, KeyCode::Char('+'));
+    assert!(app.settings.tolerance.is_some(), "max thinks adaptively");
+    assert!(screen(&app).contains("max · up to 64 steps"));
     type_text(&mut app, "1");
     press(&mut app, KeyCode::Char('+'));
     assert_eq!(
         app.input.text(),
         "1+",
-        "typed, not a preset, once there is text"
+        "typed, not a level change, once there is text"
     );
 }
 

@@ -1,4 +1,4 @@
-//! The one-row bars: the header (model, thinking preset, mode tabs) and the status line
+//! The one-row bars: the header (model, thinking level, mode tabs) and the status line
 //! (what runs now, or a flash message, and the main keys).
 
 use ratatui::Frame;
@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::draw_left_right;
-use super::format::{count, live_label, ms, preset_label, spinner};
+use super::format::{count, live_label, ms, next_thinking, spinner};
 use crate::tui::app::App;
 use crate::tui::session::{Level, Mode, Status};
 
@@ -42,10 +42,9 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         )),
     }
     spans.push(sep);
-    let steps = app.settings.steps(app.defaults());
     spans.push(Span::styled("thinking ", t.fg(t.muted)));
     spans.push(Span::styled(
-        preset_label(steps),
+        next_thinking(app),
         t.fg(t.thinking).add_modifier(Modifier::BOLD),
     ));
     let mut tabs = Vec::new();

@@ -4,9 +4,9 @@
 use ratatui::style::{Modifier, Style};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use crate::engine::ThinkLevel;
 use crate::tui::app::App;
 use crate::tui::session::{Run, Status};
-use crate::tui::settings::preset_name;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
@@ -42,11 +42,19 @@ pub(super) fn spinner(app: &App) -> &'static str {
     SPINNER[(app.tick % SPINNER.len() as u64) as usize]
 }
 
-pub(super) fn preset_label(steps: usize) -> String {
-    match preset_name(steps) {
-        Some(name) => format!("{name} · {}", steps_label(steps)),
+/// "medium · 2 steps" for a thinking level, "3 steps" for a budget that is none.
+pub(super) fn level_label(steps: usize, level: Option<ThinkLevel>) -> String {
+    match level {
+        Some(ThinkLevel::Max) => format!("max · up to {}", steps_label(steps)),
+        Some(level) => format!("{level} · {}", steps_label(steps)),
         None => steps_label(steps),
     }
+}
+
+/// The label of the thinking the settings ask for next.
+pub(super) fn next_thinking(app: &App) -> String {
+    let d = app.defaults();
+    level_label(app.settings.steps(d), app.settings.level(d))
 }
 
 /// Word-wrap `text` to `width` columns (explicit newlines kept, long words broken).
@@ -95,10 +103,11 @@ pub(super) fn wrap_ranges(text: &str, width: usize) -> Vec<(usize, usize)> {
 /// One line about how a run thought and wrote.
 pub(super) fn run_meta(run: &Run) -> String {
     let steps = run.request.think.steps;
+    let level = run.samples.iter().find_map(|s| s.done.as_ref()?.level);
     let mut parts = vec![if steps == 0 {
         "no thinking".to_string()
     } else {
-        preset_label(steps)
+        level_label(steps, level)
     }];
     if let Some(s) = run.best_step() {
         parts.push(format!("−ELBO {}", num(s.nelbo)));

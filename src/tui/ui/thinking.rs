@@ -12,7 +12,7 @@ use ratatui::widgets::{
 };
 
 use super::draw_left_right;
-use super::format::{ms, num, preset_label, spinner, steps_label};
+use super::format::{ms, next_thinking, num, spinner, steps_label};
 use crate::engine::protocol::ThinkStep;
 use crate::tui::app::{App, Focus};
 use crate::tui::session::{Run, Status};
@@ -22,7 +22,7 @@ pub(super) fn draw_think_summary(frame: &mut Frame, area: Rect, app: &App, run: 
     let text = match run {
         None => format!(
             " ◌ no thoughts yet · next request thinks for {}",
-            preset_label(app.settings.steps(app.defaults()))
+            next_thinking(app)
         ),
         Some(run) if run.request.think.steps == 0 => {
             " ▸ no thinking: the thought was drawn from the prior".into()

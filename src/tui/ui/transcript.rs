@@ -12,7 +12,7 @@ use super::format::{live_label, ms, num, run_meta, steps_label, wrap, wrap_range
 use crate::tasks::prompt::answer_of;
 use crate::tui::app::{App, Focus};
 use crate::tui::session::{Entry, Level, Mode, Run, SampleText, Status};
-use crate::tui::settings::LADDER;
+use crate::tui::settings::ladder;
 use crate::tui::theme::Theme;
 
 /// Lines being built for the transcript, wrapped to `width`.
@@ -299,7 +299,7 @@ fn welcome(mode: Mode) -> &'static str {
         Mode::Chat => {
             "Ask anything. Before it writes, the model thinks: it fits a posterior over latent \
                        thought vectors to your words with a few gradient steps. More steps, more thinking \
-                       (+ / − change the preset)."
+                       (+ / − or /think off|low|medium|high|max)."
         }
         Mode::FewShot => {
             "Worked examples on the left; type a question below. Each thought sample answers on \
@@ -319,7 +319,11 @@ pub(super) fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
         Mode::FewShot => " answers ".to_string(),
         Mode::Ladder => format!(
             " thinking ladder · {} steps ",
-            LADDER.map(|s| s.to_string()).join(" · ")
+            ladder(app.defaults())
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" · ")
         ),
     };
     let mut block = Block::default()
