@@ -15,6 +15,7 @@ pub mod generate;
 pub mod limits;
 pub mod model;
 pub mod noise;
+pub mod progress;
 pub mod runtime;
 pub mod speed;
 pub mod tasks;

@@ -2,7 +2,6 @@
 //! pass@k, majority vote and ELBO-best sample, by number of reasoning steps; the ELBO bound of
 //! the prompts per budget; and, with `--chart`, both against thinking steps as an SVG.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -184,7 +183,6 @@ pub fn run(args: Args) -> Result<()> {
         bail!("only {} worked examples for {} shots", shots.len(), n_shots);
     }
     let mut shortened_problems = 0;
-    let live = std::io::stderr().is_terminal();
     let calcs = Calculator::settings(args.calculator, info.calculator);
     let budgets = if args.steps.is_empty() {
         let mut b = vec![0, info.default_steps, 16];
@@ -194,6 +192,7 @@ pub fn run(args: Args) -> Result<()> {
         args.steps.clone()
     };
     let total = problems.len() * budgets.len() * calcs.len();
+    let bar = crate::progress::bar(total as u64, 0, "evaluating");
     let mut reports = vec![Report::default(); calcs.len()];
     let mut id = 0;
     for (i, problem) in problems.iter().enumerate() {
@@ -243,27 +242,22 @@ pub fn run(args: Args) -> Result<()> {
                     "nelbo_per_token": Some(per_token).filter(|x| x.is_finite())});
                 println!("{line}");
             }
-            let done = id as usize;
-            if live {
-                eprint!(
-                    "\r\x1b[2Kevaluating {done}/{total} (problem {} of {}, {steps} thinking steps, calculator {})",
-                    i + 1,
-                    problems.len(),
-                    on_off(calculator)
-                );
-                std::io::stderr().flush().ok();
-            }
+            bar.set_message(format!(
+                "problem {} of {}, {steps} thinking steps, calculator {}",
+                i + 1,
+                problems.len(),
+                on_off(calculator)
+            ));
+            bar.inc(1);
         }
         if let Some(message) = first_warning {
             if shortened_problems == 0 {
-                eprintln!("warning: problem {}: {message}", i + 1);
+                bar.suspend(|| eprintln!("warning: problem {}: {message}", i + 1));
             }
             shortened_problems += 1;
         }
     }
-    if live {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     if shortened_problems > 0 {
         eprintln!(
             "note: the prompt was shortened to fit the model's context in {shortened_problems} of {} problems",

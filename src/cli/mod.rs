@@ -137,8 +137,37 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line. Only each cause's first line is kept: candle puts a
+/// backtrace under its message when `RUST_BACKTRACE` is set, and that belongs to no one-line
+/// message.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let first = text.lines().next().unwrap_or("").trim();
+        // A context often repeats its cause's text; say it once.
+        if !first.is_empty() && !parts.iter().any(|p| p.contains(first)) {
+            parts.push(first.to_string());
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_one_line_without_backtraces() {
+        let cause =
+            anyhow::anyhow!("shape mismatch\n   0: candle_core::error::Error::bt\n   1: main");
+        let e = cause.context("thinking failed");
+        assert_eq!(one_line(&e), "thinking failed: shape mismatch");
     }
 }

@@ -324,21 +324,25 @@ pub fn think_afresh(
 
 /// −ELBO and token count of a long text: cut into windows of the model's context, each
 /// thought about for `steps` steps on its own. exp(nelbo / tokens) bounds the perplexity.
+/// `progress` hears (windows done, windows in all) after each window.
 pub fn text_nelbo(
     model: &Ltm,
     ids: &[u32],
     steps: usize,
     lr: f64,
     seed: u64,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<(f64, usize)> {
     let window = model.config().max_seq_len;
     let (mut nelbo, mut tokens) = (0.0, 0);
     let mut rng = rng(seed);
-    for chunk in ids.chunks(window).filter(|c| c.len() >= 2) {
+    let windows = ids.chunks(window).filter(|c| c.len() >= 2).count();
+    for (i, chunk) in ids.chunks(window).filter(|c| c.len() >= 2).enumerate() {
         let text = Sequences::new(chunk, 1, model.device())?;
         let thought = think_afresh(model, &text, steps, lr, &mut rng)?;
         nelbo += thought.elbo.nelbo_sum();
         tokens += thought.elbo.tokens;
+        progress(i + 1, windows);
     }
     if tokens == 0 {
         bail!("the text is too short to score (it needs at least 2 tokens)");

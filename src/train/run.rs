@@ -1,6 +1,5 @@
 //! `ltm train`: data, tokenizer, the loop with progress, validation, checkpoints and export.
 
-use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -169,7 +168,14 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
         o.fast_steps_label()
     );
     let started = trainer.started();
-    let live = std::io::stderr().is_terminal();
+    // Rates count this process's work only, also on a resumed run.
+    let (this_start, first_iter, first_tokens) = (
+        std::time::Instant::now(),
+        trainer.state.iter,
+        trainer.state.tokens_seen,
+    );
+    let bar = crate::progress::bar(o.max_iters as u64, first_iter as u64, "training");
+    let live = !bar.is_hidden();
     let mut loss_sum = 0.0;
     let mut loss_count = 0;
     while trainer.state.iter < o.max_iters {
@@ -179,19 +185,20 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
         let iter = trainer.state.iter;
         let elapsed = started.elapsed().as_secs_f64();
         trainer.state.elapsed_s = elapsed;
-        let tok_s = trainer.state.tokens_seen as f64 / elapsed.max(1e-9);
-        let eta = (o.max_iters - iter) as f64 * elapsed / iter.max(1) as f64;
-        let line = format!(
-            "iter {iter}/{} · loss {loss:.3} · ELBO ppl ≤ {ppl:.2} · {tok_s:.0} tok/s · {:.0} min elapsed, {:.0} min to go",
-            o.max_iters,
-            elapsed / 60.0,
-            eta / 60.0
-        );
+        let here = this_start.elapsed().as_secs_f64().max(1e-9);
+        let tok_s = (trainer.state.tokens_seen - first_tokens) as f64 / here;
+        let figures = format!("loss {loss:.3} · ELBO ppl ≤ {ppl:.2} · {tok_s:.0} tok/s");
         if live {
-            eprint!("\r\x1b[2K{line}");
-            std::io::stderr().flush().ok();
-        } else if iter <= 3 || iter % 10 == 0 {
-            eprintln!("{line}");
+            bar.set_position(iter as u64);
+            bar.set_message(figures);
+        } else if iter <= first_iter + 3 || iter % 10 == 0 {
+            let eta = (o.max_iters - iter) as f64 * here / (iter - first_iter) as f64;
+            eprintln!(
+                "iter {iter}/{} · {figures} · {:.0} min elapsed, {:.0} min to go",
+                o.max_iters,
+                elapsed / 60.0,
+                eta / 60.0
+            );
         }
         if iter % o.eval_interval == 0 || iter == o.max_iters {
             let val = trainer.validate()?;
@@ -203,21 +210,21 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
                 elapsed_s: elapsed,
             };
             (loss_sum, loss_count) = (0.0, 0);
-            if live {
-                eprintln!();
-            }
-            eprintln!(
-                "  validation at iter {iter}: ELBO perplexity bound {val:.3} (train loss {:.3})",
-                point.train_loss
-            );
+            bar.suspend(|| {
+                eprintln!(
+                    "  validation at iter {iter}: ELBO perplexity bound {val:.3} (train loss {:.3})",
+                    point.train_loss
+                )
+            });
             trainer.record(point);
             trainer.save(out)?;
             // A chart that cannot be drawn must not stop a long run.
             if let Err(e) = write_loss_chart(out, &trainer.state.history) {
-                eprintln!("warning: {e:#}");
+                bar.suspend(|| eprintln!("warning: {e:#}"));
             }
         }
     }
+    bar.finish_and_clear();
     write_atomic(
         &out.join("README.md"),
         model_card(&config, &trainer.state, train_tokens.len()).as_bytes(),
