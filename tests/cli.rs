@@ -735,3 +735,16 @@ fn the_prompt_comes_as_an_argument_or_on_stdin_and_quiet_prints_only_the_answer(
         "{err}"
     );
 }
+
+#[test]
+fn completions_cover_the_commands_and_options() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = ltm(["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for word in ["generate", "models", "think", "temperature"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    assert_eq!(ltm(["completions", "tcsh"]).status.code(), Some(2));
+}

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod completions;
 pub mod convert;
 pub mod curves;
 pub mod data;
@@ -103,6 +104,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Draw the training curves of several `ltm train` runs on one chart.
     Curves(curves::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
     /// The ELBO perplexity bound of a model over a file.
     Ppl(ppl::Args),
 }
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Curves(args)) => curves::run(args),
+        Some(Command::Completions(args)) => completions::run(args),
         Some(Command::Ppl(args)) => ppl::run(args),
         None => chat::run(cli.chat),
     };
