@@ -52,7 +52,7 @@ impl ModelSource {
 /// files), so that an installed `ltm` finds it wherever it runs, with no checkout beside it.
 pub const BUNDLED_MODEL: &str = "ltm-arith-tiny";
 
-const BUNDLED_FILES: [(&str, &[u8]); 6] = [
+const BUNDLED_FILES: [(&str, &[u8]); 7] = [
     (
         CONFIG_FILE,
         include_bytes!("../models/ltm-arith-tiny/config.json"),
@@ -77,7 +77,62 @@ const BUNDLED_FILES: [(&str, &[u8]); 6] = [
         "thinking.svg",
         include_bytes!("../models/ltm-arith-tiny/thinking.svg"),
     ),
+    (
+        PROMPTS_FILE,
+        include_bytes!("../models/ltm-arith-tiny/prompts.json"),
+    ),
 ];
+
+/// A model directory's prompts to try, shown on first contact (checked by a test to be
+/// answered right).
+pub const PROMPTS_FILE: &str = "prompts.json";
+
+/// What a front end says about a model on first contact.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Intro {
+    /// What the model is for: its card's first paragraph (`README.md`), without markup.
+    pub about: Option<String>,
+    /// Prompts that work with it.
+    pub prompts: Vec<TryPrompt>,
+}
+
+/// One prompt to try, with the final answer it gets (for the test that checks it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TryPrompt {
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+impl Intro {
+    /// The card and prompts of a model directory; a checkpoint file, or a directory without
+    /// them, has none. Neither is needed to run the model, so an unreadable one is left out.
+    pub fn read(model: &Path) -> Self {
+        if !model.is_dir() {
+            return Self::default();
+        }
+        let about = std::fs::read_to_string(model.join("README.md"))
+            .ok()
+            .and_then(|card| first_paragraph(&card));
+        let prompts = std::fs::read_to_string(model.join(PROMPTS_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Self { about, prompts }
+    }
+}
+
+/// The first paragraph of a Markdown card after its title, as plain text.
+fn first_paragraph(card: &str) -> Option<String> {
+    let paragraph: Vec<&str> = card
+        .lines()
+        .skip_while(|l| l.trim().is_empty() || l.starts_with('#'))
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let text = paragraph.join(" ").replace("**", "").replace('`', "");
+    (!text.is_empty()).then_some(text)
+}
 
 /// $LTM_MODEL, else the bundled model's name.
 pub fn default_model() -> String {
@@ -121,4 +176,34 @@ pub fn install_bundled(models: &Path) -> Result<PathBuf> {
         }
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_intro_is_the_cards_first_paragraph_and_the_prompts_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("README.md"),
+            "# m\n\nThe **model** for `sums`,\nsmall.\n\n## More\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(PROMPTS_FILE),
+            r#"[{"prompt": "1+1?", "answer": "2"}, {"prompt": "Hi"}]"#,
+        )
+        .unwrap();
+        let intro = Intro::read(dir.path());
+        assert_eq!(intro.about.as_deref(), Some("The model for sums, small."));
+        assert_eq!(intro.prompts.len(), 2);
+        assert_eq!(intro.prompts[1].answer, None);
+        std::fs::write(dir.path().join(PROMPTS_FILE), "{").unwrap();
+        assert!(
+            Intro::read(dir.path()).prompts.is_empty(),
+            "a broken file is left out"
+        );
+        assert_eq!(Intro::read(&dir.path().join("README.md")), Intro::default());
+    }
 }

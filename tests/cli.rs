@@ -748,3 +748,18 @@ fn completions_cover_the_commands_and_options() {
     }
     assert_eq!(ltm(["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// The prompts the bundled model offers on first contact get the answers its directory says.
+#[test]
+fn the_bundled_models_prompts_to_try_are_answered_right() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny");
+    let prompts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("prompts.json")).unwrap()).unwrap();
+    assert!((2..=3).contains(&prompts.len()));
+    for p in &prompts {
+        let prompt = p["prompt"].as_str().unwrap();
+        let out = ltm(["generate", "-m", dir.to_str().unwrap(), "-q", prompt]);
+        let want = format!("#### {}", p["answer"].as_str().unwrap());
+        assert!(stdout(&out).contains(&want), "{prompt} → {}", stdout(&out));
+    }
+}

@@ -15,7 +15,7 @@ use crate::device::describe;
 use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
-use crate::runtime::ModelSource;
+use crate::runtime::{Intro, ModelSource};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 pub use protocol::{
@@ -166,6 +166,7 @@ impl Worker {
             calculator: c.calculator,
             default_temperature: c.temperature,
             default_shots: c.shots,
+            intro: Intro::read(&source.path),
         };
         Ok(Self {
             model,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::generate::{DEFAULT_MAX_TOKENS, SampleSettings};
 use crate::model::config::{DEFAULT_FAST_LR, LevelSteps};
+use crate::runtime::Intro;
 use crate::tasks::Prompt;
 pub use crate::think::ThinkLevel;
 
@@ -122,6 +123,9 @@ pub struct ModelInfo {
     /// How many worked examples the model's default few-shot prompt has.
     #[serde(default)]
     pub default_shots: Option<usize>,
+    /// What the model is for and prompts to try (from its directory), for first contact.
+    #[serde(default)]
+    pub intro: Intro,
 }
 
 impl ModelInfo {

@@ -37,6 +37,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         calculator: true,
         default_temperature: None,
         default_shots: None,
+        intro: Default::default(),
     }
 }
 
@@ -835,4 +836,24 @@ fn the_model_sets_how_many_worked_examples_a_new_session_has() {
         ..info(None)
     }));
     assert_eq!(app.session.examples.len(), 2);
+}
+
+#[test]
+fn first_contact_says_what_the_model_is_for_and_offers_its_prompts() {
+    let mut app = app_with(false);
+    let mut model = info(None);
+    model.intro = crate::runtime::Intro {
+        about: Some("A tiny model for sums.".into()),
+        prompts: vec![crate::runtime::TryPrompt {
+            prompt: "What is 2 plus 3?".into(),
+            answer: Some("5".into()),
+        }],
+    };
+    app.on_event(Event::Ready(model));
+    let s = screen(&app);
+    assert!(s.contains("ltm-tiny: A tiny model for sums."), "{s}");
+    assert!(s.contains("Try:") && s.contains("What is 2 plus 3?"), "{s}");
+    // Without an intro, only the mode's help.
+    let s = screen(&ready());
+    assert!(!s.contains("Try:") && s.contains("Ask anything"), "{s}");
 }

@@ -294,7 +294,29 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
     }
 }
 
-fn welcome(mode: Mode) -> &'static str {
+/// The empty transcript: what the mode does; in chat, also what the model is for and prompts
+/// to try, from its directory (first contact).
+fn welcome(app: &App) -> String {
+    let mut text = mode_help(app.session.mode).to_string();
+    let Some(model) = app.model.as_ref() else {
+        return text;
+    };
+    if app.session.mode != Mode::Chat {
+        return text;
+    }
+    if let Some(about) = &model.intro.about {
+        text = format!("{}: {about}\n\n{text}", model.name);
+    }
+    if !model.intro.prompts.is_empty() {
+        text.push_str("\n\nTry:");
+        for p in &model.intro.prompts {
+            text.push_str(&format!("\n  {}", p.prompt));
+        }
+    }
+    text
+}
+
+fn mode_help(mode: Mode) -> &'static str {
     match mode {
         Mode::Chat => {
             "Ask anything. Before it writes, the model thinks: it fits a posterior over latent \
@@ -306,7 +328,7 @@ fn welcome(mode: Mode) -> &'static str {
                           its own; the majority and the ELBO-best answer are shown. /samples 4 for more samples."
         }
         Mode::Ladder => {
-            "Type a question: it is answered at 0, 4, 16 and 64 thinking steps, side by side, so \
+            "Type a question: it is answered at every thinking level, off to max, side by side, so \
                          you can see what thinking buys."
         }
     }
@@ -348,7 +370,7 @@ pub(super) fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
     }
     frame.render_widget(block, area);
     if lines.is_empty() {
-        let p = Paragraph::new(welcome(app.session.mode))
+        let p = Paragraph::new(welcome(app))
             .style(t.fg(t.muted))
             .wrap(Wrap { trim: true });
         frame.render_widget(p, inner.inner(Margin::new(2, 1)));
