@@ -763,3 +763,29 @@ fn the_bundled_models_prompts_to_try_are_answered_right() {
         assert!(stdout(&out).contains(&want), "{prompt} → {}", stdout(&out));
     }
 }
+
+#[test]
+fn convert_keeps_a_model_directorys_own_tokenizer_and_says_when_gpt2_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tiny")).unwrap();
+    let model = tiny_model(&dir.path().join("tiny"));
+    let out = dir.path().join("converted");
+    let done = ltm([
+        "convert",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        std::fs::read(model.join("tokenizer.json")).unwrap()
+    );
+    let err = one_line_error(&ltm([
+        "convert",
+        &format!("{FIXTURE}/ckpt.pt"),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]));
+    assert!(err.contains("pass --tokenizer FILE"), "{err}");
+}

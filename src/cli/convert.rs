@@ -18,14 +18,23 @@ pub struct Args {
     /// The model directory to create.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// tokenizer.json to ship with the model [default: GPT-2's plus <|beginoftext|>, as the authors use].
+    /// tokenizer.json to ship with the model [default: the tokenizer.json beside the checkpoint,
+    /// else GPT-2's plus <|beginoftext|>, as the authors use].
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let mut checkpoint = Checkpoint::load(&args.checkpoint)?;
-    let (json, tokenizer) = match &args.tokenizer {
+    // The tokenizer asked for, else the one beside the checkpoint (a model directory's own),
+    // else GPT-2's, which the authors use.
+    let beside = if args.checkpoint.is_dir() {
+        Some(args.checkpoint.join(TOKENIZER_FILE))
+    } else {
+        args.checkpoint.parent().map(|d| d.join(TOKENIZER_FILE))
+    };
+    let chosen = args.tokenizer.clone().or(beside.filter(|p| p.is_file()));
+    let (json, tokenizer) = match &chosen {
         Some(path) => {
             let json = std::fs::read(path)
                 .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
@@ -34,7 +43,13 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => (GPT2_TOKENIZER_JSON.to_vec(), Tokenizer::gpt2()),
     };
-    tokenizer.check_fits(checkpoint.config.vocab_size, &checkpoint.source)?;
+    tokenizer
+        .check_fits(checkpoint.config.vocab_size, &checkpoint.source)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}; pass --tokenizer FILE, the tokenizer.json the model was trained with"
+            )
+        })?;
     // The authors' configs carry no special-token ids; the tokenizer knows them.
     let c = &mut checkpoint.config;
     c.bos_token_id = c.bos_token_id.or(tokenizer.token_id("<|beginoftext|>"));

@@ -289,6 +289,10 @@ pub fn run(args: Args) -> Result<()> {
             print!("{}", report.table(args.samples));
         }
         println!(
+            "thinking: fast-learning steps on the prompt; solution: the calculation steps of the problems' \
+             worked answers (all: every problem)"
+        );
+        println!(
             "−ELBO/tok: the final −ELBO of the thought fitted to each problem's few-shot prompt, the mean over \
              its samples, per prompt token over all problems; ppl bound = exp(−ELBO/tok)"
         );

@@ -284,11 +284,13 @@ impl Human {
         };
         let figures = format!(
             "−ELBO {nelbo:.2}  nll/token {nll:.3}  kl {kl:.2}  ppl ≤ {}  {:.0} ms{of}",
-            // An untrained model's bound can be astronomical.
+            // An untrained model's bound can be astronomical, or beyond f64 (JSON says null).
             if ppl < 1e6 {
                 format!("{ppl:.2}")
-            } else {
+            } else if ppl.is_finite() {
                 format!("{ppl:.2e}")
+            } else {
+                "∞ (beyond floating point)".to_string()
             },
             s.ms
         );

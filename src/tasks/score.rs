@@ -133,7 +133,7 @@ impl Report {
             "{:>8}  {:>9}  {:>8}  {:>7}  {:>8}  {:>9}  {:>9}  {:>9}\n",
             "thinking",
             "problems",
-            "steps",
+            "solution",
             format!("pass@{samples}"),
             "majority",
             "ELBO-best",

@@ -72,10 +72,14 @@ impl Posterior {
             t.remove(k)
                 .with_context(|| format!("{}: tensor `{k}` is missing", path.display()))
         };
-        let (mu, log_var) = (take("mu")?, take("log_var")?);
+        let (mut mu, mut log_var) = (take("mu")?, take("log_var")?);
+        // [max_z_len, dim] is one sample.
+        if mu.rank() == 2 && log_var.rank() == 2 {
+            (mu, log_var) = (mu.unsqueeze(0)?, log_var.unsqueeze(0)?);
+        }
         if mu.dims() != log_var.dims() || mu.rank() != 3 {
             bail!(
-                "{}: `mu` {:?} and `log_var` {:?} must have the same [B, max_z_len, dim] shape",
+                "{}: `mu` {:?} and `log_var` {:?} must have the same [B, max_z_len, dim] (or [max_z_len, dim]) shape",
                 path.display(),
                 mu.dims(),
                 log_var.dims()
@@ -377,5 +381,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`mu` has values that are not finite"), "{err}");
+        // A [max_z_len, dim] thought is one sample.
+        let flat = Posterior {
+            mu: Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap(),
+            log_var: Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(),
+        };
+        flat.save(&path).unwrap();
+        assert_eq!(
+            Posterior::load(&path, &Device::Cpu).unwrap().mu.dims(),
+            &[1, 2, 3]
+        );
     }
 }
