@@ -17,6 +17,9 @@ pub struct ChatArgs {
     /// Colour theme: dark, light, high-contrast, or one of yours in the config directory.
     #[arg(long, value_name = "NAME")]
     pub theme: Option<String>,
+    /// Colour: auto (none when NO_COLOR is set), always or never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t)]
+    pub color: tui::Color,
     /// Start in this mode.
     #[arg(long, value_parser = ["chat", "fewshot", "ladder"])]
     pub mode: Option<String>,
@@ -149,6 +152,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         settings_override: commands,
         resume: args.resume,
         theme: args.theme,
+        color: args.color,
         dirs: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -54,6 +54,16 @@ impl EngineClient for EngineHandle {
     }
 }
 
+/// Whether the app draws in colour (`--color`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// Colour unless `NO_COLOR` is set (https://no-color.org).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct TuiOptions {
     /// Resume a saved session: a file path, a session id, or `last`.
@@ -64,6 +74,8 @@ pub struct TuiOptions {
     /// (e.g. `["steps 32", "temp 0"]`). Like the theme above, they reach settings.toml only
     /// if the user changes a setting during the run.
     pub settings_override: Vec<String>,
+    /// Colour: `auto` follows `NO_COLOR`.
+    pub color: Color,
     /// Where settings and sessions live; `None` resolves `LTM_CONFIG_DIR` / `LTM_DATA_DIR`,
     /// else the platform's directories for `ltm`.
     pub dirs: Option<Dirs>,
@@ -99,7 +111,11 @@ fn build_app(dirs: &Dirs, options: &TuiOptions) -> anyhow::Result<App> {
     if let Some(theme) = &options.theme {
         settings.theme = theme.clone();
     }
-    let no_color = theme::no_color(std::env::var_os("NO_COLOR").as_deref());
+    let no_color = match options.color {
+        Color::Always => false,
+        Color::Never => true,
+        Color::Auto => theme::no_color(std::env::var_os("NO_COLOR").as_deref()),
+    };
     let (themes, theme_warnings) = Themes::load(Some(&dirs.themes_dir()), no_color);
     let session = match &options.resume {
         Some(what) => Session::load(&Session::find(&dirs.sessions_dir(), what)?)?,
