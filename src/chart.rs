@@ -211,13 +211,19 @@ fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("cannot draw the chart: {e}")
 }
 
-const COLORS: [RGBColor; 6] = [
+/// Ten colours that tell lines apart (matplotlib's tab10), so that a chart of several runs
+/// gives each its own.
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// One panel: title, axes with labels, a line with markers per series, a legend, and a note

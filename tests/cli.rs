@@ -781,6 +781,10 @@ fn convert_keeps_a_model_directorys_own_tokenizer_and_says_when_gpt2_does_not_fi
         std::fs::read(out.join("tokenizer.json")).unwrap(),
         std::fs::read(model.join("tokenizer.json")).unwrap()
     );
+    // A model made for text gets text to continue as its prompts to try.
+    let prompts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("prompts.json")).unwrap()).unwrap();
+    assert!(prompts.len() >= 2 && prompts[0]["answer"].is_null());
     let err = one_line_error(&ltm([
         "convert",
         &format!("{FIXTURE}/ckpt.pt"),

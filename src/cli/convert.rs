@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::fsutil::write_atomic;
 use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
+use crate::runtime::PROMPTS_FILE;
 use crate::text::{GPT2_TOKENIZER_JSON, Tokenizer};
 
 #[derive(Debug, clap::Args)]
@@ -54,9 +55,15 @@ pub fn run(args: Args) -> Result<()> {
     let c = &mut checkpoint.config;
     c.bos_token_id = c.bos_token_id.or(tokenizer.token_id("<|beginoftext|>"));
     c.eos_token_id = c.eos_token_id.or(tokenizer.token_id("<|endoftext|>"));
+    // Prompts to try on first contact: the source directory's own, else text to continue, as
+    // the authors' models were trained on web text.
+    let prompts = beside_file(&args.checkpoint, PROMPTS_FILE)
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_else(|| TEXT_PROMPTS.as_bytes().to_vec());
     write_dir(&args.out, |dir| {
         checkpoint.save_dir(dir)?;
-        write_atomic(&dir.join(TOKENIZER_FILE), &json)
+        write_atomic(&dir.join(TOKENIZER_FILE), &json)?;
+        write_atomic(&dir.join(PROMPTS_FILE), &prompts)
     })?;
     eprintln!(
         "wrote {} (tokenizer: {})",
@@ -64,6 +71,25 @@ pub fn run(args: Args) -> Result<()> {
         tokenizer.source()
     );
     Ok(())
+}
+
+/// Prompts for a model that continues text.
+const TEXT_PROMPTS: &str = r#"[
+  {"prompt": "The history of the city begins"},
+  {"prompt": "Scientists have discovered a new way to"},
+  {"prompt": "Once upon a time, in a small village by the sea,"}
+]
+"#;
+
+/// `name` in the checkpoint's directory (the directory itself for a model directory), if it
+/// is there.
+fn beside_file(checkpoint: &Path, name: &str) -> Option<PathBuf> {
+    let dir = if checkpoint.is_dir() {
+        checkpoint
+    } else {
+        checkpoint.parent()?
+    };
+    Some(dir.join(name)).filter(|p| p.is_file())
 }
 
 /// Fills a directory under a temporary name beside `out`, then renames it into place, so that

@@ -857,3 +857,30 @@ fn first_contact_says_what_the_model_is_for_and_offers_its_prompts() {
     let s = screen(&ready());
     assert!(!s.contains("Try:") && s.contains("Ask anything"), "{s}");
 }
+
+#[test]
+fn the_app_asks_with_the_same_defaults_as_the_command_line() {
+    for temperature in [None, Some(0.7)] {
+        let model = ModelInfo {
+            default_temperature: temperature,
+            ..info(Some("Q: {question}\nA:"))
+        };
+        let mut app = app_with(false);
+        app.on_event(Event::Ready(model.clone()));
+        let asked = send(&mut app, "2+2?");
+        let cli = model.request(
+            0,
+            crate::tasks::chat(model.prompt_format.as_deref(), "2+2?"),
+        );
+        assert_eq!(asked.prompt, cli.prompt);
+        assert_eq!(
+            (asked.think.steps, asked.think.lr, asked.think.tolerance),
+            (cli.think.steps, cli.think.lr, cli.think.tolerance)
+        );
+        let (a, c) = (&asked.sample, &cli.sample);
+        assert_eq!(
+            (a.temperature, a.max_tokens, a.calculator, a.top_k, a.top_p),
+            (c.temperature, c.max_tokens, c.calculator, c.top_k, c.top_p)
+        );
+    }
+}
