@@ -52,7 +52,7 @@ impl ModelSource {
 /// files), so that an installed `ltm` finds it wherever it runs, with no checkout beside it.
 pub const BUNDLED_MODEL: &str = "ltm-arith-tiny";
 
-const BUNDLED_FILES: [(&str, &[u8]); 7] = [
+const BUNDLED_FILES: [(&str, &[u8]); 8] = [
     (
         CONFIG_FILE,
         include_bytes!("../models/ltm-arith-tiny/config.json"),
@@ -76,6 +76,10 @@ const BUNDLED_FILES: [(&str, &[u8]); 7] = [
     (
         "thinking.svg",
         include_bytes!("../models/ltm-arith-tiny/thinking.svg"),
+    ),
+    (
+        "recipes.svg",
+        include_bytes!("../models/ltm-arith-tiny/recipes.svg"),
     ),
     (
         PROMPTS_FILE,
