@@ -676,6 +676,23 @@ fn think_levels_set_the_budget_and_bad_values_are_refused_before_thinking() {
             assert_eq!(thought, steps, "{level}");
         }
     }
+    // Adaptive thinking stops once −ELBO per token improves by less than the tolerance: with a
+    // huge one, after the second step.
+    let lines = json_lines(&ltm([
+        "generate",
+        "-m",
+        m,
+        "--steps",
+        "200",
+        "--tolerance",
+        "1000",
+        "-n",
+        "1",
+        "--json",
+        "ab",
+    ]));
+    assert_eq!(of_kind(&lines, "think").len(), 2);
+    assert_eq!(of_kind(&lines, "done")[0]["think_steps"], 2);
     // Exact steps are no level.
     let lines = json_lines(&ltm([
         "generate", "-m", m, "--steps", "4", "-n", "1", "--json", "ab",
