@@ -230,8 +230,8 @@ struct Human {
     live: bool,
     /// The current step's −ELBO, NLL per token, KL and perplexity bound, summed over the samples seen so far.
     sums: [f64; 4],
-    /// A progress line is drawn and not yet ended.
-    drawn: bool,
+    /// The thinking bar, while it is drawn.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Human {
@@ -241,7 +241,7 @@ impl Human {
             verbosity,
             live: verbosity == Verbosity::Normal && std::io::stderr().is_terminal(),
             sums: [0.0; 4],
-            drawn: false,
+            bar: None,
         }
     }
 
@@ -296,22 +296,19 @@ impl Human {
         );
         let (done, steps) = (s.step + 1, s.steps);
         if self.live {
-            let width = 20;
-            let filled = done * width / steps.max(1);
-            eprint!(
-                "\r\x1b[2Kthinking {}{} {done}/{steps}  {figures}",
-                "█".repeat(filled),
-                "░".repeat(width - filled)
-            );
-            self.drawn = true;
+            let bar = self
+                .bar
+                .get_or_insert_with(|| crate::progress::bar(steps as u64, 0, "thinking"));
+            bar.set_position(done as u64);
+            bar.set_message(figures);
         } else {
             eprintln!("think {done}/{steps}  {figures}");
         }
     }
 
     fn end_progress(&mut self) {
-        if std::mem::take(&mut self.drawn) {
-            eprintln!();
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
         }
     }
 }
