@@ -17,6 +17,7 @@ pub fn bar(len: u64, at: u64, what: &str) -> ProgressBar {
         .progress_chars("█▉▊▋▌▍▎▏ "),
     );
     bar.set_prefix(what.to_string());
+    // A resumed run starts at `at`: that is not progress made at some speed.
     bar.reset_eta();
     bar
 }

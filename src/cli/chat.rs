@@ -124,10 +124,7 @@ impl ChatArgs {
             .into_iter()
             .filter_map(|(command, flag, value)| Some((format!("{command} {}", value?), flag)))
             .map(|(line, flag)| {
-                tui::check_command(&line).map_err(|e| {
-                    let e = e.split_once(": ").map_or(e.as_str(), |(_, e)| e);
-                    anyhow::anyhow!("{flag}: {e}")
-                })?;
+                tui::check_command(&line, flag).map_err(anyhow::Error::msg)?;
                 Ok(line)
             })
             .collect()

@@ -29,12 +29,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut checkpoint = Checkpoint::load(&args.checkpoint)?;
     // The tokenizer asked for, else the one beside the checkpoint (a model directory's own),
     // else GPT-2's, which the authors use.
-    let beside = if args.checkpoint.is_dir() {
-        Some(args.checkpoint.join(TOKENIZER_FILE))
-    } else {
-        args.checkpoint.parent().map(|d| d.join(TOKENIZER_FILE))
-    };
-    let chosen = args.tokenizer.clone().or(beside.filter(|p| p.is_file()));
+    let chosen = args
+        .tokenizer
+        .clone()
+        .or_else(|| beside_file(&args.checkpoint, TOKENIZER_FILE));
     let (json, tokenizer) = match &chosen {
         Some(path) => {
             let json = std::fs::read(path)

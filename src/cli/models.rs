@@ -33,11 +33,7 @@ struct Listed {
 
 pub fn run(args: Args) -> Result<()> {
     let models = Dirs::resolve()?.models_dir();
-    let mut listed = vec![describe(
-        BUNDLED_MODEL,
-        "bundled",
-        &install_bundled(&models)?,
-    )?];
+    let mut listed = vec![describe("bundled", &install_bundled(&models)?)?];
     if let Ok(entries) = std::fs::read_dir(&models) {
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(|e| Some(e.ok()?.path()))
@@ -45,13 +41,8 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         dirs.sort();
         for dir in dirs {
-            let name = dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
             // One unreadable model does not hide the others.
-            match describe(&name, "installed", &dir) {
+            match describe("installed", &dir) {
                 Ok(model) => listed.push(model),
                 Err(e) => eprintln!("warning: {}: {e:#}", dir.display()),
             }
@@ -60,12 +51,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(spec) = std::env::var("LTM_MODEL").ok().filter(|m| !m.is_empty()) {
         let path = resolve_model(&spec)?;
         if !listed.iter().any(|m| m.path == path) {
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            listed.push(describe(&name, "LTM_MODEL", &path)?);
+            listed.push(describe("LTM_MODEL", &path)?);
         }
     }
     if args.json {
@@ -92,8 +78,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A model directory is read from its config alone; a checkpoint file is loaded.
-fn describe(name: &str, origin: &'static str, path: &Path) -> Result<Listed> {
+/// A model, named as `--model` finds it: by its directory's or file's name. A model directory
+/// is read from its config alone; a checkpoint file is loaded.
+fn describe(origin: &'static str, path: &Path) -> Result<Listed> {
     let (config, weights) = if path.is_dir() {
         (
             read_config(&path.join(CONFIG_FILE))?,
@@ -103,7 +90,11 @@ fn describe(name: &str, origin: &'static str, path: &Path) -> Result<Listed> {
         (Checkpoint::load(path)?.config, path.to_path_buf())
     };
     Ok(Listed {
-        name: name.to_string(),
+        name: path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         origin,
         path: path.to_path_buf(),
         parameters: parameter_shapes(&config)

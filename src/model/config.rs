@@ -17,8 +17,11 @@ pub const DEFAULT_FAST_LR: f64 = 0.34;
 fn default_fast_lr() -> f64 {
     DEFAULT_FAST_LR
 }
+/// The thinking steps of a config that does not set them.
+pub const DEFAULT_NUM_STEPS: usize = 16;
+
 fn default_num_steps() -> usize {
-    16
+    DEFAULT_NUM_STEPS
 }
 fn default_true() -> bool {
     true
@@ -93,6 +96,20 @@ pub struct LevelSteps {
     pub max: usize,
 }
 
+impl LevelSteps {
+    /// Medium at `steps` (at least 1), low a quarter of them, high twice and max four times as
+    /// many: 4 / 16 / 32 / 64 for the authors' 16.
+    pub fn around(steps: usize) -> Self {
+        let d = steps.max(1);
+        LevelSteps {
+            low: (d / 4).max(1),
+            medium: d,
+            high: 2 * d,
+            max: 4 * d,
+        }
+    }
+}
+
 impl Config {
     pub fn n_kv_heads(&self) -> usize {
         self.n_kv_heads.unwrap_or(self.n_heads)
@@ -122,16 +139,10 @@ impl Config {
         (0..self.z_per_layer()).map(|j| j * stride).collect()
     }
 
-    /// The model's thinking levels: its own, else medium at its default steps, low a quarter of
-    /// them, high twice and max four times as many (4 / 16 / 32 / 64 for the authors' 16).
+    /// The model's thinking levels: its own, else those around its default steps.
     pub fn level_steps(&self) -> LevelSteps {
-        let d = self.num_steps.max(1);
-        self.think_levels.unwrap_or(LevelSteps {
-            low: (d / 4).max(1),
-            medium: d,
-            high: 2 * d,
-            max: 4 * d,
-        })
+        self.think_levels
+            .unwrap_or(LevelSteps::around(self.num_steps))
     }
 
     /// Checks that the sizes fit together; the message names the offending keys.
@@ -218,12 +229,9 @@ impl Config {
                     l.low, l.medium, l.high, l.max
                 ));
             }
-            if l.max > 10_000 {
-                return Err(format!(
-                    "`think_levels.max` ({}) is above the limit of 10000",
-                    l.max
-                ));
-            }
+            crate::limits::STEPS
+                .check(l.max)
+                .map_err(|e| format!("`think_levels.max`: {e}"))?;
         }
         if let Some(format) = self
             .prompt_format

@@ -89,11 +89,12 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     })
 }
 
-/// Whether a settings command (as `ltm chat`'s options give them) would be taken, without an
-/// app: the same parsing and limits, so that a bad option is refused before the app starts.
-pub fn check(line: &str) -> Result<(), String> {
-    match parse(line).map_err(|e| e.to_string())? {
-        Command::Set(field, arg) => field.set(&mut Settings::default(), &arg),
+/// Whether a settings command (as `ltm chat`'s option `name` gives it) would be taken, without
+/// an app: the same parsing and limits, so that a bad option is refused, by its name, before the
+/// app starts.
+pub fn check(line: &str, name: &str) -> Result<(), String> {
+    match parse(line).map_err(|e| format!("{name}: {e}"))? {
+        Command::Set(field, arg) => field.set_as(&mut Settings::default(), &arg, name),
         _ => Ok(()),
     }
 }

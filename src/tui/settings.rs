@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::dirs::save;
 use crate::engine::protocol::{DEFAULT_MAX_TOKENS, SampleSettings, ThinkLevel};
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
-use crate::model::Config;
-use crate::model::config::LevelSteps;
+use crate::model::config::{DEFAULT_FAST_LR, DEFAULT_NUM_STEPS, LevelSteps};
 
 const ADAPTIVE: [Option<f64>; 6] = [
     None,
@@ -72,13 +71,12 @@ pub struct Defaults {
 impl Default for Defaults {
     /// Before a model is loaded: the defaults of a model whose config sets nothing.
     fn default() -> Self {
-        let config = Config::paper_shape(1);
         Self {
-            steps: config.num_steps,
-            lr: config.fast_lr,
-            calculator: config.calculator,
+            steps: DEFAULT_NUM_STEPS,
+            lr: DEFAULT_FAST_LR,
+            calculator: false,
             temperature: SampleSettings::default().temperature,
-            levels: config.level_steps(),
+            levels: LevelSteps::around(DEFAULT_NUM_STEPS),
         }
     }
 }
@@ -261,12 +259,17 @@ impl Field {
         }
     }
 
-    /// Set from a `/command` argument.
+    /// Set from a `/command` argument; a complaint names the `/command`.
     pub fn set(self, s: &mut Settings, arg: &str) -> Result<(), String> {
+        self.set_as(s, arg, &format!("/{}", self.command()))
+    }
+
+    /// Set from an argument given as `name` (a `/command`, or `ltm chat`'s option), which a
+    /// complaint names.
+    pub fn set_as(self, s: &mut Settings, arg: &str, name: &str) -> Result<(), String> {
         let arg = arg.trim();
-        let bad = || format!("/{} expects {}, not {arg:?}", self.command(), self.usage());
-        let cmd = self.command();
-        let within = |e: String| format!("/{cmd}: {e}");
+        let bad = || format!("{name} expects {}, not {arg:?}", self.usage());
+        let within = |e: String| format!("{name}: {e}");
         let off = matches!(arg, "off" | "none" | "auto" | "default");
         match self {
             Field::Steps if off => s.steps = None,
