@@ -272,6 +272,11 @@ fn info_describes_the_model() {
     assert_eq!(info["tokenizer"]["vocab_size"], 97);
     assert!(info["parameters"].as_u64().unwrap() > 0);
     assert_eq!(info["files"].as_array().unwrap().len(), 3);
+    // The tiny model thinks 16 steps by default: levels around them.
+    assert_eq!(
+        info["levels"],
+        serde_json::json!({"low": 4, "medium": 16, "high": 32, "max": 64})
+    );
     let human = ltm(["info", "--model", model.to_str().unwrap()]);
     assert!(
         stdout(&human).contains("thought       2 layers × 4 vectors × 32"),

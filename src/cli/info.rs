@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::model::Config;
 use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE};
+use crate::model::config::LevelSteps;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +28,8 @@ struct Info {
     /// Thought vectors per layer; a thought is [n_layers × z_per_layer, dim].
     z_per_layer: usize,
     thought_values: usize,
+    /// Thinking steps of the levels low, medium, high and max (`--think`).
+    levels: LevelSteps,
     tokenizer: TokenizerInfo,
     files: Vec<FileSize>,
 }
@@ -78,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         ffn_dim: c.ffn_dim(),
         z_per_layer: c.z_per_layer(),
         thought_values: c.max_z_len * c.dim,
+        levels: c.level_steps(),
         tokenizer: TokenizerInfo {
             source: tokenizer.source().to_string(),
             vocab_size: tokenizer.vocab_size(),
@@ -117,7 +121,7 @@ fn human(i: &Info) -> String {
          architecture  dim {} · {} layers · {} heads ({} key/value) · head {} · ffn {} · vocab {}\n\
          context       {} tokens, self-attention window {}\n\
          thought       {} layers × {} vectors × {} = {} values per sample\n\
-         thinking      {} steps at fast lr {} (defaults)\n\
+         thinking      {} steps at fast lr {} (defaults); levels low {} · medium {} · high {} · max {} (adaptive)\n\
          tokenizer     {}: {} tokens; special: {}\n",
         i.model.display(),
         i.parameters,
@@ -137,6 +141,10 @@ fn human(i: &Info) -> String {
         i.thought_values,
         c.num_steps,
         c.fast_lr,
+        i.levels.low,
+        i.levels.medium,
+        i.levels.high,
+        i.levels.max,
         i.tokenizer.source,
         i.tokenizer.vocab_size,
         if specials.is_empty() {
