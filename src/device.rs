@@ -15,21 +15,32 @@ pub enum DeviceChoice {
 }
 
 pub fn select(choice: DeviceChoice) -> Result<Device> {
-    let cuda = candle_core::utils::cuda_is_available();
-    let metal = candle_core::utils::metal_is_available();
+    let available = (
+        candle_core::utils::cuda_is_available(),
+        candle_core::utils::metal_is_available(),
+    );
+    Ok(match resolve(choice, available)? {
+        DeviceChoice::Cuda => Device::new_cuda(0)?,
+        DeviceChoice::Metal => Device::new_metal(0)?,
+        _ => Device::Cpu,
+    })
+}
+
+/// The backend `choice` gets, given whether CUDA and Metal are available: never `Auto`.
+fn resolve(choice: DeviceChoice, (cuda, metal): (bool, bool)) -> Result<DeviceChoice> {
     match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda if cuda => Ok(Device::new_cuda(0)?),
-        DeviceChoice::Metal if metal => Ok(Device::new_metal(0)?),
+        DeviceChoice::Cpu => Ok(DeviceChoice::Cpu),
+        DeviceChoice::Cuda if cuda => Ok(DeviceChoice::Cuda),
+        DeviceChoice::Metal if metal => Ok(DeviceChoice::Metal),
         DeviceChoice::Cuda | DeviceChoice::Metal => {
             let name = format!("{choice:?}").to_lowercase();
             bail!(
                 "device `{name}` is not available in this build (rebuild with `--features {name}`) or on this machine"
             )
         }
-        DeviceChoice::Auto if cuda => Ok(Device::new_cuda(0)?),
-        DeviceChoice::Auto if metal => Ok(Device::new_metal(0)?),
-        DeviceChoice::Auto => Ok(Device::Cpu),
+        DeviceChoice::Auto if cuda => Ok(DeviceChoice::Cuda),
+        DeviceChoice::Auto if metal => Ok(DeviceChoice::Metal),
+        DeviceChoice::Auto => Ok(DeviceChoice::Cpu),
     }
 }
 
@@ -61,5 +72,53 @@ pub fn tune_allocator() {
         // threshold), and no trimming: the heap keeps what a step freed for the next step.
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeviceChoice::*;
+
+    #[test]
+    fn auto_prefers_cuda_then_metal_then_the_cpu() {
+        let cases = [
+            ((true, true), Cuda),
+            ((true, false), Cuda),
+            ((false, true), Metal),
+            ((false, false), Cpu),
+        ];
+        for (available, want) in cases {
+            assert_eq!(resolve(Auto, available).unwrap(), want, "{available:?}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_choice_is_kept_or_refused_with_the_feature_to_build() {
+        assert_eq!(resolve(Cpu, (true, true)).unwrap(), Cpu);
+        assert_eq!(resolve(Cuda, (true, false)).unwrap(), Cuda);
+        assert_eq!(resolve(Metal, (false, true)).unwrap(), Metal);
+        let err = resolve(Cuda, (false, true)).unwrap_err().to_string();
+        assert!(
+            err.contains("`cuda`") && err.contains("--features cuda"),
+            "{err}"
+        );
+        let err = resolve(Metal, (true, false)).unwrap_err().to_string();
+        assert!(err.contains("--features metal"), "{err}");
+    }
+
+    #[test]
+    fn the_cpu_keeps_f32_weights() -> Result<()> {
+        let device = select(Cpu)?;
+        assert!(device.is_cpu());
+        assert_eq!(weight_dtype(&device), DType::F32);
+        assert_eq!(describe(&device), "cpu");
+        // This build and machine have no GPU: auto falls back to the CPU, an explicit GPU is refused.
+        #[cfg(not(any(feature = "cuda", feature = "metal")))]
+        {
+            assert!(select(Auto)?.is_cpu());
+            assert!(select(Cuda).is_err());
+        }
+        Ok(())
     }
 }

@@ -26,10 +26,7 @@ fn linear(x: &Tensor, w: &Tensor, pass: Pass) -> Result<Tensor> {
             let mut shape = x.dims().to_vec();
             *shape.last_mut().expect("x has a last dimension") = n;
             let x = x.reshape(((), k))?;
-            let few_rows = pass == Pass::Infer
-                && x.dim(0)? <= ops::FEW_ROWS
-                && x.device().is_cpu()
-                && x.dtype() == DType::F32;
+            let few_rows = pass == Pass::Infer && x.dim(0)? <= ops::FEW_ROWS && ops::fused(&x);
             let y = if few_rows {
                 ops::few_rows_linear(&x, w)?
             } else {

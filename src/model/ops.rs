@@ -7,9 +7,46 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Device, Layout, Result, Shape, Tensor,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Result, Shape, Tensor,
 };
 use rayon::prelude::*;
+
+/// Whether `x` takes the fused kernels below: f32 on the CPU. Other devices and dtypes take the
+/// [`composite`]s, which every backend has.
+pub fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// The same ops composed of candle's own, differentiable, as CUDA and Metal run them. The CPU
+/// runs them too, which is how the tests check every accelerator path against the fused one.
+pub mod composite {
+    use super::*;
+
+    pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+
+    pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
+    }
+
+    pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+        candle_nn::ops::rms_norm_slow(x, w, eps)
+    }
+
+    pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        per_row(logits, targets, |logits, targets| {
+            candle_nn::ops::log_softmax(logits, D::Minus1)?
+                .gather(&targets.unsqueeze(1)?, 1)?
+                .squeeze(1)?
+                .neg()
+        })
+    }
+
+    pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        token_nll(&linear_input_grad(hidden, weight)?, targets)
+    }
+}
 
 /// y = x · wᵀ (x: [m, k], w: [n, k]); backward gives dx only.
 struct InputGradLinear;
@@ -373,8 +410,8 @@ impl CustomOp2 for OutputNll {
 /// Differentiable in `hidden` only; fused on the CPU in f32.
 pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let d = hidden.dim(D::Minus1)?;
-    if !(hidden.device().is_cpu() && hidden.dtype() == DType::F32) {
-        return token_nll(&linear_input_grad(hidden, weight)?, targets);
+    if !fused(hidden) {
+        return composite::output_nll(hidden, weight, targets);
     }
     let ids = target_ids_vec(targets)?;
     let op = OutputNll {
@@ -442,10 +479,10 @@ impl CustomOp1 for Softmax {
 
 /// Softmax over the last dimension, differentiable; one fused pass on the CPU in f32.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if fused(x) {
         x.contiguous()?.apply_op1(Softmax)
     } else {
-        candle_nn::ops::softmax(x, D::Minus1)
+        composite::softmax_last_dim(x)
     }
 }
 
@@ -499,14 +536,14 @@ impl CustomOp1 for Rope {
 
 /// Interleaved rotary embedding, differentiable in x; x [B, H, T, d], cos and sin [T, d/2].
 pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if fused(x) {
         let op = Rope {
             cos: cos.contiguous()?,
             sin: sin.contiguous()?,
         };
         x.contiguous()?.apply_op1(op)
     } else {
-        candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
+        composite::rope_interleaved(x, cos, sin)
     }
 }
 
@@ -562,79 +599,46 @@ impl CustomOp2 for RmsNormInput {
 
 /// RMSNorm differentiable in x only (the weight is constant while thinking).
 pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if fused(x) {
         x.contiguous()?
             .apply_op2(&w.contiguous()?, RmsNormInput { eps })
     } else {
-        candle_nn::ops::rms_norm_slow(x, w, eps)
+        composite::rms_norm_input(x, w, eps)
     }
 }
 
 /// Cross-entropy of each target token: logits [.., v], targets [..] (u32) → nll [..] (f32).
-/// Fused on CPU; composite (and still differentiable) on accelerators.
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    per_row(logits, targets, |logits, targets| {
+        if fused(logits) {
+            logits.apply_op2(targets, TokenNll)
+        } else {
+            composite::token_nll(logits, targets)
+        }
+    })
+}
+
+/// `nll` of f32 logits [m, v] and targets [m], shaped back as `targets`.
+fn per_row(
+    logits: &Tensor,
+    targets: &Tensor,
+    nll: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let v = logits.dim(D::Minus1)?;
-    let out_shape = targets.shape().clone();
-    let logits = logits
+    let rows = logits
         .to_dtype(DType::F32)?
         .reshape(((), v))?
         .contiguous()?;
-    let targets = targets.flatten_all()?.contiguous()?;
-    let nll = if matches!(logits.device(), Device::Cpu) {
-        logits.apply_op2(&targets, TokenNll)?
-    } else {
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        log_probs
-            .gather(&targets.unsqueeze(1)?, 1)?
-            .squeeze(1)?
-            .neg()?
-    };
-    nll.reshape(out_shape)
+    nll(&rows, &targets.flatten_all()?.contiguous()?)?.reshape(targets.shape())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
 
-    #[test]
-    fn linear_matches_matmul_and_its_input_gradient() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Var::randn(0f32, 1., (2, 3, 5), &dev)?;
-        let w = Tensor::randn(0f32, 1., (4, 5), &dev)?;
-        let y = linear_input_grad(x.as_tensor(), &w)?;
-        let reference = x.as_tensor().broadcast_matmul(&w.t()?)?;
-        assert!(y.sub(&reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
-        let g = y.sqr()?.sum_all()?.backward()?;
-        let g_ref = reference.sqr()?.sum_all()?.backward()?;
-        let (a, b) = (g.get(&x).unwrap(), g_ref.get(&x).unwrap());
-        assert!(a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
-        Ok(())
-    }
-
-    #[test]
-    fn output_nll_matches_the_composite_and_its_input_gradient() -> Result<()> {
-        let dev = Device::Cpu;
-        let h = Var::randn(0f32, 1., (2, 3, 8), &dev)?;
-        let e = Tensor::randn(0f32, 1., (13, 8), &dev)?;
-        let targets = Tensor::new(&[[0u32, 12, 5], [7, 7, 1]], &dev)?;
-        let fused = output_nll(h.as_tensor(), &e, &targets)?;
-        let composite = token_nll(&h.as_tensor().broadcast_matmul(&e.t()?)?, &targets)?;
-        assert_eq!(fused.dims(), &[2, 3]);
-        assert!(
-            fused
-                .sub(&composite)?
-                .abs()?
-                .max_all()?
-                .to_scalar::<f32>()?
-                < 1e-4
-        );
-        let weights = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &dev)?;
-        let g = (fused * &weights)?.sum_all()?.backward()?;
-        let g_ref = (composite * &weights)?.sum_all()?.backward()?;
-        let (a, b) = (g.get(&h).unwrap(), g_ref.get(&h).unwrap());
-        assert!(a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
-        Ok(())
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()
     }
 
     /// Value and input gradient of `f` against `reference` on the same random input.
@@ -644,54 +648,78 @@ mod tests {
         reference: impl Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<()> {
         let x = Var::randn(0f32, 1., shape, &Device::Cpu)?;
-        let weights = Tensor::randn(0f32, 1., shape, &Device::Cpu)?;
         let (y, y_ref) = (f(x.as_tensor())?, reference(x.as_tensor())?);
-        assert!(
-            y.sub(&y_ref)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5,
-            "values differ"
-        );
+        assert_eq!(y.dims(), y_ref.dims());
+        let diff = max_diff(&y, &y_ref)?;
+        assert!(diff < 1e-5, "values differ by {diff}");
+        let weights = Tensor::randn(0f32, 1., y.shape(), &Device::Cpu)?;
         let g = (y * &weights)?.sum_all()?.backward()?;
         let g_ref = (y_ref * &weights)?.sum_all()?.backward()?;
-        let diff = g
-            .get(&x)
-            .unwrap()
-            .sub(g_ref.get(&x).unwrap())?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
+        let diff = max_diff(g.get(&x).unwrap(), g_ref.get(&x).unwrap())?;
         assert!(diff < 1e-4, "gradients differ by {diff}");
         Ok(())
     }
 
     #[test]
-    fn fused_softmax_rope_and_rms_norm_match_the_composites() -> Result<()> {
-        same_value_and_gradient(&[2, 3, 7], softmax_last_dim, |x| {
-            candle_nn::ops::softmax(x, D::Minus1)
-        })?;
+    fn linear_matches_matmul_and_its_input_gradient() -> Result<()> {
+        let w = Tensor::randn(0f32, 1., (4, 5), &Device::Cpu)?;
+        same_value_and_gradient(
+            &[2, 3, 5],
+            |x| linear_input_grad(x, &w),
+            |x| x.broadcast_matmul(&w.t()?),
+        )
+    }
+
+    /// Every op's fused kernel against the composite that CUDA and Metal run.
+    #[test]
+    fn fused_ops_match_the_accelerators_composites() -> Result<()> {
+        same_value_and_gradient(&[2, 3, 7], softmax_last_dim, composite::softmax_last_dim)?;
         let cos = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
         let sin = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
         same_value_and_gradient(
             &[2, 3, 5, 8],
             |x| rope_interleaved(x, &cos, &sin),
-            |x| candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
+            |x| composite::rope_interleaved(x, &cos, &sin),
         )?;
         let w = Tensor::randn(0f32, 1., 6, &Device::Cpu)?;
         same_value_and_gradient(
             &[2, 4, 6],
             |x| rms_norm_input(x, &w, 1e-5),
-            |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5),
+            |x| composite::rms_norm_input(x, &w, 1e-5),
+        )?;
+        let targets = Tensor::new(&[[0u32, 3, 10], [5, 5, 1]], &Device::Cpu)?;
+        same_value_and_gradient(
+            &[2, 3, 11],
+            |x| token_nll(&(x * 3.0)?, &targets),
+            |x| composite::token_nll(&(x * 3.0)?, &targets),
+        )?;
+        let e = Tensor::randn(0f32, 1., (13, 8), &Device::Cpu)?;
+        let targets = Tensor::new(&[[0u32, 12, 5], [7, 7, 1]], &Device::Cpu)?;
+        same_value_and_gradient(
+            &[2, 3, 8],
+            |h| output_nll(h, &e, &targets),
+            |h| composite::output_nll(h, &e, &targets),
         )
+    }
+
+    #[test]
+    fn only_f32_on_the_cpu_takes_the_fused_kernels() -> Result<()> {
+        let x = Tensor::randn(0f32, 1., (2, 7), &Device::Cpu)?;
+        assert!(fused(&x));
+        let half = x.to_dtype(DType::BF16)?;
+        assert!(!fused(&half));
+        // A bf16 model on the CPU runs the composites, and gets the same values.
+        let via_dispatch = softmax_last_dim(&half)?.to_dtype(DType::F32)?;
+        let composite = composite::softmax_last_dim(&half)?.to_dtype(DType::F32)?;
+        assert_eq!(max_diff(&via_dispatch, &composite)?, 0.0);
+        Ok(())
     }
 
     #[test]
     fn few_rows_linear_matches_matmul() -> Result<()> {
         let x = Tensor::randn(0f32, 1., (3, 37), &Device::Cpu)?;
         let w = Tensor::randn(0f32, 1., (150, 37), &Device::Cpu)?;
-        let diff = few_rows_linear(&x, &w)?
-            .sub(&x.matmul(&w.t()?)?)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
+        let diff = max_diff(&few_rows_linear(&x, &w)?, &x.matmul(&w.t()?)?)?;
         assert!(diff < 1e-4, "differs by {diff}");
         Ok(())
     }
@@ -707,32 +735,5 @@ mod tests {
             );
         }
         assert!(fast_exp(f32::NEG_INFINITY) < 1e-37);
-    }
-
-    #[test]
-    fn token_nll_matches_log_softmax_and_its_gradient() -> Result<()> {
-        let dev = Device::Cpu;
-        let logits = Var::randn(0f32, 3., (6, 11), &dev)?;
-        let targets = Tensor::new(&[0u32, 3, 10, 5, 5, 1], &dev)?;
-        let fused = token_nll(logits.as_tensor(), &targets)?;
-        let log_probs = candle_nn::ops::log_softmax(logits.as_tensor(), D::Minus1)?;
-        let composite = log_probs
-            .gather(&targets.unsqueeze(1)?, 1)?
-            .squeeze(1)?
-            .neg()?;
-        assert!(
-            fused
-                .sub(&composite)?
-                .abs()?
-                .max_all()?
-                .to_scalar::<f32>()?
-                < 1e-5
-        );
-        let weights = Tensor::new(&[1f32, 2., 3., 4., 5., 6.], &dev)?;
-        let g = (fused * &weights)?.sum_all()?.backward()?;
-        let g_ref = (composite * &weights)?.sum_all()?.backward()?;
-        let (a, b) = (g.get(&logits).unwrap(), g_ref.get(&logits).unwrap());
-        assert!(a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
-        Ok(())
     }
 }
