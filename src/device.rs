@@ -15,6 +15,10 @@ pub enum DeviceChoice {
 }
 
 pub fn select(choice: DeviceChoice) -> Result<Device> {
+    if choice == DeviceChoice::Cpu {
+        // Asks no driver: a GPU build runs on the CPU where the GPU's driver is broken.
+        return Ok(Device::Cpu);
+    }
     let available = (
         candle_core::utils::cuda_is_available(),
         candle_core::utils::metal_is_available(),

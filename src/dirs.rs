@@ -46,6 +46,19 @@ impl Dirs {
     pub fn models_dir(&self) -> PathBuf {
         self.data.join("models")
     }
+
+    /// Removes what writers killed mid-write left in these directories (they are removed at the
+    /// next write of the same file too).
+    pub fn remove_stale_temporaries(&self) {
+        for dir in [
+            &self.config,
+            &self.themes_dir(),
+            &self.data,
+            &self.sessions_dir(),
+        ] {
+            crate::fsutil::remove_stale_temporaries(dir, None);
+        }
+    }
 }
 
 /// Write `bytes` to `path` atomically (readers see the old file or the new one), creating its

@@ -15,14 +15,32 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Where it came from, for messages.
     source: String,
+    /// The most characters one token stands for: a text of n bytes has at least n / longest
+    /// tokens, so a text far beyond a context can be cut before it is tokenised.
+    longest: usize,
 }
+
+/// Long texts are tokenised in pieces of about this many bytes: the tokenizer's working memory
+/// is some hundred times its input's size.
+const PIECE_BYTES: usize = 1 << 18;
 
 impl Tokenizer {
     pub fn from_bytes(json: &[u8], source: impl Into<String>) -> Result<Self> {
         let source = source.into();
         let inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| anyhow!("{source}: not a valid tokenizer.json: {e}"))?;
-        Ok(Self { inner, source })
+        let longest = inner
+            .get_vocab(true)
+            .keys()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        Ok(Self {
+            inner,
+            source,
+            longest,
+        })
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -70,6 +88,17 @@ impl Tokenizer {
                 model.display()
             );
         }
+        // Vocabularies are padded to a round size (nanoGPT's 50,304 for GPT-2's 50,257), never
+        // by more than this: a much smaller tokenizer is another model's, and the ids it cannot
+        // decode would be written as nothing.
+        let padding = (vocab_size / 64).max(128);
+        if vocab_size - n > padding {
+            bail!(
+                "{}: the tokenizer has {n} tokens but the model {} has vocab_size = {vocab_size}: it is another model's tokenizer",
+                self.source,
+                model.display()
+            );
+        }
         Ok(())
     }
 
@@ -110,6 +139,36 @@ impl Tokenizer {
             .encode(text, false)
             .map_err(|e| anyhow!("{}: cannot encode: {e}", self.source))?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The ids of a text's end, enough of it for its last `keep` tokens, without tokenising
+    /// all of a text of any length. (The tokens of the word where the cut falls may differ from
+    /// the whole text's; there are at least `keep + 1` tokens after it.)
+    pub fn encode_tail(&self, text: &str, keep: usize) -> Result<Vec<u32>> {
+        let bytes = keep.saturating_add(2).saturating_mul(self.longest);
+        if text.len() <= bytes {
+            return self.encode(text);
+        }
+        let mut start = text.len() - bytes;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        self.encode(&text[start..])
+    }
+
+    /// The ids of a text of any length, tokenised in pieces cut at line starts, up to `limit`
+    /// tokens (all when `None`). Memory stays that of the ids and one piece.
+    pub fn encode_long(&self, text: &str, limit: Option<usize>) -> Result<Vec<u32>> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut ids = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() && ids.len() < limit {
+            let piece = &rest[..piece_end(rest, PIECE_BYTES)];
+            ids.extend(self.encode(piece)?);
+            rest = &rest[piece.len()..];
+        }
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     /// Text of `ids`, special tokens left out.
@@ -170,6 +229,24 @@ impl Stream<'_> {
         let done = self.tokenizer.decode(&self.ids[self.prefix..self.read])?;
         let all = self.tokenizer.decode(&self.ids[self.prefix..])?;
         Ok((done, all))
+    }
+}
+
+/// Where a piece of about `target` bytes of `text` ends: after a newline that a non-space
+/// follows (no token spans that), else anywhere on a character boundary, else the end.
+fn piece_end(text: &str, target: usize) -> usize {
+    if text.len() <= target {
+        return text.len();
+    }
+    let bytes = text.as_bytes();
+    let search_end = bytes.len().saturating_sub(1).min(target.saturating_mul(2));
+    let line_start =
+        (target..search_end).find(|&i| bytes[i] == b'\n' && !bytes[i + 1].is_ascii_whitespace());
+    match line_start {
+        Some(i) => i + 1,
+        None => (target..=text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len()),
     }
 }
 
@@ -256,5 +333,36 @@ mod tests {
             err.contains("GPT-2") && err.contains("m/model.safetensors") && err.contains("50258"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn long_texts_are_tokenised_in_pieces_and_cut_before_tokenising() {
+        let tok = Tokenizer::gpt2();
+        let line = "Sam has 14 apples and buys 9 more. How many apples does Sam have now?\n";
+        let text = line.repeat(10_000); // 700 kB: three pieces
+        let whole = tok.encode(&text).unwrap();
+        assert_eq!(tok.encode_long(&text, None).unwrap(), whole);
+        assert_eq!(tok.encode_long(&text, Some(100)).unwrap(), whole[..100]);
+        let tail = tok.encode_tail(&text, 50).unwrap();
+        assert!(tail.len() > 50 && tail.len() < 2_000, "{}", tail.len());
+        assert_eq!(tail[tail.len() - 50..], whole[whole.len() - 50..]);
+        // A short text is tokenised whole.
+        assert_eq!(
+            tok.encode_tail(line, 50).unwrap(),
+            tok.encode(line).unwrap()
+        );
+        assert_eq!(piece_end("ab\ncd", 2), 3);
+        assert_eq!(piece_end("aé", 2), 3);
+    }
+
+    #[test]
+    fn a_much_smaller_tokenizer_is_refused_a_padded_model_accepted() {
+        let model = Path::new("m/model.safetensors");
+        assert!(Tokenizer::gpt2().check_fits(50_304, model).is_ok());
+        let err = Tokenizer::gpt2()
+            .check_fits(60_000, model)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another model's tokenizer"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::{temporary_beside, write_atomic};
 use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::runtime::PROMPTS_FILE;
@@ -101,14 +101,7 @@ fn write_dir(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
             out.display()
         );
     }
-    let name = out
-        .file_name()
-        .with_context(|| format!("{}: not a directory name", out.display()))?;
-    let tmp = out.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temporary_beside(out)?;
     let result = fill(&tmp).and_then(|()| {
         if out.exists() {
             std::fs::remove_dir(out)?;

@@ -1,11 +1,12 @@
 //! `ltm data arith`: synthetic GSM8K-style word problems as JSONL.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::fsutil::write_atomic;
-use crate::tasks::{Split, problems};
+use crate::fsutil::write_atomic_with;
+use crate::tasks::{Split, problem_stream};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,16 +44,18 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Split::Train
     };
-    let mut jsonl = String::new();
-    for p in problems(n, seed, split) {
-        jsonl.push_str(&serde_json::to_string(&p)?);
-        jsonl.push('\n');
-    }
-    match out {
-        Some(path) => write_atomic(&path, jsonl.as_bytes()),
-        None => {
-            use std::io::Write;
-            Ok(std::io::stdout().write_all(jsonl.as_bytes())?)
+    // One problem at a time, straight to the file: any `--n` in bounded memory.
+    let write = |w: &mut dyn Write| -> std::io::Result<()> {
+        for p in problem_stream(seed, split).take(n) {
+            serde_json::to_writer(&mut *w, &p)?;
+            w.write_all(b"\n")?;
         }
+        w.flush()
+    };
+    match out {
+        Some(path) => write_atomic_with(&path, write),
+        None => Ok(write(&mut std::io::BufWriter::new(
+            std::io::stdout().lock(),
+        ))?),
     }
 }

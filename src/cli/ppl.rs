@@ -21,6 +21,9 @@ pub struct Args {
     pub steps: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Score only the first N tokens [default: all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub limit: Option<u64>,
     #[arg(long)]
     pub json: bool,
 }
@@ -46,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (model, tokenizer) = args.model.source(args.device)?.load()?;
     let steps = args.steps.unwrap_or(model.config().num_steps);
-    let ids = tokenizer.encode(&text)?;
+    let ids = tokenizer.encode_long(&text, args.limit.map(|n| n as usize))?;
     let bar = crate::progress::bar(0, 0, "scoring windows");
     let (nelbo, tokens) = text_nelbo(
         &model,

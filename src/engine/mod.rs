@@ -193,7 +193,10 @@ impl Worker {
     fn prompt_ids(&self, r: &Request, emit: &dyn Fn(Event)) -> Result<Vec<u32>> {
         let mut ids = match &r.prompt_ids {
             Some(ids) => ids.clone(),
-            None => self.tokenizer.encode(&r.prompt)?,
+            // Only the prompt's end can be kept: a prompt of any size is cut before tokenising.
+            None => self
+                .tokenizer
+                .encode_tail(&r.prompt, self.model.config().max_seq_len)?,
         };
         let c = self.model.config();
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {

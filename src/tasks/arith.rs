@@ -103,6 +103,11 @@ pub fn template_names(split: Split) -> Vec<&'static str> {
 /// Generate `n` problems, deterministically from `(n, seed, split)`. Every family (code or data)
 /// is equally likely.
 pub fn problems(n: usize, seed: u64, split: Split) -> Vec<Problem> {
+    problem_stream(seed, split).take(n).collect()
+}
+
+/// The endless sequence that `problems` takes its first `n` from, made one at a time.
+pub fn problem_stream(seed: u64, split: Split) -> impl Iterator<Item = Problem> {
     let salt = match split {
         Split::Train => 0,
         Split::Test => 0x9E37_79B9_7F4A_7C15,
@@ -110,7 +115,7 @@ pub fn problems(n: usize, seed: u64, split: Split) -> Vec<Problem> {
     let mut rng = StdRng::seed_from_u64(seed ^ salt);
     let code = templates(split);
     let data: Vec<&Family> = families(split).collect();
-    (0..n).map(|_| one(&mut rng, code, &data)).collect()
+    std::iter::repeat_with(move || one(&mut rng, code, &data))
 }
 
 fn one(rng: &mut StdRng, code: &[(&'static str, TemplateFn)], data: &[&Family]) -> Problem {

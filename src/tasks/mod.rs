@@ -8,7 +8,7 @@ pub mod prompt;
 pub mod score;
 pub mod vote;
 
-pub use arith::{Problem, Split, problems, template_names};
+pub use arith::{Problem, Split, problem_stream, problems, template_names};
 pub use extract::final_number;
 pub use prompt::{
     ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,

@@ -69,6 +69,8 @@ pub struct App {
     pub session: Session,
     pub settings: Settings,
     pub model: Option<ModelInfo>,
+    /// Why the engine stopped, when it could not load the model.
+    pub engine_stopped: Option<String>,
     pub themes: Themes,
     pub theme: Theme,
     pub input: Input,
@@ -99,6 +101,7 @@ impl App {
             session,
             settings,
             model: None,
+            engine_stopped: None,
             themes,
             theme,
             input: Input::default(),
@@ -248,13 +251,18 @@ impl App {
             Event::Finished { request } => return self.end_run(request, Status::Done),
             Event::Cancelled { request } => return self.end_run(request, Status::Cancelled),
             Event::Error { request, message } => {
+                let loading = request.is_none() && self.model.is_none();
                 let text = match request {
                     Some(id) => format!("request {id} failed: {message}"),
+                    None if loading => format!("the model could not be loaded: {message}"),
                     None => format!("engine error: {message}"),
                 };
                 self.notice(Level::Error, text);
                 if let Some(id) = request {
                     return self.end_run(id, Status::Failed);
+                }
+                if loading {
+                    self.engine_stopped = Some(message);
                 }
             }
         }
@@ -338,10 +346,17 @@ impl App {
         }
         let command = text.trim_start().strip_prefix('/');
         if command.is_none() && self.model.is_none() {
-            self.flash(
-                Level::Warning,
-                "the model is still loading; your message is kept",
-            );
+            if self.engine_stopped.is_some() {
+                self.flash(
+                    Level::Error,
+                    "no model to answer: it could not be loaded (see above); quit and start ltm with another --model",
+                );
+            } else {
+                self.flash(
+                    Level::Warning,
+                    "the model is still loading; your message is kept",
+                );
+            }
             return Vec::new();
         }
         self.input.take();

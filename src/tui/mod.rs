@@ -91,6 +91,7 @@ pub async fn run(
         Some(d) => d,
         None => Dirs::resolve()?,
     };
+    dirs.remove_stale_temporaries();
     let mut app = build_app(&dirs, &options)?;
     let mut terminal = enter_terminal().inspect_err(|_| restore_terminal())?;
     let result = event_loop(&mut terminal, &mut app, client, events, &dirs).await;
@@ -106,6 +107,25 @@ pub async fn run(
     Ok(())
 }
 
+/// Few-shot examples fill a prompt of a few hundred tokens: a file beyond this is not a set of
+/// examples (and `/dev/zero` would never end).
+const MAX_EXAMPLES_BYTES: u64 = 4 << 20;
+
+fn read_examples(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_EXAMPLES_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_EXAMPLES_BYTES {
+        return Err(format!(
+            "over {} MB; /load reads example files up to that size",
+            MAX_EXAMPLES_BYTES >> 20
+        ));
+    }
+    Ok(text)
+}
+
 fn build_app(dirs: &Dirs, options: &TuiOptions) -> anyhow::Result<App> {
     let (mut settings, settings_warning) = Settings::load(&dirs.settings_file());
     if let Some(theme) = &options.theme {
@@ -117,12 +137,16 @@ fn build_app(dirs: &Dirs, options: &TuiOptions) -> anyhow::Result<App> {
         Color::Auto => theme::no_color(std::env::var_os("NO_COLOR").as_deref()),
     };
     let (themes, theme_warnings) = Themes::load(Some(&dirs.themes_dir()), no_color);
-    let session = match &options.resume {
-        Some(what) => Session::load(&Session::find(&dirs.sessions_dir(), what)?)?,
-        None => Session::new(),
+    let (session, skipped) = match &options.resume {
+        Some(what) => Session::resume(&dirs.sessions_dir(), what)?,
+        None => (Session::new(), Vec::new()),
     };
     let mut app = App::new(session, settings, themes);
-    for warning in settings_warning.into_iter().chain(theme_warnings) {
+    for warning in settings_warning
+        .into_iter()
+        .chain(theme_warnings)
+        .chain(skipped)
+    {
         app.notice(Level::Warning, warning);
     }
     if app.themes.get(&app.settings.theme).is_none() {
@@ -195,7 +219,12 @@ async fn event_loop(
             let mut next = Vec::new();
             for action in pending {
                 match action {
-                    Action::Submit(request) => client.submit(*request),
+                    Action::Submit(request) => {
+                        client.submit(*request);
+                        // Saved as it starts: a kill mid-answer keeps the question (it comes
+                        // back cancelled on --resume).
+                        next.push(Action::SaveSession);
+                    }
                     Action::Cancel => client.cancel(),
                     Action::Quit => {
                         client.cancel();
@@ -212,7 +241,7 @@ async fn event_loop(
                         }
                     }
                     Action::LoadExamples(path) => {
-                        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+                        let text = read_examples(&path);
                         next.extend(app.examples_loaded(&path, text));
                     }
                 }

@@ -292,19 +292,42 @@ impl Session {
         Ok(s)
     }
 
-    /// `what` is a file path, a session id in `sessions_dir`, or `last` (most recently saved).
-    pub fn find(sessions_dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
+    /// The session `what` names: a file path, a session id in `sessions_dir`, or `last`: the
+    /// most recently saved one that can be read, with a line for each newer one it skipped.
+    pub fn resume(sessions_dir: &Path, what: &str) -> anyhow::Result<(Self, Vec<String>)> {
+        if what != "last" || Path::new(what).is_file() {
+            return Ok((Self::load(&Self::find(sessions_dir, what)?)?, Vec::new()));
+        }
+        let mut files: Vec<_> = std::fs::read_dir(sessions_dir)
+            .map_err(|e| anyhow::anyhow!("no saved sessions in {}: {e}", sessions_dir.display()))?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| (e.metadata().and_then(|m| m.modified()).ok(), e.path()))
+            .collect();
+        files.sort_by(|a, b| b.cmp(a));
+        let mut skipped = Vec::new();
+        for (_, path) in files {
+            match Self::load(&path) {
+                Ok(session) => return Ok((session, skipped)),
+                Err(e) => skipped.push(format!("skipped a newer session: {e:#}")),
+            }
+        }
+        let why = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", skipped.join("; "))
+        };
+        anyhow::bail!(
+            "no readable saved session in {}{why}",
+            sessions_dir.display()
+        )
+    }
+
+    /// `what` is a file path or a session id in `sessions_dir`.
+    fn find(sessions_dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
         let direct = PathBuf::from(what);
         if direct.is_file() {
             return Ok(direct);
-        }
-        if what == "last" {
-            return std::fs::read_dir(sessions_dir)?
-                .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-                .map(|e| e.path())
-                .ok_or_else(|| anyhow::anyhow!("no saved sessions in {}", sessions_dir.display()));
         }
         let by_id = sessions_dir.join(format!("{what}.json"));
         anyhow::ensure!(
@@ -419,15 +442,49 @@ mod tests {
         let path = s.save(dir).unwrap();
         assert_eq!(path, dir.join(format!("{}.json", s.id)));
 
-        let loaded = Session::load(&Session::find(dir, &s.id).unwrap()).unwrap();
-        assert_eq!(Session::find(dir, "last").unwrap(), path);
-        assert_eq!(Session::find(dir, path.to_str().unwrap()).unwrap(), path);
-        assert!(Session::find(dir, "nope").is_err());
+        let (loaded, skipped) = Session::resume(dir, &s.id).unwrap();
+        assert!(skipped.is_empty());
+        assert_eq!(Session::resume(dir, "last").unwrap().0, loaded);
+        assert_eq!(
+            Session::resume(dir, path.to_str().unwrap()).unwrap().0,
+            loaded
+        );
+        assert!(Session::resume(dir, "nope").is_err());
         assert_eq!(loaded.max_request_id(), 3);
         // The interrupted run comes back cancelled; everything else as saved.
         let mut expected = s.clone();
         expected.entries[2].runs_mut()[1].status = Status::Cancelled;
         assert_eq!(loaded, expected);
+    }
+
+    #[test]
+    fn resume_last_falls_back_to_the_newest_readable_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        assert!(Session::resume(dir, "last").is_err());
+        let mut good = Session::new();
+        good.history.push("kept".into());
+        let good_path = good.save(dir).unwrap();
+        let broken = dir.join("broken.json");
+        std::fs::write(&broken, "{\"format\": 2, \"entr").unwrap();
+        // The broken file is the newer one.
+        let older = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&good_path)
+            .unwrap()
+            .set_modified(older)
+            .unwrap();
+        let (loaded, skipped) = Session::resume(dir, "last").unwrap();
+        assert_eq!(loaded.history, ["kept"]);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].contains("broken.json"), "{skipped:?}");
+        std::fs::remove_file(&good_path).unwrap();
+        let err = Session::resume(dir, "last").unwrap_err().to_string();
+        assert!(
+            err.contains("no readable") && err.contains("broken.json"),
+            "{err}"
+        );
     }
 
     #[test]

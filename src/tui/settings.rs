@@ -116,21 +116,58 @@ impl Settings {
     }
 
     /// Read `path`; a missing file gives the defaults, a broken one the defaults and a complaint.
+    /// The settings in `path`, and a warning when it has errors. A file with errors keeps its
+    /// readable settings, and is copied to `settings.toml.bak` before anything overwrites it.
     pub fn load(path: &Path) -> (Self, Option<String>) {
-        match std::fs::read_to_string(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Self::default(), None),
-            Err(e) => (
-                Self::default(),
-                Some(format!("could not read {}: {e}", path.display())),
-            ),
-            Ok(text) => match toml::from_str(&text) {
-                Ok(s) => (s, None),
-                Err(e) => (
-                    Self::default(),
-                    Some(format!("ignored {}: {e}", path.display())),
-                ),
-            },
-        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Self::default(), None),
+            Err(e) => {
+                let warning = format!("could not read {}: {e}; using the defaults", path.display());
+                return (Self::default(), Some(warning));
+            }
+        };
+        let error = match toml::from_str(&text) {
+            Ok(settings) => return (settings, None),
+            Err(e) => e,
+        };
+        let line = error
+            .span()
+            .map(|span| format!(" line {}", text[..span.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        let (settings, kept) = Self::salvage(&text);
+        let mut backup = path.as_os_str().to_owned();
+        backup.push(".bak");
+        let backup = std::path::PathBuf::from(backup);
+        let backed_up = match save(&backup, text.as_bytes()) {
+            Ok(()) => format!("your file is kept as {}", backup.display()),
+            Err(e) => format!("and it could not be backed up: {e:#}"),
+        };
+        let what = if kept == 0 {
+            "using the defaults".to_string()
+        } else {
+            format!("kept its {kept} readable setting(s)")
+        };
+        let problem = error.message().trim_end();
+        let warning = format!("{}{line}: {problem}; {what}, {backed_up}", path.display());
+        (settings, Some(warning))
+    }
+
+    /// The settings of a file that does not parse whole: each one that parses alone, and how many.
+    fn salvage(text: &str) -> (Self, usize) {
+        let Ok(table) = text.parse::<toml::Table>() else {
+            return (Self::default(), 0);
+        };
+        let readable: toml::Table = table
+            .into_iter()
+            .filter(|(key, value)| {
+                let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+                toml::Value::Table(one).try_into::<Self>().is_ok()
+            })
+            .collect();
+        let kept = readable.len();
+        let settings = toml::Value::Table(readable).try_into().unwrap_or_default();
+        (settings, kept)
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
@@ -429,9 +466,34 @@ mod tests {
         };
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path), (s, None));
-        std::fs::write(&path, "steps = \"many\"").unwrap();
+    }
+
+    #[test]
+    fn a_file_with_errors_keeps_what_it_can_and_is_backed_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        let text = "theme = \"light\"\nsamples = 4\nsteps = \"many\"\n";
+        std::fs::write(&path, text).unwrap();
+        let (loaded, warning) = Settings::load(&path);
+        let warning = warning.unwrap();
+        assert_eq!((loaded.theme.as_str(), loaded.samples), ("light", 4));
+        assert_eq!(loaded.steps, None);
+        assert!(warning.contains("line 3"), "{warning}");
+        assert!(
+            warning.contains("kept its 2 readable setting(s)"),
+            "{warning}"
+        );
+        let backup = dir.path().join("settings.toml.bak");
+        assert!(warning.contains(&backup.display().to_string()), "{warning}");
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), text);
+
+        std::fs::write(&path, "theme = [unclosed").unwrap();
         let (loaded, warning) = Settings::load(&path);
         assert_eq!(loaded, Settings::default());
-        assert!(warning.unwrap().contains("ignored"));
+        assert!(warning.unwrap().contains("using the defaults"));
+        assert_eq!(
+            std::fs::read_to_string(&backup).unwrap(),
+            "theme = [unclosed"
+        );
     }
 }

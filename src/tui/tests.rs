@@ -769,6 +769,24 @@ fn too_small_terminal_gets_a_message() {
 }
 
 #[test]
+fn a_model_that_cannot_be_loaded_is_said_in_the_header_and_on_enter() {
+    let mut app = app_with(false);
+    app.on_event(Event::Error {
+        request: None,
+        message: "m/config.json: `dim` must be positive".into(),
+    });
+    let s = screen(&app);
+    assert!(s.contains("no model (it could not be loaded)"), "{s}");
+    assert!(!s.contains("loading model"), "{s}");
+    assert!(s.contains("`dim` must be positive"), "{s}");
+    type_text(&mut app, "hello");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    let flash = app.flash.as_ref().unwrap();
+    assert_eq!(flash.level, super::session::Level::Error);
+    assert!(flash.text.contains("another --model"), "{}", flash.text);
+}
+
+#[test]
 fn overlays_and_loading_screen_render() {
     let mut app = app_with(false);
     assert!(screen(&app).contains("loading model"));

@@ -36,6 +36,10 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
                 t.fg(t.muted),
             ));
         }
+        None if app.engine_stopped.is_some() => spans.push(Span::styled(
+            "no model (it could not be loaded)",
+            t.fg(t.error),
+        )),
         None => spans.push(Span::styled(
             format!("{} loading model…", spinner(app)),
             t.fg(t.warning),
