@@ -23,28 +23,85 @@ pub fn write_atomic_with(
     path: &Path,
     write_contents: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    let path = &writable_target(path)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = temporary_beside(path)?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        write_contents(&mut f)?;
-        let f = f.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory's entry is on disk too (POSIX); a
-        // power cut would otherwise lose the new file. Windows has no directory handle to sync.
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-    })
+    commit(vec![Staged::write(path, write_contents)?])
+}
+
+/// Writes several files as one: every one is written and synced beside its destination before
+/// any is renamed into place, so a failure or a kill while writing leaves all of the old ones.
+/// (Only a kill in the microseconds of the renames, done in the order given, mixes old and new.)
+pub fn write_atomic_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    let staged = files
+        .iter()
+        .map(|(path, bytes)| Staged::write(path, |f| f.write_all(bytes)))
+        .collect::<Result<Vec<_>>>()?;
+    commit(staged)
+}
+
+/// Renames the staged files into place in order, then makes the renames durable: the
+/// directories are synced after all the renames, which keeps those back to back.
+fn commit(mut staged: Vec<Staged>) -> Result<()> {
+    for file in &mut staged {
+        std::fs::rename(&file.tmp, &file.path)
+            .with_context(|| format!("cannot write {}", file.path.display()))?;
+        file.committed = true;
+    }
+    // A rename is durable only once the directory's entry is on disk too (POSIX); a power cut
+    // would otherwise lose the new file. Windows has no directory handle to sync.
+    #[cfg(unix)]
+    {
+        let mut dirs: Vec<&Path> = staged.iter().map(|f| f.dir()).collect();
+        dirs.dedup();
+        for dir in dirs {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A file written and synced under a temporary name beside its destination, not yet in place;
+/// dropped uncommitted, it is removed.
+struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    fn write(
+        path: &Path,
+        write_contents: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<Self> {
+        let path = writable_target(path)?;
+        let staged = Self {
+            tmp: temporary_beside(&path)?,
+            path,
+            committed: false,
+        };
+        let write = || -> std::io::Result<()> {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&staged.tmp)?);
+            write_contents(&mut f)?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()
+        };
+        write().with_context(|| format!("cannot write {}", staged.path.display()))?;
+        Ok(staged)
+    }
+
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// The regular file that writing to `path` replaces: `path`, or the file a link at `path` leads

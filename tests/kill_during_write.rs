@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-const KILLS_PER_COMMAND: usize = 100;
-
 /// Runs `ltm ARGS` to the end, returning how long it took.
 fn run_whole(args: &[&str]) -> Duration {
     let start = Instant::now();
@@ -42,10 +40,11 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Kills `ltm ARGS` at `KILLS_PER_COMMAND` random moments of a whole run, each after `reset`;
+/// Kills `ltm ARGS` at `kills` random moments of a whole run, each after `reset`;
 /// after each, `check` sees whole files. Then one run to the end leaves no temporary in `dir`.
 /// Returns how many kills left a temporary behind.
 fn kill_at_random_moments(
+    kills: usize,
     args: &[&str],
     dir: &Path,
     seed: u64,
@@ -56,7 +55,7 @@ fn kill_at_random_moments(
     let whole = run_whole(args);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut left_behind = 0;
-    for i in 0..KILLS_PER_COMMAND {
+    for i in 0..kills {
         reset();
         run_killed(args, whole.mul_f64(rng.random_range(0.0..1.2)));
         check(i);
@@ -100,7 +99,7 @@ fn convert_killed_mid_write_leaves_no_model_or_a_whole_one() {
             std::fs::remove_dir_all(&out).unwrap();
         }
     };
-    let left = kill_at_random_moments(&args, dir.path(), 1, reset, |i| {
+    let left = kill_at_random_moments(100, &args, dir.path(), 1, reset, |i| {
         // The directory is renamed into place complete, or not at all.
         if out.exists() {
             for (file, want) in files.iter().zip(&whole) {
@@ -112,7 +111,7 @@ fn convert_killed_mid_write_leaves_no_model_or_a_whole_one() {
             }
         }
     });
-    eprintln!("convert: {KILLS_PER_COMMAND} kills, {left} left a temporary directory behind");
+    eprintln!("convert: 100 kills, {left} left a temporary directory behind");
 }
 
 #[test]
@@ -134,9 +133,74 @@ fn data_killed_mid_write_leaves_the_old_or_the_new_file() {
     };
     assert_ne!(old, new);
     let reset = || std::fs::write(&file, &old).unwrap();
-    let left = kill_at_random_moments(&new_args, dir.path(), 2, reset, |i| {
+    let left = kill_at_random_moments(100, &new_args, dir.path(), 2, reset, |i| {
         let now = std::fs::read(&file).unwrap();
         assert!(now == old || now == new, "kill {i}: a file that is neither");
     });
-    eprintln!("data: {KILLS_PER_COMMAND} kills, {left} left a temporary file behind");
+    eprintln!("data: 100 kills, {left} left a temporary file behind");
+}
+
+/// A training run of a tiny model that checkpoints every 4 iterations.
+fn tiny_training(dir: &Path, max_iters: usize) -> std::path::PathBuf {
+    let config = dir.join(format!("train-{max_iters}.toml"));
+    let text = format!(
+        "[model]\ndim = 32\nn_layers = 2\nn_heads = 2\nn_kv_heads = 1\nvocab_size = 300\nmultiple_of = 16\n\
+         max_seq_len = 64\nwindow_size = 64\nmax_z_len = 4\n\
+         [data]\ntrain_problems = 300\nval_problems = 20\nseed = 1\nvocab_size = 300\n\
+         [optim]\nbatch_size = 4\nseq_len = 64\nmax_iters = {max_iters}\nwarmup_iters = 2\nlearning_rate = 3e-3\n\
+         min_lr = 3e-4\nweight_decay = 0.1\nbeta1 = 0.9\nbeta2 = 0.95\ngrad_clip = 1.0\nfast_steps = 1\n\
+         initial_fast_lr = 0.3\nfinal_fast_lr = 0.3\neval_interval = 4\neval_batches = 1\nseed = 1\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// The iteration stamped in a checkpoint file's safetensors metadata.
+fn stamped_iter(file: &Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().as_ref().unwrap()["iter"].parse().unwrap()
+}
+
+#[test]
+fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, start) = (dir.path().join("run"), dir.path().join("start"));
+    let (short, long) = (tiny_training(dir.path(), 8), tiny_training(dir.path(), 24));
+    // A run checkpointed at iteration 8, the start of every resumed run below.
+    run_whole(&[
+        "train",
+        "--config",
+        short.to_str().unwrap(),
+        "--out",
+        start.to_str().unwrap(),
+    ]);
+    let args = [
+        "train",
+        "--config",
+        long.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+    ];
+    let reset = || {
+        if out.exists() {
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        std::fs::create_dir(&out).unwrap();
+        for entry in std::fs::read_dir(&start).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+        }
+    };
+    let left = kill_at_random_moments(40, &args, &out, 3, reset, |i| {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
+        let iter = state["iter"].as_u64().unwrap();
+        assert!(iter >= 8 && iter.is_multiple_of(4), "kill {i}: iteration {iter}");
+        for file in ["model.safetensors", "optimizer.safetensors"] {
+            assert_eq!(stamped_iter(&out.join(file)), iter, "kill {i}: {file}");
+        }
+    });
+    eprintln!("train: 40 kills, {left} left a temporary file behind");
 }

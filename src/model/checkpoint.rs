@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 
 use super::config::Config;
 use super::decoder::Ltm;
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_all;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -264,18 +264,32 @@ impl Checkpoint {
             .with_context(|| format!("{}: cannot build the model", self.source.display()))
     }
 
-    /// Writes our directory format (config and weights; the tokenizer is the caller's), atomically per file.
+    /// Writes our directory format (config and weights; the tokenizer is the caller's), both
+    /// files at once (`write_atomic_all`).
     pub fn save_dir(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let config = serde_json::to_string_pretty(&self.config)?;
-        write_atomic(&dir.join(CONFIG_FILE), config.as_bytes())?;
+        write_atomic_all(&self.files(dir, None)?)
+    }
+
+    /// The files of our directory format in `dir`, with their contents; `metadata` goes into the
+    /// weights file's header.
+    pub fn files(
+        &self,
+        dir: &Path,
+        metadata: Option<HashMap<String, String>>,
+    ) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+        let config = serde_json::to_string_pretty(&self.config)?.into_bytes();
         let tensors: HashMap<String, Tensor> = self
             .tensors
             .iter()
             .map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
             .collect::<Result<_>>()?;
-        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)?;
-        write_atomic(&dir.join(WEIGHTS_FILE), &bytes)
+        let weights =
+            safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), metadata)?;
+        Ok(vec![
+            (dir.join(CONFIG_FILE), config),
+            (dir.join(WEIGHTS_FILE), weights),
+        ])
     }
 }
 

@@ -15,7 +15,8 @@ use candle_nn::VarBuilder;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_all;
+use crate::model::checkpoint::WEIGHTS_FILE;
 use crate::model::{Checkpoint, Config, Ltm, Pass};
 use crate::think::{self, Sequences};
 
@@ -283,6 +284,35 @@ pub struct Trainer {
 
 const STATE_FILE: &str = "train_state.json";
 const OPTIM_FILE: &str = "optimizer.safetensors";
+/// The iteration a checkpoint's weights and moments are from, in their safetensors metadata.
+const ITER_KEY: &str = "iter";
+
+/// The iteration stamped in a checkpoint file, if it has one (checkpoints before the stamp do not).
+fn stamped_iter(file: &Path) -> Result<Option<usize>> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .with_context(|| format!("{}: not a safetensors file", file.display()))?;
+    Ok(header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(ITER_KEY))
+        .and_then(|v| v.parse().ok()))
+}
+
+/// Refuses a checkpoint whose files are from different iterations (a save cut short).
+fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
+    for file in [out.join(WEIGHTS_FILE), out.join(OPTIM_FILE)] {
+        if let Some(iter) = stamped_iter(&file)?.filter(|&i| i != state.iter) {
+            bail!(
+                "{}: the checkpoint's files are from different iterations ({} is from {iter}, {STATE_FILE} from {}): its last save was cut short; train from an earlier copy or start again",
+                out.display(),
+                file.display(),
+                state.iter
+            );
+        }
+    }
+    Ok(())
+}
 
 /// The training state saved in a run's output directory.
 pub fn read_state(out: &Path) -> Result<TrainState> {
@@ -311,6 +341,7 @@ impl Trainer {
             let ckpt = Checkpoint::load(out)
                 .with_context(|| format!("cannot resume from {}", out.display()))?;
             let state = read_state(out)?;
+            check_consistent(out, &state)?;
             let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
                 .with_context(|| {
                     format!(
@@ -530,22 +561,31 @@ impl Trainer {
         })
     }
 
-    /// Saves weights, optimizer moments and state into `out` (each file atomically).
+    /// Saves weights, optimizer moments and state into `out`, as one (`write_atomic_all`): a
+    /// kill while saving leaves the previous checkpoint whole. The weights and moments carry
+    /// their iteration, which a resume checks against the state's.
     pub fn save(&self, out: &Path) -> Result<()> {
-        self.checkpoint()?.save_dir(out)?;
+        let stamp = || {
+            Some(HashMap::from([(
+                ITER_KEY.to_string(),
+                self.state.iter.to_string(),
+            )]))
+        };
+        let mut files = self.checkpoint()?.files(out, stamp())?;
         let mut moments = HashMap::new();
         for (i, (n, _)) in self.vars.iter().enumerate() {
             moments.insert(format!("m.{n}"), self.opt.m[i].to_device(&Device::Cpu)?);
             moments.insert(format!("v.{n}"), self.opt.v[i].to_device(&Device::Cpu)?);
         }
-        write_atomic(
-            &out.join(OPTIM_FILE),
-            &safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), None)?,
-        )?;
-        write_atomic(
-            &out.join(STATE_FILE),
-            serde_json::to_string_pretty(&self.state)?.as_bytes(),
-        )
+        files.push((
+            out.join(OPTIM_FILE),
+            safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), stamp())?,
+        ));
+        files.push((
+            out.join(STATE_FILE),
+            serde_json::to_string_pretty(&self.state)?.into_bytes(),
+        ));
+        write_atomic_all(&files)
     }
 
     pub fn record(&mut self, point: HistoryPoint) {

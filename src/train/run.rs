@@ -135,9 +135,10 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     let train_tokens = encode(&tokenizer, &train_text)?;
     let val_tokens = encode(&tokenizer, &val_text)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    tokenizer
-        .save(out.join(TOKENIZER_FILE), false)
+    let tokenizer_json = tokenizer
+        .to_string(false)
         .map_err(|e| anyhow!("cannot save the tokenizer: {e}"))?;
+    write_atomic(&out.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
     write_atomic(
         &out.join("train.toml"),
         toml::to_string_pretty(&config)?.as_bytes(),
