@@ -197,7 +197,10 @@ fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
         let state: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
         let iter = state["iter"].as_u64().unwrap();
-        assert!(iter >= 8 && iter.is_multiple_of(4), "kill {i}: iteration {iter}");
+        assert!(
+            iter >= 8 && iter.is_multiple_of(4),
+            "kill {i}: iteration {iter}"
+        );
         for file in ["model.safetensors", "optimizer.safetensors"] {
             assert_eq!(stamped_iter(&out.join(file)), iter, "kill {i}: {file}");
         }

@@ -132,3 +132,57 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     assert!(!out.status.success());
     assert!(one_line_error(&out).contains("/nonexistent.jsonl"));
 }
+
+/// Inputs far beyond the context are cut before they are tokenised: each of these took
+/// gigabytes, or minutes, when the whole input was tokenised first.
+#[test]
+fn huge_inputs_are_cut_before_tokenising() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let model = model.to_str().unwrap();
+    // 8 MB on stdin: one character a token, so 8 M tokens if tokenised whole.
+    let huge = "2+2=4 ".repeat(1_400_000);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .env("LTM_DEVICE", "cpu")
+        .env("LTM_DATA_DIR", common::data_dir())
+        .args(["generate", "--model", model, "--steps", "1", "-n", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(huge.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than the model's context of 64: keeping the last 64"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `ppl --limit` scores only the first N tokens of a long text.
+    let text = dir.path().join("long.txt");
+    std::fs::write(&text, "abc 1+2=3 ".repeat(200_000)).unwrap();
+    let out = ltm([
+        "ppl",
+        "--model",
+        model,
+        "--data",
+        text.to_str().unwrap(),
+        "--limit",
+        "640",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    // Ten windows of 64 tokens, the first token of each is context only.
+    assert_eq!(v["tokens"], 630, "{v}");
+    let out = ltm(["ppl", "--model", model, "--data", "x", "--limit", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--limit"), "{}", stderr(&out));
+}

@@ -1,6 +1,7 @@
 //! End to end: the real binary in tmux, on a real model. Types a question, waits for the
 //! answer, checks the thinking panel's figures on screen, quits with Ctrl+C and checks the
-//! terminal came back. Skipped (passing) only where tmux is not installed.
+//! terminal came back; and kills it mid-thought, to find the question saved. Skipped (passing)
+//! only where tmux is not installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,7 +14,9 @@ struct Tmux(String);
 
 impl Tmux {
     fn start(command: &str) -> Self {
-        let name = format!("ltm-e2e-{}", std::process::id());
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("ltm-e2e-{}-{n}", std::process::id());
         let out = tmux(&[
             "new-session",
             "-d",
@@ -205,4 +208,48 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
         .unwrap()
         .to_string();
     assert!(!answer.trim().is_empty(), "empty answer: {text}");
+}
+
+#[test]
+fn a_question_killed_mid_thought_is_in_the_saved_session() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let model = model_dir(scratch.path());
+    let (config, data) = (scratch.path().join("config"), scratch.path().join("data"));
+    let pid_file = scratch.path().join("pid");
+    // `exec` keeps the shell's process id for ltm, so that the test can kill it.
+    let command = format!(
+        "echo $$ > '{}'; exec env LTM_CONFIG_DIR='{}' LTM_DATA_DIR='{}' '{}' chat --model '{}' --steps 1000",
+        pid_file.display(),
+        config.display(),
+        data.display(),
+        env!("CARGO_BIN_EXE_ltm"),
+        model.display()
+    );
+    let tmux = Tmux::start(&command);
+    let minute = Duration::from_secs(60);
+    tmux.wait_for("the model to load", minute, |s| {
+        s.contains("Chat") && !s.contains("loading model")
+    });
+    tmux.send(&["-l", "What is 2 + 3?"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("thinking", minute, |s| s.contains("step "));
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions")).unwrap().collect();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "the session was saved when the question was asked"
+    );
+    let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
+    assert!(session.contains("What is 2 + 3?"), "{session}");
 }

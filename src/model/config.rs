@@ -193,6 +193,15 @@ impl Config {
                 self.head_dim()
             ));
         }
+        // Weights take what their file holds, but the rotary table (cos and sin, max_seq_len ×
+        // head_dim floats) is made from the sizes alone.
+        let rotary_bytes = self.max_seq_len * self.head_dim() * 4;
+        if rotary_bytes > 1 << 30 {
+            return Err(format!(
+                "the rotary table (max_seq_len × head_dim) would take {:.1} GB, above the limit of 1 GB",
+                rotary_bytes as f64 / 1e9
+            ));
+        }
         if self.max_seq_len < self.max_z_len {
             return Err(format!(
                 "`max_seq_len` ({}) must be at least `max_z_len` ({})",
@@ -326,7 +335,11 @@ mod tests {
     #[test]
     fn sizes_and_settings_out_of_bounds_are_refused_with_the_value() {
         type Break = fn(&mut Config);
-        let cases: [(&str, Break); 7] = [
+        let cases: [(&str, Break); 8] = [
+            (
+                "the rotary table (max_seq_len × head_dim) would take 8.6 GB",
+                |c| (c.max_seq_len, c.dim, c.n_heads, c.n_kv_heads) = (1 << 17, 1 << 14, 1, None),
+            ),
             (
                 "max_seq_len` (1000000000) is above the limit of 131072",
                 |c| c.max_seq_len = 1_000_000_000,

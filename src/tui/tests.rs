@@ -902,3 +902,17 @@ fn the_app_asks_with_the_same_defaults_as_the_command_line() {
         );
     }
 }
+
+#[test]
+fn loading_examples_refuses_a_file_too_large_for_a_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.jsonl");
+    let line = "{\"question\": \"q\", \"answer\": \"#### 1\"}\n";
+    std::fs::write(&path, line.repeat((5 << 20) / line.len())).unwrap();
+    let err = super::read_examples(&path).unwrap_err();
+    assert!(err.contains("4 MB"), "{err}");
+    std::fs::write(&path, line).unwrap();
+    assert_eq!(super::read_examples(&path).unwrap(), line);
+    // A device that never ends is cut off too.
+    assert!(super::read_examples(std::path::Path::new("/dev/zero")).is_err());
+}
