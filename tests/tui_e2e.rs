@@ -137,28 +137,43 @@ fn write_word_tokenizer(path: &Path) {
     );
 }
 
-#[test]
-fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
+/// `ltm chat ARGS` in tmux, in the shell command `wrap` makes of it, with config and data
+/// directories of its own in the returned scratch directory; once the model is loaded. `None`
+/// where tmux is not installed.
+fn chat_in_tmux(
+    args: &str,
+    wrap: impl FnOnce(&str) -> String,
+) -> Option<(tempfile::TempDir, Tmux)> {
     if Command::new("tmux").arg("-V").output().is_err() {
         eprintln!("skipped: tmux is not installed");
-        return;
+        return None;
     }
     let scratch = tempfile::tempdir().unwrap();
     let model = model_dir(scratch.path());
-    let (config, data) = (scratch.path().join("config"), scratch.path().join("data"));
-    let command = format!(
-        "env LTM_CONFIG_DIR='{}' LTM_DATA_DIR='{}' '{}' chat --model '{}' --steps 8 --max-tokens 12 \
-         --temperature 0; echo \"ltm exited $?\"; sleep 60",
-        config.display(),
-        data.display(),
+    let ltm = format!(
+        "env LTM_CONFIG_DIR='{}' LTM_DATA_DIR='{}' '{}' chat --model '{}' {args}",
+        scratch.path().join("config").display(),
+        scratch.path().join("data").display(),
         env!("CARGO_BIN_EXE_ltm"),
         model.display()
     );
-    let tmux = Tmux::start(&command);
-    let minute = Duration::from_secs(60);
-    tmux.wait_for("the model to load", minute, |s| {
+    let tmux = Tmux::start(&wrap(&ltm));
+    tmux.wait_for("the model to load", Duration::from_secs(60), |s| {
         s.contains("Chat") && !s.contains("loading model")
     });
+    Some((scratch, tmux))
+}
+
+#[test]
+fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
+    let args = "--steps 8 --max-tokens 12 --temperature 0";
+    let Some((scratch, tmux)) = chat_in_tmux(args, |ltm| {
+        format!("{ltm}; echo \"ltm exited $?\"; sleep 60")
+    }) else {
+        return;
+    };
+    let data = scratch.path().join("data");
+    let minute = Duration::from_secs(60);
 
     tmux.send(&["-l", "What is 2 + 3?"]);
     tmux.send(&["Enter"]);
@@ -212,28 +227,16 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
 
 #[test]
 fn a_question_killed_mid_thought_is_in_the_saved_session() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed");
-        return;
-    }
-    let scratch = tempfile::tempdir().unwrap();
-    let model = model_dir(scratch.path());
-    let (config, data) = (scratch.path().join("config"), scratch.path().join("data"));
-    let pid_file = scratch.path().join("pid");
+    let pid_dir = tempfile::tempdir().unwrap();
+    let pid_file = pid_dir.path().join("pid");
     // `exec` keeps the shell's process id for ltm, so that the test can kill it.
-    let command = format!(
-        "echo $$ > '{}'; exec env LTM_CONFIG_DIR='{}' LTM_DATA_DIR='{}' '{}' chat --model '{}' --steps 1000",
-        pid_file.display(),
-        config.display(),
-        data.display(),
-        env!("CARGO_BIN_EXE_ltm"),
-        model.display()
-    );
-    let tmux = Tmux::start(&command);
+    let Some((scratch, tmux)) = chat_in_tmux("--steps 1000", |ltm| {
+        format!("echo $$ > '{}'; exec {ltm}", pid_file.display())
+    }) else {
+        return;
+    };
+    let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
-    tmux.wait_for("the model to load", minute, |s| {
-        s.contains("Chat") && !s.contains("loading model")
-    });
     tmux.send(&["-l", "What is 2 + 3?"]);
     tmux.send(&["Enter"]);
     tmux.wait_for("thinking", minute, |s| s.contains("step "));

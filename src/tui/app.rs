@@ -183,6 +183,14 @@ impl App {
         });
     }
 
+    /// Whether the screen changes by itself (a spinner, live figures, a message that expires):
+    /// only then does the app redraw on a clock, so that it costs nothing while idle.
+    pub fn animating(&self) -> bool {
+        (self.model.is_none() && self.engine_stopped.is_none())
+            || self.in_flight.is_some()
+            || self.flash.is_some()
+    }
+
     pub fn on_tick(&mut self, now: Instant) {
         self.tick = self.tick.wrapping_add(1);
         self.now = now;

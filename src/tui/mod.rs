@@ -166,6 +166,14 @@ fn build_app(dirs: &Dirs, options: &TuiOptions) -> anyhow::Result<App> {
     Ok(app)
 }
 
+/// What woke the event loop.
+#[allow(clippy::large_enum_variant)] // one at a time, on the stack
+enum Woke {
+    Engine(Option<Event>),
+    Terminal(Option<std::io::Result<TermEvent>>),
+    Tick,
+}
+
 async fn event_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     app: &mut App,
@@ -179,23 +187,31 @@ async fn event_loop(
     let mut engine_open = true;
     loop {
         terminal.draw(|frame| ui::draw(frame, app))?;
-        let actions = tokio::select! {
-            event = events.recv(), if engine_open => match event {
-                Some(event) => {
-                    let mut actions = app.on_event(event);
-                    // Drain a burst of tokens before the next frame.
-                    while let Ok(event) = events.try_recv() {
-                        actions.extend(app.on_event(event));
-                    }
-                    actions
+        let woke = tokio::select! {
+            event = events.recv(), if engine_open => Woke::Engine(event),
+            event = input.next() => Woke::Terminal(event),
+            _ = tick.tick(), if app.animating() => Woke::Tick,
+        };
+        // The clock runs only while the screen animates; whatever woke the app sets it.
+        app.now = Instant::now();
+        let actions = match woke {
+            Woke::Engine(Some(event)) => {
+                let mut actions = app.on_event(event);
+                // Drain a burst of tokens before the next frame.
+                while let Ok(event) = events.try_recv() {
+                    actions.extend(app.on_event(event));
                 }
-                None => {
-                    engine_open = false;
-                    app.notice(Level::Error, "the engine stopped; requests can no longer be answered");
-                    Vec::new()
-                }
-            },
-            event = input.next() => match event {
+                actions
+            }
+            Woke::Engine(None) => {
+                engine_open = false;
+                app.notice(
+                    Level::Error,
+                    "the engine stopped; requests can no longer be answered",
+                );
+                Vec::new()
+            }
+            Woke::Terminal(event) => match event {
                 Some(Ok(TermEvent::Key(key))) => app.on_key(key),
                 Some(Ok(TermEvent::Mouse(mouse))) => {
                     app.on_mouse(mouse);
@@ -209,8 +225,8 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e.into()),
                 None => vec![Action::Quit],
             },
-            _ = tick.tick() => {
-                app.on_tick(Instant::now());
+            Woke::Tick => {
+                app.on_tick(app.now);
                 Vec::new()
             }
         };

@@ -916,3 +916,18 @@ fn loading_examples_refuses_a_file_too_large_for_a_prompt() {
     // A device that never ends is cut off too.
     assert!(super::read_examples(std::path::Path::new("/dev/zero")).is_err());
 }
+
+#[test]
+fn the_clock_runs_only_while_something_moves() {
+    let mut app = app_with(false);
+    assert!(app.animating(), "the loading spinner");
+    app.on_event(Event::Ready(info(None)));
+    assert!(!app.animating(), "idle: no redraws on a clock");
+    let r = send(&mut app, "hello");
+    assert!(app.animating(), "a request in flight");
+    app.on_event(Event::Finished { request: r.id });
+    app.flash = None;
+    assert!(!app.animating());
+    app.flash(super::session::Level::Info, "saved");
+    assert!(app.animating(), "a message that expires");
+}
