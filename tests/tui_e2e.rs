@@ -38,6 +38,12 @@ impl Tmux {
         assert!(tmux(&args).status.success());
     }
 
+    /// Types `text` and presses Enter.
+    fn ask(&self, text: &str) {
+        self.send(&["-l", text]);
+        self.send(&["Enter"]);
+    }
+
     fn screen(&self) -> String {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &self.0]).stdout).into_owned()
     }
@@ -174,9 +180,7 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     };
     let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
-
-    tmux.send(&["-l", "What is 2 + 3?"]);
-    tmux.send(&["Enter"]);
+    tmux.ask("What is 2 + 3?");
     let screen = tmux.wait_for("the answer", minute, |s| s.contains("tok/s"));
     println!("{screen}");
     for shown in [
@@ -237,8 +241,7 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
     };
     let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
-    tmux.send(&["-l", "What is 2 + 3?"]);
-    tmux.send(&["Enter"]);
+    tmux.ask("What is 2 + 3?");
     tmux.wait_for("thinking", minute, |s| s.contains("step "));
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let killed = Command::new("kill")
