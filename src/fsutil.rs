@@ -49,7 +49,8 @@ fn commit(mut staged: Vec<Staged>) -> Result<()> {
     // would otherwise lose the new file. Windows has no directory handle to sync.
     #[cfg(unix)]
     {
-        let mut dirs: Vec<&Path> = staged.iter().map(|f| f.dir()).collect();
+        let mut dirs: Vec<&Path> = staged.iter().map(|f| parent_dir(&f.path)).collect();
+        dirs.sort();
         dirs.dedup();
         for dir in dirs {
             std::fs::File::open(dir)
@@ -87,13 +88,13 @@ impl Staged {
         write().with_context(|| format!("cannot write {}", staged.path.display()))?;
         Ok(staged)
     }
+}
 
-    fn dir(&self) -> &Path {
-        self.path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-    }
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 impl Drop for Staged {
@@ -128,7 +129,7 @@ fn writable_target(path: &Path) -> Result<PathBuf> {
             ),
             // A link to a file that does not exist yet: write the file where the link points.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                writable_target(&path.parent().unwrap_or(Path::new(".")).join(&target))
+                writable_target(&parent_dir(path).join(&target))
             }
             Err(_) => bail!(
                 "{} is a symbolic link to {}, which cannot be reached; not replaced",
@@ -175,10 +176,7 @@ pub fn temporary_beside(path: &Path) -> Result<PathBuf> {
     let name = path
         .file_name()
         .with_context(|| format!("{}: not a file path", path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     remove_stale_temporaries(dir, Some(name));
     Ok(dir.join(temporary_name(name, std::process::id())))
 }

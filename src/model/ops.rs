@@ -35,12 +35,15 @@ pub mod composite {
     }
 
     pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        per_row(logits, targets, |logits, targets| {
-            candle_nn::ops::log_softmax(logits, D::Minus1)?
-                .gather(&targets.unsqueeze(1)?, 1)?
-                .squeeze(1)?
-                .neg()
-        })
+        per_row(logits, targets, row_nll)
+    }
+
+    /// `token_nll` of f32 logits [m, v] and targets [m].
+    pub(super) fn row_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::log_softmax(logits, D::Minus1)?
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()
     }
 
     pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
@@ -613,7 +616,7 @@ pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         if fused(logits) {
             logits.apply_op2(targets, TokenNll)
         } else {
-            composite::token_nll(logits, targets)
+            composite::row_nll(logits, targets)
         }
     })
 }
