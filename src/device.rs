@@ -14,6 +14,27 @@ pub enum DeviceChoice {
     Metal,
 }
 
+/// The weights that writing (one token per step) reads on the CPU (`--decode-weights`,
+/// `LTM_DECODE_WEIGHTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DecodeWeights {
+    /// The model's own: f32 on the CPU, the tokens the reference writes.
+    #[default]
+    Full,
+    /// A bf16 copy: half the bytes per token, about twice as fast; a near tie between two
+    /// tokens can go the other way. Thinking and prompts keep the full weights.
+    Bf16,
+}
+
+impl DecodeWeights {
+    pub fn dtype(self) -> Option<DType> {
+        match self {
+            Self::Full => None,
+            Self::Bf16 => Some(DType::BF16),
+        }
+    }
+}
+
 pub fn select(choice: DeviceChoice) -> Result<Device> {
     if choice == DeviceChoice::Cpu {
         // Asks no driver: a GPU build runs on the CPU where the GPU's driver is broken.
@@ -65,10 +86,19 @@ pub fn describe(device: &Device) -> &'static str {
     }
 }
 
-/// Keeps freed memory for reuse instead of returning it to the kernel: thinking allocates and
-/// frees tens of megabytes per step, and glibc's default (mmap and munmap for every large block)
-/// turned a third of a step into page faults.
-pub fn tune_allocator() {
+/// Process-wide settings for computing on the CPU; `main` calls this before any thread starts.
+pub fn tune_process() {
+    // candle runs elementwise ops on a pool of its own whose workers spin between ops, taking
+    // the core from the compute threads (`threads`): with another program busy on one of two
+    // cores, a thinking step took 1.3× as long. Those ops are a few percent of a step and run
+    // as fast on the calling thread alone.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+    // Keep freed memory for reuse instead of returning it to the kernel: thinking allocates and
+    // frees tens of megabytes per step, and glibc's default (mmap and munmap for every large
+    // block) turned a third of a step into page faults.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator parameters; it is called before any threads start.
     unsafe {
@@ -77,6 +107,7 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
+    crate::threads::watch();
 }
 
 #[cfg(test)]

@@ -21,5 +21,6 @@ pub mod speed;
 pub mod tasks;
 pub mod text;
 pub mod think;
+pub mod threads;
 pub mod train;
 pub mod tui;

@@ -1,4 +1,4 @@
 fn main() -> std::process::ExitCode {
-    ltm::device::tune_allocator();
+    ltm::device::tune_process();
     ltm::cli::main()
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::device::{DeviceChoice, select, weight_dtype};
+use crate::device::{DecodeWeights, DeviceChoice, select, weight_dtype};
 use crate::dirs::{Dirs, save};
 use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::model::{Checkpoint, Ltm};
@@ -19,6 +19,7 @@ pub struct ModelSource {
     /// A tokenizer.json to use instead of the model's own.
     pub tokenizer: Option<PathBuf>,
     pub device: DeviceChoice,
+    pub decode_weights: DecodeWeights,
 }
 
 impl ModelSource {
@@ -43,7 +44,9 @@ impl ModelSource {
     pub fn load(&self) -> Result<(Ltm, Tokenizer)> {
         let device = select(self.device)?;
         let (checkpoint, tokenizer) = self.load_files()?;
-        Ok((checkpoint.model(weight_dtype(&device), &device)?, tokenizer))
+        let mut model = checkpoint.model(weight_dtype(&device), &device)?;
+        model.set_decode_dtype(self.decode_weights.dtype())?;
+        Ok((model, tokenizer))
     }
 }
 

@@ -1,10 +1,12 @@
-//! Throughput of thinking and writing, and how close the machine's matmul peak they come.
-//! Figures are medians over repeated runs.
+//! Throughput of thinking and writing, and how close they come to the machine's limits: its
+//! matmul peak for thinking, its memory bandwidth for writing. Figures are medians over repeated
+//! runs.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::generate::{Flow, Sampling, generate};
@@ -29,13 +31,38 @@ pub struct BenchReport {
     /// Median wall time of one fast-learning step (forward + backward to the thought + update).
     pub posterior_step_ms: f64,
     pub think_steps_per_s: f64,
-    /// Generated tokens per second, over all samples.
+    /// Generated tokens per second, over all samples, the prompt's prefill included.
     pub gen_tok_s: f64,
+    /// Tokens per second once the prompt is read: one decoding step per token and sample.
+    pub decode_tok_s: f64,
+    /// Weight bytes one decoding step reads (the model's, whatever the batch).
+    pub decode_weight_bytes: usize,
     /// Achieved FLOP rate of a thinking step.
     pub gflops: f64,
     /// The machine's measured f32 matmul rate.
     pub peak_gflops: f64,
     pub peak_ratio: f64,
+}
+
+/// What the memory allows a decoding step: tokens per second if its weights streamed at the
+/// measured read bandwidth, and the share of that reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct BandwidthBound {
+    pub bound_tok_s: f64,
+    pub ratio: f64,
+}
+
+impl BenchReport {
+    /// Decoding against the bandwidth bound, for a single sample (a batch reads its weights
+    /// once for all its samples, so its bound is per step, not per token).
+    pub fn bandwidth_bound(&self, bandwidth: &Bandwidth) -> BandwidthBound {
+        let steps_per_s = bandwidth.read_gbs * 1e9 / self.decode_weight_bytes as f64;
+        let bound_tok_s = steps_per_s * self.samples as f64;
+        BandwidthBound {
+            bound_tok_s,
+            ratio: self.decode_tok_s / bound_tok_s,
+        }
+    }
 }
 
 pub fn median(mut xs: Vec<f64>) -> f64 {
@@ -84,7 +111,66 @@ pub fn matmul_peak_gflops(device: &Device) -> Result<f64> {
     Ok(2.0 * (n as f64).powi(3) / median(times) / 1e9)
 }
 
+/// The machine's memory bandwidth, measured on a buffer far larger than the caches.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Bandwidth {
+    /// A parallel read (a sum): what decoding does with its weights.
+    pub read_gbs: f64,
+    /// A parallel copy, bytes read plus bytes written per second (STREAM's convention; the
+    /// destination's cache-line fills are not counted).
+    pub copy_gbs: f64,
+}
+
+pub fn memory_bandwidth() -> Bandwidth {
+    const LEN: usize = 32 << 20; // 128 MB of f32
+    const CHUNK: usize = 1 << 16;
+    const BYTES: f64 = (LEN * size_of::<f32>()) as f64;
+    fn timed(mut f: impl FnMut()) -> f64 {
+        // The first run maps the pages; the median of the others is the figure.
+        let times: Vec<f64> = (0..6)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .skip(1)
+            .collect();
+        median(times)
+    }
+    let src = vec![1f32; LEN];
+    let mut dst = vec![0f32; LEN];
+    let read = timed(|| {
+        let sum: f32 = src
+            .par_chunks(CHUNK)
+            .map(|c| {
+                let mut lanes = [0f32; 16];
+                for block in c.chunks_exact(16) {
+                    for (l, x) in lanes.iter_mut().zip(block) {
+                        *l += x;
+                    }
+                }
+                lanes.iter().sum::<f32>()
+            })
+            .sum();
+        std::hint::black_box(sum);
+    });
+    let copy = timed(|| {
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        std::hint::black_box(&dst);
+    });
+    Bandwidth {
+        read_gbs: BYTES / read / 1e9,
+        copy_gbs: 2.0 * BYTES / copy / 1e9,
+    }
+}
+
 pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<BenchReport> {
+    crate::threads::run(|| measure(model, settings, device_name))
+}
+
+fn measure(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<BenchReport> {
     let c = model.config().clone();
     let device = model.device();
     let mut r = rng(0);
@@ -110,19 +196,29 @@ pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
     let posterior_step_ms = median(step_ms);
 
     let z = thought.z()?.to_dtype(DType::F32)?;
-    let mut gen_times = Vec::new();
+    let (mut gen_rates, mut decode_rates) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let start = Instant::now();
+        // The first token of each sample comes with the prompt's prefill; decoding starts after.
+        let mut first_step_done = None;
         let (written, _) = generate(
             model,
             &ids[..settings.prompt_len],
             &z,
             &Sampling::greedy(settings.new_tokens),
             None,
-            |_| Flow::Continue,
+            |_| {
+                first_step_done.get_or_insert_with(Instant::now);
+                Flow::Continue
+            },
         )?;
+        let end = Instant::now();
         let tokens: usize = written.iter().map(Vec::len).sum();
-        gen_times.push(tokens as f64 / start.elapsed().as_secs_f64());
+        gen_rates.push(tokens as f64 / (end - start).as_secs_f64());
+        if let Some(first) = first_step_done.filter(|_| settings.new_tokens > 1) {
+            let decoded = tokens - settings.samples;
+            decode_rates.push(decoded as f64 / (end - first).as_secs_f64());
+        }
     }
 
     // A thinking step is a forward pass and a backward pass to the inputs (about as much again).
@@ -136,7 +232,9 @@ pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
         samples: settings.samples,
         posterior_step_ms,
         think_steps_per_s: 1e3 / posterior_step_ms,
-        gen_tok_s: median(gen_times),
+        gen_tok_s: median(gen_rates),
+        decode_tok_s: median(decode_rates),
+        decode_weight_bytes: model.decode_weight_bytes(),
         gflops,
         peak_gflops,
         peak_ratio: gflops / peak_gflops,

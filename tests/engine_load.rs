@@ -93,6 +93,7 @@ fn every_request_ends_exactly_once_under_load_with_cancels() {
         path: common::tiny_model(dir.path()),
         tokenizer: None,
         device: DeviceChoice::Cpu,
+        decode_weights: Default::default(),
     };
     let (engine, events, _) = engine::start(source).unwrap();
     let mut rss = Vec::new();

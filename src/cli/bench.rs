@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::device::{describe, select, weight_dtype};
 use crate::model::{Checkpoint, Config};
 use crate::runtime;
-use crate::speed::{BenchSettings, run as bench};
+use crate::speed::{BenchReport, BenchSettings, memory_bandwidth, run as bench};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,15 +27,22 @@ pub struct Args {
     pub new_tokens: usize,
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub samples: usize,
+    /// Every case of the performance table in one run (random weights): the small shape with
+    /// 64-, 256- and 1024-token prompts and with 4 samples, the medium and large shapes; with
+    /// the memory bandwidth and how close decoding comes to the bound it sets.
+    #[arg(long, conflicts_with_all = ["model", "shape", "prompt_len", "samples"])]
+    pub sweep: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub device: super::DeviceArg,
+    #[command(flatten)]
+    pub decode: super::DecodeArg,
 }
 
 /// The paper's LTM sizes: dim 512, 8 heads, GPT-2 vocabulary, 8 thoughts per layer.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
     /// 3 layers
     Small,
@@ -45,26 +52,48 @@ pub enum Shape {
     Large,
 }
 
+impl Shape {
+    fn checkpoint(self) -> Result<Checkpoint> {
+        let layers = match self {
+            Shape::Small => 3,
+            Shape::Medium => 6,
+            Shape::Large => 12,
+        };
+        Checkpoint::random(Config::paper_shape(layers), 0)
+    }
+
+    fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+}
+
+/// The sweep's cases: shape, prompt length, samples.
+const SWEEP: [(Shape, usize, usize); 6] = [
+    (Shape::Small, 64, 1),
+    (Shape::Small, 256, 1),
+    (Shape::Small, 1024, 1),
+    (Shape::Small, 256, 4),
+    (Shape::Medium, 256, 1),
+    (Shape::Large, 256, 1),
+];
+
 pub fn run(args: Args) -> Result<()> {
     let device = select(args.device.device)?;
+    if args.sweep {
+        return sweep(&args, &device);
+    }
     let (name, checkpoint) = match args.shape {
-        Some(shape) => {
-            let layers = match shape {
-                Shape::Small => 3,
-                Shape::Medium => 6,
-                Shape::Large => 12,
-            };
-            (
-                format!("LTM {shape:?} (random weights)").to_lowercase(),
-                Checkpoint::random(Config::paper_shape(layers), 0)?,
-            )
-        }
+        Some(shape) => (
+            format!("LTM {} (random weights)", shape.name()),
+            shape.checkpoint()?,
+        ),
         None => {
             let path = runtime::resolve_model(&args.model.unwrap_or_else(runtime::default_model))?;
             (path.display().to_string(), Checkpoint::load(&path)?)
         }
     };
-    let model = checkpoint.model(weight_dtype(&device), &device)?;
+    let mut model = checkpoint.model(weight_dtype(&device), &device)?;
+    model.set_decode_dtype(args.decode.decode_weights.dtype())?;
     let settings = BenchSettings {
         prompt_len: args.prompt_len,
         steps: args.steps,
@@ -85,12 +114,88 @@ pub fn run(args: Args) -> Result<()> {
         );
         println!("think steps/s      {:.2}", r.think_steps_per_s);
         println!("gen_tok_s          {:.1}", r.gen_tok_s);
+        println!("decode_tok_s       {:.1}", r.decode_tok_s);
         println!("gflops             {:.1}", r.gflops);
         println!(
             "peak_gflops        {:.1}  (f32 matmul, measured now)",
             r.peak_gflops
         );
         println!("ratio              {:.0}%", 100.0 * r.peak_ratio);
+    }
+    Ok(())
+}
+
+fn sweep(args: &Args, device: &candle_core::Device) -> Result<()> {
+    if !args.json {
+        eprintln!("sweeping {} cases on {}…", SWEEP.len(), describe(device));
+    }
+    let bandwidth = memory_bandwidth();
+    if !args.json {
+        println!(
+            "memory: read {:.1} GB/s, copy {:.1} GB/s (read + written); the bound is the read rate",
+            bandwidth.read_gbs, bandwidth.copy_gbs
+        );
+        println!(
+            "{:<22} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}",
+            "case",
+            "step ms",
+            "GFLOP/s",
+            "of peak",
+            "gen tok/s",
+            "decode/s",
+            "MB/step",
+            "bound/s",
+            "of bound"
+        );
+    }
+    let mut reports: Vec<(String, BenchReport)> = Vec::new();
+    let mut model = None;
+    for (shape, prompt_len, samples) in SWEEP {
+        if model.as_ref().is_none_or(|(s, _)| *s != shape) {
+            let mut built = shape.checkpoint()?.model(weight_dtype(device), device)?;
+            built.set_decode_dtype(args.decode.decode_weights.dtype())?;
+            model = Some((shape, built));
+        }
+        let (_, model) = model.as_ref().expect("built above");
+        let settings = BenchSettings {
+            prompt_len,
+            steps: args.steps,
+            new_tokens: args.new_tokens,
+            samples,
+        };
+        let r = bench(model, &settings, describe(device))?;
+        let case = format!("{}, {prompt_len} tokens × {samples}", shape.name());
+        if !args.json {
+            let bound = r.bandwidth_bound(&bandwidth);
+            println!(
+                "{case:<22} {:>8.1} {:>8.1} {:>6.0}% {:>9.1} {:>9.1} {:>8.1} {:>9.1} {:>7.0}%",
+                r.posterior_step_ms,
+                r.gflops,
+                100.0 * r.peak_ratio,
+                r.gen_tok_s,
+                r.decode_tok_s,
+                r.decode_weight_bytes as f64 / 1e6,
+                bound.bound_tok_s,
+                100.0 * bound.ratio
+            );
+        }
+        reports.push((case, r));
+    }
+    if args.json {
+        let cases: Vec<_> = reports
+            .iter()
+            .map(|(case, r)| {
+                serde_json::json!({
+                    "case": case,
+                    "report": r,
+                    "bandwidth_bound": r.bandwidth_bound(&bandwidth),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "bandwidth": bandwidth, "cases": cases })
+        );
     }
     Ok(())
 }

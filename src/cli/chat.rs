@@ -11,6 +11,8 @@ pub struct ChatArgs {
     pub model: super::ModelArgs,
     #[command(flatten)]
     pub device: super::DeviceArg,
+    #[command(flatten)]
+    pub decode: super::DecodeArg,
     /// Resume a saved session: its id, a file, or `last` (the default when no value is given).
     #[arg(long, value_name = "SESSION", num_args = 0..=1, default_missing_value = "last")]
     pub resume: Option<String>,
@@ -141,7 +143,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         );
     }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let engine = engine::spawn(args.model.source(args.device)?, move |event| {
+    let engine = engine::spawn(args.model.source(args.device, args.decode)?, move |event| {
         // The receiver is gone only once the app has quit.
         let _ = events.send(event);
     });

@@ -32,6 +32,8 @@ pub struct ArithArgs {
     pub model: super::ModelArgs,
     #[command(flatten)]
     pub device: super::DeviceArg,
+    #[command(flatten)]
+    pub decode: super::DecodeArg,
     /// Problems: JSONL with `question` and `final` or a GSM8K `answer` ending in `#### N`.
     /// Default: 100 fresh problems of the training templates (seed 777, unseen in training).
     #[arg(long, value_name = "FILE")]
@@ -169,7 +171,7 @@ pub fn run(args: Args) -> Result<()> {
     let Task::Arith(args) = args.task;
     let mut problems = records(&args.data, 777, 100)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
-    let (engine, inbox, info) = engine::start(args.model.source(args.device)?)?;
+    let (engine, inbox, info) = engine::start(args.model.source(args.device, args.decode)?)?;
     let n_shots = args.shots.or(info.default_shots).unwrap_or(4);
     let shots: Vec<Example> = match &args.examples {
         Some(_) => records(&args.examples, 0, 0)?

@@ -18,6 +18,8 @@ pub struct Args {
     pub model: super::ModelArgs,
     #[command(flatten)]
     pub device: super::DeviceArg,
+    #[command(flatten)]
+    pub decode: super::DecodeArg,
     /// The prompt (else --prompt, else read from stdin).
     #[arg(value_name = "PROMPT", conflicts_with_all = ["prompt", "prompt_ids"])]
     pub text: Option<String>,
@@ -108,7 +110,7 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(_)) => String::new(),
         (None, None) => read_stdin()?,
     };
-    let (engine, inbox, info) = engine::start(args.model.source(args.device)?)?;
+    let (engine, inbox, info) = engine::start(args.model.source(args.device, args.decode)?)?;
     let result = converse(&engine, &inbox, &info, args, prompt);
     engine.shutdown();
     result

@@ -49,7 +49,7 @@ struct FileSize {
 
 pub fn run(args: Args) -> Result<()> {
     // The device plays no part in describing a model.
-    let source = args.model.source(Default::default())?;
+    let source = args.model.source(Default::default(), Default::default())?;
     let (checkpoint, tokenizer) = source.load_files()?;
     let c = checkpoint.config;
     let dir = if source.path.is_dir() {

@@ -47,21 +47,23 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         raw
     };
-    let (model, tokenizer) = args.model.source(args.device)?.load()?;
+    let (model, tokenizer) = args.model.source(args.device, Default::default())?.load()?;
     let steps = args.steps.unwrap_or(model.config().num_steps);
     let ids = tokenizer.encode_long(&text, args.limit.map(|n| n as usize))?;
     let bar = crate::progress::bar(0, 0, "scoring windows");
-    let (nelbo, tokens) = text_nelbo(
-        &model,
-        &ids,
-        steps,
-        model.config().fast_lr,
-        args.seed,
-        |done, all| {
-            bar.set_length(all as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let (nelbo, tokens) = crate::threads::run(|| {
+        text_nelbo(
+            &model,
+            &ids,
+            steps,
+            model.config().fast_lr,
+            args.seed,
+            |done, all| {
+                bar.set_length(all as u64);
+                bar.set_position(done as u64);
+            },
+        )
+    })?;
     bar.finish_and_clear();
     let ppl = (nelbo / tokens as f64).exp();
     if args.json {

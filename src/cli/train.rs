@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::device::select;
 use crate::train::run::{read_config, run as train};
 
 #[derive(Debug, clap::Args)]
@@ -22,10 +23,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    train(
-        read_config(&args.config)?,
-        &args.out,
-        args.resume,
-        crate::device::select(args.device.device)?,
-    )
+    let (config, device) = (read_config(&args.config)?, select(args.device.device)?);
+    crate::threads::run(|| train(config, &args.out, args.resume, device))
 }

@@ -18,6 +18,7 @@ use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
+use crate::threads;
 pub use protocol::{
     Done, Event, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings, ThinkStep,
 };
@@ -54,7 +55,10 @@ impl EngineHandle {
 
 /// Starts the engine thread; it loads the model, then emits `Event::Ready` (or
 /// `Event::Error { request: None, .. }` and stops).
-pub fn spawn(source: ModelSource, on_event: impl Fn(Event) + Send + 'static) -> EngineHandle {
+pub fn spawn(
+    source: ModelSource,
+    on_event: impl Fn(Event) + Send + Sync + 'static,
+) -> EngineHandle {
     let (requests, inbox) = mpsc::channel();
     let epoch = Arc::new(AtomicU64::new(0));
     let worker = {
@@ -91,7 +95,7 @@ fn work(
     source: &ModelSource,
     epoch: &AtomicU64,
     inbox: mpsc::Receiver<(u64, Request)>,
-    emit: &dyn Fn(Event),
+    emit: &(dyn Fn(Event) + Sync),
 ) {
     let mut worker = match guarded(|| Worker::load(source)) {
         Ok(worker) => worker,
@@ -109,7 +113,7 @@ fn work(
         let outcome = if cancelled() {
             Ok(Ended::Cancelled)
         } else {
-            guarded(|| worker.serve(&request, &cancelled, emit))
+            guarded(|| threads::run(|| worker.serve(&request, &cancelled, emit)))
         };
         emit(match outcome {
             Ok(Ended::Finished) => Event::Finished { request: id },
@@ -553,6 +557,7 @@ mod tests {
             path: dir.path().into(),
             tokenizer: None,
             device: DeviceChoice::Cpu,
+            decode_weights: Default::default(),
         };
         let engine = spawn(source, move |e| tx.send(e).unwrap());
         let next = || {

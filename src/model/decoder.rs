@@ -18,22 +18,42 @@ pub enum Pass {
     Train,
 }
 
-fn linear(x: &Tensor, w: &Tensor, pass: Pass) -> Result<Tensor> {
-    match pass {
-        Pass::Think => ops::linear_input_grad(x, w),
-        Pass::Infer | Pass::Train => {
-            let (k, n) = (x.dim(D::Minus1)?, w.dim(0)?);
-            let mut shape = x.dims().to_vec();
-            *shape.last_mut().expect("x has a last dimension") = n;
-            let x = x.reshape(((), k))?;
-            let few_rows = pass == Pass::Infer && x.dim(0)? <= ops::FEW_ROWS && ops::fused(&x);
-            let y = if few_rows {
-                ops::few_rows_linear(&x, w)?
-            } else {
-                x.matmul(&w.t()?)?
-            };
-            y.reshape(shape)
+/// A weight matrix [out, in], and where decoding reads a narrower copy, that copy.
+struct Weight {
+    full: Tensor,
+    decode: Option<Tensor>,
+}
+
+impl Weight {
+    fn new(full: Tensor) -> Self {
+        Self { full, decode: None }
+    }
+
+    /// x · wᵀ over the last dimension of x.
+    fn linear(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let w = &self.full;
+        match pass {
+            Pass::Think => ops::linear_input_grad(x, w),
+            Pass::Infer | Pass::Train => {
+                let (k, n) = (x.dim(D::Minus1)?, w.dim(0)?);
+                let mut shape = x.dims().to_vec();
+                *shape.last_mut().expect("x has a last dimension") = n;
+                let x = x.reshape(((), k))?;
+                let few_rows = pass == Pass::Infer && x.dim(0)? <= ops::FEW_ROWS && ops::fused(&x);
+                let y = if few_rows {
+                    ops::few_rows_linear(&x, self.decode.as_ref().unwrap_or(w))?
+                } else {
+                    x.matmul(&w.t()?)?
+                };
+                y.reshape(shape)
+            }
         }
+    }
+
+    /// The bytes one decoding step reads of this weight.
+    fn decode_bytes(&self) -> usize {
+        let w = self.decode.as_ref().unwrap_or(&self.full);
+        w.elem_count() * w.dtype().size_in_bytes()
     }
 }
 
@@ -142,10 +162,10 @@ impl Rope {
 
 /// Bias-free multi-head attention with grouped key/value heads.
 struct Attention {
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
-    wo: Tensor,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -155,10 +175,10 @@ impl Attention {
     fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         let (dim, hd) = (cfg.dim, cfg.head_dim());
         Ok(Self {
-            wq: vb.get((cfg.n_heads * hd, dim), "wq.weight")?,
-            wk: vb.get((cfg.n_kv_heads() * hd, dim), "wk.weight")?,
-            wv: vb.get((cfg.n_kv_heads() * hd, dim), "wv.weight")?,
-            wo: vb.get((dim, cfg.n_heads * hd), "wo.weight")?,
+            wq: Weight::new(vb.get((cfg.n_heads * hd, dim), "wq.weight")?),
+            wk: Weight::new(vb.get((cfg.n_kv_heads() * hd, dim), "wk.weight")?),
+            wv: Weight::new(vb.get((cfg.n_kv_heads() * hd, dim), "wv.weight")?),
+            wo: Weight::new(vb.get((dim, cfg.n_heads * hd), "wo.weight")?),
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.n_kv_heads(),
             head_dim: hd,
@@ -166,9 +186,9 @@ impl Attention {
     }
 
     /// x [B, T, dim] → [B, heads, T, head_dim].
-    fn heads(&self, x: &Tensor, w: &Tensor, heads: usize, pass: Pass) -> Result<Tensor> {
+    fn heads(&self, x: &Tensor, w: &Weight, heads: usize, pass: Pass) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        linear(x, w, pass)?
+        w.linear(x, pass)?
             .reshape((b, t, heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()
@@ -211,20 +231,20 @@ impl Attention {
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.n_heads * self.head_dim))?;
-        linear(&out, &self.wo, pass)
+        self.wo.linear(&out, pass)
     }
 }
 
 struct FeedForward {
-    w1: Tensor,
-    w2: Tensor,
-    w3: Tensor,
+    w1: Weight,
+    w2: Weight,
+    w3: Weight,
 }
 
 impl FeedForward {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&linear(x, &self.w1, pass)?)?;
-        linear(&(gate * linear(x, &self.w3, pass)?)?, &self.w2, pass)
+        let gate = candle_nn::ops::silu(&self.w1.linear(x, pass)?)?;
+        self.w2.linear(&(gate * self.w3.linear(x, pass)?)?, pass)
     }
 }
 
@@ -235,6 +255,27 @@ struct Block {
     cross_attention: Attention,
     ffn_norm: RmsNorm,
     feed_forward: FeedForward,
+}
+
+impl Block {
+    fn weights(&self) -> [&Weight; 11] {
+        let (a, c, f) = (&self.attention, &self.cross_attention, &self.feed_forward);
+        [
+            &a.wq, &a.wk, &a.wv, &a.wo, &c.wq, &c.wk, &c.wv, &c.wo, &f.w1, &f.w2, &f.w3,
+        ]
+    }
+
+    fn weights_mut(&mut self) -> [&mut Weight; 11] {
+        let (a, c, f) = (
+            &mut self.attention,
+            &mut self.cross_attention,
+            &mut self.feed_forward,
+        );
+        [
+            &mut a.wq, &mut a.wk, &mut a.wv, &mut a.wo, &mut c.wq, &mut c.wk, &mut c.wv, &mut c.wo,
+            &mut f.w1, &mut f.w2, &mut f.w3,
+        ]
+    }
 }
 
 /// Keys and values, [B, kv_heads, T, head_dim] each.
@@ -252,7 +293,8 @@ pub struct Cache {
 /// The decoder with its weights.
 pub struct Ltm {
     config: Config,
-    tok_embeddings: Tensor,
+    /// Token embeddings, and the tied output layer.
+    tok_embeddings: Weight,
     layers: Vec<Block>,
     norm: RmsNorm,
     rope: Rope,
@@ -275,15 +317,15 @@ impl Ltm {
                     cross_attention: Attention::load(vb.pp("cross_attention"), config)?,
                     ffn_norm: RmsNorm::load(vb.pp("ffn_norm"), dim, eps)?,
                     feed_forward: FeedForward {
-                        w1: ff.get((hidden, dim), "w1.weight")?,
-                        w2: ff.get((dim, hidden), "w2.weight")?,
-                        w3: ff.get((hidden, dim), "w3.weight")?,
+                        w1: Weight::new(ff.get((hidden, dim), "w1.weight")?),
+                        w2: Weight::new(ff.get((dim, hidden), "w2.weight")?),
+                        w3: Weight::new(ff.get((hidden, dim), "w3.weight")?),
                     },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            tok_embeddings: vb.get((config.vocab_size, dim), "tok_embeddings.weight")?,
+            tok_embeddings: Weight::new(vb.get((config.vocab_size, dim), "tok_embeddings.weight")?),
             norm: RmsNorm::load(vb.pp("norm"), dim, eps)?,
             rope: Rope::new(config, vb.dtype(), vb.device())?,
             z_rope_positions: config.z_positions(),
@@ -297,35 +339,55 @@ impl Ltm {
     }
 
     pub fn device(&self) -> &Device {
-        self.tok_embeddings.device()
+        self.tok_embeddings.full.device()
     }
 
     pub fn dtype(&self) -> DType {
-        self.tok_embeddings.dtype()
+        self.tok_embeddings.full.dtype()
+    }
+
+    /// Decoding reads its weights in `dtype` (`None`: as the model keeps them). Writing one
+    /// token at a time is bound by the bytes it reads, so bf16 is about twice as fast on the
+    /// CPU; thinking and prompts keep the full weights. Only the CPU's f32 models take a copy
+    /// (an accelerator's weights are bf16 already).
+    pub fn set_decode_dtype(&mut self, dtype: Option<DType>) -> Result<()> {
+        let copy = dtype.filter(|&d| self.device().is_cpu() && d != self.dtype());
+        let blocks = self.layers.iter_mut().flat_map(Block::weights_mut);
+        for w in blocks.chain([&mut self.tok_embeddings]) {
+            w.decode = copy.map(|d| w.full.to_dtype(d)).transpose()?;
+        }
+        Ok(())
     }
 
     /// Number of parameters (the tied output layer counted once).
     pub fn parameter_count(&self) -> usize {
-        let attn = |a: &Attention| {
-            [&a.wq, &a.wk, &a.wv, &a.wo]
-                .iter()
-                .map(|w| w.elem_count())
-                .sum::<usize>()
-        };
-        let per_layer: usize = self
+        let blocks = self.layers.iter().flat_map(Block::weights);
+        let matrices: usize = blocks
+            .chain([&self.tok_embeddings])
+            .map(|w| w.full.elem_count())
+            .sum();
+        let norms = (3 * self.layers.len() + 1) * self.config.dim;
+        matrices + norms
+    }
+
+    /// Bytes of weights one decoding step reads: every layer's projections and norms, and the
+    /// whole tied output layer (the cross-attention's keys and values come from the cache).
+    pub fn decode_weight_bytes(&self) -> usize {
+        let norm_bytes = self.norm.weight.dtype().size_in_bytes();
+        let norms = (3 * self.layers.len() + 1) * self.config.dim * norm_bytes;
+        let matrices: usize = self
             .layers
             .iter()
-            .map(|l| {
-                attn(&l.attention)
-                    + attn(&l.cross_attention)
-                    + [&l.feed_forward.w1, &l.feed_forward.w2, &l.feed_forward.w3]
-                        .iter()
-                        .map(|w| w.elem_count())
-                        .sum::<usize>()
-                    + 3 * self.config.dim
+            .flat_map(|l| {
+                let (a, c, f) = (&l.attention, &l.cross_attention, &l.feed_forward);
+                [
+                    &a.wq, &a.wk, &a.wv, &a.wo, &c.wq, &c.wo, &f.w1, &f.w2, &f.w3,
+                ]
             })
+            .chain([&self.tok_embeddings])
+            .map(Weight::decode_bytes)
             .sum();
-        per_layer + self.tok_embeddings.elem_count() + self.config.dim
+        matrices + norms
     }
 
     /// Shape of the thought tensor z for a batch: [B, max_z_len, dim].
@@ -387,6 +449,7 @@ impl Ltm {
         let (b, n) = tokens.dims2()?;
         let mut x = self
             .tok_embeddings
+            .full
             .index_select(&tokens.flatten_all()?, 0)?
             .reshape((b, n, self.config.dim))?;
         let rope = self.rope.range(start, n)?;
@@ -432,7 +495,9 @@ impl Ltm {
 
     /// Tied output layer: hidden [.., dim] → logits [.., vocab] in f32.
     fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
-        linear(hidden, &self.tok_embeddings, pass)?.to_dtype(DType::F32)
+        self.tok_embeddings
+            .linear(hidden, pass)?
+            .to_dtype(DType::F32)
     }
 
     /// Logits at every position of `tokens` [B, N] given the thought z [B, max_z_len, dim].
@@ -464,7 +529,9 @@ impl Ltm {
         let hidden = self.blocks(tokens, &cross, None, 0, pass)?;
         match pass {
             Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
-            Pass::Infer | Pass::Think => ops::output_nll(&hidden, &self.tok_embeddings, targets),
+            Pass::Infer | Pass::Think => {
+                ops::output_nll(&hidden, &self.tok_embeddings.full, targets)
+            }
         }
     }
 

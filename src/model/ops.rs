@@ -9,6 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Result, Shape, Tensor,
 };
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Whether `x` takes the fused kernels below: f32 on the CPU. Other devices and dtypes take the
@@ -137,21 +138,76 @@ struct FewRowsLinear;
 /// At most this many rows of x go through `FewRowsLinear`.
 pub const FEW_ROWS: usize = 8;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 8;
+/// An element of a weight matrix that decoding reads: f32, or bf16 at half the bytes.
+trait WeightElement: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+}
+
+impl WeightElement for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl WeightElement for half::bf16 {
+    /// Exact: a bf16 is the upper half of an f32 (written out so that it vectorises).
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+}
+
+/// x · w in 32 independent lanes, so that the additions do not wait on each other.
+#[inline(always)]
+fn dot<W: WeightElement>(x: &[f32], w: &[W]) -> f32 {
+    const L: usize = 32;
     let mut acc = [0f32; L];
-    for (ca, cb) in a.chunks_exact(L).zip(b.chunks_exact(L)) {
+    for (cx, cw) in x.chunks_exact(L).zip(w.chunks_exact(L)) {
         for i in 0..L {
-            acc[i] += ca[i] * cb[i];
+            acc[i] += cx[i] * cw[i].to_f32();
         }
     }
-    let tail = a.len() - a.len() % L;
+    let tail = x.len() - x.len() % L;
     acc.iter().sum::<f32>()
-        + a[tail..]
+        + x[tail..]
             .iter()
-            .zip(&b[tail..])
-            .map(|(x, y)| x * y)
+            .zip(&w[tail..])
+            .map(|(a, b)| a * b.to_f32())
             .sum::<f32>()
+}
+
+/// out[j·m + i] = x_i · w_j for the rows w_j of `wb` and x_i of `x` (rows of length k).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn dot_rows<W: WeightElement>(out: &mut [f32], wb: &[W], x: &[f32], k: usize) {
+    let m = x.len() / k;
+    for (o, wr) in out.chunks_exact_mut(m).zip(wb.chunks_exact(k)) {
+        for (o, xr) in o.iter_mut().zip(x.chunks_exact(k)) {
+            *o = dot(xr, wr);
+        }
+    }
+}
+
+/// y = x · wᵀ for x [m, k], w [n, k]: weight rows in parallel blocks, each streamed once for
+/// every row of x.
+fn few_rows_product<W: WeightElement>(x: &[f32], w: &[W], m: usize, k: usize) -> Vec<f32> {
+    const BLOCK: usize = 64;
+    let n = w.len() / k;
+    // Block-major [n, m] first, so that each block writes one contiguous piece.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(BLOCK * m)
+        .zip(w.par_chunks(BLOCK * k))
+        .for_each(|(out, wb)| dot_rows(out, wb, x, k));
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * n];
+    for (j, row) in yt.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            y[i * n + j] = v;
+        }
+    }
+    y
 }
 
 impl CustomOp2 for FewRowsLinear {
@@ -166,34 +222,22 @@ impl CustomOp2 for FewRowsLinear {
         ws: &CpuStorage,
         lw: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (
-            contiguous_f32(xs, lx, "linear")?,
-            contiguous_f32(ws, lw, "linear")?,
-        );
-        let ((m, k), (n, _)) = (lx.shape().dims2()?, lw.shape().dims2()?);
-        // Weight rows in blocks; each block yields its outputs for every row of x.
-        const BLOCK: usize = 64;
-        let blocks: Vec<Vec<f32>> = w
-            .par_chunks(BLOCK * k)
-            .map(|wb| {
-                wb.chunks_exact(k)
-                    .flat_map(|wr| x.chunks_exact(k).map(move |xr| dot(xr, wr)))
-                    .collect()
-            })
-            .collect();
-        let mut y = vec![0f32; m * n];
-        for (b, block) in blocks.iter().enumerate() {
-            for (j, out) in block.chunks_exact(m).enumerate() {
-                for (i, &v) in out.iter().enumerate() {
-                    y[i * n + b * BLOCK + j] = v;
-                }
-            }
-        }
+        let x = contiguous_f32(xs, lx, "linear")?;
+        let ((m, k), (n, kw)) = (lx.shape().dims2()?, lw.shape().dims2()?);
+        let Some((a, b)) = lw.contiguous_offsets().filter(|_| k == kw) else {
+            candle_core::bail!("linear: weight {:?} for input {:?}", lw.shape(), lx.shape());
+        };
+        let y = match ws {
+            CpuStorage::F32(w) => few_rows_product(x, &w[a..b], m, k),
+            CpuStorage::BF16(w) => few_rows_product(x, &w[a..b], m, k),
+            _ => candle_core::bail!("linear: f32 or bf16 weights only"),
+        };
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 }
 
-/// x · wᵀ for at most `FEW_ROWS` rows of x [m, k] on the CPU in f32 (no backward).
+/// x · wᵀ for at most `FEW_ROWS` rows of x [m, k] in f32 on the CPU, w in f32 or bf16 (no
+/// backward).
 pub fn few_rows_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2_no_bwd(&w.contiguous()?, &FewRowsLinear)
@@ -724,6 +768,18 @@ mod tests {
         let w = Tensor::randn(0f32, 1., (150, 37), &Device::Cpu)?;
         let diff = max_diff(&few_rows_linear(&x, &w)?, &x.matmul(&w.t()?)?)?;
         assert!(diff < 1e-4, "differs by {diff}");
+        // bf16 weights give the product with those weights, exactly widened to f32.
+        let w16 = w.to_dtype(DType::BF16)?;
+        let want = x.matmul(&w16.to_dtype(DType::F32)?.t()?)?;
+        let diff = max_diff(&few_rows_linear(&x, &w16)?, &want)?;
+        assert!(diff < 1e-4, "bf16 weights: differs by {diff}");
+        assert!(max_diff(&want, &x.matmul(&w.t()?)?)? > 1e-3, "bf16 rounds");
+        // One row, the decoding case, takes the same path.
+        let diff = max_diff(
+            &few_rows_linear(&x.narrow(0, 1, 1)?, &w16)?,
+            &want.narrow(0, 1, 1)?,
+        )?;
+        assert!(diff < 1e-4, "one row: differs by {diff}");
         Ok(())
     }
 
