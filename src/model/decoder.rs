@@ -281,11 +281,85 @@ impl Block {
 /// Keys and values, [B, kv_heads, T, head_dim] each.
 type Kv = (Tensor, Tensor);
 
+/// One layer's self-attention keys and values while writing: the last `window_size`, in buffers
+/// with room to append, so that a token copies only its own keys and values (the buffers are
+/// compacted once every `window_size` tokens).
+struct WindowKv {
+    /// [B, kv_heads, capacity, head_dim]; the kept entries are `start..start + len`.
+    k: Tensor,
+    v: Tensor,
+    start: usize,
+    len: usize,
+}
+
+impl WindowKv {
+    fn new(k: &Tensor, window: usize) -> Result<Self> {
+        let (b, heads, _, hd) = k.dims4()?;
+        let empty = Tensor::zeros((b, heads, 0, hd), k.dtype(), k.device())?;
+        Self {
+            k: empty.clone(),
+            v: empty,
+            start: 0,
+            len: 0,
+        }
+        .with_room(0, window)
+    }
+
+    /// The kept entries moved to the front of buffers with room for `n` more and a window.
+    fn with_room(self, n: usize, window: usize) -> Result<Self> {
+        let (b, heads, _, hd) = self.k.dims4()?;
+        let capacity = self.len + n + window;
+        let moved = |buf: &Tensor| -> Result<Tensor> {
+            let fresh = Tensor::zeros((b, heads, capacity, hd), buf.dtype(), buf.device())?;
+            if self.len > 0 {
+                fresh.slice_set(&buf.narrow(2, self.start, self.len)?.contiguous()?, 2, 0)?;
+            }
+            Ok(fresh)
+        };
+        Ok(Self {
+            k: moved(&self.k)?,
+            v: moved(&self.v)?,
+            start: 0,
+            len: self.len,
+        })
+    }
+
+    /// Appends the keys and values [B, kv_heads, n, head_dim] of n new positions. Returns those
+    /// the new queries attend to: the kept and the new ones (the mask keeps each query to its
+    /// window) or, for a single query, its window. Afterwards the last `window` are kept.
+    fn push(mut self, k: &Tensor, v: &Tensor, window: usize) -> Result<(Self, Kv)> {
+        let n = k.dim(2)?;
+        if self.start + self.len + n > self.k.dim(2)? {
+            self = self.with_room(n, window)?;
+        }
+        let end = self.start + self.len;
+        // Only positions past the kept ones are written: views handed out earlier never change.
+        self.k.slice_set(&k.contiguous()?, 2, end)?;
+        self.v.slice_set(&v.contiguous()?, 2, end)?;
+        self.len += n;
+        let attended = if n == 1 {
+            self.len.min(window)
+        } else {
+            self.len
+        };
+        let from = self.start + self.len - attended;
+        let kv = (
+            self.k.narrow(2, from, attended)?,
+            self.v.narrow(2, from, attended)?,
+        );
+        if self.len > window {
+            self.start += self.len - window;
+            self.len = window;
+        }
+        Ok((self, kv))
+    }
+}
+
 /// What generation keeps between steps: the thought's cross-attention K/V (computed once)
 /// and the last `window_size` self-attention K/V of each layer.
 pub struct Cache {
     cross: Vec<Kv>,
-    window: Vec<Option<Kv>>,
+    window: Vec<Option<WindowKv>>,
     /// Position of the next token.
     pub position: usize,
 }
@@ -442,7 +516,7 @@ impl Ltm {
         &self,
         tokens: &Tensor,
         cross: &[Kv],
-        mut window: Option<&mut [Option<Kv>]>,
+        mut window: Option<&mut [Option<WindowKv>]>,
         start: usize,
         pass: Pass,
     ) -> Result<Tensor> {
@@ -456,7 +530,7 @@ impl Ltm {
         let cached = window
             .as_ref()
             .and_then(|w| w[0].as_ref())
-            .map_or(Ok(0), |(k, _)| k.dim(2))?;
+            .map_or(0, |kv| kv.len);
         let mask = self.window_mask(start, n, start - cached)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let attn = &layer.attention;
@@ -464,19 +538,13 @@ impl Ltm {
             let q = attn.queries(&h, &rope, pass)?;
             let (mut k, mut v) = attn.keys_values(&h, &rope, pass)?;
             if let Some(window) = window.as_deref_mut() {
-                if let Some((pk, pv)) = &window[i] {
-                    k = Tensor::cat(&[pk, &k], 2)?;
-                    v = Tensor::cat(&[pv, &v], 2)?;
-                }
-                let len = k.dim(2)?;
-                let keep = len.min(self.config.window_size);
-                let kept = (
-                    k.narrow(2, len - keep, keep)?.contiguous()?,
-                    v.narrow(2, len - keep, keep)?.contiguous()?,
-                );
-                if n == 1 {
-                    (k, v) = kept.clone();
-                }
+                let size = self.config.window_size;
+                let kept = match window[i].take() {
+                    Some(kept) => kept,
+                    None => WindowKv::new(&k, size)?,
+                };
+                let (kept, attended) = kept.push(&k, &v, size)?;
+                (k, v) = attended;
                 window[i] = Some(kept);
             }
             x = (&x + attn.attend(&q, &k, &v, mask.as_ref(), pass)?)?;
@@ -539,7 +607,7 @@ impl Ltm {
     pub fn cache(&self, z: &Tensor) -> Result<Cache> {
         Ok(Cache {
             cross: self.thought_kv(z, Pass::Infer)?,
-            window: vec![None; self.layers.len()],
+            window: self.layers.iter().map(|_| None).collect(),
             position: 0,
         })
     }
@@ -556,5 +624,42 @@ impl Ltm {
         )?;
         cache.position += n;
         self.logits(&hidden.narrow(1, n - 1, 1)?.squeeze(1)?, Pass::Infer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Checkpoint;
+
+    /// Feeding a sequence through the cache, one token at a time and in pieces, gives the logits
+    /// of the whole sequence at once, well past the window (the buffers fill, compact and slide).
+    #[test]
+    fn the_cache_reproduces_the_whole_sequence_past_the_window() -> Result<()> {
+        let mut c = Config::paper_shape(2);
+        (c.dim, c.n_heads, c.vocab_size, c.max_seq_len, c.window_size) = (32, 2, 50, 64, 8);
+        let model = Checkpoint::random(c, 5)
+            .map_err(candle_core::Error::wrap)?
+            .model(DType::F32, &Device::Cpu)
+            .map_err(candle_core::Error::wrap)?;
+        let ids: Vec<u32> = (0..45u32).map(|i| (i * 17 + 3) % 50).collect();
+        let z = Tensor::randn(0f32, 1., model.thought_shape(1), &Device::Cpu)?;
+        let tokens = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let whole = model.forward(&tokens, &z, Pass::Infer)?;
+        let mut cache = model.cache(&z)?;
+        let pieces = [5, 1, 1, 7, 1, 1, 1, 1, 9, 1, 3, 1, 1, 12];
+        assert_eq!(pieces.iter().sum::<usize>(), ids.len());
+        for n in pieces {
+            let start = cache.position;
+            let last = model.step(&tokens.narrow(1, start, n)?, &mut cache)?;
+            let want = whole.narrow(1, start + n - 1, 1)?.squeeze(1)?;
+            let diff = (last - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(
+                diff < 1e-4,
+                "tokens {start}..{}: differ by {diff}",
+                start + n
+            );
+        }
+        Ok(())
     }
 }
