@@ -597,9 +597,12 @@ impl Ltm {
         let hidden = self.blocks(tokens, &cross, None, 0, pass)?;
         match pass {
             Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
-            Pass::Infer | Pass::Think => {
-                ops::output_nll(&hidden, &self.tok_embeddings.full, targets)
-            }
+            Pass::Infer | Pass::Think => ops::output_nll(
+                &hidden,
+                &self.tok_embeddings.full,
+                targets,
+                pass == Pass::Think,
+            ),
         }
     }
 

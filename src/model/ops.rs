@@ -3,7 +3,8 @@
 //! While thinking, only the thought (μ, logσ²) is learnt: the decoder's weights are constants.
 //! candle's matmul backward computes both operand gradients regardless, which for the output
 //! layer alone is a third of a thinking step. `linear_input_grad` returns only dx.
-//! `token_nll` fuses log-softmax, gather and its backward into single passes over the logits.
+//! `token_nll` fuses log-softmax, gather and its backward into single passes over the logits;
+//! `output_nll` goes further for the tied output layer and never stores its logits.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -278,6 +279,7 @@ fn fast_exp(x: f32) -> f32 {
 }
 
 /// log Σ exp over a row, in eight independent lanes so that the loops vectorise.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn log_sum_exp(row: &[f32]) -> f32 {
     const L: usize = 8;
     let (chunks, rest) = (row.chunks_exact(L), row.chunks_exact(L).remainder());
@@ -375,21 +377,190 @@ impl CustomOp3 for TokenNllGrad {
             .zip(targets.par_iter().zip(scaled.par_chunks(2)))
             .for_each(|((g, row), (&t, ld))| {
                 let (lse, d) = (ld[0], ld[1]);
-                for (gi, &x) in g.iter_mut().zip(row) {
-                    *gi = fast_exp(x - lse) * d;
-                }
+                softmax_times(g, row, lse, d);
                 g[t] -= d;
             });
         Ok((CpuStorage::F32(grad), Shape::from((m, v))))
     }
 }
 
+/// g = exp(row − lse) · d: a row's softmax, scaled.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn softmax_times(g: &mut [f32], row: &[f32], lse: f32, d: f32) {
+    for (gi, &x) in g.iter_mut().zip(row) {
+        *gi = fast_exp(x - lse) * d;
+    }
+}
+
 /// The tied output layer and its cross-entropy in one op: nll of `targets` under logits = h · Eᵀ.
-/// The logits never enter the autograd graph; backward turns the saved logits into their
-/// gradient in place and returns dh only (E is constant while thinking).
+///
+/// The vocabulary is read in blocks, in parallel. Each block's logits are made, folded into each
+/// row's running log-sum-exp and, for the gradient, into Σ_v softmax_v · e_v (an online softmax,
+/// as flash attention does), and dropped: the logits (51 MB for 256 tokens) are never stored.
+/// Since dnll/dh = Σ_v softmax_v · e_v − e_target, the forward pass has the gradient but for
+/// the factor dnll, which backward applies. E is constant while thinking: no dE.
 struct OutputNll {
     targets: Vec<usize>,
-    saved: std::sync::Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+    grad: bool,
+    /// dnll/dh per row, [m, d], from the forward pass.
+    saved: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+/// Vocabulary rows per block: a block of E and its logits for 256 tokens stay in cache.
+const VOCAB_BLOCK: usize = 512;
+
+/// A share of the vocabulary's softmax, relative to each row's running maximum logit.
+struct Partial {
+    max: Vec<f32>,
+    /// Σ exp(logit − max) per row.
+    sum: Vec<f32>,
+    /// Σ exp(logit − max) · e_v per row, [m, d]; empty when no gradient is wanted.
+    weighted: Vec<f32>,
+}
+
+/// exp(from − to), the factor that moves a sum from one maximum to a larger one (0 for a sum
+/// with no terms yet).
+fn rescale(from: f32, to: f32) -> f32 {
+    if from == f32::NEG_INFINITY {
+        0.0
+    } else {
+        (from - to).exp()
+    }
+}
+
+impl Partial {
+    fn new(m: usize, d: usize, grad: bool) -> Self {
+        Self {
+            max: vec![f32::NEG_INFINITY; m],
+            sum: vec![0.0; m],
+            weighted: if grad { vec![0.0; m * d] } else { Vec::new() },
+        }
+    }
+
+    /// Adds the vocabulary rows `block` [vb, d] for the hidden states `h` [m, d]; `logits` is
+    /// scratch space.
+    fn add(mut self, h: &[f32], block: &[f32], logits: &mut Vec<f32>) -> Self {
+        let (m, d) = (self.max.len(), h.len() / self.max.len());
+        let vb = block.len() / d;
+        logits.resize(m * vb, 0.0);
+        // SAFETY: the strides describe h [m, d] and blockᵀ [d, vb], both read, and logits
+        // [m, vb], written, all within their slices.
+        unsafe {
+            gemm::gemm(
+                m,
+                vb,
+                d,
+                logits.as_mut_ptr(),
+                1,
+                vb as isize,
+                false,
+                h.as_ptr(),
+                1,
+                d as isize,
+                block.as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        let grad = !self.weighted.is_empty();
+        for (i, row) in logits.chunks_exact_mut(vb).enumerate() {
+            let (max, sum) = exp_shifted(row, self.max[i], grad);
+            let scale = rescale(self.max[i], max);
+            self.sum[i] = self.sum[i] * scale + sum;
+            self.max[i] = max;
+            if grad && scale != 1.0 {
+                self.weighted[i * d..(i + 1) * d]
+                    .iter_mut()
+                    .for_each(|w| *w *= scale);
+            }
+        }
+        if grad {
+            // SAFETY: weighted [m, d] += exp'd logits [m, vb] · block [vb, d], within the slices.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    d,
+                    vb,
+                    self.weighted.as_mut_ptr(),
+                    1,
+                    d as isize,
+                    true,
+                    logits.as_ptr(),
+                    1,
+                    vb as isize,
+                    block.as_ptr(),
+                    1,
+                    d as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        self
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        let d = self.weighted.len() / self.max.len().max(1);
+        for i in 0..self.max.len() {
+            let max = self.max[i].max(other.max[i]);
+            let (a, b) = (rescale(self.max[i], max), rescale(other.max[i], max));
+            self.sum[i] = self.sum[i] * a + other.sum[i] * b;
+            self.max[i] = max;
+            let rows = self.weighted[i * d..(i + 1) * d].iter_mut();
+            for (w, o) in rows.zip(&other.weighted[i * d..(i + 1) * d]) {
+                *w = *w * a + o * b;
+            }
+        }
+        self
+    }
+}
+
+/// The row's new maximum (at least `max`) and Σ exp(x − new maximum); with `write`, each x is
+/// replaced by its exp(x − new maximum).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn exp_shifted(row: &mut [f32], max: f32, write: bool) -> (f32, f32) {
+    const L: usize = 16;
+    let mut lanes = [max; L];
+    for c in row.chunks_exact(L) {
+        for i in 0..L {
+            lanes[i] = lanes[i].max(c[i]);
+        }
+    }
+    let tail = row.len() - row.len() % L;
+    let max = row[tail..]
+        .iter()
+        .chain(&lanes)
+        .copied()
+        .fold(max, f32::max);
+    let mut sums = [0f32; L];
+    for c in row.chunks_exact_mut(L) {
+        for i in 0..L {
+            let e = fast_exp(c[i] - max);
+            sums[i] += e;
+            if write {
+                c[i] = e;
+            }
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in &mut row[tail..] {
+        let e = fast_exp(*x - max);
+        sum += e;
+        if write {
+            *x = e;
+        }
+    }
+    (max, sum)
 }
 
 impl CustomOp2 for OutputNll {
@@ -399,77 +570,96 @@ impl CustomOp2 for OutputNll {
 
     fn cpu_fwd(
         &self,
-        h: &CpuStorage,
+        hs: &CpuStorage,
         lh: &Layout,
-        e: &CpuStorage,
+        es: &CpuStorage,
         le: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, v) = (lh.shape().dims2()?.0, le.shape().dims2()?.0);
-        if self.targets.len() != m || self.targets.iter().any(|&t| t >= v) {
+        let ((m, d), (v, de)) = (lh.shape().dims2()?, le.shape().dims2()?);
+        if self.targets.len() != m || self.targets.iter().any(|&t| t >= v) || d != de {
             candle_core::bail!(
-                "output_nll: {} targets for {m} positions (or a target outside the {v}-token vocabulary)",
+                "output_nll: {} targets for {m} positions of width {d} (or a target outside the {v}-token vocabulary of width {de})",
                 self.targets.len()
             );
         }
-        let CpuStorage::F32(logits) = matmul_transposed(h, lh, e, le)?.0 else {
-            candle_core::bail!("output_nll: f32 only");
-        };
-        let lse: Vec<f32> = logits.par_chunks(v).map(log_sum_exp).collect();
-        let nll = lse
-            .iter()
-            .zip(logits.chunks(v))
-            .zip(&self.targets)
-            .map(|((l, row), &t)| l - row[t])
+        let (h, e) = (
+            contiguous_f32(hs, lh, "output_nll")?,
+            contiguous_f32(es, le, "output_nll")?,
+        );
+        let grad = self.grad;
+        let total = e
+            .par_chunks(VOCAB_BLOCK * d)
+            .fold(
+                || (Partial::new(m, d, grad), Vec::new()),
+                |(part, mut logits), block| (part.add(h, block, &mut logits), logits),
+            )
+            .map(|(part, _)| part)
+            .reduce(|| Partial::new(m, d, grad), Partial::merge);
+        let target_row = |i: usize| &e[self.targets[i] * d..(self.targets[i] + 1) * d];
+        let nll = (0..m)
+            .map(|i| {
+                let target_logit: f32 = h[i * d..(i + 1) * d]
+                    .iter()
+                    .zip(target_row(i))
+                    .map(|(a, b)| a * b)
+                    .sum();
+                total.max[i] + total.sum[i].ln() - target_logit
+            })
             .collect();
-        *self.saved.lock().expect("output_nll state") = Some((logits, lse));
+        if grad {
+            let mut g = total.weighted;
+            for (i, row) in g.chunks_exact_mut(d).enumerate() {
+                let inv = 1.0 / total.sum[i];
+                for (x, t) in row.iter_mut().zip(target_row(i)) {
+                    *x = *x * inv - t;
+                }
+            }
+            *self.saved.lock().expect("output_nll state") = Some(g);
+        }
         Ok((CpuStorage::F32(nll), Shape::from(m)))
     }
 
     fn bwd(
         &self,
-        _h: &Tensor,
-        e: &Tensor,
+        h: &Tensor,
+        _e: &Tensor,
         _nll: &Tensor,
         dnll: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let Some((mut logits, lse)) = self.saved.lock().expect("output_nll state").take() else {
-            candle_core::bail!("output_nll: backward ran twice");
+        let Some(g) = self.saved.lock().expect("output_nll state").take() else {
+            candle_core::bail!(
+                "output_nll: no gradient saved (backward ran twice, or without grad)"
+            );
         };
-        let v = e.dim(0)?;
-        let dnll = dnll.to_vec1::<f32>()?;
-        logits
-            .par_chunks_mut(v)
-            .zip(lse.par_iter().zip(dnll.par_iter()))
-            .zip(self.targets.par_iter())
-            .for_each(|((row, (&lse, &d)), &t)| {
-                for x in row.iter_mut() {
-                    *x = fast_exp(*x - lse) * d;
-                }
-                row[t] -= d;
-            });
-        let m = lse.len();
-        let dlogits = Tensor::from_vec(logits, (m, v), e.device())?;
-        Ok((Some(dlogits.matmul(e)?), None))
+        let g = Tensor::from_vec(g, h.shape(), h.device())?;
+        Ok((Some(g.broadcast_mul(&dnll.unsqueeze(1)?)?), None))
     }
 }
 
 /// Cross-entropy of `targets` [..] under the tied output layer: hidden [.., d], weight [v, d].
-/// Differentiable in `hidden` only; fused on the CPU in f32.
-pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+/// Differentiable in `hidden` only when `grad` (thinking); fused on the CPU in f32.
+pub fn output_nll(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    grad: bool,
+) -> Result<Tensor> {
     let d = hidden.dim(D::Minus1)?;
     if !fused(hidden) {
         return composite::output_nll(hidden, weight, targets);
     }
-    let ids = target_ids_vec(targets)?;
     let op = OutputNll {
-        targets: ids,
+        targets: target_ids_vec(targets)?,
+        grad,
         saved: Default::default(),
     };
-    hidden
-        .reshape(((), d))?
-        .contiguous()?
-        .apply_op2(&weight.contiguous()?, op)?
-        .reshape(targets.shape())
+    let (h, w) = (hidden.reshape(((), d))?.contiguous()?, weight.contiguous()?);
+    let nll = if grad {
+        h.apply_op2(&w, op)?
+    } else {
+        h.apply_op2_no_bwd(&w, &op)?
+    };
+    nll.reshape(targets.shape())
 }
 
 fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
@@ -744,9 +934,75 @@ mod tests {
         let targets = Tensor::new(&[[0u32, 12, 5], [7, 7, 1]], &Device::Cpu)?;
         same_value_and_gradient(
             &[2, 3, 8],
-            |h| output_nll(h, &e, &targets),
+            |h| output_nll(h, &e, &targets, true),
             |h| composite::output_nll(h, &e, &targets),
-        )
+        )?;
+        // Several vocabulary blocks, a short last one, and logits large enough that each
+        // block's maximum moves the running one.
+        let e = (Tensor::randn(0f32, 1., (3 * VOCAB_BLOCK + 77, 8), &Device::Cpu)? * 4.0)?;
+        let targets = Tensor::new(&[[0u32, 1600, 513], [1611, 7, 1024]], &Device::Cpu)?;
+        same_value_and_gradient(
+            &[2, 3, 8],
+            |h| output_nll(h, &e, &targets, true),
+            |h| composite::output_nll(h, &e, &targets),
+        )?;
+        // Without a gradient, the same values.
+        let h = Tensor::randn(0f32, 1., (2, 3, 8), &Device::Cpu)?;
+        let diff = max_diff(
+            &output_nll(&h, &e, &targets, false)?,
+            &output_nll(&h, &e, &targets, true)?,
+        )?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+
+    /// The online softmax: blocks added one after another into one share, or into two shares
+    /// then merged, give each row's log-sum-exp and Σ softmax_v · e_v over the whole vocabulary.
+    #[test]
+    fn vocabulary_shares_add_and_merge_to_the_whole_softmax() -> Result<()> {
+        let (m, d, v) = (3, 8, 20);
+        // Later rows are larger, so that each block's maximum moves the running one.
+        let growth = (Tensor::arange(4f32, 4. + v as f32, &Device::Cpu)?.unsqueeze(1)? / 4.0)?;
+        let e = Tensor::randn(0f32, 1., (v, d), &Device::Cpu)?.broadcast_mul(&growth)?;
+        let h = Tensor::randn(0f32, 1., (m, d), &Device::Cpu)?;
+        let logits = h.matmul(&e.t()?)?;
+        let max = logits.max_keepdim(1)?;
+        let shifted_sum = logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?;
+        let want_lse = (shifted_sum.log()? + max)?.squeeze(1)?;
+        let want_weighted = candle_nn::ops::softmax_last_dim(&logits)?.matmul(&e)?;
+        let (hv, ev) = (
+            h.flatten_all()?.to_vec1::<f32>()?,
+            e.flatten_all()?.to_vec1::<f32>()?,
+        );
+        let blocks: Vec<&[f32]> = ev.chunks(5 * d).collect();
+        let mut scratch = Vec::new();
+        let mut add = |p: Partial, b: &[f32]| p.add(&hv, b, &mut scratch);
+        let one_by_one = blocks
+            .iter()
+            .fold(Partial::new(m, d, true), |p, b| add(p, b));
+        let first = add(Partial::new(m, d, true), blocks[0]);
+        let first = add(first, blocks[1]);
+        let second = add(Partial::new(m, d, true), blocks[2]);
+        let second = add(second, blocks[3]);
+        for whole in [one_by_one, first.merge(second)] {
+            let lse: Vec<f32> = whole
+                .max
+                .iter()
+                .zip(&whole.sum)
+                .map(|(m, s)| m + s.ln())
+                .collect();
+            let weighted: Vec<f32> = whole
+                .weighted
+                .chunks(d)
+                .zip(&whole.sum)
+                .flat_map(|(w, s)| w.iter().map(move |x| x / s))
+                .collect();
+            let lse = Tensor::new(lse, &Device::Cpu)?;
+            let weighted = Tensor::from_vec(weighted, (m, d), &Device::Cpu)?;
+            assert!(max_diff(&lse, &want_lse)? < 1e-4);
+            assert!(max_diff(&weighted, &want_weighted)? < 1e-4);
+        }
+        Ok(())
     }
 
     #[test]
