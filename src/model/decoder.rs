@@ -255,9 +255,64 @@ struct Block {
     cross_attention: Attention,
     ffn_norm: RmsNorm,
     feed_forward: FeedForward,
+    window_size: usize,
+}
+
+/// A pass's work before the thought enters (see [`Ltm::prefix`]).
+pub struct Prefix {
+    /// The first layer's output after its self-attention.
+    x: Tensor,
+    /// The first layer's cross-attention queries.
+    queries: Tensor,
+    rope: (Tensor, Tensor),
+    mask: Option<Tensor>,
 }
 
 impl Block {
+    /// x + self-attention(x); while writing, `window` keeps the keys and values of the window.
+    fn self_attend(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        window: Option<&mut Option<WindowKv>>,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let attn = &self.attention;
+        let h = self.attention_norm.forward(x, pass)?;
+        let q = attn.queries(&h, rope, pass)?;
+        let (mut k, mut v) = attn.keys_values(&h, rope, pass)?;
+        if let Some(slot) = window {
+            let kept = match slot.take() {
+                Some(kept) => kept,
+                None => WindowKv::new(&k, self.window_size)?,
+            };
+            let (kept, attended) = kept.push(&k, &v, self.window_size)?;
+            (k, v) = attended;
+            *slot = Some(kept);
+        }
+        x + attn.attend(&q, &k, &v, mask, pass)?
+    }
+
+    /// The cross-attention's queries of x.
+    fn cross_queries(&self, x: &Tensor, rope: &(Tensor, Tensor), pass: Pass) -> Result<Tensor> {
+        let h = self.cross_attention_norm.forward(x, pass)?;
+        self.cross_attention.queries(&h, rope, pass)
+    }
+
+    /// x + cross-attention(queries; the thought's keys and values), then + feed-forward.
+    fn cross_attend_and_feed(
+        &self,
+        x: &Tensor,
+        queries: &Tensor,
+        (zk, zv): &Kv,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let x = (x + self.cross_attention.attend(queries, zk, zv, None, pass)?)?;
+        let h = self.ffn_norm.forward(&x, pass)?;
+        &x + self.feed_forward.forward(&h, pass)?
+    }
+
     fn weights(&self) -> [&Weight; 11] {
         let (a, c, f) = (&self.attention, &self.cross_attention, &self.feed_forward);
         [
@@ -395,6 +450,7 @@ impl Ltm {
                         w2: Weight::new(ff.get((dim, hidden), "w2.weight")?),
                         w3: Weight::new(ff.get((hidden, dim), "w3.weight")?),
                     },
+                    window_size: config.window_size,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -520,43 +576,59 @@ impl Ltm {
         start: usize,
         pass: Pass,
     ) -> Result<Tensor> {
-        let (b, n) = tokens.dims2()?;
-        let mut x = self
-            .tok_embeddings
-            .full
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, n, self.config.dim))?;
-        let rope = self.rope.range(start, n)?;
+        let (x, rope) = self.embed(tokens, start)?;
         let cached = window
             .as_ref()
             .and_then(|w| w[0].as_ref())
             .map_or(0, |kv| kv.len);
-        let mask = self.window_mask(start, n, start - cached)?;
+        let mask = self.window_mask(start, tokens.dim(1)?, start - cached)?;
+        let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            let attn = &layer.attention;
-            let h = layer.attention_norm.forward(&x, pass)?;
-            let q = attn.queries(&h, &rope, pass)?;
-            let (mut k, mut v) = attn.keys_values(&h, &rope, pass)?;
-            if let Some(window) = window.as_deref_mut() {
-                let size = self.config.window_size;
-                let kept = match window[i].take() {
-                    Some(kept) => kept,
-                    None => WindowKv::new(&k, size)?,
-                };
-                let (kept, attended) = kept.push(&k, &v, size)?;
-                (k, v) = attended;
-                window[i] = Some(kept);
-            }
-            x = (&x + attn.attend(&q, &k, &v, mask.as_ref(), pass)?)?;
+            let slot = window.as_deref_mut().map(|w| &mut w[i]);
+            x = layer.self_attend(&x, &rope, mask.as_ref(), slot, pass)?;
+            let q = layer.cross_queries(&x, &rope, pass)?;
+            x = layer.cross_attend_and_feed(&x, &q, &cross[i], pass)?;
+        }
+        self.norm.forward(&x, pass)
+    }
 
-            let cross_attn = &layer.cross_attention;
-            let h = layer.cross_attention_norm.forward(&x, pass)?;
-            let q = cross_attn.queries(&h, &rope, pass)?;
-            let (zk, zv) = &cross[i];
-            x = (&x + cross_attn.attend(&q, zk, zv, None, pass)?)?;
+    /// Token embeddings [B, n, dim] and the rotary table for positions `start..start+n`.
+    fn embed(&self, tokens: &Tensor, start: usize) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (b, n) = tokens.dims2()?;
+        let x = self
+            .tok_embeddings
+            .full
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, n, self.config.dim))?;
+        Ok((x, self.rope.range(start, n)?))
+    }
 
-            let h = layer.ffn_norm.forward(&x, pass)?;
-            x = (&x + layer.feed_forward.forward(&h, pass)?)?;
+    /// What a pass over `tokens` [B, N] computes before the thought enters: the first layer's
+    /// self-attention and its cross-attention queries. Thinking makes many passes over the same
+    /// tokens with different thoughts, and computes this once.
+    pub fn prefix(&self, tokens: &Tensor, pass: Pass) -> Result<Prefix> {
+        let (x, rope) = self.embed(tokens, 0)?;
+        let mask = self.window_mask(0, tokens.dim(1)?, 0)?;
+        let first = &self.layers[0];
+        let x = first.self_attend(&x, &rope, mask.as_ref(), None, pass)?;
+        let queries = first.cross_queries(&x, &rope, pass)?;
+        Ok(Prefix {
+            x,
+            queries,
+            rope,
+            mask,
+        })
+    }
+
+    /// `blocks` from a prefix on, at positions 0.., with no cache.
+    fn blocks_after(&self, prefix: &Prefix, cross: &[Kv], pass: Pass) -> Result<Tensor> {
+        let (rope, mask) = (&prefix.rope, prefix.mask.as_ref());
+        let mut x =
+            self.layers[0].cross_attend_and_feed(&prefix.x, &prefix.queries, &cross[0], pass)?;
+        for (layer, cross) in self.layers.iter().zip(cross).skip(1) {
+            x = layer.self_attend(&x, rope, mask, None, pass)?;
+            let q = layer.cross_queries(&x, rope, pass)?;
+            x = layer.cross_attend_and_feed(&x, &q, cross, pass)?;
         }
         self.norm.forward(&x, pass)
     }
@@ -582,7 +654,18 @@ impl Ltm {
         z: &Tensor,
         pass: Pass,
     ) -> Result<Tensor> {
-        self.token_nll(tokens, targets, z, pass)?.sum(1)
+        self.sequence_nll_after(&self.prefix(tokens, pass)?, targets, z, pass)
+    }
+
+    /// `sequence_nll` with the tokens' [`Prefix`] computed already.
+    pub fn sequence_nll_after(
+        &self,
+        prefix: &Prefix,
+        targets: &Tensor,
+        z: &Tensor,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        self.token_nll_after(prefix, targets, z, pass)?.sum(1)
     }
 
     /// Cross-entropy of each target: [B, N] tokens and targets → [B, N].
@@ -593,8 +676,18 @@ impl Ltm {
         z: &Tensor,
         pass: Pass,
     ) -> Result<Tensor> {
+        self.token_nll_after(&self.prefix(tokens, pass)?, targets, z, pass)
+    }
+
+    fn token_nll_after(
+        &self,
+        prefix: &Prefix,
+        targets: &Tensor,
+        z: &Tensor,
+        pass: Pass,
+    ) -> Result<Tensor> {
         let cross = self.thought_kv(z, pass)?;
-        let hidden = self.blocks(tokens, &cross, None, 0, pass)?;
+        let hidden = self.blocks_after(prefix, &cross, pass)?;
         match pass {
             Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
             Pass::Infer | Pass::Think => ops::output_nll(

@@ -7,4 +7,4 @@ pub mod ops;
 
 pub use checkpoint::Checkpoint;
 pub use config::Config;
-pub use decoder::{Cache, Ltm, Pass};
+pub use decoder::{Cache, Ltm, Pass, Prefix};

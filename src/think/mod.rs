@@ -14,7 +14,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
 
-use crate::model::{Ltm, Pass};
+use crate::model::{Ltm, Pass, Prefix};
 use crate::noise::{gaussian, rng};
 
 /// The fitted (or initial) posterior over z: μ and logσ², each [B, max_z_len, dim], f32.
@@ -169,8 +169,21 @@ pub fn elbo(
     eps: &Tensor,
     pass: Pass,
 ) -> Result<(Tensor, Elbo)> {
+    let prefix = model.prefix(&text.inputs, pass)?;
+    elbo_after(model, &prefix, text, q, eps, pass)
+}
+
+/// `elbo` with the text's [`Prefix`] computed already (it does not depend on the thought).
+fn elbo_after(
+    model: &Ltm,
+    prefix: &Prefix,
+    text: &Sequences,
+    q: &Posterior,
+    eps: &Tensor,
+    pass: Pass,
+) -> Result<(Tensor, Elbo)> {
     let z = q.sample(eps)?;
-    let nll = model.sequence_nll(&text.inputs, &text.targets, &z, pass)?;
+    let nll = model.sequence_nll_after(prefix, &text.targets, &z, pass)?;
     let layer_kl = q.layer_kl(model.config().n_layers)?;
     let kl = layer_kl.sum(1)?;
     let loss = (&nll + &kl)?.sum_all()?;
@@ -249,6 +262,7 @@ pub fn fast_learning(
     let mut opt = AdamW::new(vec![mu.clone(), log_var.clone()], params)?;
     let mut previous: Option<f64> = None;
     let mut taken = 0;
+    let prefix = model.prefix(&text.inputs, Pass::Think)?;
     for step in 0..settings.steps {
         let start = Instant::now();
         let lr = cosine_lr(settings.lr, step, settings.steps);
@@ -256,7 +270,7 @@ pub fn fast_learning(
             mu: mu.as_tensor().clone(),
             log_var: log_var.as_tensor().clone(),
         };
-        let (loss, figures) = elbo(model, text, &q, eps, Pass::Think)?;
+        let (loss, figures) = elbo_after(model, &prefix, text, &q, eps, Pass::Think)?;
         let total = figures.nelbo_sum();
         if !total.is_finite() {
             bail!(
