@@ -25,6 +25,8 @@ pub struct BenchSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub device: String,
+    /// Compute threads used (fewer than the cores while other programs keep cores busy).
+    pub threads: usize,
     pub parameters: usize,
     pub prompt_len: usize,
     pub samples: usize,
@@ -167,10 +169,16 @@ pub fn memory_bandwidth() -> Bandwidth {
 }
 
 pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<BenchReport> {
-    crate::threads::run(|| measure(model, settings, device_name))
+    let threads = crate::threads::available();
+    crate::threads::run(|| measure(model, settings, device_name, threads))
 }
 
-fn measure(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<BenchReport> {
+fn measure(
+    model: &Ltm,
+    settings: &BenchSettings,
+    device_name: &str,
+    threads: usize,
+) -> Result<BenchReport> {
     let c = model.config().clone();
     let device = model.device();
     let mut r = rng(0);
@@ -227,6 +235,7 @@ fn measure(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
     let peak_gflops = matmul_peak_gflops(device)?;
     Ok(BenchReport {
         device: device_name.to_string(),
+        threads,
         parameters: model.parameter_count(),
         prompt_len: settings.prompt_len,
         samples: settings.samples,

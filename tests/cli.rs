@@ -815,3 +815,47 @@ fn convert_keeps_a_model_directorys_own_tokenizer_and_says_when_gpt2_does_not_fi
     ]));
     assert!(err.contains("pass --tokenizer FILE"), "{err}");
 }
+
+#[test]
+fn bench_reports_decoding_and_the_bytes_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let report = |weights: &str| -> Value {
+        let out = ltm([
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt-len",
+            "12",
+            "--steps",
+            "2",
+            "--new-tokens",
+            "4",
+            "--decode-weights",
+            weights,
+            "--json",
+        ]);
+        json_lines(&out).remove(0)
+    };
+    let (full, half) = (report("full"), report("bf16"));
+    for r in [&full, &half] {
+        assert!(r["threads"].as_u64().unwrap() >= 1);
+        for field in ["posterior_step_ms", "gen_tok_s", "decode_tok_s", "gflops"] {
+            let x = r[field].as_f64().unwrap();
+            assert!(x.is_finite() && x > 0.0, "{field}: {x}");
+        }
+    }
+    // f32: every weight a decoding step reads but the thought's keys and values (made once).
+    let c = common::tiny_config(101);
+    let (d, l, f) = (c.dim, c.n_layers, c.ffn_dim());
+    let kv = c.n_kv_heads() * c.head_dim();
+    let per_layer = 2 * d * d + 2 * d * kv + 2 * d * d + 3 * d * f + 3 * d;
+    let want = 4 * (l * per_layer + c.vocab_size * d + d);
+    assert_eq!(full["decode_weight_bytes"].as_u64().unwrap() as usize, want);
+    // bf16: the matrices at half the bytes; the norms stay f32.
+    let norms = 4 * (3 * l + 1) * d;
+    assert_eq!(
+        half["decode_weight_bytes"].as_u64().unwrap() as usize,
+        (want - norms) / 2 + norms
+    );
+}

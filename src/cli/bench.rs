@@ -108,6 +108,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!("parameters         {}", r.parameters);
+        println!("threads            {}", r.threads);
         println!(
             "posterior_step_ms  {:.1}  ({} tokens × {} sample(s))",
             r.posterior_step_ms, r.prompt_len, r.samples
@@ -136,8 +137,9 @@ fn sweep(args: &Args, device: &candle_core::Device) -> Result<()> {
             bandwidth.read_gbs, bandwidth.copy_gbs
         );
         println!(
-            "{:<22} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}",
+            "{:<22} {:>3} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}",
             "case",
+            "thr",
             "step ms",
             "GFLOP/s",
             "of peak",
@@ -168,7 +170,8 @@ fn sweep(args: &Args, device: &candle_core::Device) -> Result<()> {
         if !args.json {
             let bound = r.bandwidth_bound(&bandwidth);
             println!(
-                "{case:<22} {:>8.1} {:>8.1} {:>6.0}% {:>9.1} {:>9.1} {:>8.1} {:>9.1} {:>7.0}%",
+                "{case:<22} {:>3} {:>8.1} {:>8.1} {:>6.0}% {:>9.1} {:>9.1} {:>8.1} {:>9.1} {:>7.0}%",
+                r.threads,
                 r.posterior_step_ms,
                 r.gflops,
                 100.0 * r.peak_ratio,
