@@ -1041,12 +1041,20 @@ mod tests {
         let diff = max_diff(&few_rows_linear(&x, &w16)?, &want)?;
         assert!(diff < 1e-4, "bf16 weights: differs by {diff}");
         assert!(max_diff(&want, &x.matmul(&w.t()?)?)? > 1e-3, "bf16 rounds");
-        // One row, the decoding case, takes the same path.
-        let diff = max_diff(
-            &few_rows_linear(&x.narrow(0, 1, 1)?, &w16)?,
-            &want.narrow(0, 1, 1)?,
-        )?;
-        assert!(diff < 1e-4, "one row: differs by {diff}");
+        // Every batch size a decoding step can have.
+        let x = Tensor::randn(0f32, 1., (FEW_ROWS, 37), &Device::Cpu)?;
+        for m in 1..=FEW_ROWS {
+            let x = x.narrow(0, 0, m)?;
+            for w in [&w, &w16] {
+                let want = x.matmul(&w.to_dtype(DType::F32)?.t()?)?;
+                let diff = max_diff(&few_rows_linear(&x, w)?, &want)?;
+                assert!(
+                    diff < 1e-4,
+                    "{m} rows of {:?}: differs by {diff}",
+                    w.dtype()
+                );
+            }
+        }
         Ok(())
     }
 
