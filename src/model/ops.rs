@@ -417,8 +417,10 @@ struct OutputNll {
     saved: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
-/// Vocabulary rows per block: a block of E and its logits for 256 tokens stay in cache.
+/// Vocabulary rows per block, and hidden-state rows: a block of E and its logits for a block
+/// of rows stay in cache.
 const VOCAB_BLOCK: usize = 512;
+const ROW_BLOCK: usize = 256;
 
 /// A share of the vocabulary's softmax, relative to each row's running maximum logit.
 struct Partial {
@@ -598,14 +600,26 @@ impl CustomOp2 for OutputNll {
             contiguous_f32(es, le, "output_nll")?,
         );
         let grad = self.grad;
-        let total = e
-            .par_chunks(VOCAB_BLOCK * d)
-            .fold(
-                || (Partial::new(m, d, grad), Vec::new()),
-                |(part, mut logits), block| (part.add(h, block, &mut logits), logits),
-            )
-            .map(|(part, _)| part)
-            .reduce(|| Partial::new(m, d, grad), Partial::merge);
+        // Rows in blocks too, so that a block's hidden states, logits and sums stay in cache
+        // however long the text.
+        let shares: Vec<Partial> = h
+            .par_chunks(ROW_BLOCK * d)
+            .map(|rows| {
+                let mb = rows.len() / d;
+                e.par_chunks(VOCAB_BLOCK * d)
+                    .fold(
+                        || (Partial::new(mb, d, grad), Vec::new()),
+                        |(part, mut logits), block| (part.add(rows, block, &mut logits), logits),
+                    )
+                    .map(|(part, _)| part)
+                    .reduce(|| Partial::new(mb, d, grad), Partial::merge)
+            })
+            .collect();
+        let total = Partial {
+            max: shares.iter().flat_map(|p| p.max.iter().copied()).collect(),
+            sum: shares.iter().flat_map(|p| p.sum.iter().copied()).collect(),
+            weighted: shares.into_iter().flat_map(|p| p.weighted).collect(),
+        };
         let target_row = |i: usize| &e[self.targets[i] * d..(self.targets[i] + 1) * d];
         let nll = (0..m)
             .map(|i| {
@@ -957,6 +971,17 @@ mod tests {
             |h| output_nll(h, &e, &targets, true),
             |h| composite::output_nll(h, &e, &targets),
         )?;
+        // More rows than a row block.
+        let rows = ROW_BLOCK + 44;
+        let ids: Vec<u32> = (0..2 * rows as u32).map(|i| (i * 37) % 1613).collect();
+        let targets = Tensor::from_vec(ids, (2, rows), &Device::Cpu)?;
+        let unit = (&e / 4.0)?;
+        same_value_and_gradient(
+            &[2, rows, 8],
+            |h| output_nll(h, &unit, &targets, true),
+            |h| composite::output_nll(h, &unit, &targets),
+        )?;
+        let targets = Tensor::new(&[[0u32, 1600, 513], [1611, 7, 1024]], &Device::Cpu)?;
         // Without a gradient, the same values.
         let h = Tensor::randn(0f32, 1., (2, 3, 8), &Device::Cpu)?;
         let diff = max_diff(
