@@ -402,57 +402,47 @@ fn fast_learning_trace_and_final_posterior_match() {
     }
 }
 
-/// bf16 decoding weights (`--decode-weights bf16`) on the CPU: the prompt is read with the
-/// full weights, each new token with the bf16 copy, and still every token is the reference's.
-#[test]
-fn bf16_decoding_weights_write_the_references_tokens() {
-    for fx in cases().filter(|fx| fx.target.dtype == DType::F32 && fx.target.device.is_cpu()) {
-        let prompt = &fx.ids("gen_prompt")[0];
-        let want = &fx.ids("gen_tokens")[0];
-        for (name, mut model) in fx.models() {
-            model.set_decode_dtype(Some(DType::BF16)).unwrap();
-            let (written, _) = generate(
-                &model,
-                prompt,
-                &fx.t("gen_z"),
-                &Sampling::greedy(want.len() - prompt.len()),
-                None,
-                |_| Flow::Continue,
-            )
-            .unwrap();
-            assert_eq!(written[0], want[prompt.len()..], "{name}: greedy tokens");
-        }
-    }
-}
-
+/// On the CPU in f32, also with bf16 decoding weights (`--decode-weights bf16`): the prompt is
+/// read with the full weights, each new token with the bf16 copy, and still every token is the
+/// reference's.
 #[test]
 fn greedy_generation_through_the_cache_matches_token_for_token() {
     for fx in cases() {
         let prompt = &fx.ids("gen_prompt")[0];
         let want = &fx.ids("gen_tokens")[0];
-        for (name, model) in fx.models() {
-            let mut streamed = Vec::new();
-            let (written, _) = generate(
-                &model,
-                prompt,
-                &fx.t("gen_z"),
-                &Sampling::greedy(want.len() - prompt.len()),
-                None,
-                |t| {
-                    streamed.push(t.id);
-                    Flow::Continue
-                },
-            )
-            .unwrap();
-            let got: Vec<u32> = prompt.iter().chain(&written[0]).copied().collect();
-            let n = want
-                .len()
-                .min(prompt.len().saturating_add(fx.target.tol.generated));
-            assert_eq!(&got[..n], &want[..n], "{name}: greedy tokens");
-            assert_eq!(
-                streamed, written[0],
-                "{name}: tokens are reported as they are written"
-            );
+        let full_cpu = fx.target.dtype == DType::F32 && fx.target.device.is_cpu();
+        let decoding: &[Option<DType>] = if full_cpu {
+            &[None, Some(DType::BF16)]
+        } else {
+            &[None]
+        };
+        for (name, mut model) in fx.models() {
+            for &decode in decoding {
+                model.set_decode_dtype(decode).unwrap();
+                let name = format!("{name}, decoding weights {decode:?}");
+                let mut streamed = Vec::new();
+                let (written, _) = generate(
+                    &model,
+                    prompt,
+                    &fx.t("gen_z"),
+                    &Sampling::greedy(want.len() - prompt.len()),
+                    None,
+                    |t| {
+                        streamed.push(t.id);
+                        Flow::Continue
+                    },
+                )
+                .unwrap();
+                let got: Vec<u32> = prompt.iter().chain(&written[0]).copied().collect();
+                let n = want
+                    .len()
+                    .min(prompt.len().saturating_add(fx.target.tol.generated));
+                assert_eq!(&got[..n], &want[..n], "{name}: greedy tokens");
+                assert_eq!(
+                    streamed, written[0],
+                    "{name}: tokens are reported as they are written"
+                );
+            }
         }
     }
 }
