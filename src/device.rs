@@ -88,23 +88,24 @@ pub fn describe(device: &Device) -> &'static str {
 
 /// Process-wide settings for computing on the CPU; `main` calls this before any thread starts.
 pub fn tune_process() {
-    // candle runs elementwise ops on a pool of its own whose workers spin between ops, taking
-    // the core from the compute threads (`threads`): with another program busy on one of two
-    // cores, a thinking step took 1.3× as long. Those ops are a few percent of a step and run
-    // as fast on the calling thread alone.
-    // candle asks for the core count at every matmul and, unless RAYON_NUM_THREADS is set,
-    // counts them by having the kernel format /proc/cpuinfo and parsing it: writing with the
-    // large shape was 18 % faster once counted once.
-    let cores = candle_core::utils::get_num_threads().to_string();
-    for (name, value) in [
-        ("CANDLE_NUM_THREADS", "1"),
-        ("RAYON_NUM_THREADS", cores.as_str()),
-    ] {
+    let default = |name: &str, value: &str| {
         if std::env::var_os(name).is_none() {
             // SAFETY: no other thread exists yet to read the environment concurrently.
             unsafe { std::env::set_var(name, value) };
         }
-    }
+    };
+    // candle runs elementwise ops on a pool of its own whose workers spin between ops, taking
+    // the core from the compute threads (`threads`): with another program busy on one of two
+    // cores, a thinking step took 1.3× as long. Those ops are a few percent of a step and run
+    // as fast on the calling thread alone.
+    default("CANDLE_NUM_THREADS", "1");
+    // candle asks for the core count at every matmul and, unless RAYON_NUM_THREADS is set,
+    // counts them by having the kernel format /proc/cpuinfo and parsing it: writing with the
+    // large shape was 18 % faster once they were counted once.
+    default(
+        "RAYON_NUM_THREADS",
+        &candle_core::utils::get_num_threads().to_string(),
+    );
     // Keep freed memory for reuse instead of returning it to the kernel: thinking allocates and
     // frees tens of megabytes per step, and glibc's default (mmap and munmap for every large
     // block) turned a third of a step into page faults.

@@ -4,7 +4,7 @@
 //! Each parallel section of a step (rayon's: every matmul and our kernels) splits its work among
 //! the pool's threads and waits for the last share. A thread that shares its core with another
 //! program finishes late, and the whole section waits for it, tens of times per token: with one
-//! of two cores busy elsewhere, two threads wrote 20 % slower than one. So each piece of work
+//! of two cores busy elsewhere, two threads wrote 10–30 % slower than one. So each piece of work
 //! first looks at how much CPU other programs used since the last look (Linux's `/proc`), and
 //! runs on a pool with one thread per core they left free.
 
@@ -18,8 +18,9 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 struct Threads {
     cores: usize,
-    /// `pools[n - 1]` has n threads; built when first needed.
-    pools: Vec<OnceLock<rayon::ThreadPool>>,
+    /// `pools[n - 1]` has n threads; built when first needed (`None`: the system would not
+    /// start them, and work runs on the caller's thread).
+    pools: Vec<OnceLock<Option<rayon::ThreadPool>>>,
     load: Mutex<Option<Load>>,
 }
 
@@ -54,15 +55,17 @@ pub fn watch() {
 pub fn run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     let t = threads();
     let n = t.available();
-    t.pools[n - 1]
-        .get_or_init(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(move |i| format!("ltm-compute-{n}.{i}"))
-                .build()
-                .expect("cannot start the compute threads")
-        })
-        .install(work)
+    let pool = t.pools[n - 1].get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(move |i| format!("ltm-compute-{n}.{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
 }
 
 /// How many threads `run` would use now.
