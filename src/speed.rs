@@ -55,8 +55,9 @@ pub struct BandwidthBound {
 }
 
 impl BenchReport {
-    /// Decoding against the bandwidth bound, for a single sample (a batch reads its weights
-    /// once for all its samples, so its bound is per step, not per token).
+    /// Decoding against the bandwidth bound: the tokens per second if each step's weights
+    /// streamed at the measured read rate (a step reads them once and writes a token for every
+    /// sample).
     pub fn bandwidth_bound(&self, bandwidth: &Bandwidth) -> BandwidthBound {
         let steps_per_s = bandwidth.read_gbs * 1e9 / self.decode_weight_bytes as f64;
         let bound_tok_s = steps_per_s * self.samples as f64;
