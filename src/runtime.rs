@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use candle_core::Device;
 
 use crate::device::{DecodeWeights, DeviceChoice, select, weight_dtype};
 use crate::dirs::{Dirs, save};
@@ -44,10 +45,16 @@ impl ModelSource {
     pub fn load(&self) -> Result<(Ltm, Tokenizer)> {
         let device = select(self.device)?;
         let (checkpoint, tokenizer) = self.load_files()?;
-        let mut model = checkpoint.model(weight_dtype(&device), &device)?;
-        model.set_decode_dtype(self.decode_weights.dtype())?;
-        Ok((model, tokenizer))
+        Ok((build(&checkpoint, &device, self.decode_weights)?, tokenizer))
     }
+}
+
+/// `checkpoint` as a model on `device`, in the device's weight dtype, writing with `decode`'s
+/// weights.
+pub fn build(checkpoint: &Checkpoint, device: &Device, decode: DecodeWeights) -> Result<Ltm> {
+    let mut model = checkpoint.model(weight_dtype(device), device)?;
+    model.set_decode_dtype(decode.dtype())?;
+    Ok(model)
 }
 
 /// The model `ltm` ships. Its files are part of the binary and are installed into the data

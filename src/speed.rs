@@ -172,16 +172,10 @@ pub fn memory_bandwidth() -> Bandwidth {
 }
 
 pub fn run(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<BenchReport> {
-    let threads = crate::threads::available();
-    crate::threads::run(|| measure(model, settings, device_name, threads))
+    crate::threads::run(|| measure(model, settings, device_name))
 }
 
-fn measure(
-    model: &Ltm,
-    settings: &BenchSettings,
-    device_name: &str,
-    threads: usize,
-) -> Result<BenchReport> {
+fn measure(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<BenchReport> {
     let c = model.config().clone();
     let device = model.device();
     let mut r = rng(0);
@@ -238,7 +232,8 @@ fn measure(
     let peak_gflops = matmul_peak_gflops(device)?;
     Ok(BenchReport {
         device: device_name.to_string(),
-        threads,
+        // The compute threads' pool is the one running this.
+        threads: rayon::current_num_threads(),
         parameters: model.parameter_count(),
         prompt_len: settings.prompt_len,
         samples: settings.samples,

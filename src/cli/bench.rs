@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::device::{describe, select, weight_dtype};
+use crate::device::{describe, select};
 use crate::model::{Checkpoint, Config};
 use crate::runtime;
 use crate::speed::{BenchReport, BenchSettings, memory_bandwidth, run as bench};
@@ -92,8 +92,7 @@ pub fn run(args: Args) -> Result<()> {
             (path.display().to_string(), Checkpoint::load(&path)?)
         }
     };
-    let mut model = checkpoint.model(weight_dtype(&device), &device)?;
-    model.set_decode_dtype(args.decode.decode_weights.dtype())?;
+    let model = runtime::build(&checkpoint, &device, args.decode.decode_weights)?;
     let settings = BenchSettings {
         prompt_len: args.prompt_len,
         steps: args.steps,
@@ -154,8 +153,7 @@ fn sweep(args: &Args, device: &candle_core::Device) -> Result<()> {
     let mut model = None;
     for (shape, prompt_len, samples) in SWEEP {
         if model.as_ref().is_none_or(|(s, _)| *s != shape) {
-            let mut built = shape.checkpoint()?.model(weight_dtype(device), device)?;
-            built.set_decode_dtype(args.decode.decode_weights.dtype())?;
+            let built = runtime::build(&shape.checkpoint()?, device, args.decode.decode_weights)?;
             model = Some((shape, built));
         }
         let (_, model) = model.as_ref().expect("built above");

@@ -496,28 +496,30 @@ impl Ltm {
             .chain([&self.tok_embeddings])
             .map(|w| w.full.elem_count())
             .sum();
-        let norms = (3 * self.layers.len() + 1) * self.config.dim;
-        matrices + norms
+        matrices + self.norm_parameters()
+    }
+
+    /// The RMS norms' weights: three per layer and the final one.
+    fn norm_parameters(&self) -> usize {
+        (3 * self.layers.len() + 1) * self.config.dim
     }
 
     /// Bytes of weights one decoding step reads: every layer's projections and norms, and the
-    /// whole tied output layer (the cross-attention's keys and values come from the cache).
+    /// whole tied output layer. The cross-attention's keys and values are not read: they are
+    /// made once per thought, into the cache.
     pub fn decode_weight_bytes(&self) -> usize {
+        let per_layer = |l: &Block| -> usize {
+            let all: usize = l.weights().into_iter().map(Weight::decode_bytes).sum();
+            let thought_kv = [&l.cross_attention.wk, &l.cross_attention.wv];
+            all - thought_kv
+                .into_iter()
+                .map(Weight::decode_bytes)
+                .sum::<usize>()
+        };
         let norm_bytes = self.norm.weight.dtype().size_in_bytes();
-        let norms = (3 * self.layers.len() + 1) * self.config.dim * norm_bytes;
-        let matrices: usize = self
-            .layers
-            .iter()
-            .flat_map(|l| {
-                let (a, c, f) = (&l.attention, &l.cross_attention, &l.feed_forward);
-                [
-                    &a.wq, &a.wk, &a.wv, &a.wo, &c.wq, &c.wo, &f.w1, &f.w2, &f.w3,
-                ]
-            })
-            .chain([&self.tok_embeddings])
-            .map(Weight::decode_bytes)
-            .sum();
-        matrices + norms
+        self.layers.iter().map(per_layer).sum::<usize>()
+            + self.tok_embeddings.decode_bytes()
+            + self.norm_parameters() * norm_bytes
     }
 
     /// Shape of the thought tensor z for a batch: [B, max_z_len, dim].
@@ -576,13 +578,12 @@ impl Ltm {
         start: usize,
         pass: Pass,
     ) -> Result<Tensor> {
-        let (x, rope) = self.embed(tokens, start)?;
+        let (mut x, rope) = self.embed(tokens, start)?;
         let cached = window
             .as_ref()
             .and_then(|w| w[0].as_ref())
             .map_or(0, |kv| kv.len);
         let mask = self.window_mask(start, tokens.dim(1)?, start - cached)?;
-        let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = window.as_deref_mut().map(|w| &mut w[i]);
             x = layer.self_attend(&x, &rope, mask.as_ref(), slot, pass)?;

@@ -289,30 +289,63 @@ fn fast_exp(x: f32) -> f32 {
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// log Σ exp over a row, in eight independent lanes so that the loops vectorise.
-#[multiversion(targets("x86_64+avx2+fma"))]
+/// log Σ exp over a row.
 fn log_sum_exp(row: &[f32]) -> f32 {
-    const L: usize = 8;
-    let (chunks, rest) = (row.chunks_exact(L), row.chunks_exact(L).remainder());
-    let mut lanes = [f32::NEG_INFINITY; L];
-    for c in chunks.clone() {
-        for i in 0..L {
+    let max = row_max(row, f32::NEG_INFINITY);
+    max + exp_sum(row, max).ln()
+}
+
+/// Lanes of the loops below: independent maxima and sums, so that they vectorise.
+const LANES: usize = 16;
+
+/// The largest of `floor` and the row's values.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn row_max(row: &[f32], floor: f32) -> f32 {
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let mut lanes = [floor; LANES];
+    for c in chunks {
+        for i in 0..LANES {
             lanes[i] = lanes[i].max(c[i]);
         }
     }
-    let max = rest
-        .iter()
-        .chain(&lanes)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    let mut sums = [0f32; L];
+    rest.iter().chain(&lanes).copied().fold(floor, f32::max)
+}
+
+/// Σ exp(x − max) over the row.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn exp_sum(row: &[f32], max: f32) -> f32 {
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let mut sums = [0f32; LANES];
     for c in chunks {
-        for i in 0..L {
+        for i in 0..LANES {
             sums[i] += fast_exp(c[i] - max);
         }
     }
-    let sum: f32 = sums.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x - max)).sum::<f32>();
-    max + sum.ln()
+    sums.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x - max)).sum::<f32>()
+}
+
+/// Replaces each x of the row by exp(x − max); returns their sum.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn exp_in_place(row: &mut [f32], max: f32) -> f32 {
+    let mut chunks = row.chunks_exact_mut(LANES);
+    let mut sums = [0f32; LANES];
+    for c in &mut chunks {
+        for i in 0..LANES {
+            c[i] = fast_exp(c[i] - max);
+            sums[i] += c[i];
+        }
+    }
+    let rest: f32 = chunks
+        .into_remainder()
+        .iter_mut()
+        .map(|x| {
+            *x = fast_exp(*x - max);
+            *x
+        })
+        .sum();
+    sums.iter().sum::<f32>() + rest
 }
 
 impl CustomOp2 for TokenNll {
@@ -483,7 +516,12 @@ impl Partial {
         }
         let grad = !self.weighted.is_empty();
         for (i, row) in logits.chunks_exact_mut(vb).enumerate() {
-            let (max, sum) = exp_shifted(row, self.max[i], grad);
+            let max = row_max(row, self.max[i]);
+            let sum = if grad {
+                exp_in_place(row, max)
+            } else {
+                exp_sum(row, max)
+            };
             let scale = rescale(self.max[i], max);
             self.sum[i] = self.sum[i] * scale + sum;
             self.max[i] = max;
@@ -536,44 +574,6 @@ impl Partial {
         }
         self
     }
-}
-
-/// The row's new maximum (at least `max`) and Σ exp(x − new maximum); with `write`, each x is
-/// replaced by its exp(x − new maximum).
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn exp_shifted(row: &mut [f32], max: f32, write: bool) -> (f32, f32) {
-    const L: usize = 16;
-    let mut lanes = [max; L];
-    for c in row.chunks_exact(L) {
-        for i in 0..L {
-            lanes[i] = lanes[i].max(c[i]);
-        }
-    }
-    let tail = row.len() - row.len() % L;
-    let max = row[tail..]
-        .iter()
-        .chain(&lanes)
-        .copied()
-        .fold(max, f32::max);
-    let mut sums = [0f32; L];
-    for c in row.chunks_exact_mut(L) {
-        for i in 0..L {
-            let e = fast_exp(c[i] - max);
-            sums[i] += e;
-            if write {
-                c[i] = e;
-            }
-        }
-    }
-    let mut sum: f32 = sums.iter().sum();
-    for x in &mut row[tail..] {
-        let e = fast_exp(*x - max);
-        sum += e;
-        if write {
-            *x = e;
-        }
-    }
-    (max, sum)
 }
 
 impl CustomOp2 for OutputNll {
