@@ -26,15 +26,28 @@ pub fn write_atomic_with(
     commit(vec![Staged::write(path, write_contents)?])
 }
 
-/// Writes several files as one: every one is written and synced beside its destination before
-/// any is renamed into place, so a failure or a kill while writing leaves all of the old ones.
-/// (Only a kill in the microseconds of the renames, done in the order given, mixes old and new.)
+/// Writes several files as one: every one is written and synced beside its destination, then a
+/// journal naming them is put in place before any is renamed, and removed after. A failure
+/// while writing leaves all of the old files; a kill during the renames leaves the journal, and
+/// the next reader or writer of the directory ([`finish_interrupted_writes`]) finishes them, so
+/// no one sees old and new files mixed.
 pub fn write_atomic_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    let Some((first, _)) = files.first() else {
+        return Ok(());
+    };
+    let dir = parent_dir(first).to_path_buf();
+    finish_interrupted_writes(&dir)?;
     let staged = files
         .iter()
         .map(|(path, bytes)| Staged::write(path, |f| f.write_all(bytes)))
         .collect::<Result<Vec<_>>>()?;
-    commit(staged)
+    let renames: Vec<_> = staged
+        .iter()
+        .map(|f| (f.tmp.as_path(), f.path.as_path()))
+        .collect();
+    let journal = Journal::write(&dir, std::process::id(), &renames)?;
+    commit(staged)?;
+    std::fs::remove_file(&journal).with_context(|| format!("cannot remove {}", journal.display()))
 }
 
 /// Renames the staged files into place in order, then makes the renames durable: the
@@ -45,17 +58,107 @@ fn commit(mut staged: Vec<Staged>) -> Result<()> {
             .with_context(|| format!("cannot write {}", file.path.display()))?;
         file.committed = true;
     }
-    // A rename is durable only once the directory's entry is on disk too (POSIX); a power cut
-    // would otherwise lose the new file. Windows has no directory handle to sync.
+    let mut dirs: Vec<&Path> = staged.iter().map(|f| parent_dir(&f.path)).collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.into_iter().try_for_each(sync_dir)
+}
+
+/// Makes the entries renamed into `dir` durable: a rename is on disk only once the directory is
+/// too (POSIX), or a power cut loses it. Windows has no directory handle to sync.
+fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
-    {
-        let mut dirs: Vec<&Path> = staged.iter().map(|f| parent_dir(&f.path)).collect();
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The renames that make a set of staged files current, written down before the first: its
+/// presence says that every staged file is whole, and which of them still await their rename.
+/// A file in the journal's directory is named by its bare name (the directory may move), any
+/// other by its absolute path.
+struct Journal;
+
+impl Journal {
+    const SUFFIX: &str = ".journal";
+
+    fn name(pid: u32) -> String {
+        format!(".commit.{pid}{}", Self::SUFFIX)
+    }
+
+    /// The process id of the writer whose journal `file` is, when it is one.
+    fn owner(file: &str) -> Option<u32> {
+        file.strip_prefix(".commit.")?
+            .strip_suffix(Self::SUFFIX)?
+            .parse()
+            .ok()
+    }
+
+    /// How the journal in `dir` names `path`.
+    fn entry(dir: &Path, path: &Path) -> Result<PathBuf> {
+        Ok(if parent_dir(path) == dir {
+            PathBuf::from(path.file_name().context("not a file path")?)
+        } else {
+            std::path::absolute(path)?
+        })
+    }
+
+    /// Puts the journal of writer `pid`'s `renames` (temporary, destination) into `dir`,
+    /// durably: before any of the renames it lists.
+    fn write(dir: &Path, pid: u32, renames: &[(&Path, &Path)]) -> Result<PathBuf> {
+        let entries = renames
+            .iter()
+            .map(|(tmp, dest)| Ok((Self::entry(dir, tmp)?, Self::entry(dir, dest)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let path = dir.join(Self::name(pid));
+        let bytes = serde_json::to_vec(&entries)?;
+        commit(vec![Staged::write(&path, |f| f.write_all(&bytes))?])?;
+        Ok(path)
+    }
+
+    /// Does the renames left in the journal at `path`, then removes it.
+    fn finish(path: &Path) -> Result<()> {
+        let dir = parent_dir(path);
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let renames: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(&text)
+            .with_context(|| format!("{}: not a journal of renames", path.display()))?;
+        let mut dirs = vec![dir.to_path_buf()];
+        for (tmp, dest) in renames {
+            let (tmp, dest) = (dir.join(tmp), dir.join(dest));
+            // A staged file no longer there was renamed before the interruption.
+            if tmp.exists() {
+                std::fs::rename(&tmp, &dest)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                dirs.push(parent_dir(&dest).to_path_buf());
+            }
+        }
         dirs.sort();
         dirs.dedup();
-        for dir in dirs {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync {}", dir.display()))?;
+        dirs.iter().try_for_each(|d| sync_dir(d))?;
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))
+    }
+}
+
+/// Finishes the writes of several files as one ([`write_atomic_all`]) that a killed writer left
+/// half done in `dir`: afterwards each set of files is wholly new. Readers of a directory that
+/// such writes fill call this first.
+pub fn finish_interrupted_writes(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if Journal::owner(&name.to_string_lossy()).is_some_and(|pid| !process_is_running(pid)) {
+            Journal::finish(&entry.path()).with_context(|| {
+                format!(
+                    "{}: a save into it was interrupted and cannot be finished",
+                    dir.display()
+                )
+            })?;
         }
     }
     Ok(())
@@ -189,7 +292,12 @@ fn temporary_owner(file: &str) -> Option<u32> {
 
 /// Removes from `dir` the temporary files (for the file `name`, or for any file) of writers that
 /// are no longer running: what a kill during a write leaves behind. Returns how many it removed.
+/// Staged files that an interrupted journal still names are renamed into place first, and all
+/// are kept when that fails.
 pub fn remove_stale_temporaries(dir: &Path, name: Option<&OsStr>) -> usize {
+    if finish_interrupted_writes(dir).is_err() {
+        return 0;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -302,14 +410,87 @@ mod tests {
         assert_eq!(names(dir.path()), ["pipe", "to-pipe"]);
     }
 
+    /// A writer of `a`, `b` and `c` as one, killed after renaming `a` into place: what it left in
+    /// `dir` (the old `b` and `c`, and the new ones staged), under writer `pid`'s names.
+    fn interrupted_in_renames(dir: &Path, pid: u32) {
+        let staged: Vec<_> = ["a", "b", "c"]
+            .map(|name| {
+                (
+                    dir.join(temporary_name(OsStr::new(name), pid)),
+                    dir.join(name),
+                )
+            })
+            .into();
+        for (tmp, dest) in &staged {
+            fs::write(dest, "old").unwrap();
+            fs::write(tmp, "new").unwrap();
+        }
+        let renames: Vec<_> = staged
+            .iter()
+            .map(|(t, d)| (t.as_path(), d.as_path()))
+            .collect();
+        Journal::write(dir, pid, &renames).unwrap();
+        fs::rename(&staged[0].0, &staged[0].1).unwrap();
+    }
+
+    fn contents(dir: &Path) -> Vec<String> {
+        ["a", "b", "c"]
+            .map(|n| fs::read_to_string(dir.join(n)).unwrap())
+            .into()
+    }
+
+    #[test]
+    fn writes_as_one_interrupted_in_their_renames_are_finished_by_the_next_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dead_process_id();
+        interrupted_in_renames(dir.path(), dead);
+        assert_eq!(contents(dir.path()), ["new", "old", "old"]);
+        finish_interrupted_writes(dir.path()).unwrap();
+        assert_eq!(contents(dir.path()), ["new", "new", "new"]);
+        assert_eq!(
+            names(dir.path()),
+            ["a", "b", "c"],
+            "journal and temporaries gone"
+        );
+
+        // The next writer of any file there finishes them too, instead of removing the new files.
+        let dir = tempfile::tempdir().unwrap();
+        interrupted_in_renames(dir.path(), dead);
+        write_atomic(&dir.path().join("d"), b"other").unwrap();
+        assert_eq!(contents(dir.path()), ["new", "new", "new"]);
+        assert_eq!(names(dir.path()), ["a", "b", "c", "d"]);
+
+        // A live writer's renames are its own to finish.
+        let dir = tempfile::tempdir().unwrap();
+        interrupted_in_renames(dir.path(), 1);
+        finish_interrupted_writes(dir.path()).unwrap();
+        assert_eq!(contents(dir.path()), ["new", "old", "old"]);
+    }
+
+    #[test]
+    fn writes_as_one_leave_only_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<_> = ["a", "b", "c"]
+            .map(|n| (dir.path().join(n), b"new".to_vec()))
+            .into();
+        write_atomic_all(&files).unwrap();
+        assert_eq!(contents(dir.path()), ["new", "new", "new"]);
+        assert_eq!(names(dir.path()), ["a", "b", "c"]);
+    }
+
+    /// The id of a process that has exited (free until reused).
+    fn dead_process_id() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        dead
+    }
+
     #[test]
     fn a_dead_writers_temporary_is_removed_a_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        // A child that has exited: its process id is free (until reused).
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
+        let dead = dead_process_id();
         let stale = dir.path().join(temporary_name(OsStr::new("s.json"), dead));
         let live = dir.path().join(temporary_name(OsStr::new("s.json"), 1));
         let other = dir.path().join(temporary_name(OsStr::new("t.json"), dead));

@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 
 use super::config::Config;
 use super::decoder::Ltm;
-use crate::fsutil::write_atomic_all;
+use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -84,6 +84,7 @@ impl Checkpoint {
             Self::load_pth(path)
         } else if path.extension().is_some_and(|e| e == "safetensors") {
             let dir = path.parent().unwrap_or(Path::new("."));
+            finish_interrupted_writes(dir)?;
             Self::from_safetensors(read_config(&dir.join(CONFIG_FILE))?, path)
         } else if !path.exists() {
             bail!("{}: no such file or directory", path.display())
@@ -96,6 +97,7 @@ impl Checkpoint {
     }
 
     fn load_dir(dir: &Path) -> Result<Self> {
+        finish_interrupted_writes(dir)?;
         Self::from_safetensors(
             read_config(&dir.join(CONFIG_FILE))?,
             &dir.join(WEIGHTS_FILE),

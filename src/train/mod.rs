@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic_all;
+use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
 use crate::model::checkpoint::WEIGHTS_FILE;
 use crate::model::{Checkpoint, Config, Ltm, Pass};
 use crate::think::{self, Sequences};
@@ -316,6 +316,7 @@ fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
 
 /// The training state saved in a run's output directory.
 pub fn read_state(out: &Path) -> Result<TrainState> {
+    finish_interrupted_writes(out)?;
     let path = out.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -562,8 +563,9 @@ impl Trainer {
     }
 
     /// Saves weights, optimizer moments and state into `out`, as one (`write_atomic_all`): a
-    /// kill while saving leaves the previous checkpoint whole. The weights and moments carry
-    /// their iteration, which a resume checks against the state's.
+    /// kill while saving leaves the previous checkpoint whole, or the new one once the next
+    /// reader has finished the save. The weights and moments carry their iteration, which a
+    /// resume checks against the state's.
     pub fn save(&self, out: &Path) -> Result<()> {
         let stamp = || {
             Some(HashMap::from([(
