@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use rand::distr::{Distribution, weighted::WeightedIndex};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -100,8 +101,8 @@ pub fn template_names(split: Split) -> Vec<&'static str> {
         .collect()
 }
 
-/// Generate `n` problems, deterministically from `(n, seed, split)`. Every family (code or data)
-/// is equally likely.
+/// Generate `n` problems, deterministically from `(n, seed, split)`. Every family is drawn in
+/// proportion to its weight (1 for a template written as code).
 pub fn problems(n: usize, seed: u64, split: Split) -> Vec<Problem> {
     problem_stream(seed, split).take(n).collect()
 }
@@ -115,12 +116,19 @@ pub fn problem_stream(seed: u64, split: Split) -> impl Iterator<Item = Problem> 
     let mut rng = StdRng::seed_from_u64(seed ^ salt);
     let code = templates(split);
     let data: Vec<&Family> = families(split).collect();
-    std::iter::repeat_with(move || one(&mut rng, code, &data))
+    let weights = code.iter().map(|_| 1).chain(data.iter().map(|f| f.weight));
+    let draw = WeightedIndex::new(weights).expect("every split has families");
+    std::iter::repeat_with(move || one(&mut rng, &draw, code, &data))
 }
 
-fn one(rng: &mut StdRng, code: &[(&'static str, TemplateFn)], data: &[&Family]) -> Problem {
+fn one(
+    rng: &mut StdRng,
+    draw: &WeightedIndex<u32>,
+    code: &[(&'static str, TemplateFn)],
+    data: &[&Family],
+) -> Problem {
     loop {
-        let i = rng.random_range(0..code.len() + data.len());
+        let i = draw.sample(rng);
         let problem = match code.get(i) {
             Some(&(name, f)) => run_template(rng, name, f),
             None => data[i - code.len()].sample(rng),
