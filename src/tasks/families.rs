@@ -1,10 +1,13 @@
 //! Word-problem families written as data (`families/*.toml`).
 //!
-//! A family is one equation structure (say `(a-b)+c`) with several phrasings. Its TOML gives the
-//! ranges of the given numbers, derived numbers (`let`), word choices, extra conditions, the
-//! question phrasings and the worked answer, whose `{x=EXPR}` placeholders are the calculation
-//! steps, rendered GSM8K-style as `47-5 = <<47-5=42>>42`. The format is documented at the top of
-//! `families/additive.toml`.
+//! A family is one equation structure (say `(a-b)+c`) with several phrasings. Its TOML table gives
+//! `name`, `split` (`train`, the default, or `test`: held out, its structure its own), `weight` (how
+//! often it is drawn against 1 for a template written as code; default 1), the ranges of the given
+//! numbers (`vars`), derived numbers (`let`), word choices (`words`, forms split by `/` and used as
+//! `{word.2}`), extra conditions (`require`), the question phrasings and the worked answer, whose
+//! `{x=EXPR}` placeholders are the calculation steps, rendered GSM8K-style as
+//! `47-5 = <<47-5=42>>42`; `{a|b}` picks one at each use, `{name}`, `{he}`, `{his}`, `{name2}` … a
+//! person. Training families may share a structure (the basics say one operation many ways).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
