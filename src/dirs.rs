@@ -56,7 +56,8 @@ impl Dirs {
             &self.data,
             &self.sessions_dir(),
         ] {
-            crate::fsutil::remove_stale_temporaries(dir, None);
+            // Best effort at startup: a directory it cannot tidy is named by the next write there.
+            let _ = crate::fsutil::remove_stale_temporaries(dir, None);
         }
     }
 }

@@ -36,7 +36,6 @@ pub fn write_atomic_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
         return Ok(());
     };
     let dir = parent_dir(first).to_path_buf();
-    finish_interrupted_writes(&dir)?;
     let staged = files
         .iter()
         .map(|(path, bytes)| Staged::write(path, |f| f.write_all(bytes)))
@@ -58,21 +57,24 @@ fn commit(mut staged: Vec<Staged>) -> Result<()> {
             .with_context(|| format!("cannot write {}", file.path.display()))?;
         file.committed = true;
     }
-    let mut dirs: Vec<&Path> = staged.iter().map(|f| parent_dir(&f.path)).collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs.into_iter().try_for_each(sync_dir)
+    sync_dirs(staged.iter().map(|f| parent_dir(&f.path)))
 }
 
-/// Makes the entries renamed into `dir` durable: a rename is on disk only once the directory is
-/// too (POSIX), or a power cut loses it. Windows has no directory handle to sync.
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Makes the entries renamed into `dirs` durable, each directory once: a rename is on disk only
+/// once its directory is too (POSIX), or a power cut loses it. Windows has no directory handle
+/// to sync.
+fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    let mut dirs: Vec<&Path> = dirs.into_iter().collect();
+    dirs.sort();
+    dirs.dedup();
     #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    for dir in dirs {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
     #[cfg(not(unix))]
-    let _ = dir;
+    let _ = dirs;
     Ok(())
 }
 
@@ -126,19 +128,17 @@ impl Journal {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let renames: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(&text)
             .with_context(|| format!("{}: not a journal of renames", path.display()))?;
-        let mut dirs = vec![dir.to_path_buf()];
+        let mut renamed = Vec::new();
         for (tmp, dest) in renames {
             let (tmp, dest) = (dir.join(tmp), dir.join(dest));
             // A staged file no longer there was renamed before the interruption.
             if tmp.exists() {
                 std::fs::rename(&tmp, &dest)
                     .with_context(|| format!("cannot write {}", dest.display()))?;
-                dirs.push(parent_dir(&dest).to_path_buf());
+                renamed.push(dest);
             }
         }
-        dirs.sort();
-        dirs.dedup();
-        dirs.iter().try_for_each(|d| sync_dir(d))?;
+        sync_dirs(renamed.iter().map(|d| parent_dir(d)))?;
         std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))
     }
 }
@@ -280,7 +280,7 @@ pub fn temporary_beside(path: &Path) -> Result<PathBuf> {
         .file_name()
         .with_context(|| format!("{}: not a file path", path.display()))?;
     let dir = parent_dir(path);
-    remove_stale_temporaries(dir, Some(name));
+    remove_stale_temporaries(dir, Some(name))?;
     Ok(dir.join(temporary_name(name, std::process::id())))
 }
 
@@ -292,17 +292,16 @@ fn temporary_owner(file: &str) -> Option<u32> {
 
 /// Removes from `dir` the temporary files (for the file `name`, or for any file) of writers that
 /// are no longer running: what a kill during a write leaves behind. Returns how many it removed.
-/// Staged files that an interrupted journal still names are renamed into place first, and all
-/// are kept when that fails.
-pub fn remove_stale_temporaries(dir: &Path, name: Option<&OsStr>) -> usize {
-    if finish_interrupted_writes(dir).is_err() {
-        return 0;
-    }
+/// Staged files that an interrupted journal still names are renamed into place first; when that
+/// fails, all are kept and the error says why (a writer must not go on: finishing the journal
+/// later would put its older files over the new one).
+pub fn remove_stale_temporaries(dir: &Path, name: Option<&OsStr>) -> Result<usize> {
+    finish_interrupted_writes(dir)?;
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return Ok(0);
     };
     let prefix = name.map(|n| format!(".{}.", n.to_string_lossy()));
-    entries
+    Ok(entries
         .flatten()
         .filter(|entry| {
             let file = entry.file_name();
@@ -316,7 +315,7 @@ pub fn remove_stale_temporaries(dir: &Path, name: Option<&OsStr>) -> usize {
             Ok(t) if t.is_file() => std::fs::remove_file(entry.path()).is_ok(),
             _ => false,
         })
-        .count()
+        .count())
 }
 
 fn process_is_running(pid: u32) -> bool {
@@ -500,7 +499,7 @@ mod tests {
         write_atomic(&path, b"whole").unwrap();
         assert!(!stale.exists(), "the dead writer's file is removed");
         assert!(live.exists() && other.exists());
-        assert_eq!(remove_stale_temporaries(dir.path(), None), 1);
+        assert_eq!(remove_stale_temporaries(dir.path(), None).unwrap(), 1);
         assert!(!other.exists() && live.exists());
         assert_eq!(temporary_owner(".a.b.json.123.tmp"), Some(123));
         assert_eq!(temporary_owner("a.json"), None);

@@ -84,7 +84,7 @@ struct FamilySpec {
     name: String,
     #[serde(default)]
     split: Option<String>,
-    #[serde(default = "one")]
+    #[serde(default = "default_weight")]
     weight: u32,
     #[serde(default)]
     vars: BTreeMap<String, [i64; 2]>,
@@ -98,7 +98,7 @@ struct FamilySpec {
     answer: Vec<String>,
 }
 
-fn one() -> u32 {
+fn default_weight() -> u32 {
     1
 }
 
