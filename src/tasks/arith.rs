@@ -16,31 +16,10 @@ use rand::distr::{Distribution, weighted::WeightedIndex};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
+use super::compose;
 use super::families::{Family, families};
-
-/// One generated word problem with its worked solution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Problem {
-    pub question: String,
-    /// Solution lines with `<<a op b=c>>` annotations, ending in `#### N`.
-    pub answer: String,
-    /// The final number, as a string (serialized as `"final"`).
-    #[serde(rename = "final")]
-    pub r#final: String,
-    /// Number of annotated calculations in `answer` (1..=4).
-    pub steps: usize,
-    /// Name of the template that produced the problem.
-    pub template: String,
-}
-
-/// Which templates to draw from. `Test` templates are never produced for `Train`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Test,
-}
+use super::problem::{NAMES, Problem, Split};
 
 type Built = Option<(String, i64)>;
 type TemplateFn = fn(&mut G) -> Built;
@@ -92,19 +71,30 @@ fn templates(split: Split) -> &'static [(&'static str, TemplateFn)] {
     }
 }
 
-/// Names of the families of a split: the templates written as code, then those written as data.
+/// Names of the families of a split: the templates written as code, then those written as data,
+/// then (for training) the composer's.
 pub fn template_names(split: Split) -> Vec<&'static str> {
     templates(split)
         .iter()
         .map(|(n, _)| *n)
         .chain(families(split).map(|f| f.name.as_str()))
+        .chain((split == Split::Train).then_some(compose::TEMPLATE))
         .collect()
 }
 
 /// Generate `n` problems, deterministically from `(n, seed, split)`. Every family is drawn in
-/// proportion to its weight (1 for a template written as code).
+/// proportion to its weight (1 for a template written as code); training also draws composed
+/// problems ([`compose`]) at the composer's weight.
 pub fn problems(n: usize, seed: u64, split: Split) -> Vec<Problem> {
     problem_stream(seed, split).take(n).collect()
+}
+
+/// Where a problem comes from: a template written as code, a data family, or the composer.
+#[derive(Clone, Copy)]
+enum Source {
+    Code(&'static str, TemplateFn),
+    Family(&'static Family),
+    Composed,
 }
 
 /// The endless sequence that `problems` takes its first `n` from, made one at a time.
@@ -114,29 +104,25 @@ pub fn problem_stream(seed: u64, split: Split) -> impl Iterator<Item = Problem> 
         Split::Test => 0x9E37_79B9_7F4A_7C15,
     };
     let mut rng = StdRng::seed_from_u64(seed ^ salt);
-    let code = templates(split);
-    let data: Vec<&Family> = families(split).collect();
-    let weights = code.iter().map(|_| 1).chain(data.iter().map(|f| f.weight));
-    let draw = WeightedIndex::new(weights).expect("every split has families");
-    std::iter::repeat_with(move || one(&mut rng, &draw, code, &data))
-}
-
-fn one(
-    rng: &mut StdRng,
-    draw: &WeightedIndex<u32>,
-    code: &[(&'static str, TemplateFn)],
-    data: &[&Family],
-) -> Problem {
-    loop {
-        let i = draw.sample(rng);
-        let problem = match code.get(i) {
-            Some(&(name, f)) => run_template(rng, name, f),
-            None => data[i - code.len()].sample(rng),
+    let mut sources: Vec<(Source, u32)> = templates(split)
+        .iter()
+        .map(|&(name, f)| (Source::Code(name, f), 1))
+        .chain(families(split).map(|f| (Source::Family(f), f.weight)))
+        .collect();
+    if split == Split::Train {
+        sources.push((Source::Composed, compose::weight()));
+    }
+    let draw = WeightedIndex::new(sources.iter().map(|(_, w)| *w)).expect("every split has families");
+    std::iter::repeat_with(move || loop {
+        let problem = match sources[draw.sample(&mut rng)].0 {
+            Source::Code(name, f) => run_template(&mut rng, name, f),
+            Source::Family(family) => family.sample(&mut rng),
+            Source::Composed => Some(compose::sample(&mut rng)),
         };
         if let Some(p) = problem {
-            return p;
+            break p;
         }
-    }
+    })
 }
 
 /// Try a template until its random draws satisfy all constraints.
@@ -169,48 +155,6 @@ fn run_template(rng: &mut StdRng, name: &str, f: TemplateFn) -> Option<Problem> 
 // Vocabulary
 // ---------------------------------------------------------------------------
 
-pub(super) const NAMES: &[(&str, bool)] = &[
-    ("Natalia", true),
-    ("James", false),
-    ("Maria", true),
-    ("Tom", false),
-    ("Aisha", true),
-    ("Liam", false),
-    ("Sofia", true),
-    ("Noah", false),
-    ("Emma", true),
-    ("Carlos", false),
-    ("Mei", true),
-    ("Ravi", false),
-    ("Olivia", true),
-    ("Ben", false),
-    ("Chloe", true),
-    ("Diego", false),
-    ("Hana", true),
-    ("Jack", false),
-    ("Leila", true),
-    ("Marcus", false),
-    ("Nina", true),
-    ("Omar", false),
-    ("Priya", true),
-    ("Sam", false),
-    ("Tara", true),
-    ("Victor", false),
-    ("Yuki", true),
-    ("Ethan", false),
-    ("Zoe", true),
-    ("Henry", false),
-    ("Grace", true),
-    ("Kofi", false),
-    ("Lucy", true),
-    ("Mateo", false),
-    ("Rosa", true),
-    ("Felix", false),
-    ("Amara", true),
-    ("Jin", false),
-    ("Elena", true),
-    ("Oscar", false),
-];
 
 const FAMILIES: &[&str] = &[
     "Smith", "Garcia", "Chen", "Patel", "Johnson", "Nguyen", "Brown", "Kim", "Lopez", "Okafor",
@@ -2305,14 +2249,13 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     /// All `<<expr=value>>` annotations of an answer, as (expression, value).
-    fn annotations(answer: &str) -> Vec<(String, i64)> {
+    fn annotations(answer: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut rest = answer;
         while let Some(start) = rest.find("<<") {
             let end = rest[start..].find(">>").expect("unclosed annotation") + start;
             let inner = &rest[start + 2..end];
             let (expr, val) = inner.split_once('=').expect("annotation without =");
-            let c: i64 = val.parse().expect("value");
             // The visible text must repeat the expression and the value.
             assert!(
                 rest[..start].ends_with(&format!("{expr} = ")),
@@ -2322,7 +2265,7 @@ mod tests {
                 rest[end + 2..].starts_with(val),
                 "value not repeated: {answer}"
             );
-            out.push((expr.to_string(), c));
+            out.push((expr.to_string(), val.to_string()));
             rest = &rest[end + 2..];
         }
         out
@@ -2339,7 +2282,8 @@ mod tests {
                 Some(c.to_string()),
                 "bad annotation in {p:?}"
             );
-            assert!((1..=100_000).contains(c), "range: {p:?}");
+            let c: i64 = c.parse().expect("an integer");
+            assert!((1..=100_000).contains(&c), "range: {p:?}");
         }
         let last = p.answer.lines().last().unwrap();
         assert_eq!(last, format!("#### {}", p.r#final), "{p:?}");
@@ -2347,7 +2291,7 @@ mod tests {
         let fin: i64 = p.r#final.parse().expect("final is an integer");
         assert!((1..=100_000).contains(&fin));
         // The final answer is one of the computed quantities.
-        assert!(anns.iter().any(|x| x.1 == fin), "final not computed: {p:?}");
+        assert!(anns.iter().any(|x| x.1 == p.r#final), "final not computed: {p:?}");
         assert!(!p.question.contains('\n'));
         assert!(p.question.ends_with('?'), "question: {}", p.question);
         assert!(
@@ -2367,8 +2311,9 @@ mod tests {
 
     #[test]
     fn all_invariants_hold_for_both_splits() {
+        // Composed problems have decimals and invariants of their own (`compose`'s tests).
         for split in [Split::Train, Split::Test] {
-            for p in problems(3000, 7, split) {
+            for p in problems(3000, 7, split).into_iter().filter(|p| p.template != compose::TEMPLATE) {
                 check(&p);
             }
         }
@@ -2376,7 +2321,10 @@ mod tests {
 
     #[test]
     fn every_step_count_appears() {
-        let ps = problems(2000, 1, Split::Train);
+        let ps: Vec<Problem> = problems(4000, 1, Split::Train)
+            .into_iter()
+            .filter(|p| p.template != compose::TEMPLATE)
+            .collect();
         let counts: HashSet<usize> = ps.iter().map(|p| p.steps).collect();
         assert_eq!(counts, HashSet::from([1, 2, 3, 4]));
         // ...and none is rare.
@@ -2484,7 +2432,7 @@ mod tests {
     #[test]
     fn every_template_reaches_its_step_counts_and_is_varied() {
         let mut per: HashMap<String, HashSet<String>> = HashMap::new();
-        for p in problems(20_000, 5, Split::Train) {
+        for p in problems(40_000, 5, Split::Train) {
             per.entry(p.template).or_default().insert(p.question);
         }
         for (t, qs) in per {
@@ -2524,7 +2472,7 @@ mod tests {
         let ans = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72";
         assert_eq!(
             annotations(ans),
-            vec![("48/2".to_string(), 24), ("48+24".to_string(), 72)]
+            vec![("48/2".into(), "24".into()), ("48+24".into(), "72".into())]
         );
     }
 }

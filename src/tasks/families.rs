@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde::Deserialize;
 
-use super::arith::{NAMES, Problem, Split};
+use super::problem::{NAMES, Problem, Split};
 
 /// The embedded family files, by name (for error messages).
 const SOURCES: &[(&str, &str)] = &[

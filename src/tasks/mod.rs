@@ -2,13 +2,16 @@
 //! prompts, answer extraction and voting. No ML code lives here.
 
 pub mod arith;
+pub mod compose;
 pub mod extract;
 pub mod families;
+pub mod problem;
 pub mod prompt;
 pub mod score;
 pub mod vote;
 
-pub use arith::{Problem, Split, problem_stream, problems, template_names};
+pub use arith::{problem_stream, problems, template_names};
+pub use problem::{Problem, Split};
 pub use extract::final_number;
 pub use prompt::{
     ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::arith::Problem;
+use super::problem::Problem;
 use super::extract::final_number;
 
 /// Beginning-of-text marker that starts every example and the question.
@@ -131,7 +131,7 @@ pub fn answer_of(generated: &str) -> Option<String> {
 /// The worked examples every front end starts from: short, solved problems of the training
 /// families, the same every time.
 pub fn default_examples(n: usize) -> Vec<Example> {
-    super::arith::problems(20 * n.max(1), 4242, super::arith::Split::Train)
+    super::arith::problems(20 * n.max(1), 4242, super::problem::Split::Train)
         .iter()
         .filter(|p| p.steps <= 2 && p.question.len() <= 160)
         .take(n)
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn generated_problems_round_trip_through_jsonl() {
-        let ps = crate::tasks::arith::problems(20, 3, crate::tasks::arith::Split::Train);
+        let ps = crate::tasks::arith::problems(20, 3, crate::tasks::Split::Train);
         let text: String = ps
             .iter()
             .map(|p| serde_json::to_string(p).unwrap() + "\n")

@@ -360,7 +360,7 @@ pub const STOCK_EXAMPLES: usize = 4;
 
 /// `n` worked examples from the arithmetic generator.
 pub fn draw_examples(n: usize, seed: u64) -> Vec<Example> {
-    crate::tasks::arith::problems(n, seed, crate::tasks::arith::Split::Train)
+    crate::tasks::arith::problems(n, seed, crate::tasks::Split::Train)
         .iter()
         .map(Example::from)
         .collect()

@@ -1,0 +1,709 @@
+//! Word problems composed from parts (`compose.toml`): a situation of grade-school arithmetic
+//! (a change with its start, change or result unknown; combining; comparing; equal groups;
+//! prices; two-step stories), said in one of its sentence frames, over a lexicon of people,
+//! things and the verbs that fit them, counts, amounts of money or measures (decimals), number
+//! words, numbers that do not matter, the question first or last. Where `families.rs` fixes one
+//! wording of one structure, this draws every part independently, so that a model learns what
+//! the words of a situation ask for rather than which listed sentence it resembles.
+//!
+//! Numbers are exact decimals (thousandths) and results are written as the calculator writes
+//! them, so a worked answer's `<<a+b=c>>c` is what the calculator would force.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use serde::Deserialize;
+
+use super::problem::Problem;
+
+/// The template name every composed problem carries.
+pub const TEMPLATE: &str = "composed";
+
+/// Probability that a sentence with a number that does not matter is added.
+const DISTRACTOR_RATE: f64 = 0.25;
+/// Probability that a small count is written as a word ("seven").
+const NUMBER_WORD_RATE: f64 = 0.15;
+/// Thousandths: every number is held as an integer count of them.
+const SCALE: i64 = 1000;
+
+static COMPOSER: LazyLock<Composer> = LazyLock::new(|| {
+    Composer::parse(include_str!("compose.toml"))
+        .unwrap_or_else(|e| panic!("src/tasks/compose.toml: {e}"))
+});
+
+/// How often composed problems are drawn, against 1 for a template written as code.
+pub fn weight() -> u32 {
+    COMPOSER.weight
+}
+
+/// One composed problem (the situation, frame and words drawn from `rng`).
+pub fn sample(rng: &mut StdRng) -> Problem {
+    loop {
+        let situation = COMPOSER.situations.choose(rng).expect("situations");
+        if let Some(p) = COMPOSER.compose(situation, rng) {
+            return p;
+        }
+    }
+}
+
+/// The situations' names, for tests and error messages.
+pub fn situation_names() -> Vec<&'static str> {
+    COMPOSER.situations.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    weight: u32,
+    names: Names,
+    times: Vec<String>,
+    places: Vec<String>,
+    containers: Vec<String>,
+    items: Vec<String>,
+    givers: Vec<String>,
+    category: Vec<Category>,
+    measure: Vec<Measure>,
+    money: Verbs,
+    situation: Vec<SituationSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Names {
+    female: Vec<String>,
+    male: Vec<String>,
+}
+
+/// Verbs as `past/base`: what adds to what one has, takes from it, or just does it.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Verbs {
+    gain: Vec<String>,
+    lose: Vec<String>,
+    act: Vec<String>,
+}
+
+/// Countable things that share verbs (`apple/apples`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Category {
+    things: Vec<String>,
+    #[serde(flatten)]
+    verbs: Verbs,
+    /// Whether counts in the thousands make sense (books in a library, not apples in a bag).
+    #[serde(default)]
+    large: bool,
+}
+
+/// Stuff measured in units with decimals (`cup/cups` of `flour`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Measure {
+    units: Vec<String>,
+    stuff: Vec<String>,
+    #[serde(flatten)]
+    verbs: Verbs,
+}
+
+/// A situation: its equation (`schema`, one of [`Schema`]'s names), the kinds of quantity it
+/// may be told in, its question frames and its worked answer (one line per step).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SituationSpec {
+    name: String,
+    schema: String,
+    kinds: Vec<String>,
+    question: Vec<String>,
+    answer: Vec<String>,
+}
+
+struct Situation {
+    name: String,
+    schema: Schema,
+    kinds: Vec<Kind>,
+    question: Vec<String>,
+    answer: Vec<String>,
+}
+
+struct Composer {
+    spec: Spec,
+    weight: u32,
+    situations: Vec<Situation>,
+}
+
+/// What a quantity is: a count of things, an amount of money, or a measure of stuff.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Count,
+    Money,
+    Measure,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Result<Kind, String> {
+        match s {
+            "count" => Ok(Kind::Count),
+            "money" => Ok(Kind::Money),
+            "measure" => Ok(Kind::Measure),
+            _ => Err(format!("kind {s:?} is not count, money or measure")),
+        }
+    }
+}
+
+/// The equations a situation may have. Given numbers are `a, b, c` (and `k`, a small whole
+/// multiplier or divisor); steps are computed in order.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Schema {
+    /// a + b
+    Sum,
+    /// a + b + c
+    Sum3,
+    /// a − b, a > b
+    Difference,
+    /// a · k
+    Times,
+    /// a ÷ k, whole when a is a count
+    Share,
+    /// (a + b) − c
+    SumThenDifference,
+    /// (a − b) + c
+    DifferenceThenSum,
+    /// b' = a + b, then a + b'
+    MoreThenTotal,
+    /// b' = a · k, then a + b'
+    TimesThenTotal,
+    /// bill − (a + b)
+    Change,
+}
+
+impl Schema {
+    fn parse(s: &str) -> Result<Schema, String> {
+        Ok(match s {
+            "a+b" => Schema::Sum,
+            "a+b+c" => Schema::Sum3,
+            "a-b" => Schema::Difference,
+            "a*k" => Schema::Times,
+            "a/k" => Schema::Share,
+            "(a+b)-c" => Schema::SumThenDifference,
+            "(a-b)+c" => Schema::DifferenceThenSum,
+            "a+(a+b)" => Schema::MoreThenTotal,
+            "a+(a*k)" => Schema::TimesThenTotal,
+            "bill-(a+b)" => Schema::Change,
+            _ => return Err(format!("schema {s:?} is not one of the known equations")),
+        })
+    }
+}
+
+impl Composer {
+    fn parse(text: &str) -> Result<Composer, String> {
+        let mut spec: Spec = toml::from_str(text).map_err(|e| e.to_string())?;
+        let lists = [
+            &spec.names.female,
+            &spec.names.male,
+            &spec.times,
+            &spec.places,
+            &spec.containers,
+            &spec.items,
+            &spec.givers,
+        ];
+        if lists.iter().any(|l| l.is_empty()) || spec.category.is_empty() || spec.measure.is_empty()
+        {
+            return Err("every list of the lexicon needs entries".into());
+        }
+        let situations = std::mem::take(&mut spec.situation)
+            .into_iter()
+            .map(|s| {
+                let context = |e: String| format!("situation `{}`: {e}", s.name);
+                if s.kinds.is_empty() || s.question.is_empty() || s.answer.is_empty() {
+                    return Err(context("needs kinds, questions and answer lines".into()));
+                }
+                Ok(Situation {
+                    schema: Schema::parse(&s.schema).map_err(context)?,
+                    kinds: s.kinds.iter().map(|k| Kind::parse(k)).collect::<Result<_, _>>().map_err(context)?,
+                    name: s.name,
+                    question: s.question,
+                    answer: s.answer,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Composer {
+            weight: spec.weight,
+            spec,
+            situations,
+        })
+    }
+
+    fn compose(&self, s: &Situation, rng: &mut StdRng) -> Option<Problem> {
+        let (schema, kind) = (s.schema, *s.kinds.choose(rng)?);
+        let mut words = self.words(kind, rng);
+        let numbers = Numbers::draw(schema, kind, words.large, rng)?;
+        let steps = numbers.steps(schema)?;
+        for (name, value) in [("a", numbers.a), ("b", numbers.b), ("c", numbers.c)] {
+            let (quantity, bare) = (words.quantity(value, kind, rng), words.bare(value, kind, rng));
+            words.set(&name.to_uppercase(), quantity);
+            words.set(name, bare);
+        }
+        words.set("k", say_count(numbers.k / SCALE, rng));
+        words.set("bill", format!("${}", numbers.bill / SCALE));
+        let mut answer = Vec::new();
+        for (i, (shown, value)) in steps.iter().enumerate() {
+            let result = decimal(*value);
+            words.set(&format!("s{}", i + 1), format!("{shown} = <<{shown}={result}>>{result}"));
+            words.set(&format!("r{}", i + 1), result);
+        }
+        for line in &s.answer {
+            answer.push(words.fill(line, rng));
+        }
+        let final_value = decimal(steps.last()?.1);
+        answer.push(format!("#### {final_value}"));
+        let frame = s.question.choose(rng)?;
+        let mut question = words.fill(frame, rng);
+        if rng.random_bool(DISTRACTOR_RATE) {
+            question = self.with_distractor(&question, kind, &words, rng);
+        }
+        Some(Problem {
+            question,
+            answer: answer.join("\n"),
+            r#final: final_value,
+            steps: steps.len(),
+            template: TEMPLATE.to_string(),
+        })
+    }
+
+    /// The words of one problem: three people, a kind's nouns and verbs, places and times.
+    fn words(&self, kind: Kind, rng: &mut StdRng) -> Words {
+        let mut w = Words::default();
+        let mut used = Vec::new();
+        for person in ["P", "P2", "P3"] {
+            let female = rng.random_bool(0.5);
+            let names = if female {
+                &self.spec.names.female
+            } else {
+                &self.spec.names.male
+            };
+            let name = loop {
+                let n = names.choose(rng).expect("names").clone();
+                if !used.contains(&n) {
+                    break n;
+                }
+            };
+            used.push(name.clone());
+            let suffix = &person[1..];
+            let (he, him, his) = if female {
+                ("she", "her", "her")
+            } else {
+                ("he", "him", "his")
+            };
+            w.set(person, name);
+            w.set(&format!("he{suffix}"), he.into());
+            w.set(&format!("He{suffix}"), capitalised(he));
+            w.set(&format!("him{suffix}"), him.into());
+            w.set(&format!("his{suffix}"), his.into());
+            w.set(&format!("His{suffix}"), capitalised(his));
+        }
+        let pick = |list: &[String], rng: &mut StdRng| list.choose(rng).expect("non-empty").clone();
+        w.forms("time", &pick(&self.spec.times, rng));
+        w.forms("place", &pick(&self.spec.places, rng));
+        w.forms("container", &pick(&self.spec.containers, rng));
+        w.forms("giver", &pick(&self.spec.givers, rng));
+        let items: Vec<&String> = self.spec.items.choose_multiple(rng, 3).collect();
+        for (i, item) in items.iter().enumerate() {
+            w.set(&format!("item{}", i + 1), (*item).clone());
+        }
+        let verbs = match kind {
+            Kind::Count => {
+                let cat = self.spec.category.choose(rng).expect("categories");
+                let thing = pick(&cat.things, rng);
+                let (one, many) = thing.split_once('/').unwrap_or((&thing, &thing));
+                w.set("thing", one.into());
+                w.set("things", many.into());
+                w.set("How", format!("How many {many}"));
+                w.set("HowMore", format!("How many more {many}"));
+                w.set("HowFewer", format!("How many fewer {many}"));
+                w.set("fewer", "fewer".into());
+                w.set("unit", many.into());
+                w.large = cat.large;
+                w.noun = (one.to_string(), many.to_string());
+                cat.verbs.clone()
+            }
+            Kind::Money => {
+                w.set("thing", "dollar".into());
+                w.set("things", "dollars".into());
+                w.set("How", "How much money".into());
+                w.set("HowMore", "How much more money".into());
+                w.set("HowFewer", "How much less money".into());
+                w.set("fewer", "less".into());
+                w.set("unit", "dollars".into());
+                self.spec.money.clone()
+            }
+            Kind::Measure => {
+                let m = self.spec.measure.choose(rng).expect("measures");
+                let unit = pick(&m.units, rng);
+                let (one, many) = unit.split_once('/').unwrap_or((&unit, &unit));
+                let stuff = pick(&m.stuff, rng);
+                let with_of = |u: &str| {
+                    if stuff.is_empty() {
+                        u.to_string()
+                    } else {
+                        format!("{u} of {stuff}")
+                    }
+                };
+                w.set("thing", with_of(one));
+                w.set("things", with_of(many));
+                w.set("How", format!("How many {}", with_of(many)));
+                let what = if stuff.is_empty() { many } else { &stuff };
+                w.set("HowMore", format!("How much more {what}"));
+                w.set("HowFewer", format!("How much less {what}"));
+                w.set("fewer", "less".into());
+                w.set("unit", with_of(many));
+                w.noun = (with_of(one), with_of(many));
+                m.verbs.clone()
+            }
+        };
+        for (name, list) in [("gain", &verbs.gain), ("lose", &verbs.lose), ("act", &verbs.act)] {
+            w.forms(name, &pick(list, rng));
+        }
+        let how = w.get("How").replacen("How", "how", 1);
+        w.set("how", how);
+        w
+    }
+
+    /// The question with a sentence about something else, with a number, before its last
+    /// sentence (or first, when the question comes first).
+    fn with_distractor(&self, question: &str, kind: Kind, words: &Words, rng: &mut StdRng) -> String {
+        let cat = self.spec.category.choose(rng).expect("categories");
+        let other = cat.things.choose(rng).expect("things");
+        let many = other.split_once('/').map_or(other.as_str(), |(_, m)| m);
+        if kind == Kind::Count && many == words.get("things") {
+            return question.to_string();
+        }
+        let n = rng.random_range(2..=40);
+        let (act, _) = split_forms(cat.verbs.act.choose(rng).expect("verbs"));
+        let sentence = match rng.random_range(0..3) {
+            0 => format!("{} also has {n} {many}.", words.get("He")),
+            1 => format!("{} {act} {n} {many} last week.", words.get("P3")),
+            _ => format!("{} {act} {n} {many} too.", words.get("He")),
+        };
+        let cut = question
+            .trim_end()
+            .rfind(". ")
+            .map(|i| i + 2)
+            .filter(|_| question.trim_end().ends_with('?'));
+        match cut {
+            Some(i) => format!("{}{sentence} {}", &question[..i], &question[i..]),
+            None => format!("{sentence} {question}"),
+        }
+    }
+}
+
+/// The numbers of one problem, in thousandths.
+struct Numbers {
+    a: i64,
+    b: i64,
+    c: i64,
+    k: i64,
+    bill: i64,
+}
+
+impl Numbers {
+    fn draw(schema: Schema, kind: Kind, large: bool, rng: &mut StdRng) -> Option<Numbers> {
+        let mut n = Numbers {
+            a: quantity(kind, large, rng),
+            b: quantity(kind, large, rng),
+            c: quantity(kind, large, rng),
+            k: rng.random_range(2..=12) * SCALE,
+            bill: 0,
+        };
+        match schema {
+            Schema::Difference if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
+            Schema::Times | Schema::TimesThenTotal if kind == Kind::Count && !large => {
+                n.a = rng.random_range(2..=30) * SCALE
+            }
+            // A whole share: the total is drawn as a multiple of the divisor.
+            Schema::Share => {
+                let each = match kind {
+                    Kind::Count => rng.random_range(2..=25) * SCALE,
+                    _ => n.a / 4,
+                };
+                let each = if kind == Kind::Money { each / 10 * 10 } else { each };
+                n.a = each * n.k / SCALE;
+            }
+            Schema::SumThenDifference if n.c >= n.a + n.b => return None,
+            Schema::DifferenceThenSum if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
+            Schema::Change => {
+                let spent = n.a + n.b;
+                n.bill = [10, 20, 50, 100, 200, 500]
+                    .into_iter()
+                    .map(|d| d * SCALE)
+                    .find(|&d| d > spent)?;
+            }
+            _ => {}
+        }
+        (n.a > 0 && n.b > 0 && n.c > 0).then_some(n)
+    }
+
+    /// Each step as (what the answer shows, its value).
+    fn steps(&self, schema: Schema) -> Option<Vec<(String, i64)>> {
+        let (a, b, c, k) = (self.a, self.b, self.c, self.k / SCALE);
+        let (da, db, dc) = (decimal(a), decimal(b), decimal(c));
+        let steps = match schema {
+            Schema::Sum => vec![(format!("{da}+{db}"), a + b)],
+            Schema::Sum3 => vec![(format!("{da}+{db}+{dc}"), a + b + c)],
+            Schema::Difference => vec![(format!("{da}-{db}"), a - b)],
+            Schema::Times => vec![(format!("{da}*{k}"), a * k)],
+            Schema::Share => vec![(format!("{da}/{k}"), a / k)],
+            Schema::SumThenDifference => {
+                let s = a + b;
+                vec![(format!("{da}+{db}"), s), (format!("{}-{dc}", decimal(s)), s - c)]
+            }
+            Schema::DifferenceThenSum => {
+                let d = a - b;
+                vec![(format!("{da}-{db}"), d), (format!("{}+{dc}", decimal(d)), d + c)]
+            }
+            Schema::MoreThenTotal => {
+                let more = a + b;
+                vec![(format!("{da}+{db}"), more), (format!("{da}+{}", decimal(more)), a + more)]
+            }
+            Schema::TimesThenTotal => {
+                let more = a * k;
+                vec![(format!("{da}*{k}"), more), (format!("{da}+{}", decimal(more)), a + more)]
+            }
+            Schema::Change => {
+                let spent = a + b;
+                let bill = self.bill;
+                vec![
+                    (format!("{da}+{db}"), spent),
+                    (format!("{}-{}", decimal(bill), decimal(spent)), bill - spent),
+                ]
+            }
+        };
+        steps.iter().all(|(_, v)| *v > 0).then_some(steps)
+    }
+}
+
+/// A quantity of a kind, in thousandths: counts mostly small, sometimes in the hundreds or
+/// (for things that come in thousands) the thousands; money in whole dollars or with cents;
+/// measures in tenths, quarters, eighths or hundredths.
+fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
+    match kind {
+        Kind::Count => {
+            let n = match rng.random_range(0..10) {
+                0..=6 => rng.random_range(2..=99),
+                7 | 8 => rng.random_range(100..=999),
+                _ if large => rng.random_range(1000..=999_999),
+                _ => rng.random_range(10..=200),
+            };
+            n * SCALE
+        }
+        Kind::Money => {
+            let dollars = rng.random_range(1..=150);
+            let cents = if rng.random_bool(0.35) { 0 } else { rng.random_range(1..=99) };
+            dollars * SCALE + cents * 10
+        }
+        Kind::Measure => {
+            let whole = if rng.random_bool(0.5) { 0 } else { rng.random_range(1..=9) };
+            let frac = match rng.random_range(0..4) {
+                0 => rng.random_range(1..=9) * 100,
+                1 => rng.random_range(1..=3) * 250,
+                2 => rng.random_range(1..=7) * 125,
+                _ => rng.random_range(1..=99) * 10,
+            };
+            whole * SCALE + frac
+        }
+    }
+}
+
+/// A value in thousandths as the calculator writes it: no trailing zeros.
+fn decimal(v: i64) -> String {
+    let (whole, frac) = (v / SCALE, (v % SCALE).abs());
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
+}
+
+/// A count, sometimes with thousands separators.
+fn grouped(n: i64, rng: &mut StdRng) -> String {
+    if n < 1000 || rng.random_bool(0.5) {
+        return n.to_string();
+    }
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A small count, sometimes as a word.
+fn say_count(n: i64, rng: &mut StdRng) -> String {
+    const WORDS: [&str; 13] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
+    match WORDS.get(n as usize) {
+        Some(w) if rng.random_bool(NUMBER_WORD_RATE) => w.to_string(),
+        _ => grouped(n, rng),
+    }
+}
+
+fn split_forms(s: &str) -> (&str, &str) {
+    s.split_once('/').unwrap_or((s, s))
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// The words a frame's `{name}` placeholders are filled with; `{a|b}` picks one at each use.
+#[derive(Default)]
+struct Words {
+    values: BTreeMap<String, String>,
+    /// The counted noun (singular, plural).
+    noun: (String, String),
+    /// Whether counts in the thousands fit the things.
+    large: bool,
+}
+
+impl Words {
+    fn set(&mut self, name: &str, value: String) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+
+    /// `past/base` (or more forms) as `{name}`, `{name_base}`, `{name3}`.
+    fn forms(&mut self, name: &str, entry: &str) {
+        let forms: Vec<&str> = entry.split('/').collect();
+        self.set(name, forms[0].to_string());
+        self.set(&format!("{name}_base"), forms.get(1).unwrap_or(&forms[0]).to_string());
+        for (i, f) in forms.iter().enumerate().skip(1) {
+            self.set(&format!("{name}{}", i + 1), f.to_string());
+        }
+    }
+
+    /// A quantity with its noun: "14 apples", "$6.95", "0.5 cup of flour".
+    fn quantity(&self, v: i64, kind: Kind, rng: &mut StdRng) -> String {
+        match kind {
+            Kind::Count => {
+                let n = v / SCALE;
+                let noun = if n == 1 { &self.noun.0 } else { &self.noun.1 };
+                format!("{} {noun}", say_count(n, rng))
+            }
+            Kind::Money => self.bare(v, kind, rng),
+            Kind::Measure => {
+                let noun = if v <= SCALE { &self.noun.0 } else { &self.noun.1 };
+                format!("{} {noun}", decimal(v))
+            }
+        }
+    }
+
+    /// A quantity without its noun: "14", "$6.95", "0.5".
+    fn bare(&self, v: i64, kind: Kind, rng: &mut StdRng) -> String {
+        match kind {
+            Kind::Count => say_count(v / SCALE, rng),
+            Kind::Money => {
+                let amount = if v % SCALE == 0 {
+                    decimal(v)
+                } else {
+                    format!("{}.{:02}", v / SCALE, (v % SCALE) / 10)
+                };
+                if v % SCALE == 0 && rng.random_bool(0.2) {
+                    format!("{amount} dollars")
+                } else if rng.random_bool(0.1) {
+                    format!("$ {amount}")
+                } else {
+                    format!("${amount}")
+                }
+            }
+            Kind::Measure => decimal(v),
+        }
+    }
+
+    /// A frame with its placeholders filled; the first letter of the result capitalised.
+    fn fill(&self, frame: &str, rng: &mut StdRng) -> String {
+        let mut out = String::new();
+        let mut rest = frame;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find('}') else { break };
+            let inner = &rest[open + 1..open + close];
+            if inner.contains('|') {
+                let options: Vec<&str> = inner.split('|').collect();
+                out.push_str(options.choose(rng).expect("options"));
+            } else {
+                out.push_str(self.get(inner));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        capitalised(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::calculator;
+    use rand::SeedableRng;
+
+    fn many(n: usize) -> Vec<Problem> {
+        let mut rng = StdRng::seed_from_u64(7);
+        (0..n).map(|_| sample(&mut rng)).collect()
+    }
+
+    #[test]
+    fn every_placeholder_of_every_frame_is_filled() {
+        for p in many(3000) {
+            for text in [&p.question, &p.answer] {
+                assert!(!text.contains('{') && !text.contains('}'), "unfilled: {text}");
+                assert!(!text.contains("  ") && !text.contains(" ."), "spacing: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_step_is_what_the_calculator_computes_and_the_final_is_the_last() {
+        for p in many(3000) {
+            let mut last = None;
+            for part in p.answer.split("<<").skip(1) {
+                let (expr, rest) = part.split_once('=').expect("an `=` in every step");
+                let written = rest.split_once(">>").expect("closed").0;
+                assert_eq!(calculator::compute(expr).as_deref(), Some(written), "{}", p.answer);
+                last = Some(written.to_string());
+            }
+            assert_eq!(last.as_deref(), Some(p.r#final.as_str()), "{}", p.answer);
+            assert!(p.answer.ends_with(&format!("#### {}", p.r#final)));
+        }
+    }
+
+    #[test]
+    fn every_situation_and_kind_is_drawn() {
+        let problems = many(6000);
+        let text: String = problems.iter().map(|p| p.question.as_str()).collect();
+        assert!(text.contains('$'), "no money");
+        assert!(problems.iter().any(|p| p.r#final.contains('.')), "no decimals");
+        assert!(problems.iter().any(|p| p.steps == 2), "no two-step problems");
+        assert!(text.contains(" seven ") || text.contains(" three "), "no number words");
+        assert!(situation_names().len() >= 20);
+    }
+
+    #[test]
+    fn a_bad_lexicon_is_refused_with_its_reason() {
+        let text = include_str!("compose.toml").replace("schema = \"a+b\"", "schema = \"a^b\"");
+        let err = Composer::parse(&text).err().expect("refused");
+        assert!(err.contains("a^b"), "{err}");
+    }
+}

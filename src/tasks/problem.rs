@@ -1,0 +1,70 @@
+//! A generated word problem, the split it is drawn for, and the people problems are about:
+//! what every generator (`arith`, `families`, `compose`) shares.
+
+use serde::{Deserialize, Serialize};
+
+/// One generated word problem with its worked solution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    pub question: String,
+    /// Solution lines with `<<a op b=c>>` annotations, ending in `#### N`.
+    pub answer: String,
+    /// The final number, as a string (serialized as `"final"`).
+    #[serde(rename = "final")]
+    pub r#final: String,
+    /// Number of annotated calculations in `answer` (1..=4).
+    pub steps: usize,
+    /// Name of the template that produced the problem.
+    pub template: String,
+}
+
+/// Which templates to draw from. `Test` templates are never produced for `Train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// First names and whether a person is female (for pronouns).
+pub(super) const NAMES: &[(&str, bool)] = &[
+    ("Natalia", true),
+    ("James", false),
+    ("Maria", true),
+    ("Tom", false),
+    ("Aisha", true),
+    ("Liam", false),
+    ("Sofia", true),
+    ("Noah", false),
+    ("Emma", true),
+    ("Carlos", false),
+    ("Mei", true),
+    ("Ravi", false),
+    ("Olivia", true),
+    ("Ben", false),
+    ("Chloe", true),
+    ("Diego", false),
+    ("Hana", true),
+    ("Jack", false),
+    ("Leila", true),
+    ("Marcus", false),
+    ("Nina", true),
+    ("Omar", false),
+    ("Priya", true),
+    ("Sam", false),
+    ("Tara", true),
+    ("Victor", false),
+    ("Yuki", true),
+    ("Ethan", false),
+    ("Zoe", true),
+    ("Henry", false),
+    ("Grace", true),
+    ("Kofi", false),
+    ("Lucy", true),
+    ("Mateo", false),
+    ("Rosa", true),
+    ("Felix", false),
+    ("Amara", true),
+    ("Jin", false),
+    ("Elena", true),
+    ("Oscar", false),
+];
