@@ -38,7 +38,7 @@ impl Codec for crate::text::Tokenizer {
 }
 
 /// An exact rational number, kept in lowest terms with a positive denominator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ratio {
     num: i128,
     den: i128,

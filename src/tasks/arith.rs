@@ -112,15 +112,18 @@ pub fn problem_stream(seed: u64, split: Split) -> impl Iterator<Item = Problem> 
     if split == Split::Train {
         sources.push((Source::Composed, compose::weight()));
     }
-    let draw = WeightedIndex::new(sources.iter().map(|(_, w)| *w)).expect("every split has families");
-    std::iter::repeat_with(move || loop {
-        let problem = match sources[draw.sample(&mut rng)].0 {
-            Source::Code(name, f) => run_template(&mut rng, name, f),
-            Source::Family(family) => family.sample(&mut rng),
-            Source::Composed => Some(compose::sample(&mut rng)),
-        };
-        if let Some(p) = problem {
-            break p;
+    let draw =
+        WeightedIndex::new(sources.iter().map(|(_, w)| *w)).expect("every split has families");
+    std::iter::repeat_with(move || {
+        loop {
+            let problem = match sources[draw.sample(&mut rng)].0 {
+                Source::Code(name, f) => run_template(&mut rng, name, f),
+                Source::Family(family) => family.sample(&mut rng),
+                Source::Composed => Some(compose::sample(&mut rng)),
+            };
+            if let Some(p) = problem {
+                break p;
+            }
         }
     })
 }
@@ -154,7 +157,6 @@ fn run_template(rng: &mut StdRng, name: &str, f: TemplateFn) -> Option<Problem> 
 // ---------------------------------------------------------------------------
 // Vocabulary
 // ---------------------------------------------------------------------------
-
 
 const FAMILIES: &[&str] = &[
     "Smith", "Garcia", "Chen", "Patel", "Johnson", "Nguyen", "Brown", "Kim", "Lopez", "Okafor",
@@ -2291,7 +2293,10 @@ mod tests {
         let fin: i64 = p.r#final.parse().expect("final is an integer");
         assert!((1..=100_000).contains(&fin));
         // The final answer is one of the computed quantities.
-        assert!(anns.iter().any(|x| x.1 == p.r#final), "final not computed: {p:?}");
+        assert!(
+            anns.iter().any(|x| x.1 == p.r#final),
+            "final not computed: {p:?}"
+        );
         assert!(!p.question.contains('\n'));
         assert!(p.question.ends_with('?'), "question: {}", p.question);
         assert!(
@@ -2313,7 +2318,10 @@ mod tests {
     fn all_invariants_hold_for_both_splits() {
         // Composed problems have decimals and invariants of their own (`compose`'s tests).
         for split in [Split::Train, Split::Test] {
-            for p in problems(3000, 7, split).into_iter().filter(|p| p.template != compose::TEMPLATE) {
+            for p in problems(3000, 7, split)
+                .into_iter()
+                .filter(|p| p.template != compose::TEMPLATE)
+            {
                 check(&p);
             }
         }

@@ -51,7 +51,11 @@ pub fn sample(rng: &mut StdRng) -> Problem {
 
 /// The situations' names, for tests and error messages.
 pub fn situation_names() -> Vec<&'static str> {
-    COMPOSER.situations.iter().map(|s| s.name.as_str()).collect()
+    COMPOSER
+        .situations
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -222,7 +226,12 @@ impl Composer {
                 }
                 Ok(Situation {
                     schema: Schema::parse(&s.schema).map_err(context)?,
-                    kinds: s.kinds.iter().map(|k| Kind::parse(k)).collect::<Result<_, _>>().map_err(context)?,
+                    kinds: s
+                        .kinds
+                        .iter()
+                        .map(|k| Kind::parse(k))
+                        .collect::<Result<_, _>>()
+                        .map_err(context)?,
                     name: s.name,
                     question: s.question,
                     answer: s.answer,
@@ -242,7 +251,10 @@ impl Composer {
         let numbers = Numbers::draw(schema, kind, words.large, rng)?;
         let steps = numbers.steps(schema)?;
         for (name, value) in [("a", numbers.a), ("b", numbers.b), ("c", numbers.c)] {
-            let (quantity, bare) = (words.quantity(value, kind, rng), words.bare(value, kind, rng));
+            let (quantity, bare) = (
+                words.quantity(value, kind, rng),
+                words.bare(value, kind, rng),
+            );
             words.set(&name.to_uppercase(), quantity);
             words.set(name, bare);
         }
@@ -251,7 +263,10 @@ impl Composer {
         let mut answer = Vec::new();
         for (i, (shown, value)) in steps.iter().enumerate() {
             let result = decimal(*value);
-            words.set(&format!("s{}", i + 1), format!("{shown} = <<{shown}={result}>>{result}"));
+            words.set(
+                &format!("s{}", i + 1),
+                format!("{shown} = <<{shown}={result}>>{result}"),
+            );
             words.set(&format!("r{}", i + 1), result);
         }
         for line in &s.answer {
@@ -363,7 +378,11 @@ impl Composer {
                 m.verbs.clone()
             }
         };
-        for (name, list) in [("gain", &verbs.gain), ("lose", &verbs.lose), ("act", &verbs.act)] {
+        for (name, list) in [
+            ("gain", &verbs.gain),
+            ("lose", &verbs.lose),
+            ("act", &verbs.act),
+        ] {
             w.forms(name, &pick(list, rng));
         }
         let how = w.get("How").replacen("How", "how", 1);
@@ -373,7 +392,13 @@ impl Composer {
 
     /// The question with a sentence about something else, with a number, before its last
     /// sentence (or first, when the question comes first).
-    fn with_distractor(&self, question: &str, kind: Kind, words: &Words, rng: &mut StdRng) -> String {
+    fn with_distractor(
+        &self,
+        question: &str,
+        kind: Kind,
+        words: &Words,
+        rng: &mut StdRng,
+    ) -> String {
         let cat = self.spec.category.choose(rng).expect("categories");
         let other = cat.things.choose(rng).expect("things");
         let many = other.split_once('/').map_or(other.as_str(), |(_, m)| m);
@@ -428,7 +453,11 @@ impl Numbers {
                     Kind::Count => rng.random_range(2..=25) * SCALE,
                     _ => n.a / 4,
                 };
-                let each = if kind == Kind::Money { each / 10 * 10 } else { each };
+                let each = if kind == Kind::Money {
+                    each / 10 * 10
+                } else {
+                    each
+                };
                 n.a = each * n.k / SCALE;
             }
             Schema::SumThenDifference if n.c >= n.a + n.b => return None,
@@ -457,26 +486,41 @@ impl Numbers {
             Schema::Share => vec![(format!("{da}/{k}"), a / k)],
             Schema::SumThenDifference => {
                 let s = a + b;
-                vec![(format!("{da}+{db}"), s), (format!("{}-{dc}", decimal(s)), s - c)]
+                vec![
+                    (format!("{da}+{db}"), s),
+                    (format!("{}-{dc}", decimal(s)), s - c),
+                ]
             }
             Schema::DifferenceThenSum => {
                 let d = a - b;
-                vec![(format!("{da}-{db}"), d), (format!("{}+{dc}", decimal(d)), d + c)]
+                vec![
+                    (format!("{da}-{db}"), d),
+                    (format!("{}+{dc}", decimal(d)), d + c),
+                ]
             }
             Schema::MoreThenTotal => {
                 let more = a + b;
-                vec![(format!("{da}+{db}"), more), (format!("{da}+{}", decimal(more)), a + more)]
+                vec![
+                    (format!("{da}+{db}"), more),
+                    (format!("{da}+{}", decimal(more)), a + more),
+                ]
             }
             Schema::TimesThenTotal => {
                 let more = a * k;
-                vec![(format!("{da}*{k}"), more), (format!("{da}+{}", decimal(more)), a + more)]
+                vec![
+                    (format!("{da}*{k}"), more),
+                    (format!("{da}+{}", decimal(more)), a + more),
+                ]
             }
             Schema::Change => {
                 let spent = a + b;
                 let bill = self.bill;
                 vec![
                     (format!("{da}+{db}"), spent),
-                    (format!("{}-{}", decimal(bill), decimal(spent)), bill - spent),
+                    (
+                        format!("{}-{}", decimal(bill), decimal(spent)),
+                        bill - spent,
+                    ),
                 ]
             }
         };
@@ -500,11 +544,19 @@ fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
         }
         Kind::Money => {
             let dollars = rng.random_range(1..=150);
-            let cents = if rng.random_bool(0.35) { 0 } else { rng.random_range(1..=99) };
+            let cents = if rng.random_bool(0.35) {
+                0
+            } else {
+                rng.random_range(1..=99)
+            };
             dollars * SCALE + cents * 10
         }
         Kind::Measure => {
-            let whole = if rng.random_bool(0.5) { 0 } else { rng.random_range(1..=9) };
+            let whole = if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(1..=9)
+            };
             let frac = match rng.random_range(0..4) {
                 0 => rng.random_range(1..=9) * 100,
                 1 => rng.random_range(1..=3) * 250,
@@ -588,7 +640,10 @@ impl Words {
     fn forms(&mut self, name: &str, entry: &str) {
         let forms: Vec<&str> = entry.split('/').collect();
         self.set(name, forms[0].to_string());
-        self.set(&format!("{name}_base"), forms.get(1).unwrap_or(&forms[0]).to_string());
+        self.set(
+            &format!("{name}_base"),
+            forms.get(1).unwrap_or(&forms[0]).to_string(),
+        );
         for (i, f) in forms.iter().enumerate().skip(1) {
             self.set(&format!("{name}{}", i + 1), f.to_string());
         }
@@ -604,7 +659,11 @@ impl Words {
             }
             Kind::Money => self.bare(v, kind, rng),
             Kind::Measure => {
-                let noun = if v <= SCALE { &self.noun.0 } else { &self.noun.1 };
+                let noun = if v <= SCALE {
+                    &self.noun.0
+                } else {
+                    &self.noun.1
+                };
                 format!("{} {noun}", decimal(v))
             }
         }
@@ -638,7 +697,9 @@ impl Words {
         let mut rest = frame;
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else { break };
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
             let inner = &rest[open + 1..open + close];
             if inner.contains('|') {
                 let options: Vec<&str> = inner.split('|').collect();
@@ -668,8 +729,14 @@ mod tests {
     fn every_placeholder_of_every_frame_is_filled() {
         for p in many(3000) {
             for text in [&p.question, &p.answer] {
-                assert!(!text.contains('{') && !text.contains('}'), "unfilled: {text}");
-                assert!(!text.contains("  ") && !text.contains(" ."), "spacing: {text}");
+                assert!(
+                    !text.contains('{') && !text.contains('}'),
+                    "unfilled: {text}"
+                );
+                assert!(
+                    !text.contains("  ") && !text.contains(" ."),
+                    "spacing: {text}"
+                );
             }
         }
     }
@@ -681,7 +748,12 @@ mod tests {
             for part in p.answer.split("<<").skip(1) {
                 let (expr, rest) = part.split_once('=').expect("an `=` in every step");
                 let written = rest.split_once(">>").expect("closed").0;
-                assert_eq!(calculator::compute(expr).as_deref(), Some(written), "{}", p.answer);
+                assert_eq!(
+                    calculator::compute(expr).as_deref(),
+                    Some(written),
+                    "{}",
+                    p.answer
+                );
                 last = Some(written.to_string());
             }
             assert_eq!(last.as_deref(), Some(p.r#final.as_str()), "{}", p.answer);
@@ -694,9 +766,18 @@ mod tests {
         let problems = many(6000);
         let text: String = problems.iter().map(|p| p.question.as_str()).collect();
         assert!(text.contains('$'), "no money");
-        assert!(problems.iter().any(|p| p.r#final.contains('.')), "no decimals");
-        assert!(problems.iter().any(|p| p.steps == 2), "no two-step problems");
-        assert!(text.contains(" seven ") || text.contains(" three "), "no number words");
+        assert!(
+            problems.iter().any(|p| p.r#final.contains('.')),
+            "no decimals"
+        );
+        assert!(
+            problems.iter().any(|p| p.steps == 2),
+            "no two-step problems"
+        );
+        assert!(
+            text.contains(" seven ") || text.contains(" three "),
+            "no number words"
+        );
         assert!(situation_names().len() >= 20);
     }
 

@@ -7,12 +7,13 @@ pub mod extract;
 pub mod families;
 pub mod problem;
 pub mod prompt;
+pub mod renumber;
 pub mod score;
 pub mod vote;
 
 pub use arith::{problem_stream, problems, template_names};
-pub use problem::{Problem, Split};
 pub use extract::final_number;
+pub use problem::{Problem, Split};
 pub use prompt::{
     ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,
     default_examples, few_shot, few_shot_prompt, load_jsonl,

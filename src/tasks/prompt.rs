@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::problem::Problem;
 use super::extract::final_number;
+use super::problem::Problem;
 
 /// Beginning-of-text marker that starts every example and the question.
 pub const BOS: &str = "<|beginoftext|>";

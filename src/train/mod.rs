@@ -44,6 +44,10 @@ pub struct DataConfig {
     /// of training as the GSM8K validation set.
     #[serde(default = "default_gsm8k_val_every")]
     pub gsm8k_val_every: usize,
+    /// Copies of each GSM8K training problem with new numbers (`tasks::renumber`), beside
+    /// the problem itself; problems whose numbers cannot be traced get none.
+    #[serde(default)]
+    pub gsm8k_renumbered: usize,
 }
 
 fn default_gsm8k_val_every() -> usize {

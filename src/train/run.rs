@@ -11,6 +11,7 @@ use super::{DataConfig, HistoryPoint, TrainConfig, TrainState, Trainer};
 use crate::chart::{Curve, TrainingPoint, training_curves};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
+use crate::tasks::renumber::Template;
 use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, load_jsonl, problems};
 use rand::Rng;
 
@@ -61,17 +62,34 @@ fn synthetic(n: usize, seed: u64) -> Vec<Example> {
         .collect()
 }
 
-/// GSM8K's training problems less its validation part (every `val_every`-th line).
-fn gsm8k_train(path: &Path, val_every: usize) -> Result<Vec<Example>> {
+/// GSM8K's training problems less its validation part (every `val_every`-th line), each
+/// followed by `renumbered` copies with new numbers where it has them.
+fn gsm8k_train(
+    path: &Path,
+    val_every: usize,
+    renumbered: usize,
+    seed: u64,
+) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read GSM8K's training problems", path.display()))?;
     let records = load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(records
+    let mut rng = crate::noise::rng(seed ^ 0x7265_6e75);
+    let mut out = Vec::new();
+    for (_, r) in records
         .into_iter()
         .enumerate()
         .filter(|(i, r)| (val_every == 0 || i % val_every != 0) && r.answer.is_some())
-        .map(|(_, r)| Example::from_record(&r))
-        .collect())
+    {
+        let answer = r.answer.as_deref().unwrap_or_default();
+        if let Some(template) = Template::new(&r.question, answer).filter(|_| renumbered > 0) {
+            out.extend((0..renumbered).filter_map(|_| {
+                let (question, answer, _) = template.draw(&mut rng)?;
+                Some(Example { question, answer })
+            }));
+        }
+        out.push(Example::from_record(&r));
+    }
+    Ok(out)
 }
 
 /// The training problems: synthetic ones with GSM8K's (when configured) at random places.
@@ -80,7 +98,7 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
     let Some(path) = &d.gsm8k else {
         return Ok(examples);
     };
-    let extra = gsm8k_train(path, d.gsm8k_val_every)?;
+    let extra = gsm8k_train(path, d.gsm8k_val_every, d.gsm8k_renumbered, d.seed)?;
     let mut rng = crate::noise::rng(d.seed ^ 0x6753_4d38);
     let mut places: Vec<usize> = extra
         .iter()
