@@ -259,3 +259,30 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
     let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
     assert!(session.contains("What is 2 + 3?"), "{session}");
 }
+
+#[test]
+fn chat_think_levels_are_the_loaded_models() {
+    // The bundled model's levels: its 2 default steps make high 4 and max up to 8 (the
+    // fixture's 16 make them 32 and 64); the level was given before the model was loaded.
+    let config: serde_json::Value = {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = model_dir(scratch.path());
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    let levels =
+        ltm::model::config::LevelSteps::around(config["num_steps"].as_u64().unwrap() as usize);
+    for (level, shown) in [
+        ("high", format!("high · {} steps", levels.high)),
+        ("max", format!("max · up to {} steps", levels.max)),
+    ] {
+        let Some((_scratch, tmux)) =
+            chat_in_tmux(&format!("--think {level}"), |ltm| ltm.to_string())
+        else {
+            return;
+        };
+        let screen = tmux.wait_for("the header", Duration::from_secs(30), |s| {
+            s.contains(&shown)
+        });
+        assert!(screen.contains(&shown), "{screen}");
+    }
+}

@@ -438,7 +438,7 @@ impl App {
         let mut request = Request::new(self.next_id, prompt);
         let (t, w) = (&mut request.think, &mut request.sample);
         (t.steps, t.lr, t.samples) = (steps.unwrap_or(s.steps(d)), s.lr(d), samples);
-        (t.warm_start, t.tolerance) = (warm_start, s.tolerance);
+        (t.warm_start, t.tolerance) = (warm_start, s.tolerance(d));
         (w.max_tokens, w.temperature, w.seed) = (s.max_tokens, s.temperature(d), s.seed);
         (w.top_k, w.top_p, w.calculator) = (s.top_k, s.top_p, s.calculator(d));
         self.next_id += 1;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::app::{Action, App, Overlay};
 use super::session::{Level, Mode, draw_examples};
-use super::settings::{Field, Settings};
+use super::settings::{Defaults, Field, Settings};
 use crate::engine::ThinkLevel;
 
 /// The commands as the help overlay lists them; the settings' own are listed from [`Field`].
@@ -94,7 +94,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
 /// app starts.
 pub fn check(line: &str, name: &str) -> Result<(), String> {
     match parse(line).map_err(|e| format!("{name}: {e}"))? {
-        Command::Set(field, arg) => field.set_as(&mut Settings::default(), &arg, name),
+        Command::Set(field, arg) => {
+            field.set_as(&mut Settings::default(), Defaults::default(), &arg, name)
+        }
         _ => Ok(()),
     }
 }
@@ -123,6 +125,7 @@ impl App {
     }
 
     fn run_command(&mut self, command: Command) -> Vec<Action> {
+        let defaults = self.defaults();
         match command {
             Command::Help => self.overlay = Some(Overlay::Help),
             Command::Settings => self.overlay = Some(Overlay::Settings { selected: 0 }),
@@ -163,21 +166,19 @@ impl App {
                 return vec![Action::SaveSession];
             }
             Command::ToggleCalculator => {
-                let defaults = self.defaults();
                 Field::Calculator.adjust(&mut self.settings, defaults, true);
                 let value = Field::Calculator.value(&self.settings, defaults);
                 self.flash(Level::Info, format!("calculator = {value}"));
                 return vec![Action::SaveSettings];
             }
             Command::Think(level) => {
-                let defaults = self.defaults();
-                self.settings.set_level(level, defaults);
+                self.settings.set_level(level);
                 let (steps, _) = level.budget(&defaults.levels);
                 self.flash(Level::Info, format!("thinking: {level} ({steps} steps)"));
                 return vec![Action::SaveSettings];
             }
             Command::Load(path) => return vec![Action::LoadExamples(path)],
-            Command::Set(field, arg) => match field.set(&mut self.settings, &arg) {
+            Command::Set(field, arg) => match field.set(&mut self.settings, defaults, &arg) {
                 Ok(()) => {
                     let value = field.value(&self.settings, self.defaults());
                     self.flash(Level::Info, format!("{} = {value}", field.label()));

@@ -22,6 +22,9 @@ const ADAPTIVE: [Option<f64>; 6] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
+    /// A thinking level, whose steps and adaptive stop come from the loaded model; set, it
+    /// stands for `steps` and `tolerance`.
+    pub level: Option<ThinkLevel>,
     pub steps: Option<usize>,
     pub lr: Option<f64>,
     pub samples: usize,
@@ -42,6 +45,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            level: None,
             steps: None,
             lr: None,
             samples: 1,
@@ -83,7 +87,18 @@ impl Default for Defaults {
 
 impl Settings {
     pub fn steps(&self, d: Defaults) -> usize {
-        self.steps.unwrap_or(d.steps)
+        match self.level {
+            Some(level) => level.budget(&d.levels).0,
+            None => self.steps.unwrap_or(d.steps),
+        }
+    }
+
+    /// The adaptive stop (−ELBO per token), if thinking stops early.
+    pub fn tolerance(&self, d: Defaults) -> Option<f64> {
+        match self.level {
+            Some(level) => level.budget(&d.levels).1,
+            None => self.tolerance,
+        }
     }
 
     pub fn lr(&self, d: Defaults) -> f64 {
@@ -100,19 +115,31 @@ impl Settings {
 
     /// The thinking level these settings are, if they are one.
     pub fn level(&self, d: Defaults) -> Option<ThinkLevel> {
-        ThinkLevel::of(self.steps(d), self.tolerance, &d.levels)
+        self.level
+            .or_else(|| ThinkLevel::of(self.steps(d), self.tolerance, &d.levels))
     }
 
-    /// Think at `level`: its steps, and its adaptive stop (max) or none.
-    pub fn set_level(&mut self, level: ThinkLevel, d: Defaults) {
-        let (steps, tolerance) = level.budget(&d.levels);
-        (self.steps, self.tolerance) = (Some(steps), tolerance);
+    /// Think at `level`, whatever its steps are for the model loaded now or later.
+    pub fn set_level(&mut self, level: ThinkLevel) {
+        (self.level, self.steps, self.tolerance) = (Some(level), None, None);
     }
 
     /// One level up (`up`) or down from these settings.
     pub fn step_level(&mut self, up: bool, d: Defaults) {
-        let next = ThinkLevel::next(self.steps(d), self.tolerance, up, &d.levels);
-        self.set_level(next, d);
+        self.set_level(ThinkLevel::next(
+            self.steps(d),
+            self.tolerance(d),
+            up,
+            &d.levels,
+        ));
+    }
+
+    /// Steps and stop as numbers from now on (before one of them is set by hand).
+    fn without_level(&mut self, d: Defaults) {
+        if self.level.is_some() {
+            (self.steps, self.tolerance) = (Some(self.steps(d)), self.tolerance(d));
+            self.level = None;
+        }
     }
 
     /// Read `path`; a missing file gives the defaults, a broken one the defaults and a complaint.
@@ -270,9 +297,10 @@ impl Field {
     pub fn value(self, s: &Settings, d: Defaults) -> String {
         let off = |v: Option<String>| v.unwrap_or_else(|| "off".into());
         match self {
-            Field::Steps => match s.steps {
-                Some(n) => n.to_string(),
-                None => format!("auto ({})", d.steps),
+            Field::Steps => match (s.level(d), s.steps) {
+                (Some(level), _) => format!("{level} ({})", s.steps(d)),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => format!("auto ({})", d.steps),
             },
             Field::Lr => match s.lr {
                 Some(x) => format!("{x}"),
@@ -287,7 +315,7 @@ impl Field {
             Field::TopP => off(s.top_p.map(|p| format!("{p}"))),
             Field::MaxTokens => s.max_tokens.to_string(),
             Field::Seed => s.seed.to_string(),
-            Field::Adaptive => off(s.tolerance.map(|t| format!("{t}"))),
+            Field::Adaptive => off(s.tolerance(d).map(|t| format!("{t}"))),
             Field::Warm => on_off(s.warm_start).into(),
             Field::Calculator => match s.calculator {
                 Some(on) => on_off(on).into(),
@@ -297,14 +325,23 @@ impl Field {
     }
 
     /// Set from a `/command` argument; a complaint names the `/command`.
-    pub fn set(self, s: &mut Settings, arg: &str) -> Result<(), String> {
-        self.set_as(s, arg, &format!("/{}", self.command()))
+    pub fn set(self, s: &mut Settings, d: Defaults, arg: &str) -> Result<(), String> {
+        self.set_as(s, d, arg, &format!("/{}", self.command()))
     }
 
     /// Set from an argument given as `name` (a `/command`, or `ltm chat`'s option), which a
     /// complaint names.
-    pub fn set_as(self, s: &mut Settings, arg: &str, name: &str) -> Result<(), String> {
+    pub fn set_as(
+        self,
+        s: &mut Settings,
+        d: Defaults,
+        arg: &str,
+        name: &str,
+    ) -> Result<(), String> {
         let arg = arg.trim();
+        if matches!(self, Field::Steps | Field::Adaptive) {
+            s.without_level(d);
+        }
         let bad = || format!("{name} expects {}, not {arg:?}", self.usage());
         let within = |e: String| format!("{name}: {e}");
         let off = matches!(arg, "off" | "none" | "auto" | "default");
@@ -337,6 +374,19 @@ impl Field {
         let round = |x: f64, q: f64| (x / q).round() * q;
         match self {
             Field::Steps => s.step_level(up, d),
+            Field::Adaptive => {
+                s.without_level(d);
+                let i = ADAPTIVE
+                    .iter()
+                    .position(|t| *t == s.tolerance)
+                    .unwrap_or(if up { 0 } else { ADAPTIVE.len() - 1 });
+                let j = if up {
+                    (i + 1).min(ADAPTIVE.len() - 1)
+                } else {
+                    i.saturating_sub(1)
+                };
+                s.tolerance = ADAPTIVE[j];
+            }
             Field::Lr => {
                 let lr = s.lr(d) * if up { 1.25 } else { 0.8 };
                 s.lr = Some(round(lr, 1e-4).max(1e-4));
@@ -359,18 +409,6 @@ impl Field {
                 } else {
                     s.seed.saturating_sub(1)
                 }
-            }
-            Field::Adaptive => {
-                let i = ADAPTIVE
-                    .iter()
-                    .position(|t| *t == s.tolerance)
-                    .unwrap_or(if up { 0 } else { ADAPTIVE.len() - 1 });
-                let j = if up {
-                    (i + 1).min(ADAPTIVE.len() - 1)
-                } else {
-                    i.saturating_sub(1)
-                };
-                s.tolerance = ADAPTIVE[j];
             }
             Field::Warm => s.warm_start = !s.warm_start,
             Field::Calculator => s.calculator = Some(!s.calculator(d)),
@@ -422,16 +460,45 @@ mod tests {
             "the default is medium"
         );
         s.step_level(true, d);
-        assert_eq!((s.steps, s.tolerance), (Some(4), None));
+        assert_eq!((s.steps(d), s.tolerance(d)), (4, None));
         s.step_level(true, d);
         assert_eq!(s.level(d), Some(ThinkLevel::Max));
-        assert!(s.tolerance.is_some(), "max thinks adaptively");
+        assert!(s.tolerance(d).is_some(), "max thinks adaptively");
         s.step_level(true, d);
         assert_eq!(s.level(d), Some(ThinkLevel::Max));
-        s.set_level(ThinkLevel::Off, d);
+        s.set_level(ThinkLevel::Off);
         s.step_level(false, d);
-        assert_eq!((s.steps, s.level(d)), (Some(0), Some(ThinkLevel::Off)));
+        assert_eq!((s.steps(d), s.level(d)), (0, Some(ThinkLevel::Off)));
         assert_eq!(ladder(d), vec![0, 1, 2, 4, 16]);
+    }
+
+    #[test]
+    fn a_level_is_the_loaded_models_and_a_number_set_by_hand_leaves_it() {
+        let small = Defaults::default();
+        let bundled = Defaults {
+            levels: LevelSteps::around(2),
+            steps: 2,
+            ..Defaults::default()
+        };
+        let mut s = Settings::default();
+        // Set before the model is known (`ltm chat --think high`): high of the model loaded.
+        s.set_level(ThinkLevel::High);
+        assert_eq!(s.steps(bundled), 4);
+        assert_eq!(s.steps(small), LevelSteps::around(small.steps).high);
+        assert_eq!(Field::Steps.value(&s, bundled), "high (4)");
+        assert_eq!(s.level(bundled), Some(ThinkLevel::High));
+        // Max thinks adaptively up to the model's cap.
+        s.set_level(ThinkLevel::Max);
+        assert_eq!(
+            (s.steps(bundled), s.tolerance(bundled).is_some()),
+            (8, true)
+        );
+        // An adaptive stop set by hand keeps the steps the level had.
+        Field::Adaptive.set(&mut s, bundled, "0.05").unwrap();
+        assert_eq!((s.level, s.steps, s.tolerance), (None, Some(8), Some(0.05)));
+        s.set_level(ThinkLevel::Low);
+        Field::Steps.set(&mut s, bundled, "3").unwrap();
+        assert_eq!((s.level(bundled), s.steps(bundled)), (None, 3));
     }
 
     #[test]
@@ -439,18 +506,26 @@ mod tests {
         let mut s = Settings::default();
         Field::from_command("topk")
             .unwrap()
-            .set(&mut s, "40")
+            .set(&mut s, Defaults::default(), "40")
             .unwrap();
-        Field::Adaptive.set(&mut s, "0.01").unwrap();
-        Field::Warm.set(&mut s, "on").unwrap();
+        Field::Adaptive
+            .set(&mut s, Defaults::default(), "0.01")
+            .unwrap();
+        Field::Warm.set(&mut s, Defaults::default(), "on").unwrap();
         assert_eq!(
             (s.top_k, s.tolerance, s.warm_start),
             (Some(40), Some(0.01), true)
         );
-        Field::Adaptive.set(&mut s, "off").unwrap();
+        Field::Adaptive
+            .set(&mut s, Defaults::default(), "off")
+            .unwrap();
         assert_eq!(s.tolerance, None);
-        assert!(Field::TopP.set(&mut s, "1.5").is_err());
-        assert!(Field::Samples.set(&mut s, "many").is_err());
+        assert!(Field::TopP.set(&mut s, Defaults::default(), "1.5").is_err());
+        assert!(
+            Field::Samples
+                .set(&mut s, Defaults::default(), "many")
+                .is_err()
+        );
     }
 
     #[test]

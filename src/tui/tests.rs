@@ -346,7 +346,7 @@ fn slash_commands_change_settings() {
             .contains("from 0 to 10, not -1")
     );
     assert_eq!(app.command("think high"), vec![Action::SaveSettings]);
-    assert_eq!(app.settings.steps, Some(32));
+    assert_eq!(app.settings.steps(app.defaults()), 32);
     assert_eq!(app.command("bogus"), vec![]);
     assert!(app.flash.as_ref().unwrap().text.contains("unknown command"));
     app.command("help");
@@ -434,14 +434,17 @@ fn plus_and_minus_step_through_thinking_levels_when_input_is_empty() {
             press(&mut app, KeyCode::Char('+')),
             vec![Action::SaveSettings]
         );
-        seen.push(app.settings.steps.unwrap());
+        seen.push(app.settings.steps(app.defaults()));
     }
     press(&mut app, KeyCode::Char('-'));
-    seen.push(app.settings.steps.unwrap());
+    seen.push(app.settings.steps(app.defaults()));
     assert_eq!(seen, [32, 64, 64, 32]);
     assert!(screen(&app).contains("high · 32 steps"));
     press(&mut app, KeyCode::Char('+'));
-    assert!(app.settings.tolerance.is_some(), "max thinks adaptively");
+    assert!(
+        app.settings.tolerance(app.defaults()).is_some(),
+        "max thinks adaptively"
+    );
     assert!(screen(&app).contains("max · up to 64 steps"));
     type_text(&mut app, "1");
     press(&mut app, KeyCode::Char('+'));
@@ -794,11 +797,11 @@ fn overlays_and_loading_screen_render() {
     press(&mut app, KeyCode::F(4));
     let s = screen(&app);
     assert!(
-        s.contains("thinking steps") && s.contains("auto (16)"),
+        s.contains("thinking steps") && s.contains("medium (16)"),
         "{s}"
     );
     press(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.steps, Some(32));
+    assert_eq!(app.settings.steps(app.defaults()), 32);
     press(&mut app, KeyCode::Esc);
     press(&mut app, KeyCode::Char('?'));
     assert!(screen(&app).contains("keys · any key closes"));
