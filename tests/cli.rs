@@ -782,12 +782,29 @@ fn the_bundled_models_prompts_to_try_are_answered_right() {
     let prompts: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("prompts.json")).unwrap()).unwrap();
     assert!((2..=3).contains(&prompts.len()));
+    let m = dir.to_str().unwrap();
     for p in &prompts {
-        let prompt = p["prompt"].as_str().unwrap();
-        let out = ltm(["generate", "-m", dir.to_str().unwrap(), "-q", prompt]);
-        let want = format!("#### {}", p["answer"].as_str().unwrap());
-        assert!(stdout(&out).contains(&want), "{prompt} → {}", stdout(&out));
+        let (prompt, answer) = (p["prompt"].as_str().unwrap(), p["answer"].as_str().unwrap());
+        // Quiet: the answer alone.
+        let out = ltm(["generate", "-m", m, "-q", prompt]);
+        assert_eq!(stdout(&out).trim(), answer, "{prompt}");
     }
+    // Several samples end with their verdict, as the app shows it; JSON carries each answer.
+    let (prompt, answer) = (
+        prompts[0]["prompt"].as_str().unwrap(),
+        prompts[0]["answer"].as_str().unwrap(),
+    );
+    let out = ltm(["generate", "-m", m, "--samples", "3", prompt]);
+    let text = stdout(&out);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("── agreement ") && last.contains(&format!("majority {answer}")),
+        "{text}"
+    );
+    let quiet = ltm(["generate", "-m", m, "--samples", "3", "-q", prompt]);
+    assert_eq!(stdout(&quiet).trim(), answer);
+    let lines = json_lines(&ltm(["generate", "-m", m, "--json", prompt]));
+    assert_eq!(of_kind(&lines, "done")[0]["answer"], answer);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::engine::{self, Done, EngineHandle, Event, ModelInfo, Request, ThinkLevel, ThinkStep};
 use crate::generate::DEFAULT_MAX_TOKENS;
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
-use crate::tasks::{Prompt, chat};
+use crate::tasks::{Prompt, Verdict, chat};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -87,7 +87,8 @@ pub struct Args {
     /// `"calc": true`.
     #[arg(long, conflicts_with_all = ["quiet", "verbose"])]
     pub json: bool,
-    /// Only the answer: no thinking progress and no statistics on stderr (warnings stay).
+    /// Only the answer: its final number when the text is a worked solution (`#### N`; with
+    /// several samples, their majority), else the text; nothing on stderr but warnings.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Every thinking step on its own line, with the KL of each layer.
@@ -228,6 +229,8 @@ enum Verbosity {
 /// as it is written; several are printed whole, each under a header.
 struct Human {
     samples: usize,
+    /// Each finished sample's answer and −ELBO, for the verdict of several.
+    answers: Vec<(Option<String>, f64)>,
     verbosity: Verbosity,
     live: bool,
     /// The current step's −ELBO, NLL per token, KL and perplexity bound, summed over the samples seen so far.
@@ -240,6 +243,7 @@ impl Human {
     fn new(samples: usize, verbosity: Verbosity) -> Self {
         Self {
             samples,
+            answers: Vec::new(),
             verbosity,
             live: verbosity == Verbosity::Normal && std::io::stderr().is_terminal(),
             sums: [0.0; 4],
@@ -324,7 +328,9 @@ impl Report for Human {
         match event {
             Event::Warning { message, .. } => eprintln!("warning: {message}"),
             Event::Think { step, .. } => self.think(step),
-            Event::Token { text, .. } if self.samples == 1 => {
+            Event::Token { text, .. }
+                if self.samples == 1 && self.verbosity != Verbosity::Quiet =>
+            {
                 write!(out, "{text}")?;
                 out.flush()?;
             }
@@ -332,6 +338,7 @@ impl Report for Human {
                 let Done {
                     sample,
                     text,
+                    answer,
                     tokens,
                     nelbo,
                     think_steps,
@@ -340,7 +347,12 @@ impl Report for Human {
                     tok_s,
                     ..
                 } = done;
-                if self.samples == 1 {
+                self.answers.push((answer.clone(), *nelbo));
+                if self.verbosity == Verbosity::Quiet {
+                    if self.samples == 1 {
+                        writeln!(out, "{}", answer.as_deref().unwrap_or(text.trim()))?;
+                    }
+                } else if self.samples == 1 {
                     writeln!(out)?;
                 } else {
                     writeln!(
@@ -355,6 +367,16 @@ impl Report for Human {
                     eprintln!(
                         "[{tokens} tokens · thought {think_steps} steps{level} in {think_ms:.0} ms · {tok_s:.1} tok/s · −ELBO {nelbo:.2}]"
                     );
+                }
+            }
+            Event::Finished { .. } if self.samples > 1 => {
+                let (answers, nelbo): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut self.answers).into_iter().unzip();
+                let verdict = Verdict::of(&answers, &nelbo);
+                if self.verbosity == Verbosity::Quiet {
+                    writeln!(out, "{}", verdict.majority.as_deref().unwrap_or("—"))?;
+                } else {
+                    writeln!(out, "── {} ──", verdict.line(self.samples))?;
                 }
             }
             _ => {}

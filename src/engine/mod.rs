@@ -16,6 +16,7 @@ use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
+use crate::tasks::answer_of;
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
@@ -387,6 +388,11 @@ impl Worker {
                 } else {
                     w.tokens as f64 / (gen_ms / 1e3)
                 },
+                answer: w
+                    .text
+                    .contains("####")
+                    .then(|| answer_of(&w.text))
+                    .flatten(),
                 text: w.text,
                 nelbo: thought.elbo.nelbo(sample),
                 prompt_tokens: thought.elbo.tokens,

@@ -179,6 +179,9 @@ pub struct Done {
     /// when empty, so that every `done` line has it.
     #[serde(default)]
     pub text: String,
+    /// The answer a worked solution ends with (`#### N`, by the tasks' rule), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     #[serde(default)]
     pub tokens: usize,
     /// Final −ELBO of this sample's thought (lower = the thought explains the prompt better).

@@ -18,4 +18,4 @@ pub use prompt::{
     ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,
     default_examples, few_shot, few_shot_prompt, load_jsonl,
 };
-pub use vote::{elbo_best, majority};
+pub use vote::{Verdict, elbo_best, majority};

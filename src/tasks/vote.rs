@@ -1,5 +1,41 @@
 //! Combining several sampled answers into one.
 
+use serde::{Deserialize, Serialize};
+
+/// The samples' answers taken together: the majority vote and the ELBO-best answer, as the
+/// app shows them and `ltm generate --samples N` prints them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The answer most samples gave (`None` when none gave one), and how many gave it.
+    pub majority: Option<String>,
+    pub agreement: usize,
+    /// The answer of the sample with the lowest −ELBO.
+    pub elbo_best: Option<String>,
+}
+
+impl Verdict {
+    /// The verdict on the samples' extracted answers and their final −ELBO.
+    pub fn of(answers: &[Option<String>], nelbo: &[f64]) -> Self {
+        let majority = majority(answers);
+        Self {
+            agreement: majority.as_ref().map_or(0, |(_, n)| *n),
+            majority: majority.map(|(answer, _)| answer),
+            elbo_best: elbo_best(answers, nelbo),
+        }
+    }
+
+    /// "agreement 2/3 · majority 42 · ELBO-best 41" for `samples` samples.
+    pub fn line(&self, samples: usize) -> String {
+        let show = |a: &Option<String>| a.clone().unwrap_or_else(|| "—".into());
+        format!(
+            "agreement {}/{samples}  ·  majority {}  ·  ELBO-best {}",
+            self.agreement,
+            show(&self.majority),
+            show(&self.elbo_best)
+        )
+    }
+}
+
 /// Majority over the samples' extracted answers (`None` = no answer, never
 /// wins); ties broken by first occurrence. Returns the answer and its count.
 pub fn majority(answers: &[Option<String>]) -> Option<(String, usize)> {

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::dirs::save;
 use crate::engine::protocol::{Done, Request, ThinkStep};
 use crate::tasks::prompt::{Example, answer_of};
-use crate::tasks::vote;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -146,32 +145,17 @@ impl Run {
     }
 }
 
-/// The samples' answers taken together: the majority vote and the ELBO-best answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// The answer most samples gave (`None` when none gave one), and how many gave it.
-    pub majority: Option<String>,
-    pub agreement: usize,
-    /// The answer of the sample with the lowest −ELBO.
-    pub elbo_best: Option<String>,
-}
+pub use crate::tasks::vote::Verdict;
 
-impl Verdict {
-    /// The verdict on `run`'s samples, once every one of them is done.
-    pub fn of(run: &Run) -> Option<Self> {
-        let nelbo: Vec<f64> = run
-            .samples
-            .iter()
-            .map(|s| s.done.as_ref().map(|d| d.nelbo))
-            .collect::<Option<_>>()?;
-        let answers: Vec<Option<String>> = run.samples.iter().map(|s| answer_of(&s.text)).collect();
-        let majority = vote::majority(&answers);
-        Some(Self {
-            agreement: majority.as_ref().map_or(0, |(_, n)| *n),
-            majority: majority.map(|(answer, _)| answer),
-            elbo_best: vote::elbo_best(&answers, &nelbo),
-        })
-    }
+/// The verdict on `run`'s samples, once every one of them is done.
+pub fn verdict(run: &Run) -> Option<Verdict> {
+    let nelbo: Vec<f64> = run
+        .samples
+        .iter()
+        .map(|s| s.done.as_ref().map(|d| d.nelbo))
+        .collect::<Option<_>>()?;
+    let answers: Vec<Option<String>> = run.samples.iter().map(|s| answer_of(&s.text)).collect();
+    Some(Verdict::of(&answers, &nelbo))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +197,7 @@ impl Entry {
         if let Entry::FewShot { run, .. } = self
             && run.status == Status::Done
         {
-            run.verdict = Verdict::of(run);
+            run.verdict = verdict(run);
         }
     }
 }
@@ -503,6 +487,7 @@ mod tests {
                 tok_s: 1.0,
                 sample: 0,
                 text: String::new(),
+                answer: None,
                 tokens: 1,
                 prompt_tokens: 9,
                 think_steps: 4,
@@ -514,10 +499,10 @@ mod tests {
             agreement: 2,
             elbo_best: Some("41".into()),
         };
-        assert_eq!(Verdict::of(&few_shot), Some(want.clone()));
+        assert_eq!(verdict(&few_shot), Some(want.clone()));
         let mut unfinished = few_shot.clone();
         unfinished.samples[1].done = None;
-        assert_eq!(Verdict::of(&unfinished), None, "not every sample is done");
+        assert_eq!(verdict(&unfinished), None, "not every sample is done");
 
         // A session saved before verdicts were kept has no such field.
         let dir = tempfile::tempdir().unwrap();
