@@ -99,6 +99,7 @@ fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
         done: Done {
             sample,
             text: text.into(),
+            answer: None,
             tokens: 5,
             nelbo,
             prompt_tokens: 20,
