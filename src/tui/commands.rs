@@ -10,7 +10,7 @@ use super::settings::{Defaults, Field, Settings};
 use crate::engine::ThinkLevel;
 
 /// The commands as the help overlay lists them; the settings' own are listed from [`Field`].
-pub const HELP: [(&str, &str); 4] = [
+pub const HELP: [(&str, &str); 5] = [
     ("/think LEVEL", "off · low · medium · high · max (adaptive)"),
     ("/theme NAME", "dark, light, high-contrast, or yours"),
     ("/draw N [SEED], /load PATH", "worked examples"),
@@ -18,11 +18,13 @@ pub const HELP: [(&str, &str); 4] = [
         "/clear, /mode M, /help",
         "clear · chat|fewshot|ladder · help",
     ),
+    ("/quit, /exit, /bye", "quit, saving the session (as Ctrl+C)"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Help,
+    Quit,
     Settings,
     /// Empty the transcript, stopping whatever runs.
     Clear,
@@ -65,6 +67,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     let arg = arg.trim();
     Ok(match name {
         "help" | "?" => Command::Help,
+        "quit" | "exit" | "bye" | "q" => Command::Quit,
         "settings" => Command::Settings,
         "clear" => Command::Clear,
         "theme" => Command::Theme(arg.to_string()),
@@ -128,6 +131,7 @@ impl App {
         let defaults = self.defaults();
         match command {
             Command::Help => self.overlay = Some(Overlay::Help),
+            Command::Quit => return vec![Action::Quit],
             Command::Settings => self.overlay = Some(Overlay::Settings { selected: 0 }),
             Command::Clear => {
                 let mut actions = if self.busy() {
@@ -210,6 +214,9 @@ mod tests {
         );
         assert_eq!(parse("calc"), Ok(Command::ToggleCalculator));
         assert_eq!(parse("think high"), Ok(Command::Think(ThinkLevel::High)));
+        for quit in ["quit", "exit", "bye"] {
+            assert_eq!(parse(quit), Ok(Command::Quit));
+        }
         assert!(matches!(parse("think deeper"), Err(ParseError::Usage(_))));
         assert_eq!(
             parse("calc  off "),

@@ -348,6 +348,9 @@ fn slash_commands_change_settings() {
     );
     assert_eq!(app.command("think high"), vec![Action::SaveSettings]);
     assert_eq!(app.settings.steps(app.defaults()), 32);
+    for quit in ["quit", "exit", "bye"] {
+        assert_eq!(app.command(quit), vec![Action::Quit], "/{quit}");
+    }
     assert_eq!(app.command("bogus"), vec![]);
     assert!(app.flash.as_ref().unwrap().text.contains("unknown command"));
     app.command("help");
