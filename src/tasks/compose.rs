@@ -537,7 +537,11 @@ fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
             let n = match rng.random_range(0..10) {
                 0..=6 => rng.random_range(2..=99),
                 7 | 8 => rng.random_range(100..=999),
-                _ if large => rng.random_range(1000..=999_999),
+                // Thousands to hundreds of thousands, each as often.
+                _ if large => {
+                    let digits = rng.random_range(4..=6);
+                    rng.random_range(10i64.pow(digits - 1)..10i64.pow(digits))
+                }
                 _ => rng.random_range(10..=200),
             };
             n * SCALE
