@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde::Deserialize;
 
-use super::problem::Problem;
+use super::problem::{Problem, with_thousands};
 
 /// The template name every composed problem carries.
 pub const TEMPLATE: &str = "composed";
@@ -587,15 +587,7 @@ fn grouped(n: i64, rng: &mut StdRng) -> String {
     if n < 1000 || rng.random_bool(0.5) {
         return n.to_string();
     }
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
+    with_thousands(&n.to_string())
 }
 
 /// A small count, sometimes as a word.

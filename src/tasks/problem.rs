@@ -68,3 +68,15 @@ pub(super) const NAMES: &[(&str, bool)] = &[
     ("Elena", true),
     ("Oscar", false),
 ];
+
+/// Whole-number digits with thousands separators: "1986" → "1,986".
+pub(super) fn with_thousands(digits: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use super::problem::with_thousands;
 use crate::generate::calculator::{self, Ratio};
 
 /// Numbers that keep their meaning whatever the problem says: they are never redrawn, and a
@@ -327,14 +328,7 @@ fn written_like(w: &Written, new: Ratio) -> String {
     };
     let (whole, frac) = plain.split_once('.').unwrap_or((&plain, ""));
     let grouped = if w.commas && whole.len() > 3 {
-        let mut s = String::new();
-        for (i, c) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i) % 3 == 0 {
-                s.push(',');
-            }
-            s.push(c);
-        }
-        s
+        with_thousands(whole)
     } else {
         whole.to_string()
     };
