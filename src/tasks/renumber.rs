@@ -107,7 +107,6 @@ fn numbers(text: &str) -> Vec<Written> {
                 digits.push(b[i] as char);
                 i += 1;
             } else if b[i] == b','
-                && i + 3 < b.len() + 1
                 && b.get(i + 1..i + 4)
                     .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
                 && !b.get(i + 4).is_some_and(u8::is_ascii_digit)
