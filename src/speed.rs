@@ -13,6 +13,7 @@ use crate::generate::{Flow, Sampling, generate};
 use crate::model::{Config, Ltm};
 use crate::noise::{gaussian, rng};
 use crate::think::{FastLearning, Posterior, Sequences, fast_learning};
+use crate::train::{DataConfig, OptimConfig, PhaseTimes, TrainConfig, Trainer};
 
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
@@ -192,6 +193,7 @@ fn measure(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
         steps: settings.steps,
         lr: c.fast_lr,
         tolerance: None,
+        measure_final: true,
     };
     let thought = fast_learning(model, &text, &init, &eps, &fl, |s| {
         step_ms.push(s.ms);
@@ -242,6 +244,119 @@ fn measure(model: &Ltm, settings: &BenchSettings, device_name: &str) -> Result<B
         gen_tok_s: median(gen_rates),
         decode_tok_s: median(decode_rates),
         decode_weight_bytes: model.decode_weight_bytes(),
+        gflops,
+        peak_gflops,
+        peak_ratio: gflops / peak_gflops,
+    })
+}
+
+/// A training benchmark's batch: `batch_size` sequences of `seq_len` random tokens, each
+/// iteration thinking for `fast_steps`; `iters` timed iterations after one to warm up.
+#[derive(Debug, Clone)]
+pub struct TrainBenchSettings {
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub fast_steps: usize,
+    pub iters: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainBenchReport {
+    pub device: String,
+    pub threads: usize,
+    pub parameters: usize,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub fast_steps: usize,
+    /// Median wall time of a whole iteration.
+    pub iter_ms: f64,
+    /// Training tokens per second at that median.
+    pub tok_s: f64,
+    /// Medians of the iteration's parts, in milliseconds: fast learning, the decoder's forward
+    /// and backward pass, the optimizer.
+    pub think_ms: f64,
+    pub decoder_ms: f64,
+    pub optimizer_ms: f64,
+    /// Nominal FLOP rate ([`train_iteration_flops`] over the median iteration).
+    pub gflops: f64,
+    /// The machine's f32 matmul rate, measured beside it.
+    pub peak_gflops: f64,
+    pub peak_ratio: f64,
+}
+
+/// Nominal FLOPs of one training iteration: each fast-learning step is a forward pass and a
+/// backward pass to the thought (counted as much again), the decoder's update a forward pass
+/// and a backward pass to inputs and weights (counted twice the forward). Work a trainer saves
+/// (the weights' gradients in fast learning) shows as speed.
+pub fn train_iteration_flops(c: &Config, s: &TrainBenchSettings) -> f64 {
+    forward_flops(c, s.seq_len, s.batch_size) * (3.0 + 2.0 * s.fast_steps as f64)
+}
+
+/// Times whole training iterations of a model of shape `model` on random tokens.
+pub fn train(
+    model: &Config,
+    settings: &TrainBenchSettings,
+    device: &Device,
+    device_name: &str,
+) -> Result<TrainBenchReport> {
+    crate::threads::run(|| measure_training(model, settings, device, device_name))
+}
+
+fn measure_training(
+    model: &Config,
+    s: &TrainBenchSettings,
+    device: &Device,
+    device_name: &str,
+) -> Result<TrainBenchReport> {
+    use rand::Rng;
+    let model = Config {
+        // No BOS: windows start anywhere in the random text.
+        bos_token_id: None,
+        max_seq_len: model.max_seq_len.max(s.seq_len),
+        ..model.clone()
+    };
+    let mut r = rng(0);
+    let mut random_text = |n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| r.random_range(0..model.vocab_size as u32))
+            .collect()
+    };
+    let train_tokens = random_text(s.batch_size * (s.seq_len + 1) * 8);
+    let val_tokens = random_text(2 * (s.seq_len + 2));
+    let config = TrainConfig {
+        model: model.clone(),
+        data: DataConfig::none(),
+        optim: OptimConfig::reference(s.batch_size, s.seq_len, s.fast_steps),
+    };
+    let mut trainer = Trainer::new(
+        config,
+        train_tokens,
+        val_tokens,
+        vec![],
+        std::path::Path::new(""),
+        false,
+        device.clone(),
+    )?;
+    trainer.step()?; // allocation warm-up
+    let times: Vec<PhaseTimes> = (0..s.iters.max(1))
+        .map(|_| Ok(trainer.step()?.times))
+        .collect::<Result<_>>()?;
+    let ms = |f: fn(&PhaseTimes) -> f64| median(times.iter().map(|t| 1e3 * f(t)).collect());
+    let iter_ms = ms(PhaseTimes::total_s);
+    let gflops = train_iteration_flops(&model, s) / (iter_ms / 1e3) / 1e9;
+    let peak_gflops = matmul_peak_gflops(device)?;
+    Ok(TrainBenchReport {
+        device: device_name.to_string(),
+        threads: rayon::current_num_threads(),
+        parameters: trainer.parameter_count(),
+        batch_size: s.batch_size,
+        seq_len: s.seq_len,
+        fast_steps: s.fast_steps,
+        iter_ms,
+        tok_s: (s.batch_size * s.seq_len) as f64 / (iter_ms / 1e3),
+        think_ms: ms(|t| t.think_s),
+        decoder_ms: ms(|t| t.decoder_s),
+        optimizer_ms: ms(|t| t.optimizer_s),
         gflops,
         peak_gflops,
         peak_ratio: gflops / peak_gflops,

@@ -347,6 +347,7 @@ fn fast_learning_trace_and_final_posterior_match() {
             steps: fx.f("/posterior/steps") as usize,
             lr: fx.f("/posterior/lr"),
             tolerance: None,
+            measure_final: true,
         };
         for (name, model) in fx.models() {
             let mut trace = Vec::new();

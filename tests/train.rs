@@ -68,11 +68,11 @@ fn a_few_steps_lower_the_loss() {
         Device::Cpu,
     )
     .unwrap();
-    let first: f64 = (0..3).map(|_| t.step().unwrap().0).sum::<f64>() / 3.0;
+    let first: f64 = (0..3).map(|_| t.step().unwrap().loss).sum::<f64>() / 3.0;
     for _ in 0..30 {
         t.step().unwrap();
     }
-    let last: f64 = (0..3).map(|_| t.step().unwrap().0).sum::<f64>() / 3.0;
+    let last: f64 = (0..3).map(|_| t.step().unwrap().loss).sum::<f64>() / 3.0;
     assert!(last < first * 0.8, "loss went from {first:.3} to {last:.3}");
     assert!(t.validate().unwrap().is_finite());
     let model = t
@@ -133,4 +133,37 @@ fn resume_continues_exactly_as_an_uninterrupted_run() {
         weights(&resumed),
         "resumed weights differ from the uninterrupted run"
     );
+}
+
+/// The trainer's kernels may change; what it learns may not. The losses of the first 50
+/// iterations of the tiny run, as the trainer before the fused training kernels computed them
+/// (composite attention, candle's RMSNorm; commit 4aebe5f).
+#[test]
+fn fifty_iterations_learn_what_the_composite_trainer_learnt() {
+    let recorded: Vec<f64> = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/train-losses-50.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(
+        tiny_config(),
+        tokens(4000, 0),
+        tokens(500, 3),
+        vec![],
+        dir.path(),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
+    for (i, want) in recorded.iter().enumerate() {
+        let got = t.step().unwrap().loss;
+        assert!(
+            (got - want).abs() < 1e-4,
+            "iteration {i}: loss {got}, the composite trainer's {want}"
+        );
+    }
 }

@@ -6,7 +6,9 @@ use anyhow::Result;
 use crate::device::{describe, select};
 use crate::model::{Checkpoint, Config};
 use crate::runtime;
-use crate::speed::{BenchReport, BenchSettings, memory_bandwidth, run as bench};
+use crate::speed::{
+    self, BenchReport, BenchSettings, TrainBenchSettings, memory_bandwidth, run as bench,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,6 +34,24 @@ pub struct Args {
     /// the memory bandwidth and how close decoding comes to the bound it sets.
     #[arg(long, conflicts_with_all = ["model", "shape", "prompt_len", "samples"])]
     pub sweep: bool,
+    /// Time training iterations instead (random tokens, the reference's optimizer settings): tokens/s,
+    /// nominal GFLOP/s against the matmul rate, and the split between fast learning, the decoder's
+    /// forward and backward pass and the optimizer. With `--sweep`: the tiny and mini shapes with 1
+    /// and 4 fast steps.
+    #[arg(long)]
+    pub train: bool,
+    /// Training sequences per batch.
+    #[arg(long, value_name = "N", default_value_t = 16, requires = "train")]
+    pub batch: usize,
+    /// Tokens per training sequence.
+    #[arg(long, value_name = "N", default_value_t = 256, requires = "train")]
+    pub seq_len: usize,
+    /// Fast-learning steps per training iteration.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "train")]
+    pub fast_steps: usize,
+    /// Timed training iterations (after one to warm up).
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "train")]
+    pub iters: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -41,25 +61,45 @@ pub struct Args {
     pub decode: super::DecodeArg,
 }
 
-/// The paper's LTM sizes: dim 512, 8 heads, GPT-2 vocabulary, 8 thoughts per layer.
+/// Model shapes: the paper's LTM sizes (dim 512, 8 heads, GPT-2 vocabulary, 8 thoughts per
+/// layer) and two small ones with a 1,024-token vocabulary, like the bundled model's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
-    /// 3 layers
+    /// The paper's, 3 layers
     Small,
-    /// 6 layers
+    /// The paper's, 6 layers
     Medium,
-    /// 12 layers
+    /// The paper's, 12 layers
     Large,
+    /// The bundled model's: dim 128, 4 layers, 4 heads (2 kv), 16 thoughts (1.07 M parameters)
+    Tiny,
+    /// dim 256, 6 layers, 8 heads (4 kv), 24 thoughts (5.87 M parameters)
+    Mini,
 }
 
 impl Shape {
-    fn checkpoint(self) -> Result<Checkpoint> {
-        let layers = match self {
-            Shape::Small => 3,
-            Shape::Medium => 6,
-            Shape::Large => 12,
+    fn config(self) -> Config {
+        let small = |dim, n_layers, n_heads, max_z_len| Config {
+            dim,
+            n_layers,
+            n_heads,
+            n_kv_heads: Some(n_heads / 2),
+            vocab_size: 1024,
+            max_seq_len: 256,
+            max_z_len,
+            ..Config::paper_shape(n_layers)
         };
-        Checkpoint::random(Config::paper_shape(layers), 0)
+        match self {
+            Shape::Small => Config::paper_shape(3),
+            Shape::Medium => Config::paper_shape(6),
+            Shape::Large => Config::paper_shape(12),
+            Shape::Tiny => small(128, 4, 4, 16),
+            Shape::Mini => small(256, 6, 8, 24),
+        }
+    }
+
+    fn checkpoint(self) -> Result<Checkpoint> {
+        Checkpoint::random(self.config(), 0)
     }
 
     fn name(self) -> String {
@@ -77,8 +117,19 @@ const SWEEP: [(Shape, usize, usize); 6] = [
     (Shape::Large, 256, 1),
 ];
 
+/// The training sweep's cases: shape and fast steps.
+const TRAIN_SWEEP: [(Shape, usize); 4] = [
+    (Shape::Tiny, 1),
+    (Shape::Mini, 1),
+    (Shape::Tiny, 4),
+    (Shape::Mini, 4),
+];
+
 pub fn run(args: Args) -> Result<()> {
     let device = select(args.device.device)?;
+    if args.train {
+        return train(&args, &device);
+    }
     if args.sweep {
         return sweep(&args, &device);
     }
@@ -197,6 +248,79 @@ fn sweep(args: &Args, device: &candle_core::Device) -> Result<()> {
             "{}",
             serde_json::json!({ "bandwidth": bandwidth, "cases": cases })
         );
+    }
+    Ok(())
+}
+
+fn train(args: &Args, device: &candle_core::Device) -> Result<()> {
+    let cases: Vec<(String, Config, usize)> = if args.sweep {
+        TRAIN_SWEEP
+            .iter()
+            .map(|&(shape, steps)| (shape.name(), shape.config(), steps))
+            .collect()
+    } else {
+        let (name, config) = match (args.shape, &args.model) {
+            (Some(shape), _) => (shape.name(), shape.config()),
+            (None, Some(model)) => {
+                let path = runtime::resolve_model(model)?;
+                (path.display().to_string(), Checkpoint::load(&path)?.config)
+            }
+            (None, None) => (Shape::Tiny.name(), Shape::Tiny.config()),
+        };
+        vec![(name, config, args.fast_steps)]
+    };
+    if !args.json {
+        eprintln!(
+            "timing training iterations of {} × {} random tokens on {}…",
+            args.batch,
+            args.seq_len,
+            describe(device)
+        );
+        println!(
+            "{:<8} {:>9} {:>5} {:>3} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}",
+            "shape",
+            "params",
+            "fast",
+            "thr",
+            "tok/s",
+            "iter ms",
+            "think ms",
+            "dec. ms",
+            "opt. ms",
+            "GFLOP/s",
+            "peak",
+            "of peak"
+        );
+    }
+    let mut reports = Vec::new();
+    for (name, config, fast_steps) in cases {
+        let settings = TrainBenchSettings {
+            batch_size: args.batch,
+            seq_len: args.seq_len,
+            fast_steps,
+            iters: args.iters,
+        };
+        let r = speed::train(&config, &settings, device, describe(device))?;
+        if !args.json {
+            println!(
+                "{name:<8} {:>9} {:>5} {:>3} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>6.0}%",
+                r.parameters,
+                r.fast_steps,
+                r.threads,
+                r.tok_s,
+                r.iter_ms,
+                r.think_ms,
+                r.decoder_ms,
+                r.optimizer_ms,
+                r.gflops,
+                r.peak_gflops,
+                100.0 * r.peak_ratio
+            );
+        }
+        reports.push(serde_json::json!({ "case": name, "report": r }));
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "cases": reports }));
     }
     Ok(())
 }

@@ -286,6 +286,7 @@ impl Worker {
             steps: s.steps,
             lr: s.lr,
             tolerance: s.tolerance,
+            measure_final: true,
         };
         let start = Instant::now();
         let fitted = fast_learning(&self.model, &text, &init, &eps, &settings, |step| {

@@ -79,16 +79,6 @@ impl RmsNorm {
     }
 }
 
-fn softmax(x: &Tensor, pass: Pass) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let p = match pass {
-        Pass::Infer => candle_nn::ops::softmax_last_dim(&x)?,
-        Pass::Think | Pass::Train => ops::softmax_last_dim(&x)?,
-    };
-    p.to_dtype(dtype)
-}
-
 /// Interleaved rotary embeddings (pairs 2k, 2k+1 rotate together), θ = 10000.
 struct Rope {
     inv_freq: Vec<f32>,
@@ -219,15 +209,13 @@ impl Attention {
         pass: Pass,
     ) -> Result<Tensor> {
         let (b, _, t, _) = q.dims4()?;
-        let rep = self.n_heads / self.n_kv_heads;
-        let k = candle_transformers::utils::repeat_kv(k.clone(), rep)?;
-        let v = candle_transformers::utils::repeat_kv(v.clone(), rep)?;
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let out = match pass {
+            Pass::Infer => {
+                ops::composite::attention(q, k, v, mask, scale, candle_nn::ops::softmax_last_dim)?
+            }
+            Pass::Think | Pass::Train => ops::attention(q, k, v, mask, scale)?,
         };
-        let out = softmax(&scores, pass)?.matmul(&v.contiguous()?)?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.n_heads * self.head_dim))?;

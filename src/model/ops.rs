@@ -13,6 +13,9 @@ use candle_core::{
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+mod attention;
+pub use attention::attention;
+
 /// Whether `x` takes the fused kernels below: f32 on the CPU. Other devices and dtypes take the
 /// [`composite`]s, which every backend has.
 pub fn fused(x: &Tensor) -> bool {
@@ -50,6 +53,28 @@ pub mod composite {
 
     pub fn output_nll(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
         token_nll(&linear_input_grad(hidden, weight)?, targets)
+    }
+
+    /// [`super::attention`] with the key/value heads repeated, the scores stored and `softmax`
+    /// taken in f32: differentiable with a differentiable `softmax`.
+    pub fn attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        scale: f64,
+        softmax: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let rep = q.dim(1)? / k.dim(1)?;
+        let k = candle_transformers::utils::repeat_kv(k.clone(), rep)?;
+        let v = candle_transformers::utils::repeat_kv(v.clone(), rep)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let p = softmax(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
+        p.matmul(&v.contiguous()?)
     }
 }
 
@@ -703,6 +728,23 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [
     }
 }
 
+/// Softmax of a row of scores, in place; −∞ (masked) gives exactly 0.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        // exp(−∞) of a masked score is exactly 0, not fast_exp's smallest normal.
+        *x = if *x == f32::NEG_INFINITY {
+            0.0
+        } else {
+            fast_exp(*x - max)
+        };
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
 /// Softmax over the last dimension, in one pass per row; backward y ⊙ (g − Σ g ⊙ y).
 struct Softmax;
 
@@ -714,22 +756,8 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l, "softmax")?;
         let d = l.dims().last().copied().unwrap_or(1);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for (yi, &xi) in y.iter_mut().zip(x) {
-                // exp(−∞) of a masked score is exactly 0, not fast_exp's smallest normal.
-                *yi = if xi == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    fast_exp(xi - max)
-                };
-                sum += *yi;
-            }
-            let inv = 1.0 / sum;
-            y.iter_mut().for_each(|v| *v *= inv);
-        });
+        let mut y = x.to_vec();
+        y.par_chunks_mut(d).for_each(softmax_in_place);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 

@@ -204,6 +204,9 @@ pub struct FastLearning {
     pub lr: f64,
     /// Stop early once the batch's mean −ELBO per token improves by less than this.
     pub tolerance: Option<f64>,
+    /// Measure the figures at the final posterior (one more forward pass). Without it, the
+    /// thought carries the last step's figures, from before its update: training needs only z.
+    pub measure_final: bool,
 }
 
 /// What each step reports (figures are the loss *before* the step's update).
@@ -222,7 +225,7 @@ pub struct Thought {
     pub posterior: Posterior,
     /// The noise held through every step; z = μ + ε ⊙ σ.
     pub eps: Tensor,
-    /// Figures at the final posterior.
+    /// Figures at the final posterior (or of the last step, see [`FastLearning::measure_final`]).
     pub elbo: Elbo,
     /// Steps actually taken (fewer than asked when adaptive thinking stopped early).
     pub steps: usize,
@@ -262,6 +265,7 @@ pub fn fast_learning(
     let mut opt = AdamW::new(vec![mu.clone(), log_var.clone()], params)?;
     let mut previous: Option<f64> = None;
     let mut taken = 0;
+    let mut last = None;
     let prefix = model.prefix(&text.inputs, Pass::Think)?;
     for step in 0..settings.steps {
         let start = Instant::now();
@@ -291,6 +295,7 @@ pub fn fast_learning(
             return Err(Cancelled.into());
         }
         let per_token = total / (report.elbo.tokens * report.elbo.nll.len()) as f64;
+        last = Some(report.elbo);
         if let (Some(tol), Some(prev)) = (settings.tolerance, previous)
             && prev - per_token < tol
         {
@@ -302,7 +307,10 @@ pub fn fast_learning(
         mu: mu.as_tensor().detach(),
         log_var: log_var.as_tensor().detach(),
     };
-    let (_, final_elbo) = elbo(model, text, &posterior, eps, Pass::Infer)?;
+    let final_elbo = match last {
+        Some(last) if !settings.measure_final => last,
+        _ => elbo(model, text, &posterior, eps, Pass::Infer)?.1,
+    };
     if !final_elbo.nelbo_sum().is_finite() {
         bail!("thinking diverged: the final ELBO is not finite; try a lower fast learning rate");
     }
@@ -321,6 +329,7 @@ pub fn think_afresh(
     text: &Sequences,
     steps: usize,
     lr: f64,
+    measure_final: bool,
     rng: &mut StdRng,
 ) -> Result<Thought> {
     let shape = model.thought_shape(text.inputs.dim(0)?);
@@ -335,6 +344,7 @@ pub fn think_afresh(
             steps,
             lr,
             tolerance: None,
+            measure_final,
         },
         |_| true,
     )
@@ -357,7 +367,7 @@ pub fn text_nelbo(
     let windows = ids.chunks(window).filter(|c| c.len() >= 2).count();
     for (i, chunk) in ids.chunks(window).filter(|c| c.len() >= 2).enumerate() {
         let text = Sequences::new(chunk, 1, model.device())?;
-        let thought = think_afresh(model, &text, steps, lr, &mut rng)?;
+        let thought = think_afresh(model, &text, steps, lr, true, &mut rng)?;
         nelbo += thought.elbo.nelbo_sum();
         tokens += thought.elbo.tokens;
         progress(i + 1, windows);

@@ -54,6 +54,21 @@ fn default_gsm8k_val_every() -> usize {
     15
 }
 
+impl DataConfig {
+    /// No generated data: for runs given their tokens directly (benchmarks).
+    pub fn none() -> Self {
+        Self {
+            train_problems: 0,
+            val_problems: 0,
+            seed: 0,
+            vocab_size: 0,
+            gsm8k: None,
+            gsm8k_val_every: default_gsm8k_val_every(),
+            gsm8k_renumbered: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {
     pub batch_size: usize,
@@ -91,6 +106,32 @@ pub struct OptimConfig {
 }
 
 impl OptimConfig {
+    /// The reference trainer's settings (AdamW lr 4e-4 → 4e-5, betas 0.9/0.95, weight decay
+    /// 0.1, clip 1.0, fast lr 0.3) for batches of `batch_size` × `seq_len` tokens.
+    pub fn reference(batch_size: usize, seq_len: usize, fast_steps: usize) -> Self {
+        Self {
+            batch_size,
+            seq_len,
+            max_iters: 10_000,
+            warmup_iters: 100,
+            learning_rate: 4e-4,
+            min_lr: 4e-5,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            grad_clip: 1.0,
+            fast_steps,
+            max_fast_steps: 0,
+            initial_fast_lr: 0.3,
+            final_fast_lr: 0.3,
+            eval_interval: 1_000,
+            eval_batches: 1,
+            seed: 0,
+            question_loss_weight: 1.0,
+            stage_start: 0,
+        }
+    }
+
     /// The budgets a batch may think for (see [`OptimConfig::max_fast_steps`]).
     fn fast_step_budgets(&self) -> Vec<usize> {
         let budgets: Vec<usize> =
@@ -266,6 +307,33 @@ impl AdamW {
             p.set(&(decayed - (update * lr)?)?)?;
         }
         Ok(norm)
+    }
+}
+
+/// What one training iteration did.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    /// The decoder's loss given the fitted thought.
+    pub loss: f64,
+    /// The batch's ELBO perplexity bound at the last fast-learning step (before its update).
+    pub ppl_bound: f64,
+    pub times: PhaseTimes,
+}
+
+/// Where an iteration's time went, in seconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PhaseTimes {
+    /// Fast learning of the batch's thoughts.
+    pub think_s: f64,
+    /// The decoder's forward and backward pass given the thoughts.
+    pub decoder_s: f64,
+    /// Gradient clipping and the AdamW update.
+    pub optimizer_s: f64,
+}
+
+impl PhaseTimes {
+    pub fn total_s(&self) -> f64 {
+        self.think_s + self.decoder_s + self.optimizer_s
     }
 }
 
@@ -489,31 +557,35 @@ impl Trainer {
         )?)
     }
 
-    /// Fast learning on a batch with the detached decoder; the fitted thought z and its figures.
+    /// Fast learning on a batch with the detached decoder; the fitted thought z and its figures
+    /// (at the fitted posterior when `measure_final`, else of the last step).
     fn think(
         &self,
         model: &Ltm,
         text: &Sequences,
-        steps: usize,
-        lr: f64,
+        (steps, lr): (usize, f64),
+        measure_final: bool,
         seed: u64,
     ) -> Result<(Tensor, think::Elbo)> {
-        let thought = think::think_afresh(model, text, steps, lr, &mut crate::noise::rng(seed))?;
+        let mut rng = crate::noise::rng(seed);
+        let thought = think::think_afresh(model, text, steps, lr, measure_final, &mut rng)?;
         Ok((thought.z()?, thought.elbo))
     }
 
-    /// One iteration: think, then one AdamW step on the decoder. Returns (loss, ELBO ppl bound).
-    pub fn step(&mut self) -> Result<(f64, f64)> {
+    /// One iteration: think, then one AdamW step on the decoder.
+    pub fn step(&mut self) -> Result<StepReport> {
         let o = self.config.optim.clone();
         let iter = self.state.iter;
         let text = self.batch(&self.train_tokens, &self.train_starts, iter, 1)?;
+        let started = Instant::now();
         let (z, elbo) = self.think(
             &self.model(false)?,
             &text,
-            fast_steps(&o, iter),
-            fast_lr(&o, iter),
+            (fast_steps(&o, iter), fast_lr(&o, iter)),
+            false,
             o.seed.wrapping_add(iter as u64),
         )?;
+        let thought = Instant::now();
         let model = self.model(true)?;
         let nll = model.token_nll(&text.inputs, &text.targets, &z.detach(), Pass::Train)?;
         let tokens = text.inputs.elem_count();
@@ -530,11 +602,20 @@ impl Trainer {
             bail!("training diverged at iteration {iter}: the loss is not finite");
         }
         let grads = loss.backward()?;
+        let decoded = Instant::now();
         self.opt.step(&grads, &o, learning_rate(&o, iter))?;
+        let updated = Instant::now();
         self.state.iter += 1;
         self.state.tokens_seen += tokens;
-        let ppl = (elbo.nelbo_sum() / (elbo.tokens * elbo.nll.len()) as f64).exp();
-        Ok((loss_value, ppl))
+        Ok(StepReport {
+            loss: loss_value,
+            ppl_bound: (elbo.nelbo_sum() / (elbo.tokens * elbo.nll.len()) as f64).exp(),
+            times: PhaseTimes {
+                think_s: (thought - started).as_secs_f64(),
+                decoder_s: (decoded - thought).as_secs_f64(),
+                optimizer_s: (updated - decoded).as_secs_f64(),
+            },
+        })
     }
 
     /// The ELBO perplexity bound on validation batches with the run's thinking budget.
@@ -545,11 +626,22 @@ impl Trainer {
         let mut count = 0;
         for b in 0..o.eval_batches {
             let text = self.batch(&self.val_tokens, &self.val_starts, b, 2)?;
-            let (_, elbo) = self.think(&model, &text, o.fast_steps, o.final_fast_lr, b as u64)?;
+            let (_, elbo) = self.think(
+                &model,
+                &text,
+                (o.fast_steps, o.final_fast_lr),
+                true,
+                b as u64,
+            )?;
             total += elbo.nelbo_sum();
             count += elbo.tokens * elbo.nll.len();
         }
         Ok((total / count as f64).exp())
+    }
+
+    /// Number of parameters (each trained tensor once; the output layer is tied).
+    pub fn parameter_count(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
     }
 
     /// Current weights as a checkpoint.

@@ -175,10 +175,7 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     let o = config.optim.clone();
     eprintln!(
         "training {} parameters on {} tokens ({} problems), {} iterations of {}×{} tokens, {} thinking steps each",
-        trainer
-            .checkpoint()?
-            .model(candle_core::DType::F32, &Device::Cpu)?
-            .parameter_count(),
+        trainer.parameter_count(),
         train_tokens.len(),
         d.train_problems,
         o.max_iters,
@@ -198,7 +195,11 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     let mut loss_sum = 0.0;
     let mut loss_count = 0;
     while trainer.state.iter < o.max_iters {
-        let (loss, ppl) = trainer.step()?;
+        let super::StepReport {
+            loss,
+            ppl_bound: ppl,
+            ..
+        } = trainer.step()?;
         loss_sum += loss;
         loss_count += 1;
         let iter = trainer.state.iter;

@@ -1,0 +1,540 @@
+//! Scaled dot-product attention in one op, with its backward: softmax(q kᵀ · scale + mask) v.
+//!
+//! The composite (candle's matmul, an additive mask, softmax, matmul; the key/value heads
+//! repeated for grouped-query attention) stores the scores and probabilities of every head,
+//! [B, H, T, S] each, and its backward makes several more such tensors and a copy of the
+//! repeated keys and values. Here each (sequence, head) is one task: its scores live in a
+//! buffer of T × S that stays in cache, and the backward recomputes them instead of storing
+//! them (as flash attention does), reading each key/value head once for its group of queries.
+//! Blocks of query rows compute only the keys they see: under a causal mask, about half.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use std::ops::Range;
+
+use super::{composite, contiguous_f32, exp_in_place, fused, row_max};
+
+/// A row-major view of `rows × cols` values of a slice with strides `(rs, cs)`.
+#[derive(Clone, Copy)]
+struct View {
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl View {
+    fn row_major(rows: usize, cols: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// One past the largest index the view reads.
+    fn extent(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
+        }
+    }
+}
+
+/// dst = a · b, or dst += a · b with `accumulate`; single-threaded (the caller's tasks are the
+/// parallelism).
+fn product(dst: &mut [f32], dv: View, accumulate: bool, a: &[f32], av: View, b: &[f32], bv: View) {
+    assert!(av.cols == bv.rows && dv.rows == av.rows && dv.cols == bv.cols);
+    assert!(dv.extent() <= dst.len() && av.extent() <= a.len() && bv.extent() <= b.len());
+    // SAFETY: the asserts above keep every index the views describe inside the slices; dst is
+    // borrowed mutably, so it overlaps neither a nor b.
+    unsafe {
+        gemm::gemm(
+            dv.rows,
+            dv.cols,
+            av.cols,
+            dst.as_mut_ptr(),
+            dv.cs as isize,
+            dv.rs as isize,
+            accumulate,
+            a.as_ptr(),
+            av.cs as isize,
+            av.rs as isize,
+            b.as_ptr(),
+            bv.cs as isize,
+            bv.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The shapes of one attention: q [B, H, T, D], k and v [B, G, S, D] with H a multiple of G.
+#[derive(Clone, Copy)]
+struct Dims {
+    heads: usize,
+    groups: usize,
+    t: usize,
+    s: usize,
+    d: usize,
+}
+
+impl Dims {
+    fn of(q: &Layout, k: &Layout, v: &Layout) -> Result<Self> {
+        let (b, heads, t, d) = q.shape().dims4()?;
+        let (bk, groups, s, dk) = k.shape().dims4()?;
+        if (bk, dk) != (b, d) || k.shape() != v.shape() || groups == 0 || heads % groups != 0 {
+            candle_core::bail!(
+                "attention: queries {:?} do not fit keys {:?} and values {:?}",
+                q.shape(),
+                k.shape(),
+                v.shape()
+            );
+        }
+        Ok(Self {
+            heads,
+            groups,
+            t,
+            s,
+            d,
+        })
+    }
+
+    /// Query heads per key/value head.
+    fn rep(&self) -> usize {
+        self.heads / self.groups
+    }
+}
+
+struct Attention {
+    scale: f32,
+    /// The keys each query row sees (a mask of 0 there and −∞ elsewhere), or all of them.
+    visible: Option<Vec<Range<usize>>>,
+}
+
+/// Query rows per block: a block's scores are computed only over the keys its rows see, so
+/// a causal mask costs about half the full products.
+const ROWS: usize = 64;
+
+/// A block of query rows and the keys any of them sees.
+struct Block {
+    rows: Range<usize>,
+    keys: Range<usize>,
+}
+
+impl Attention {
+    fn blocks(&self, t: usize, s: usize) -> impl Iterator<Item = Block> + '_ {
+        (0..t).step_by(ROWS).map(move |r0| {
+            let rows = r0..(r0 + ROWS).min(t);
+            let keys = match &self.visible {
+                Some(v) => {
+                    let seen = &v[rows.clone()];
+                    let lo = seen.iter().map(|r| r.start).min().unwrap_or(0);
+                    let hi = seen.iter().map(|r| r.end).max().unwrap_or(0);
+                    lo..hi.max(lo)
+                }
+                None => 0..s,
+            };
+            Block { rows, keys }
+        })
+    }
+
+    /// The probabilities of one block of one head: softmax(q kᵀ · scale + mask) into `p`
+    /// [T, S] at the block's rows and keys (0 at keys a row does not see).
+    fn probabilities(&self, p: &mut [f32], q: &[f32], k: &[f32], b: &Block, dims: Dims) {
+        let Dims { s, d, .. } = dims;
+        let (rows, keys) = (b.rows.len(), b.keys.len());
+        product(
+            &mut p[b.rows.start * s + b.keys.start..],
+            View {
+                rows,
+                cols: keys,
+                rs: s,
+                cs: 1,
+            },
+            false,
+            &q[b.rows.start * d..],
+            View::row_major(rows, d),
+            &k[b.keys.start * d..],
+            View::row_major(keys, d).t(),
+        );
+        for i in b.rows.clone() {
+            let row = &mut p[i * s..(i + 1) * s];
+            let seen = match &self.visible {
+                Some(v) => v[i].clone(),
+                None => 0..s,
+            };
+            row[b.keys.start..seen.start].fill(0.0);
+            row[seen.end..b.keys.end].fill(0.0);
+            let row = &mut row[seen];
+            row.iter_mut().for_each(|x| *x *= self.scale);
+            let max = row_max(row, f32::NEG_INFINITY);
+            let inv = 1.0 / exp_in_place(row, max);
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+
+    /// One head's output [T, D] (its rows of `out`) from its queries and its group's keys and
+    /// values; `p` is scratch of [T, S].
+    fn head(&self, out: &mut [f32], p: &mut [f32], q: &[f32], k: &[f32], v: &[f32], dims: Dims) {
+        let Dims { t, s, d, .. } = dims;
+        for b in self.blocks(t, s) {
+            self.probabilities(p, q, k, &b, dims);
+            let (rows, keys) = (b.rows.len(), b.keys.len());
+            product(
+                &mut out[b.rows.start * d..],
+                View::row_major(rows, d),
+                false,
+                &p[b.rows.start * s + b.keys.start..],
+                View {
+                    rows,
+                    cols: keys,
+                    rs: s,
+                    cs: 1,
+                },
+                &v[b.keys.start * d..],
+                View::row_major(keys, d),
+            );
+        }
+    }
+
+    /// One head's share of the gradients. With P the probabilities and dO the output's
+    /// gradient: dV += Pᵀ dO; dP = dO Vᵀ; dS = P ⊙ (dP − rowsum(dO ⊙ O)) · scale; dQ = dS K;
+    /// dK += dSᵀ Q. `p` and `dp` are scratch of [T, S].
+    #[allow(clippy::too_many_arguments)]
+    fn head_gradients(
+        &self,
+        (gq, gk, gv): (&mut [f32], &mut [f32], &mut [f32]),
+        (p, dp): (&mut [f32], &mut [f32]),
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        (o, g): (&[f32], &[f32]),
+        dims: Dims,
+    ) {
+        let Dims { t, s, d, .. } = dims;
+        for b in self.blocks(t, s) {
+            self.probabilities(p, q, k, &b, dims);
+            let (rows, keys) = (b.rows.len(), b.keys.len());
+            let (r0, c0) = (b.rows.start, b.keys.start);
+            let block = View {
+                rows,
+                cols: keys,
+                rs: s,
+                cs: 1,
+            };
+            let (qv, kv) = (View::row_major(rows, d), View::row_major(keys, d));
+            product(
+                &mut gv[c0 * d..],
+                kv,
+                true,
+                &p[r0 * s + c0..],
+                block.t(),
+                &g[r0 * d..],
+                qv,
+            );
+            product(
+                &mut dp[r0 * s + c0..],
+                block,
+                false,
+                &g[r0 * d..],
+                qv,
+                &v[c0 * d..],
+                kv.t(),
+            );
+            for i in b.rows.clone() {
+                let delta: f32 = g[i * d..(i + 1) * d]
+                    .iter()
+                    .zip(&o[i * d..(i + 1) * d])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let p = &p[i * s + c0..i * s + b.keys.end];
+                dp[i * s + c0..i * s + b.keys.end]
+                    .iter_mut()
+                    .zip(p)
+                    .for_each(|(x, p)| *x = p * (*x - delta) * self.scale);
+            }
+            product(
+                &mut gq[r0 * d..],
+                qv,
+                false,
+                &dp[r0 * s + c0..],
+                block,
+                &k[c0 * d..],
+                kv,
+            );
+            product(
+                &mut gk[c0 * d..],
+                kv,
+                true,
+                &dp[r0 * s + c0..],
+                block.t(),
+                &q[r0 * d..],
+                qv,
+            );
+        }
+    }
+}
+
+fn cpu(s: &candle_core::Storage) -> Result<&CpuStorage> {
+    match s {
+        candle_core::Storage::Cpu(c) => Ok(c),
+        _ => candle_core::bail!("attention: the fused backward runs on the CPU"),
+    }
+}
+
+/// Queries, keys and values as slices.
+type Inputs<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+
+/// The inputs of an attention op as slices.
+fn inputs<'a>(
+    (q, lq): (&'a CpuStorage, &Layout),
+    (k, lk): (&'a CpuStorage, &Layout),
+    (v, lv): (&'a CpuStorage, &Layout),
+) -> Result<(Inputs<'a>, Dims)> {
+    let dims = Dims::of(lq, lk, lv)?;
+    let slices = (
+        contiguous_f32(q, lq, "attention queries")?,
+        contiguous_f32(k, lk, "attention keys")?,
+        contiguous_f32(v, lv, "attention values")?,
+    );
+    Ok((slices, dims))
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        lq: &Layout,
+        k: &CpuStorage,
+        lk: &Layout,
+        v: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let ((q, k, v), dims) = inputs((q, lq), (k, lk), (v, lv))?;
+        let Dims { t, s, d, .. } = dims;
+        let mut out = vec![0f32; q.len()];
+        out.par_chunks_mut(t * d)
+            .zip(q.par_chunks(t * d))
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; t * s],
+                |p, (head, (out, q))| {
+                    // Query head `head` (of all sequences) reads key/value head `head / rep`.
+                    let group = head / dims.rep();
+                    let kv = group * s * d..(group + 1) * s * d;
+                    self.head(out, p, q, &k[kv.clone()], &v[kv], dims);
+                },
+            );
+        Ok((CpuStorage::F32(out), lq.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        d_out: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d_out = d_out.contiguous()?;
+        let (gq, gk, gv) = self.gradients(q, k, v, out, &d_out)?;
+        let device = q.device();
+        Ok((
+            Some(Tensor::from_vec(gq, q.shape(), device)?),
+            Some(Tensor::from_vec(gk, k.shape(), device)?),
+            Some(Tensor::from_vec(gv, v.shape(), device)?),
+        ))
+    }
+}
+
+impl Attention {
+    /// dq, dk, dv: one task per key/value head, which adds up the dK and dV of its query heads.
+    fn gradients(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        d_out: &Tensor,
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (qs, ql) = q.storage_and_layout();
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (os, ol) = out.storage_and_layout();
+        let (gs, gl) = d_out.storage_and_layout();
+        let ((q, k, v), dims) = inputs((cpu(&qs)?, ql), (cpu(&ks)?, kl), (cpu(&vs)?, vl))?;
+        let o = contiguous_f32(cpu(&os)?, ol, "attention output")?;
+        let g = contiguous_f32(cpu(&gs)?, gl, "attention output gradient")?;
+        let Dims { t, s, d, .. } = dims;
+        let rep = dims.rep();
+        let mut gq = vec![0f32; q.len()];
+        let (mut gk, mut gv) = (vec![0f32; k.len()], vec![0f32; v.len()]);
+        gq.par_chunks_mut(rep * t * d)
+            .zip(gk.par_chunks_mut(s * d))
+            .zip(gv.par_chunks_mut(s * d))
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; t * s], vec![0f32; t * s]),
+                |(p, dp), (group, ((gq, gk), gv))| {
+                    let kv = group * s * d..(group + 1) * s * d;
+                    let (k, v) = (&k[kv.clone()], &v[kv]);
+                    for (r, gq) in gq.chunks_exact_mut(t * d).enumerate() {
+                        let rows = (group * rep + r) * t * d..(group * rep + r + 1) * t * d;
+                        self.head_gradients(
+                            (gq, &mut *gk, &mut *gv),
+                            (&mut *p, &mut *dp),
+                            (&q[rows.clone()], k, v),
+                            (&o[rows.clone()], &g[rows]),
+                            dims,
+                        );
+                    }
+                },
+            );
+        Ok((gq, gk, gv))
+    }
+}
+
+/// The keys each query row sees under an additive `mask` [T, S] that is 0 on one run of keys
+/// per row and −∞ elsewhere (a causal or windowed mask); None for any other mask.
+fn visible_ranges(mask: &[f32], s: usize) -> Option<Vec<Range<usize>>> {
+    mask.chunks_exact(s)
+        .map(|row| {
+            let lo = row.iter().position(|&m| m == 0.0)?;
+            let hi = lo + row[lo..].iter().take_while(|&&m| m == 0.0).count();
+            let rest_masked = row[..lo]
+                .iter()
+                .chain(&row[hi..])
+                .all(|&m| m == f32::NEG_INFINITY);
+            rest_masked.then_some(lo..hi)
+        })
+        .collect()
+}
+
+/// softmax(q kᵀ · scale + mask) v for q [B, H, T, D] and k, v [B, G, S, D] (G divides H: each
+/// key/value head serves H/G query heads), `mask` [T, S] additive. Differentiable in q, k and
+/// v; one fused op on the CPU in f32, the composite elsewhere.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    if !fused(q) {
+        return composite::attention(q, k, v, mask, scale, super::softmax_last_dim);
+    }
+    let (t, s) = (q.dim(2)?, k.dim(2)?);
+    let visible = match mask {
+        Some(m) if m.dims() != [t, s] => {
+            candle_core::bail!("attention: the mask is {:?}, not [{t}, {s}]", m.dims())
+        }
+        Some(m) => {
+            let values = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            match visible_ranges(&values, s) {
+                Some(ranges) => Some(ranges),
+                None => {
+                    return composite::attention(q, k, v, Some(m), scale, super::softmax_last_dim);
+                }
+            }
+        }
+        None => None,
+    };
+    q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        Attention {
+            scale: scale as f32,
+            visible,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The fused op against the composite, value and every input's gradient: grouped heads,
+    /// with a windowed causal mask (self-attention) and without (attention to the thought).
+    #[test]
+    fn matches_the_composite_and_its_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let window_mask = |t: usize, w: usize| -> Result<Tensor> {
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..t).map(move |j| {
+                        if j <= i && j + w > i {
+                            0.
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            Tensor::from_vec(m, (t, t), &dev)
+        };
+        // A window inside one block of rows, one over several blocks (T > ROWS), none.
+        let cases = [
+            (7, 7, Some(window_mask(7, 3)?)),
+            (150, 150, Some(window_mask(150, 40)?)),
+            (5, 3, None),
+        ];
+        for (t, s, mask) in cases {
+            let q = Var::randn(0f32, 1., (2, 4, t, 8), &dev)?;
+            let k = Var::randn(0f32, 1., (2, 2, s, 8), &dev)?;
+            let v = Var::randn(0f32, 1., (2, 2, s, 8), &dev)?;
+            let scale = 1.0 / 8f64.sqrt();
+            let (q_, k_, v_) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            let y = attention(q_, k_, v_, mask.as_ref(), scale)?;
+            let y_ref = composite::attention(
+                q_,
+                k_,
+                v_,
+                mask.as_ref(),
+                scale,
+                composite::softmax_last_dim,
+            )?;
+            let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()
+            };
+            assert!(diff(&y, &y_ref)? < 1e-5, "values differ");
+            let weights = Tensor::randn(0f32, 1., y.shape(), &dev)?;
+            let g = (y * &weights)?.sum_all()?.backward()?;
+            let g_ref = (y_ref * &weights)?.sum_all()?.backward()?;
+            for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+                let d = diff(g.get(x).unwrap(), g_ref.get(x).unwrap())?;
+                assert!(d < 1e-4, "d{name} differs by {d}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_mask_is_read_as_runs_of_visible_keys_or_not_at_all() {
+        let inf = f32::NEG_INFINITY;
+        let runs = [0., 0., inf, inf, 0., 0.];
+        assert_eq!(visible_ranges(&runs, 3), Some(vec![0..2, 1..3]));
+        // A row with a hole is not a run: such masks take the composite.
+        assert_eq!(visible_ranges(&[0., inf, 0.], 3), None);
+        assert_eq!(visible_ranges(&[0., 0.5, 0.], 3), None);
+    }
+}
