@@ -73,8 +73,9 @@ impl RmsNorm {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         match pass {
             Pass::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
-            Pass::Think => ops::rms_norm_input(x, &self.weight, self.eps),
-            Pass::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
+            Pass::Think | Pass::Train => {
+                ops::rms_norm(x, &self.weight, self.eps, pass == Pass::Train)
+            }
         }
     }
 }

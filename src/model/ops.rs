@@ -35,7 +35,7 @@ pub mod composite {
         candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
     }
 
-    pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+    pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         candle_nn::ops::rms_norm_slow(x, w, eps)
     }
 
@@ -721,6 +721,14 @@ fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
         .collect())
 }
 
+/// A tensor's storage, which the fused backward passes read directly, on the CPU.
+fn cpu_storage(s: &candle_core::Storage) -> Result<&CpuStorage> {
+    match s {
+        candle_core::Storage::Cpu(c) => Ok(c),
+        _ => candle_core::bail!("the fused backward passes run on the CPU"),
+    }
+}
+
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
@@ -837,15 +845,22 @@ pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor
     }
 }
 
-/// RMSNorm with a constant weight, differentiable in x:
-/// y = w ⊙ x ⊙ r with r = (mean x² + eps)^−½; dx = r (g ⊙ w) − x r³ mean(g ⊙ w ⊙ x).
-struct RmsNormInput {
+/// RMSNorm, y = w ⊙ x ⊙ r with r = (mean x² + eps)^−½, with a one-pass backward:
+/// dx = r (g ⊙ w) − x r³ mean(g ⊙ w ⊙ x), and dw = Σ_rows g ⊙ x ⊙ r when the weight learns.
+struct RmsNorm {
     eps: f32,
+    weight_grad: bool,
 }
 
-impl CustomOp2 for RmsNormInput {
+impl RmsNorm {
+    fn inverse_rms(&self, x: &[f32]) -> f32 {
+        1.0 / (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + self.eps).sqrt()
+    }
+}
+
+impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
-        "rms-norm-input-bwd"
+        "rms-norm-bwd"
     }
 
     fn cpu_fwd(
@@ -862,7 +877,7 @@ impl CustomOp2 for RmsNormInput {
         let d = w.len();
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
-            let r = 1.0 / (x.iter().map(|v| v * v).sum::<f32>() / d as f32 + self.eps).sqrt();
+            let r = self.inverse_rms(x);
             for ((yi, &xi), &wi) in y.iter_mut().zip(x).zip(w) {
                 *yi = xi * r * wi;
             }
@@ -877,23 +892,77 @@ impl CustomOp2 for RmsNormInput {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
-            .sqrt()?
-            .recip()?;
-        let gw = g.broadcast_mul(w)?;
-        let proj = (&gw * x)?.mean_keepdim(D::Minus1)?.mul(&r.powf(3.0)?)?;
-        let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&proj)?)?;
-        Ok((Some(dx), None))
+        let g = g.contiguous()?;
+        let device = x.device().clone();
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let x = contiguous_f32(cpu_storage(&xs)?, xl, "rms_norm input")?;
+        let w = contiguous_f32(cpu_storage(&ws)?, wl, "rms_norm weight")?;
+        let g = contiguous_f32(cpu_storage(&gs)?, gl, "rms_norm gradient")?;
+        let d = w.len();
+        let mut dx = vec![0f32; x.len()];
+        // Rows in chunks, each chunk adding up its share of dw.
+        const ROWS: usize = 64;
+        let dw = dx
+            .par_chunks_mut(ROWS * d)
+            .zip(x.par_chunks(ROWS * d).zip(g.par_chunks(ROWS * d)))
+            .map(|(dx, (x, g))| {
+                let mut dw = if self.weight_grad {
+                    vec![0f32; d]
+                } else {
+                    Vec::new()
+                };
+                for ((dx, x), g) in dx
+                    .chunks_exact_mut(d)
+                    .zip(x.chunks_exact(d))
+                    .zip(g.chunks_exact(d))
+                {
+                    let r = self.inverse_rms(x);
+                    let proj = g
+                        .iter()
+                        .zip(w)
+                        .zip(x)
+                        .map(|((g, w), x)| g * w * x)
+                        .sum::<f32>()
+                        / d as f32
+                        * r
+                        * r
+                        * r;
+                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                        *dx = r * g * w - x * proj;
+                    }
+                    for ((dw, &x), &g) in dw.iter_mut().zip(x).zip(g) {
+                        *dw += g * x * r;
+                    }
+                }
+                dw
+            })
+            .reduce(Vec::new, |a, b| {
+                if a.is_empty() {
+                    b
+                } else {
+                    a.iter().zip(&b).map(|(a, b)| a + b).collect()
+                }
+            });
+        let dx = Tensor::from_vec(dx, xl.shape(), &device)?;
+        let dw = if self.weight_grad {
+            Some(Tensor::from_vec(dw, wl.shape(), &device)?)
+        } else {
+            None
+        };
+        Ok((Some(dx), dw))
     }
 }
 
-/// RMSNorm differentiable in x only (the weight is constant while thinking).
-pub fn rms_norm_input(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+/// RMSNorm of x with weight w, differentiable in x and, with `weight_grad`, in w (the weight
+/// is constant while thinking).
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, weight_grad: bool) -> Result<Tensor> {
     if fused(x) {
         x.contiguous()?
-            .apply_op2(&w.contiguous()?, RmsNormInput { eps })
+            .apply_op2(&w.contiguous()?, RmsNorm { eps, weight_grad })
     } else {
-        composite::rms_norm_input(x, w, eps)
+        composite::rms_norm(x, w, eps)
     }
 }
 
@@ -974,9 +1043,24 @@ mod tests {
         let w = Tensor::randn(0f32, 1., 6, &Device::Cpu)?;
         same_value_and_gradient(
             &[2, 4, 6],
-            |x| rms_norm_input(x, &w, 1e-5),
-            |x| composite::rms_norm_input(x, &w, 1e-5),
+            |x| rms_norm(x, &w, 1e-5, false),
+            |x| composite::rms_norm(x, &w, 1e-5),
         )?;
+        // The weight's gradient too, over more rows than a chunk of the backward.
+        let x = Tensor::randn(0f32, 1., (3, 50, 6), &Device::Cpu)?;
+        let w = Var::randn(0f32, 1., 6, &Device::Cpu)?;
+        let weights = Tensor::randn(0f32, 1., (3, 50, 6), &Device::Cpu)?;
+        let dw = |y: Tensor| -> Result<Tensor> {
+            Ok((y * &weights)?
+                .sum_all()?
+                .backward()?
+                .get(&w)
+                .unwrap()
+                .clone())
+        };
+        let fused_dw = dw(rms_norm(&x, w.as_tensor(), 1e-5, true)?)?;
+        let composite_dw = dw(composite::rms_norm(&x, w.as_tensor(), 1e-5)?)?;
+        assert!(max_diff(&fused_dw, &composite_dw)? < 1e-4);
         let targets = Tensor::new(&[[0u32, 3, 10], [5, 5, 1]], &Device::Cpu)?;
         same_value_and_gradient(
             &[2, 3, 11],

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use std::ops::Range;
 
-use super::{composite, contiguous_f32, exp_in_place, fused, row_max};
+use super::{composite, contiguous_f32, cpu_storage as cpu, exp_in_place, fused, row_max};
 
 /// A row-major view of `rows × cols` values of a slice with strides `(rs, cs)`.
 #[derive(Clone, Copy)]
@@ -287,13 +287,6 @@ impl Attention {
                 qv,
             );
         }
-    }
-}
-
-fn cpu(s: &candle_core::Storage) -> Result<&CpuStorage> {
-    match s {
-        candle_core::Storage::Cpu(c) => Ok(c),
-        _ => candle_core::bail!("attention: the fused backward runs on the CPU"),
     }
 }
 
