@@ -232,8 +232,12 @@ struct FeedForward {
 
 impl FeedForward {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.w1.linear(x, pass)?)?;
-        self.w2.linear(&(gate * self.w3.linear(x, pass)?)?, pass)
+        let (gate, up) = (self.w1.linear(x, pass)?, self.w3.linear(x, pass)?);
+        let hidden = match pass {
+            Pass::Infer => ops::composite::swiglu(&gate, &up)?,
+            Pass::Think | Pass::Train => ops::swiglu(&gate, &up)?,
+        };
+        self.w2.linear(&hidden, pass)
     }
 }
 

@@ -35,6 +35,10 @@ pub mod composite {
         candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
     }
 
+    pub fn swiglu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::silu(a)? * b
+    }
+
     pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         candle_nn::ops::rms_norm_slow(x, w, eps)
     }
@@ -966,6 +970,89 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, weight_grad: bool) -> Result<T
     }
 }
 
+/// The SwiGLU gate, y = silu(a) ⊙ b, with a one-pass backward: with σ = sigmoid(a),
+/// da = g ⊙ b ⊙ σ (1 + a (1 − σ)) and db = g ⊙ a σ.
+struct SwiGlu;
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-a))
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (
+            contiguous_f32(a, la, "swiglu")?,
+            contiguous_f32(b, lb, "swiglu")?,
+        );
+        let mut y = vec![0f32; a.len()];
+        const CHUNK: usize = 1 << 14;
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(y, (a, b))| {
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    *y = a * sigmoid(a) * b;
+                }
+            });
+        Ok((CpuStorage::F32(y), la.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let device = a.device().clone();
+        let (sa, la) = a.storage_and_layout();
+        let (sb, lb) = b.storage_and_layout();
+        let (sg, lg) = g.storage_and_layout();
+        let a = contiguous_f32(cpu_storage(&sa)?, la, "swiglu gate")?;
+        let b = contiguous_f32(cpu_storage(&sb)?, lb, "swiglu input")?;
+        let g = contiguous_f32(cpu_storage(&sg)?, lg, "swiglu gradient")?;
+        let (mut da, mut db) = (vec![0f32; a.len()], vec![0f32; a.len()]);
+        const CHUNK: usize = 1 << 14;
+        da.par_chunks_mut(CHUNK)
+            .zip(db.par_chunks_mut(CHUNK))
+            .zip(
+                a.par_chunks(CHUNK)
+                    .zip(b.par_chunks(CHUNK))
+                    .zip(g.par_chunks(CHUNK)),
+            )
+            .for_each(|((da, db), ((a, b), g))| {
+                for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
+                    let s = sigmoid(a);
+                    *da = g * b * s * (1.0 + a * (1.0 - s));
+                    *db = g * a * s;
+                }
+            });
+        Ok((
+            Some(Tensor::from_vec(da, la.shape(), &device)?),
+            Some(Tensor::from_vec(db, lb.shape(), &device)?),
+        ))
+    }
+}
+
+/// silu(a) ⊙ b, differentiable in both.
+pub fn swiglu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fused(a) && a.shape() == b.shape() {
+        a.contiguous()?.apply_op2(&b.contiguous()?, SwiGlu)
+    } else {
+        composite::swiglu(a, b)
+    }
+}
+
 /// Cross-entropy of each target token: logits [.., v], targets [..] (u32) → nll [..] (f32).
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     per_row(logits, targets, |logits, targets| {
@@ -1033,6 +1120,11 @@ mod tests {
     #[test]
     fn fused_ops_match_the_accelerators_composites() -> Result<()> {
         same_value_and_gradient(&[2, 3, 7], softmax_last_dim, composite::softmax_last_dim)?;
+        // Both operands of the gate, over more values than a chunk.
+        let b = (Tensor::randn(0f32, 1., (3, 7000), &Device::Cpu)? * 3.0)?;
+        same_value_and_gradient(&[3, 7000], |a| swiglu(a, &b), |a| composite::swiglu(a, &b))?;
+        let a = (Tensor::randn(0f32, 1., (3, 7000), &Device::Cpu)? * 3.0)?;
+        same_value_and_gradient(&[3, 7000], |b| swiglu(&a, b), |b| composite::swiglu(&a, b))?;
         let cos = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
         let sin = Tensor::randn(0f32, 1., (5, 4), &Device::Cpu)?;
         same_value_and_gradient(
