@@ -210,3 +210,39 @@ fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
     });
     eprintln!("train: 40 kills, {left} left a temporary file behind");
 }
+
+/// A run given minutes stops by the clock, validated and saved with its model card, and a
+/// resumed run continues from there.
+#[test]
+fn train_stops_when_its_time_is_up_and_resumes_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (tiny_training(dir.path(), 1_000_000), dir.path().join("run"));
+    let args = |resume: bool| {
+        let mut a = vec![
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--minutes",
+            "0.02",
+        ];
+        if resume {
+            a.push("--resume");
+        }
+        a
+    };
+    let state = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap()
+    };
+    let took = run_whole(&args(false));
+    assert!(took < Duration::from_secs(60), "stopped after {took:?}");
+    let first = state()["iter"].as_u64().unwrap();
+    assert!((1..1_000_000).contains(&first));
+    assert_eq!(stamped_iter(&out.join("model.safetensors")), first);
+    let history = state()["history"].as_array().unwrap().clone();
+    assert_eq!(history.last().unwrap()["iter"].as_u64(), Some(first));
+    assert!(out.join("README.md").exists());
+    run_whole(&args(true));
+    assert!(state()["iter"].as_u64().unwrap() > first);
+}

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::device::select;
-use crate::train::run::{read_config, run as train};
+use std::time::Duration;
+
+use candle_core::DType;
+
+use crate::train::run::{RunOptions, read_config, run as train};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,11 +22,40 @@ pub struct Args {
     /// Continue the run saved in --out, exactly where it stopped.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many minutes of training (validated and saved; --resume continues it).
+    #[arg(long, value_name = "MINUTES", value_parser = minutes)]
+    pub minutes: Option<f64>,
+    /// Also save a checkpoint at least every this many minutes, between validations.
+    #[arg(long, value_name = "MINUTES", value_parser = minutes)]
+    pub save_minutes: Option<f64>,
+    /// The decoder's products in bf16 (GPU only), with f32 weights, moments, thoughts and losses.
+    #[arg(long)]
+    pub bf16: bool,
     #[command(flatten)]
     pub device: super::DeviceArg,
 }
 
+/// A positive, finite number of minutes (at most a year).
+fn minutes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m > 0.0 && m <= 525_600.0 => Ok(m),
+        _ => Err(format!(
+            "`{s}` is not a number of minutes between 0 and 525600"
+        )),
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let (config, device) = (read_config(&args.config)?, select(args.device.device)?);
-    crate::threads::run(|| train(config, &args.out, args.resume, device))
+    if args.bf16 && device.is_cpu() {
+        anyhow::bail!("--bf16 needs a GPU: candle has no bf16 matmul on the CPU");
+    }
+    let duration = |m: Option<f64>| m.map(|m| Duration::from_secs_f64(m * 60.0));
+    let options = RunOptions {
+        resume: args.resume,
+        stop_after: duration(args.minutes),
+        save_every: duration(args.save_minutes),
+        compute: if args.bf16 { DType::BF16 } else { DType::F32 },
+    };
+    crate::threads::run(|| train(config, &args.out, device, options))
 }

@@ -352,6 +352,9 @@ pub struct Trainer {
     /// The tokens after which an answer begins (`\nAnswer:`), when known.
     answer_marker: Vec<u32>,
     device: Device,
+    /// The weights' type in the decoder's products; the weights themselves, their moments and
+    /// the thoughts stay f32.
+    compute: DType,
 }
 
 const STATE_FILE: &str = "train_state.json";
@@ -485,6 +488,7 @@ impl Trainer {
             val_tokens,
             answer_marker,
             device,
+            compute: DType::F32,
         })
     }
 
@@ -495,19 +499,18 @@ impl Trainer {
             .vars
             .iter()
             .map(|(n, v)| {
-                (
-                    n.clone(),
-                    if tracked {
-                        v.as_tensor().clone()
-                    } else {
-                        v.as_tensor().detach()
-                    },
-                )
+                let weight = if tracked {
+                    v.as_tensor().clone()
+                } else {
+                    v.as_tensor().detach()
+                };
+                // The cast is part of the graph: gradients reach the f32 weights.
+                Ok((n.clone(), weight.to_dtype(self.compute)?))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Ltm::new(
             &self.config.model,
-            VarBuilder::from_tensors(tensors, DType::F32, &self.device),
+            VarBuilder::from_tensors(tensors, self.compute, &self.device),
         )?)
     }
 
@@ -637,6 +640,16 @@ impl Trainer {
             count += elbo.tokens * elbo.nll.len();
         }
         Ok((total / count as f64).exp())
+    }
+
+    /// Computes the decoder in `dtype` (bf16 on a GPU: products at twice the rate or more),
+    /// keeping f32 weights, moments, thoughts and losses.
+    pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
+        if dtype != DType::F32 && self.device.is_cpu() {
+            bail!("training in {dtype:?} needs a GPU: candle has no {dtype:?} matmul on the CPU");
+        }
+        self.compute = dtype;
+        Ok(())
     }
 
     /// Number of parameters (each trained tensor once; the output layer is tied).

@@ -125,7 +125,22 @@ pub fn read_config(path: &Path) -> Result<TrainConfig> {
 }
 
 /// Trains (or resumes) the run described by `config` into `out`.
-pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) -> Result<()> {
+/// How a run is carried out, beside what it learns (the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Continue the run saved in the output directory.
+    pub resume: bool,
+    /// Stop (validated, saved, with a model card) once this process has trained this long: for
+    /// machines lent for a fixed time, where a run cut off must still leave its weights.
+    pub stop_after: Option<std::time::Duration>,
+    /// Save a checkpoint at least this often, besides every validation.
+    pub save_every: Option<std::time::Duration>,
+    /// The decoder's compute type (see [`Trainer::set_compute_dtype`]).
+    pub compute: candle_core::DType,
+}
+
+pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOptions) -> Result<()> {
+    let RunOptions { resume, .. } = options;
     let d = &config.data;
     let train_examples = training_examples(d)?;
     let train_text = corpus(&train_examples);
@@ -172,6 +187,7 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
         resume,
         device,
     )?;
+    trainer.set_compute_dtype(options.compute)?;
     let o = config.optim.clone();
     eprintln!(
         "training {} parameters on {} tokens ({} problems), {} iterations of {}×{} tokens, {} thinking steps each",
@@ -194,6 +210,7 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
     let live = !bar.is_hidden();
     let mut loss_sum = 0.0;
     let mut loss_count = 0;
+    let mut saved = std::time::Instant::now();
     while trainer.state.iter < o.max_iters {
         let super::StepReport {
             loss,
@@ -220,7 +237,10 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
                 eta / 60.0
             );
         }
-        if iter % o.eval_interval == 0 || iter == o.max_iters {
+        let out_of_time = options
+            .stop_after
+            .is_some_and(|t| this_start.elapsed() >= t);
+        if iter % o.eval_interval == 0 || iter == o.max_iters || out_of_time {
             let val = trainer.validate()?;
             let point = HistoryPoint {
                 iter,
@@ -242,6 +262,14 @@ pub fn run(mut config: TrainConfig, out: &Path, resume: bool, device: Device) ->
             if let Err(e) = write_loss_chart(out, &trainer.state.history) {
                 bar.suspend(|| eprintln!("warning: {e:#}"));
             }
+            saved = std::time::Instant::now();
+            if out_of_time {
+                bar.suspend(|| eprintln!("stopping at iteration {iter}: the time given is up"));
+                break;
+            }
+        } else if options.save_every.is_some_and(|t| saved.elapsed() >= t) {
+            trainer.save(out)?;
+            saved = std::time::Instant::now();
         }
     }
     bar.finish_and_clear();
