@@ -14,7 +14,9 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 mod attention;
+mod gemm;
 pub use attention::attention;
+use gemm::{View, product};
 
 /// Whether `x` takes the fused kernels below: f32 on the CPU. Other devices and dtypes take the
 /// [`composite`]s, which every backend has.
@@ -518,31 +520,15 @@ impl Partial {
         let (m, d) = (self.max.len(), h.len() / self.max.len());
         let vb = block.len() / d;
         logits.resize(m * vb, 0.0);
-        // SAFETY: the strides describe h [m, d] and blockᵀ [d, vb], both read, and logits
-        // [m, vb], written, all within their slices.
-        unsafe {
-            gemm::gemm(
-                m,
-                vb,
-                d,
-                logits.as_mut_ptr(),
-                1,
-                vb as isize,
-                false,
-                h.as_ptr(),
-                1,
-                d as isize,
-                block.as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        product(
+            logits,
+            View::row_major(m, vb),
+            false,
+            h,
+            View::row_major(m, d),
+            block,
+            View::row_major(vb, d).t(),
+        );
         let grad = !self.weighted.is_empty();
         for (i, row) in logits.chunks_exact_mut(vb).enumerate() {
             let max = row_max(row, self.max[i]);
@@ -561,30 +547,15 @@ impl Partial {
             }
         }
         if grad {
-            // SAFETY: weighted [m, d] += exp'd logits [m, vb] · block [vb, d], within the slices.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    d,
-                    vb,
-                    self.weighted.as_mut_ptr(),
-                    1,
-                    d as isize,
-                    true,
-                    logits.as_ptr(),
-                    1,
-                    vb as isize,
-                    block.as_ptr(),
-                    1,
-                    d as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            product(
+                &mut self.weighted,
+                View::row_major(m, d),
+                true,
+                logits,
+                View::row_major(m, vb),
+                block,
+                View::row_major(vb, d),
+            );
         }
         self
     }
@@ -723,6 +694,25 @@ fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
         .into_iter()
         .map(|t| t as usize)
         .collect())
+}
+
+/// Runs `f` on the values of f32 tensors on the CPU, each made contiguous first: the fused
+/// backward passes read their inputs directly. `what` names each for errors.
+fn with_values<const N: usize, R>(
+    tensors: [(&Tensor, &str); N],
+    f: impl FnOnce([&[f32]; N]) -> Result<R>,
+) -> Result<R> {
+    let owned: Vec<Tensor> = tensors
+        .iter()
+        .map(|(t, _)| t.contiguous())
+        .collect::<Result<_>>()?;
+    let guards: Vec<_> = owned.iter().map(Tensor::storage_and_layout).collect();
+    let slices: Vec<&[f32]> = guards
+        .iter()
+        .zip(&tensors)
+        .map(|((s, l), (_, what))| contiguous_f32(cpu_storage(s)?, l, what))
+        .collect::<Result<_>>()?;
+    f(slices.try_into().expect("one slice per tensor"))
 }
 
 /// A tensor's storage, which the fused backward passes read directly, on the CPU.
@@ -896,14 +886,23 @@ impl CustomOp2 for RmsNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let device = x.device().clone();
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
-        let (gs, gl) = g.storage_and_layout();
-        let x = contiguous_f32(cpu_storage(&xs)?, xl, "rms_norm input")?;
-        let w = contiguous_f32(cpu_storage(&ws)?, wl, "rms_norm weight")?;
-        let g = contiguous_f32(cpu_storage(&gs)?, gl, "rms_norm gradient")?;
+        let inputs = [
+            (x, "rms_norm input"),
+            (w, "rms_norm weight"),
+            (g, "rms_norm gradient"),
+        ];
+        let (dx, dw) = with_values(inputs, |[x, w, g]| Ok(self.gradients(x, w, g)))?;
+        let dw = match self.weight_grad {
+            true => Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+            false => None,
+        };
+        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), dw))
+    }
+}
+
+impl RmsNorm {
+    /// dx, and dw when the weight learns (else empty).
+    fn gradients(&self, x: &[f32], w: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let d = w.len();
         let mut dx = vec![0f32; x.len()];
         // Rows in chunks, each chunk adding up its share of dw.
@@ -949,13 +948,7 @@ impl CustomOp2 for RmsNorm {
                     a.iter().zip(&b).map(|(a, b)| a + b).collect()
                 }
             });
-        let dx = Tensor::from_vec(dx, xl.shape(), &device)?;
-        let dw = if self.weight_grad {
-            Some(Tensor::from_vec(dw, wl.shape(), &device)?)
-        } else {
-            None
-        };
-        Ok((Some(dx), dw))
+        (dx, dw)
     }
 }
 
@@ -973,6 +966,9 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, weight_grad: bool) -> Result<T
 /// The SwiGLU gate, y = silu(a) ⊙ b, with a one-pass backward: with σ = sigmoid(a),
 /// da = g ⊙ b ⊙ σ (1 + a (1 − σ)) and db = g ⊙ a σ.
 struct SwiGlu;
+
+/// Values per parallel task of the SwiGLU kernels.
+const SWIGLU_CHUNK: usize = 1 << 14;
 
 fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))
@@ -995,9 +991,8 @@ impl CustomOp2 for SwiGlu {
             contiguous_f32(b, lb, "swiglu")?,
         );
         let mut y = vec![0f32; a.len()];
-        const CHUNK: usize = 1 << 14;
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        y.par_chunks_mut(SWIGLU_CHUNK)
+            .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
             .for_each(|(y, (a, b))| {
                 for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
                     *y = a * sigmoid(a) * b;
@@ -1013,35 +1008,37 @@ impl CustomOp2 for SwiGlu {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let device = a.device().clone();
-        let (sa, la) = a.storage_and_layout();
-        let (sb, lb) = b.storage_and_layout();
-        let (sg, lg) = g.storage_and_layout();
-        let a = contiguous_f32(cpu_storage(&sa)?, la, "swiglu gate")?;
-        let b = contiguous_f32(cpu_storage(&sb)?, lb, "swiglu input")?;
-        let g = contiguous_f32(cpu_storage(&sg)?, lg, "swiglu gradient")?;
-        let (mut da, mut db) = (vec![0f32; a.len()], vec![0f32; a.len()]);
-        const CHUNK: usize = 1 << 14;
-        da.par_chunks_mut(CHUNK)
-            .zip(db.par_chunks_mut(CHUNK))
-            .zip(
-                a.par_chunks(CHUNK)
-                    .zip(b.par_chunks(CHUNK))
-                    .zip(g.par_chunks(CHUNK)),
-            )
-            .for_each(|((da, db), ((a, b), g))| {
-                for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
-                    let s = sigmoid(a);
-                    *da = g * b * s * (1.0 + a * (1.0 - s));
-                    *db = g * a * s;
-                }
-            });
+        let inputs = [
+            (a, "swiglu gate"),
+            (b, "swiglu input"),
+            (g, "swiglu gradient"),
+        ];
+        let (da, db) = with_values(inputs, |[a, b, g]| Ok(swiglu_gradients(a, b, g)))?;
         Ok((
-            Some(Tensor::from_vec(da, la.shape(), &device)?),
-            Some(Tensor::from_vec(db, lb.shape(), &device)?),
+            Some(Tensor::from_vec(da, a.shape(), a.device())?),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
         ))
     }
+}
+
+/// da and db of silu(a) ⊙ b given the output's gradient g.
+fn swiglu_gradients(a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (mut da, mut db) = (vec![0f32; a.len()], vec![0f32; a.len()]);
+    da.par_chunks_mut(SWIGLU_CHUNK)
+        .zip(db.par_chunks_mut(SWIGLU_CHUNK))
+        .zip(
+            a.par_chunks(SWIGLU_CHUNK)
+                .zip(b.par_chunks(SWIGLU_CHUNK))
+                .zip(g.par_chunks(SWIGLU_CHUNK)),
+        )
+        .for_each(|((da, db), ((a, b), g))| {
+            for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
+                let s = sigmoid(a);
+                *da = g * b * s * (1.0 + a * (1.0 - s));
+                *db = g * a * s;
+            }
+        });
+    (da, db)
 }
 
 /// silu(a) ⊙ b, differentiable in both.

@@ -13,77 +13,8 @@ use rayon::prelude::*;
 
 use std::ops::Range;
 
-use super::{composite, contiguous_f32, cpu_storage as cpu, exp_in_place, fused, row_max};
-
-/// A row-major view of `rows × cols` values of a slice with strides `(rs, cs)`.
-#[derive(Clone, Copy)]
-struct View {
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl View {
-    fn row_major(rows: usize, cols: usize) -> Self {
-        Self {
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    /// One past the largest index the view reads.
-    fn extent(&self) -> usize {
-        if self.rows == 0 || self.cols == 0 {
-            0
-        } else {
-            (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
-        }
-    }
-}
-
-/// dst = a · b, or dst += a · b with `accumulate`; single-threaded (the caller's tasks are the
-/// parallelism).
-fn product(dst: &mut [f32], dv: View, accumulate: bool, a: &[f32], av: View, b: &[f32], bv: View) {
-    assert!(av.cols == bv.rows && dv.rows == av.rows && dv.cols == bv.cols);
-    assert!(dv.extent() <= dst.len() && av.extent() <= a.len() && bv.extent() <= b.len());
-    // SAFETY: the asserts above keep every index the views describe inside the slices; dst is
-    // borrowed mutably, so it overlaps neither a nor b.
-    unsafe {
-        gemm::gemm(
-            dv.rows,
-            dv.cols,
-            av.cols,
-            dst.as_mut_ptr(),
-            dv.cs as isize,
-            dv.rs as isize,
-            accumulate,
-            a.as_ptr(),
-            av.cs as isize,
-            av.rs as isize,
-            b.as_ptr(),
-            bv.cs as isize,
-            bv.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
+use super::gemm::{View, product};
+use super::{composite, contiguous_f32, exp_in_place, fused, row_max, with_values};
 
 /// The shapes of one attention: q [B, H, T, D], k and v [B, G, S, D] with H a multiple of G.
 #[derive(Clone, Copy)]
@@ -348,8 +279,17 @@ impl CustomOp3 for Attention {
         out: &Tensor,
         d_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d_out = d_out.contiguous()?;
-        let (gq, gk, gv) = self.gradients(q, k, v, out, &d_out)?;
+        let inputs = [
+            (q, "attention queries"),
+            (k, "attention keys"),
+            (v, "attention values"),
+            (out, "attention output"),
+            (d_out, "attention output gradient"),
+        ];
+        let dims = Dims::of(q.layout(), k.layout(), v.layout())?;
+        let (gq, gk, gv) = with_values(inputs, |[q, k, v, o, g]| {
+            Ok(self.gradients(q, k, v, o, g, dims))
+        })?;
         let device = q.device();
         Ok((
             Some(Tensor::from_vec(gq, q.shape(), device)?),
@@ -363,20 +303,13 @@ impl Attention {
     /// dq, dk, dv: one task per key/value head, which adds up the dK and dV of its query heads.
     fn gradients(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        out: &Tensor,
-        d_out: &Tensor,
-    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let (qs, ql) = q.storage_and_layout();
-        let (ks, kl) = k.storage_and_layout();
-        let (vs, vl) = v.storage_and_layout();
-        let (os, ol) = out.storage_and_layout();
-        let (gs, gl) = d_out.storage_and_layout();
-        let ((q, k, v), dims) = inputs((cpu(&qs)?, ql), (cpu(&ks)?, kl), (cpu(&vs)?, vl))?;
-        let o = contiguous_f32(cpu(&os)?, ol, "attention output")?;
-        let g = contiguous_f32(cpu(&gs)?, gl, "attention output gradient")?;
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        o: &[f32],
+        g: &[f32],
+        dims: Dims,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let Dims { t, s, d, .. } = dims;
         let rep = dims.rep();
         let mut gq = vec![0f32; q.len()];
@@ -402,7 +335,7 @@ impl Attention {
                     }
                 },
             );
-        Ok((gq, gk, gv))
+        (gq, gk, gv)
     }
 }
 
