@@ -55,19 +55,24 @@ fn weights(t: &Trainer) -> Vec<(String, Vec<f32>)> {
     v
 }
 
-#[test]
-fn a_few_steps_lower_the_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut t = Trainer::new(
+/// A new tiny run on the toy corpus, saving into `out`.
+fn fresh_run(out: &std::path::Path) -> Trainer {
+    Trainer::new(
         tiny_config(),
         tokens(4000, 0),
         tokens(500, 3),
         vec![],
-        dir.path(),
+        out,
         false,
         Device::Cpu,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_few_steps_lower_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = fresh_run(dir.path());
     let first: f64 = (0..3).map(|_| t.step().unwrap().loss).sum::<f64>() / 3.0;
     for _ in 0..30 {
         t.step().unwrap();
@@ -149,16 +154,7 @@ fn fifty_iterations_learn_what_the_composite_trainer_learnt() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Trainer::new(
-        tiny_config(),
-        tokens(4000, 0),
-        tokens(500, 3),
-        vec![],
-        dir.path(),
-        false,
-        Device::Cpu,
-    )
-    .unwrap();
+    let mut t = fresh_run(dir.path());
     for (i, want) in recorded.iter().enumerate() {
         let got = t.step().unwrap().loss;
         assert!(
