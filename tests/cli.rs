@@ -763,6 +763,35 @@ fn the_prompt_comes_as_an_argument_or_on_stdin_and_quiet_prints_only_the_answer(
 }
 
 #[test]
+fn an_empty_or_endless_prompt_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let m = model.to_str().unwrap();
+    // An empty argument, and nothing on stdin (`output` gives the child a closed stdin).
+    for args in [vec!["generate", "-m", m, " "], vec!["generate", "-m", m]] {
+        let out = ltm(&args);
+        assert!(!out.status.success());
+        assert!(
+            one_line_error(&out).contains("the prompt is empty"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .env("LTM_DEVICE", "cpu")
+        .args(["generate", "-m", m])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        one_line_error(&out).contains("over 16 MiB"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn completions_cover_the_commands_and_options() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let out = ltm(["completions", shell]);

@@ -111,14 +111,20 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(_)) => String::new(),
         (None, None) => read_stdin()?,
     };
+    if args.prompt_ids.is_none() && prompt.trim().is_empty() {
+        bail!("the prompt is empty: there is nothing to think about");
+    }
     let (engine, inbox, info) = engine::start(args.model.source(args.device, args.decode)?)?;
     let result = converse(&engine, &inbox, &info, args, prompt);
     engine.shutdown();
     result
 }
 
+/// The most a prompt read from stdin may be (a pipe from /dev/zero must not take the memory).
+const STDIN_PROMPT_BYTES: u64 = 16 << 20;
+
 fn read_stdin() -> Result<String> {
-    let mut stdin = std::io::stdin();
+    let stdin = std::io::stdin();
     if stdin.is_terminal() {
         bail!(
             "no prompt: pass it as an argument (ltm generate \"…\"), --prompt-ids IDS, or pipe it on stdin"
@@ -126,8 +132,15 @@ fn read_stdin() -> Result<String> {
     }
     let mut text = String::new();
     stdin
+        .take(STDIN_PROMPT_BYTES + 1)
         .read_to_string(&mut text)
         .context("cannot read the prompt from stdin")?;
+    if text.len() as u64 > STDIN_PROMPT_BYTES {
+        bail!(
+            "the prompt on stdin is over {} MiB",
+            STDIN_PROMPT_BYTES >> 20
+        );
+    }
     // `echo … |` adds a newline that is not part of the prompt.
     Ok(text
         .strip_suffix('\n')
