@@ -371,6 +371,16 @@ fn bad_files_exit_1_with_one_line_naming_them() {
         .unwrap();
     let err = one_line_error(&out);
     assert!(err.contains("absent") && err.contains("--model"), "{err}");
+    // `ltm models` lists the models that are there and warns of the wrong one.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .args(["models"])
+        .env("LTM_DATA_DIR", dir.path().join("data"))
+        .env("LTM_MODEL", dir.path().join("absent"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("bundled"));
+    assert!(stderr(&out).contains("warning: $LTM_MODEL") && stderr(&out).contains("absent"));
 }
 
 /// A model whose tokenizer makes almost every token an expression for the calculator: the

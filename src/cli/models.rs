@@ -49,9 +49,15 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if let Some(spec) = std::env::var("LTM_MODEL").ok().filter(|m| !m.is_empty()) {
-        let path = resolve_model(&spec)?;
-        if !listed.iter().any(|m| m.path == path) {
-            listed.push(describe("LTM_MODEL", &path)?);
+        // A wrong $LTM_MODEL is said, and the models that are there are still listed.
+        let model =
+            resolve_model(&spec).and_then(|path| match listed.iter().any(|m| m.path == path) {
+                true => Ok(None),
+                false => describe("LTM_MODEL", &path).map(Some),
+            });
+        match model {
+            Ok(model) => listed.extend(model),
+            Err(e) => eprintln!("warning: $LTM_MODEL: {e:#}"),
         }
     }
     if args.json {
