@@ -773,6 +773,24 @@ fn the_prompt_comes_as_an_argument_or_on_stdin_and_quiet_prints_only_the_answer(
 }
 
 #[test]
+fn every_command_bounds_its_thinking_steps() {
+    let huge = "18446744073709551615";
+    for args in [
+        vec!["ppl", "--data", "README.md", "--steps", huge],
+        vec!["eval", "arith", "--steps", &format!("2,{huge}")],
+        vec!["generate", "--steps", huge, "abc"],
+    ] {
+        let out = ltm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("thinking steps must be from 0 to"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn an_empty_or_endless_prompt_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());

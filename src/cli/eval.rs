@@ -46,7 +46,7 @@ pub struct ArithArgs {
     #[arg(long)]
     pub shots: Option<usize>,
     /// Thinking budgets to compare [default: 0, the model's default, 16].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| crate::limits::STEPS.parse(s))]
     pub steps: Vec<usize>,
     /// Thought samples per problem (k of pass@k).
     #[arg(long, default_value_t = 4)]

@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
     /// Thinking steps per window [default: the model's].
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::limits::STEPS.parse(s))]
     pub steps: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
