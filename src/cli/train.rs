@@ -47,9 +47,6 @@ fn minutes(s: &str) -> Result<f64, String> {
 
 pub fn run(args: Args) -> Result<()> {
     let (config, device) = (read_config(&args.config)?, select(args.device.device)?);
-    if args.bf16 && device.is_cpu() {
-        anyhow::bail!("--bf16 needs a GPU: candle has no bf16 matmul on the CPU");
-    }
     let duration = |m: Option<f64>| m.map(|m| Duration::from_secs_f64(m * 60.0));
     let options = RunOptions {
         resume: args.resume,

@@ -337,6 +337,15 @@ impl PhaseTimes {
     }
 }
 
+/// Whether the decoder can be trained in `dtype` on `device`: f32 anywhere, narrower types on
+/// a GPU only (candle has no bf16 matmul on the CPU).
+pub fn check_compute_dtype(dtype: DType, device: &Device) -> Result<()> {
+    if dtype != DType::F32 && device.is_cpu() {
+        bail!("training in {dtype:?} needs a GPU: candle has no {dtype:?} matmul on the CPU");
+    }
+    Ok(())
+}
+
 /// A training run: weights as variables, optimizer state, data.
 pub struct Trainer {
     pub config: TrainConfig,
@@ -645,9 +654,7 @@ impl Trainer {
     /// Computes the decoder in `dtype` (bf16 on a GPU: products at twice the rate or more),
     /// keeping f32 weights, moments, thoughts and losses.
     pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
-        if dtype != DType::F32 && self.device.is_cpu() {
-            bail!("training in {dtype:?} needs a GPU: candle has no {dtype:?} matmul on the CPU");
-        }
+        check_compute_dtype(dtype, &self.device)?;
         self.compute = dtype;
         Ok(())
     }

@@ -141,6 +141,8 @@ pub struct RunOptions {
 
 pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOptions) -> Result<()> {
     let RunOptions { resume, .. } = options;
+    // Before the data is made: a setting that cannot run fails at once.
+    super::check_compute_dtype(options.compute, &device)?;
     let d = &config.data;
     let train_examples = training_examples(d)?;
     let train_text = corpus(&train_examples);
