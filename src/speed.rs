@@ -13,7 +13,7 @@ use crate::generate::{Flow, Sampling, generate};
 use crate::model::{Config, Ltm};
 use crate::noise::{gaussian, rng};
 use crate::think::{FastLearning, Posterior, Sequences, fast_learning};
-use crate::train::{DataConfig, OptimConfig, PhaseTimes, TrainConfig, Trainer};
+use crate::train::{DataConfig, OptimConfig, PhaseTimes, Start, TrainConfig, Trainer};
 
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
@@ -334,7 +334,7 @@ fn measure_training(
         val_tokens,
         vec![],
         std::path::Path::new(""),
-        false,
+        Start::Fresh,
         device.clone(),
     )?;
     trainer.step()?; // allocation warm-up

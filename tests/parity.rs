@@ -249,6 +249,7 @@ fn text(fx: &Fixture) -> Sequences {
     Sequences {
         inputs: tokens.narrow(1, 0, n).unwrap(),
         targets: tokens.narrow(1, 1, n).unwrap(),
+        scored: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device};
 use ltm::train::run::read_config;
-use ltm::train::{TrainConfig, Trainer};
+use ltm::train::{Start, ThinkOn, TrainConfig, Trainer};
 
 fn tiny_config() -> TrainConfig {
     let mut c = read_config(
@@ -63,7 +63,7 @@ fn fresh_run(out: &std::path::Path) -> Trainer {
         tokens(500, 3),
         vec![],
         out,
-        false,
+        Start::Fresh,
         Device::Cpu,
     )
     .unwrap()
@@ -97,7 +97,7 @@ fn resume_continues_exactly_as_an_uninterrupted_run() {
         tokens(500, 3),
         vec![],
         a.path(),
-        false,
+        Start::Fresh,
         Device::Cpu,
     )
     .unwrap();
@@ -110,7 +110,7 @@ fn resume_continues_exactly_as_an_uninterrupted_run() {
         tokens(500, 3),
         vec![],
         b.path(),
-        false,
+        Start::Fresh,
         Device::Cpu,
     )
     .unwrap();
@@ -125,7 +125,7 @@ fn resume_continues_exactly_as_an_uninterrupted_run() {
         tokens(500, 3),
         vec![],
         b.path(),
-        true,
+        Start::Resume,
         Device::Cpu,
     )
     .unwrap();
@@ -162,4 +162,85 @@ fn fifty_iterations_learn_what_the_composite_trainer_learnt() {
             "iteration {i}: loss {got}, the composite trainer's {want}"
         );
     }
+}
+
+/// `n` problems `0 question… 30 31 answer…` (0 is BOS, `30 31` the answer marker) whose
+/// questions are the same for every `answer_seed` and whose answers are not.
+fn problems(n: u32, answer_seed: u32) -> Vec<u32> {
+    let mut text = Vec::new();
+    for i in 0..n {
+        text.push(0);
+        text.extend((0..3 + i % 5).map(|j| (i * 7 + j * 3) % 28 + 2));
+        text.extend([30, 31]);
+        text.extend((0..2 + i % 3).map(|j| (i * 13 + j * 5 + answer_seed) % 28 + 32));
+    }
+    text
+}
+
+#[test]
+fn a_thought_fitted_to_the_question_never_sees_the_answer() {
+    // The first step's thinking figures, on two corpora that differ only in their answers.
+    let first_thought = |think_on: ThinkOn, answer_seed: u32| {
+        let mut c = tiny_config();
+        c.model.bos_token_id = Some(0);
+        c.optim.think_on = think_on;
+        let dir = tempfile::tempdir().unwrap();
+        let (train, val) = (problems(300, answer_seed), problems(40, answer_seed));
+        let mut t = Trainer::new(
+            c,
+            train,
+            val,
+            vec![30, 31],
+            dir.path(),
+            Start::Fresh,
+            Device::Cpu,
+        )
+        .unwrap();
+        t.step().unwrap().ppl_bound
+    };
+    assert_eq!(
+        first_thought(ThinkOn::Question, 0),
+        first_thought(ThinkOn::Question, 1)
+    );
+    assert_ne!(
+        first_thought(ThinkOn::Window, 0),
+        first_thought(ThinkOn::Window, 1)
+    );
+}
+
+#[test]
+fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut trained = fresh_run(a.path());
+    for _ in 0..3 {
+        trained.step().unwrap();
+    }
+    let started = Trainer::new(
+        tiny_config(),
+        tokens(4000, 0),
+        tokens(500, 3),
+        vec![],
+        b.path(),
+        Start::From(trained.checkpoint().unwrap()),
+        Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(weights(&started), weights(&trained));
+    assert_eq!((started.state.iter, started.state.tokens_seen), (0, 0));
+
+    let mut wider = tiny_config();
+    wider.model.dim = 64;
+    let err = Trainer::new(
+        wider,
+        tokens(4000, 0),
+        tokens(500, 3),
+        vec![],
+        b.path(),
+        Start::From(trained.checkpoint().unwrap()),
+        Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("dim = 32, the configuration 64"), "{err}");
 }

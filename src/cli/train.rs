@@ -20,8 +20,13 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Continue the run saved in --out, exactly where it stopped.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "init")]
     pub resume: bool,
+    /// Start from a trained model's weights and tokenizer (a name or a model directory) with a
+    /// fresh optimizer and schedule: a new stage on other data or another recipe. Its shape
+    /// must be the configuration's.
+    #[arg(long, value_name = "MODEL")]
+    pub init: Option<String>,
     /// Stop after this many minutes of training (validated and saved; --resume continues it).
     #[arg(long, value_name = "MINUTES", value_parser = minutes)]
     pub minutes: Option<f64>,
@@ -48,8 +53,14 @@ fn minutes(s: &str) -> Result<f64, String> {
 pub fn run(args: Args) -> Result<()> {
     let (config, device) = (read_config(&args.config)?, select(args.device.device)?);
     let duration = |m: Option<f64>| m.map(|m| Duration::from_secs_f64(m * 60.0));
+    let init = args
+        .init
+        .as_deref()
+        .map(crate::runtime::resolve_model)
+        .transpose()?;
     let options = RunOptions {
         resume: args.resume,
+        init,
         stop_after: duration(args.minutes),
         save_every: duration(args.save_minutes),
         compute: if args.bf16 { DType::BF16 } else { DType::F32 },

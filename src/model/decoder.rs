@@ -673,7 +673,8 @@ impl Ltm {
         self.token_nll_after(&self.prefix(tokens, pass)?, targets, z, pass)
     }
 
-    fn token_nll_after(
+    /// `token_nll` with the tokens' [`Prefix`] computed already.
+    pub fn token_nll_after(
         &self,
         prefix: &Prefix,
         targets: &Tensor,

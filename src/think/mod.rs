@@ -119,7 +119,7 @@ pub struct Elbo {
     pub kl: Vec<f64>,
     /// KL per sequence and layer.
     pub layer_kl: Vec<Vec<f64>>,
-    /// Tokens scored per sequence.
+    /// Tokens scored per sequence (their mean, when [`Sequences::scored`] varies by sequence).
     pub tokens: usize,
 }
 
@@ -141,6 +141,10 @@ impl Elbo {
 pub struct Sequences {
     pub inputs: Tensor,
     pub targets: Tensor,
+    /// Which targets the likelihood counts (1 or 0, f32 [B, N]); `None`: all of them. Training
+    /// fits its thoughts to each window's first question this way, as the app fits them to a
+    /// question.
+    pub scored: Option<Tensor>,
 }
 
 impl Sequences {
@@ -157,6 +161,7 @@ impl Sequences {
         Ok(Self {
             inputs: row.narrow(0, 0, n)?.unsqueeze(0)?.repeat((batch, 1))?,
             targets: row.narrow(0, 1, n)?.unsqueeze(0)?.repeat((batch, 1))?,
+            scored: None,
         })
     }
 }
@@ -183,7 +188,17 @@ fn elbo_after(
     pass: Pass,
 ) -> Result<(Tensor, Elbo)> {
     let z = q.sample(eps)?;
-    let nll = model.sequence_nll_after(prefix, &text.targets, &z, pass)?;
+    let (nll, tokens) = match &text.scored {
+        None => (
+            model.sequence_nll_after(prefix, &text.targets, &z, pass)?,
+            text.inputs.dim(1)?,
+        ),
+        Some(scored) => {
+            let nll = (model.token_nll_after(prefix, &text.targets, &z, pass)? * scored)?;
+            let mean = scored.sum_all()?.to_scalar::<f32>()? / scored.dim(0)? as f32;
+            (nll.sum(1)?, mean.round().max(1.0) as usize)
+        }
+    };
     let layer_kl = q.layer_kl(model.config().n_layers)?;
     let kl = layer_kl.sum(1)?;
     let loss = (&nll + &kl)?.sum_all()?;
@@ -192,7 +207,7 @@ fn elbo_after(
         nll: to_vec(&nll)?,
         kl: to_vec(&kl)?,
         layer_kl: layer_kl.to_dtype(DType::F64)?.to_vec2::<f64>()?,
-        tokens: text.inputs.dim(1)?,
+        tokens,
     };
     Ok((loss, figures))
 }

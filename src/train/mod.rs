@@ -103,6 +103,22 @@ pub struct OptimConfig {
     /// `max_iters` starts a new schedule here instead of jumping back up the old one.
     #[serde(default)]
     pub stage_start: usize,
+    /// The text each batch's thoughts are fitted to.
+    #[serde(default)]
+    pub think_on: ThinkOn,
+}
+
+/// What fast learning fits a training window's thought to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkOn {
+    /// Every token of the window, answers included (the reference's training).
+    #[default]
+    Window,
+    /// The window's first question, up to and including `Answer:`: what the app fits a
+    /// thought to. The decoder still learns from the whole window, so it learns to read a
+    /// thought that knows the question and not the answer, as it is given when asked.
+    Question,
 }
 
 impl OptimConfig {
@@ -129,6 +145,7 @@ impl OptimConfig {
             seed: 0,
             question_loss_weight: 1.0,
             stage_start: 0,
+            think_on: ThinkOn::Window,
         }
     }
 
@@ -210,6 +227,18 @@ fn answer_weights(targets: &[u32], bos: Option<u32>, marker: &[u32], question: f
         }
     }
     weights
+}
+
+/// How many of a window's targets belong to its first question: up to and including the end
+/// of the first `marker` (all of them when there is none).
+fn first_question_len(targets: &[u32], marker: &[u32]) -> usize {
+    if marker.is_empty() {
+        return targets.len();
+    }
+    targets
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .map_or(targets.len(), |at| at + marker.len())
 }
 
 /// Learning rate at `iter`: linear warm-up from `stage_start`, then cosine down to `min_lr` at
@@ -383,6 +412,27 @@ fn stamped_iter(file: &Path) -> Result<Option<usize>> {
         .and_then(|v| v.parse().ok()))
 }
 
+/// Refuses to start a run of shape `want` from weights of another shape.
+fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
+    let shape = |c: &Config| {
+        [
+            ("dim", c.dim),
+            ("n_layers", c.n_layers),
+            ("n_heads", c.n_heads),
+            ("n_kv_heads", c.n_kv_heads()),
+            ("max_z_len", c.max_z_len),
+            ("vocab_size", c.vocab_size),
+            ("ffn width", c.ffn_dim()),
+        ]
+    };
+    for ((name, a), (_, b)) in shape(have).into_iter().zip(shape(want)) {
+        if a != b {
+            bail!("the starting weights have {name} = {a}, the configuration {b}");
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a checkpoint whose files are from different iterations (a save cut short).
 fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
     for file in [out.join(WEIGHTS_FILE), out.join(OPTIM_FILE)] {
@@ -411,18 +461,35 @@ pub fn read_state(out: &Path) -> Result<TrainState> {
     serde_json::from_str(&text).with_context(|| format!("{}: not a training state", path.display()))
 }
 
+/// Where a run's weights come from.
+pub enum Start {
+    /// Random weights (`Checkpoint::random` from the run's seed).
+    Fresh,
+    /// The run saved in the output directory: weights, optimizer moments and state.
+    Resume,
+    /// A trained model's weights, with a fresh optimizer and state: a new stage on other data
+    /// or another recipe.
+    From(Checkpoint),
+}
+
 impl Trainer {
-    /// A new run (weights from `Checkpoint::random`) or, with `resume`, the run saved in `out`.
+    /// A run over `train_tokens`, started as `start` says.
     pub fn new(
         config: TrainConfig,
         train_tokens: Vec<u32>,
         val_tokens: Vec<u32>,
         answer_marker: Vec<u32>,
         out: &Path,
-        resume: bool,
+        start: Start,
         device: Device,
     ) -> Result<Self> {
-        let (weights, state, moments) = if resume {
+        let fresh_state = || TrainState {
+            iter: 0,
+            tokens_seen: 0,
+            elapsed_s: 0.0,
+            history: vec![],
+        };
+        let (weights, state, moments) = if let Start::Resume = start {
             let ckpt = Checkpoint::load(out)
                 .with_context(|| format!("cannot resume from {}", out.display()))?;
             let state = read_state(out)?;
@@ -435,18 +502,12 @@ impl Trainer {
                     )
                 })?;
             (ckpt, state, Some(moments))
+        } else if let Start::From(ckpt) = start {
+            check_same_shape(&ckpt.config, &config.model)?;
+            (ckpt, fresh_state(), None)
         } else {
-            let state = TrainState {
-                iter: 0,
-                tokens_seen: 0,
-                elapsed_s: 0.0,
-                history: vec![],
-            };
-            (
-                Checkpoint::random(config.model.clone(), config.optim.seed)?,
-                state,
-                None,
-            )
+            let ckpt = Checkpoint::random(config.model.clone(), config.optim.seed)?;
+            (ckpt, fresh_state(), None)
         };
         let mut names: Vec<_> = weights.tensors.keys().cloned().collect();
         names.sort();
@@ -455,7 +516,11 @@ impl Trainer {
             .map(|n| {
                 Ok((
                     n.clone(),
-                    Var::from_tensor(&weights.tensors[n].to_device(&device)?)?,
+                    Var::from_tensor(
+                        &weights.tensors[n]
+                            .to_dtype(DType::F32)?
+                            .to_device(&device)?,
+                    )?,
                 ))
             })
             .collect::<Result<_>>()?;
@@ -545,6 +610,7 @@ impl Trainer {
         Ok(Sequences {
             inputs: Tensor::from_vec(inputs, (o.batch_size, n), &self.device)?,
             targets: Tensor::from_vec(targets, (o.batch_size, n), &self.device)?,
+            scored: None,
         })
     }
 
@@ -567,6 +633,34 @@ impl Trainer {
             targets.shape(),
             targets.device(),
         )?)
+    }
+
+    /// What fast learning sees of a batch (see [`ThinkOn`]): the whole windows, or their first
+    /// questions, cut to the longest of them with the rest of each row not scored.
+    fn thinking_text(&self, text: &Sequences) -> Result<Sequences> {
+        if self.config.optim.think_on == ThinkOn::Window {
+            return Ok(Sequences {
+                inputs: text.inputs.clone(),
+                targets: text.targets.clone(),
+                scored: None,
+            });
+        }
+        let lens: Vec<usize> = text
+            .targets
+            .to_vec2::<u32>()?
+            .iter()
+            .map(|row| first_question_len(row, &self.answer_marker))
+            .collect();
+        let n = lens.iter().copied().max().unwrap_or(1).max(1);
+        let scored: Vec<f32> = lens
+            .iter()
+            .flat_map(|&len| (0..n).map(move |i| if i < len { 1.0 } else { 0.0 }))
+            .collect();
+        Ok(Sequences {
+            inputs: text.inputs.narrow(1, 0, n)?,
+            targets: text.targets.narrow(1, 0, n)?,
+            scored: Some(Tensor::from_vec(scored, (lens.len(), n), &self.device)?),
+        })
     }
 
     /// Fast learning on a batch with the detached decoder; the fitted thought z and its figures
@@ -592,7 +686,7 @@ impl Trainer {
         let started = Instant::now();
         let (z, elbo) = self.think(
             &self.model(false)?,
-            &text,
+            &self.thinking_text(&text)?,
             (fast_steps(&o, iter), fast_lr(&o, iter)),
             false,
             o.seed.wrapping_add(iter as u64),
@@ -734,6 +828,14 @@ mod tests {
                 .iter()
                 .all(|&x| x == 0.5)
         );
+    }
+
+    #[test]
+    fn a_first_question_ends_with_the_first_marker() {
+        let targets = [1, 2, 7, 8, 4, 5, 0, 3, 7, 8, 4];
+        assert_eq!(first_question_len(&targets, &[7, 8]), 4);
+        assert_eq!(first_question_len(&targets, &[9]), targets.len());
+        assert_eq!(first_question_len(&targets, &[]), targets.len());
     }
 
     #[test]

@@ -2,14 +2,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
-use super::{DataConfig, HistoryPoint, TrainConfig, TrainState, Trainer};
+use super::{DataConfig, HistoryPoint, Start, TrainConfig, TrainState, Trainer};
 use crate::chart::{Curve, TrainingPoint, training_curves};
 use crate::fsutil::write_atomic;
+use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::tasks::renumber::Template;
 use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, load_jsonl, problems};
@@ -124,12 +125,13 @@ pub fn read_config(path: &Path) -> Result<TrainConfig> {
         .with_context(|| format!("{}: not a valid training configuration", path.display()))
 }
 
-/// Trains (or resumes) the run described by `config` into `out`.
 /// How a run is carried out, beside what it learns (the configuration).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Continue the run saved in the output directory.
     pub resume: bool,
+    /// Start from this model directory's weights and tokenizer, with a fresh optimizer.
+    pub init: Option<std::path::PathBuf>,
     /// Stop (validated, saved, with a model card) once this process has trained this long: for
     /// machines lent for a fixed time, where a run cut off must still leave its weights.
     pub stop_after: Option<std::time::Duration>,
@@ -139,17 +141,32 @@ pub struct RunOptions {
     pub compute: candle_core::DType,
 }
 
+/// Trains (or resumes) the run described by `config` into `out`.
 pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOptions) -> Result<()> {
-    let RunOptions { resume, .. } = options;
+    let resume = options.resume;
     // Before the data is made: a setting that cannot run fails at once.
     super::check_compute_dtype(options.compute, &device)?;
+    if resume && options.init.is_some() {
+        bail!("--resume continues a run and --init starts one: give one of them");
+    }
+    let init = options
+        .init
+        .as_deref()
+        .map(|dir| {
+            Checkpoint::load(dir).with_context(|| format!("cannot start from {}", dir.display()))
+        })
+        .transpose()?;
     let d = &config.data;
     let train_examples = training_examples(d)?;
     let train_text = corpus(&train_examples);
     let val_text = corpus(&synthetic(d.val_problems, d.seed.wrapping_add(1_000_003)));
-    let tokenizer = if resume {
-        Tokenizer::from_file(out.join(TOKENIZER_FILE))
-            .map_err(|e| anyhow!("{}: {e}", out.join(TOKENIZER_FILE).display()))?
+    let saved_tokenizer = match (&options.init, resume) {
+        (Some(dir), _) => Some(dir.join(TOKENIZER_FILE)),
+        (None, true) => Some(out.join(TOKENIZER_FILE)),
+        (None, false) => None,
+    };
+    let tokenizer = if let Some(path) = saved_tokenizer {
+        Tokenizer::from_file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?
     } else {
         let lines: Vec<String> = train_text
             .split_inclusive('\n')
@@ -186,7 +203,11 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         val_tokens,
         answer_marker,
         out,
-        resume,
+        match init {
+            Some(ckpt) => Start::From(ckpt),
+            None if resume => Start::Resume,
+            None => Start::Fresh,
+        },
         device,
     )?;
     trainer.set_compute_dtype(options.compute)?;
