@@ -1,11 +1,76 @@
-//! Small filesystem helpers: atomic writes that replace only regular files and clean up after a
-//! crash.
+//! Small filesystem helpers: bounded reads of regular files, and atomic writes that replace only
+//! regular files and clean up after a crash.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+/// The most a configuration, a model card, settings, a theme or a training config may hold.
+pub const SMALL_FILE: u64 = 8 << 20;
+/// The most a tokenizer or a saved session may hold.
+pub const MEDIUM_FILE: u64 = 256 << 20;
+/// The most a data set of problems or text may hold.
+pub const DATA_FILE: u64 = 4 << 30;
+
+/// Reads the whole of `path`, which must be a regular file (or a link to one) of at most `limit`
+/// bytes. Anything else is refused before it is read: a FIFO would block forever, `/dev/zero`
+/// never ends, and a file far larger than its kind ever is would only exhaust the memory.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let len = regular_file_len(path)?;
+    if len > limit {
+        bail!(
+            "{shown}: {} is more than this file may hold ({})",
+            human_bytes(len),
+            human_bytes(limit)
+        );
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {shown}"))?;
+    // It may have grown since it was measured.
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{shown}: grew beyond {} while it was read",
+            human_bytes(limit)
+        );
+    }
+    Ok(bytes)
+}
+
+/// [`read_limited`] for UTF-8 text.
+pub fn read_text_limited(path: &Path, limit: u64) -> Result<String> {
+    String::from_utf8(read_limited(path, limit)?)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
+}
+
+/// The size of `path` if it is a regular file, following links; an error naming what it is
+/// otherwise.
+pub fn regular_file_len(path: &Path) -> Result<u64> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        bail!("{}: a directory, not a file", path.display());
+    }
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file (a FIFO, a device or a socket)",
+            path.display()
+        );
+    }
+    Ok(meta.len())
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n => format!("{n} bytes"),
+    }
+}
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same directory,
 /// synced, renamed over `path`, then the directory synced.
@@ -349,6 +414,35 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn bounded_reads_refuse_fifos_devices_directories_and_oversized_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.json");
+        fs::write(&file, "{}").unwrap();
+        assert_eq!(read_text_limited(&file, 2).unwrap(), "{}");
+        let big = read_limited(&file, 1).unwrap_err().to_string();
+        assert!(big.contains("more than this file may hold"), "{big}");
+        let link = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for (path, says) in [
+            (Path::new("/dev/zero"), "not a regular file"),
+            (link.as_path(), "not a regular file"),
+            (fifo.as_path(), "not a regular file"),
+            (dir.path(), "a directory"),
+            (&dir.path().join("missing"), "cannot read"),
+        ] {
+            let err = read_limited(path, SMALL_FILE).unwrap_err().to_string();
+            assert!(err.contains(says), "{}: {err}", path.display());
+        }
+        fs::write(&file, [0xff, 0xfe]).unwrap();
+        let err = read_text_limited(&file, 9).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use candle_core::Device;
 
 use crate::device::{DecodeWeights, DeviceChoice, select, weight_dtype};
 use crate::dirs::{Dirs, save};
+use crate::fsutil::{SMALL_FILE, read_text_limited};
 use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::model::{Checkpoint, Ltm};
 use crate::text::Tokenizer;
@@ -125,10 +126,10 @@ impl Intro {
         if !model.is_dir() {
             return Self::default();
         }
-        let about = std::fs::read_to_string(model.join("README.md"))
+        let about = read_text_limited(&model.join("README.md"), SMALL_FILE)
             .ok()
             .and_then(|card| first_paragraph(&card));
-        let prompts = std::fs::read_to_string(model.join(PROMPTS_FILE))
+        let prompts = read_text_limited(&model.join(PROMPTS_FILE), SMALL_FILE)
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();

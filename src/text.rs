@@ -44,8 +44,8 @@ impl Tokenizer {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let json = std::fs::read(path)
-            .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
+        let json = crate::fsutil::read_limited(path, crate::fsutil::MEDIUM_FILE)
+            .context("cannot read the tokenizer")?;
         Self::from_bytes(&json, path.display().to_string())
     }
 

@@ -76,6 +76,13 @@ impl Drop for Tmux {
     }
 }
 
+/// What a tmux command printed, trimmed.
+fn tmux_output(args: &[&str]) -> String {
+    String::from_utf8_lossy(&tmux(args).stdout)
+        .trim()
+        .to_string()
+}
+
 fn tmux(args: &[&str]) -> Output {
     Command::new("tmux").args(args).output().expect("run tmux")
 }
@@ -258,6 +265,45 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
     );
     let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
     assert!(session.contains("What is 2 + 3?"), "{session}");
+}
+
+#[test]
+fn an_ending_signal_restores_the_terminal_and_saves_the_session() {
+    let minute = Duration::from_secs(60);
+    for signal in ["TERM", "INT", "HUP", "QUIT"] {
+        let Some((scratch, tmux)) = chat_in_tmux("", |ltm| {
+            format!("{ltm}; echo \"ltm exited $?\"; stty -a; echo modes shown; sleep 60")
+        }) else {
+            return;
+        };
+        let shell = tmux_output(&["display-message", "-p", "-t", &tmux.0, "#{pane_pid}"]);
+        let ltm = String::from_utf8(
+            Command::new("pgrep")
+                .args(["-P", &shell])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), ltm.trim()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill -{signal} {ltm}");
+        let screen = tmux.wait_for("ltm to exit", minute, |s| s.contains("modes shown"));
+        assert!(screen.contains("ltm exited 0"), "SIG{signal}:\n{screen}");
+        assert!(screen.contains("session saved:"), "SIG{signal}:\n{screen}");
+        let modes: Vec<&str> = screen.split_whitespace().collect();
+        for mode in ["icanon", "echo"] {
+            assert!(modes.contains(&mode), "SIG{signal}: no {mode}:\n{screen}");
+        }
+        assert!(
+            !tmux.alternate_screen(),
+            "SIG{signal}: still on the alternate screen"
+        );
+        let sessions = std::fs::read_dir(scratch.path().join("data/sessions")).unwrap();
+        assert_eq!(sessions.count(), 1, "SIG{signal}");
+    }
 }
 
 #[test]

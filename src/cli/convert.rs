@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::fsutil::{temporary_beside, write_atomic};
+use crate::fsutil::{MEDIUM_FILE, SMALL_FILE, read_limited, temporary_beside, write_atomic};
 use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::runtime::PROMPTS_FILE;
@@ -35,8 +35,7 @@ pub fn run(args: Args) -> Result<()> {
         .or_else(|| beside_file(&args.checkpoint, TOKENIZER_FILE));
     let (json, tokenizer) = match &chosen {
         Some(path) => {
-            let json = std::fs::read(path)
-                .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
+            let json = read_limited(path, MEDIUM_FILE).context("cannot read the tokenizer")?;
             let tokenizer = Tokenizer::from_bytes(&json, path.display().to_string())?;
             (json, tokenizer)
         }
@@ -56,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     // Prompts to try on first contact: the source directory's own, else text to continue, as
     // the authors' models were trained on web text.
     let prompts = beside_file(&args.checkpoint, PROMPTS_FILE)
-        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|p| read_limited(&p, SMALL_FILE).ok())
         .unwrap_or_else(|| TEXT_PROMPTS.as_bytes().to_vec());
     write_dir(&args.out, |dir| {
         checkpoint.save_dir(dir)?;

@@ -156,8 +156,7 @@ fn write_chart(path: &Path, svg: &str) -> Result<()> {
 fn records(path: &Option<PathBuf>, default_seed: u64, n: usize) -> Result<Vec<Record>> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
+            let text = crate::fsutil::read_text_limited(p, crate::fsutil::DATA_FILE)?;
             load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
         }
         None => Ok(problems(n, default_seed, Split::Train)

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::tasks::prompt::{Example, load_jsonl};
 use crate::think::text_nelbo;
@@ -29,8 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let raw = std::fs::read_to_string(&args.data)
-        .with_context(|| format!("cannot read {}", args.data.display()))?;
+    let raw = crate::fsutil::read_text_limited(&args.data, crate::fsutil::DATA_FILE)?;
     if raw.trim().is_empty() {
         bail!(
             "{}: nothing to score (the file is empty)",

@@ -105,6 +105,8 @@ impl Checkpoint {
     }
 
     pub fn from_safetensors(config: Config, file: &Path) -> Result<Self> {
+        // candle reads the whole file: it has to be one, and so of a size it has.
+        crate::fsutil::regular_file_len(file)?;
         let tensors = candle_core::safetensors::load(file, &Device::Cpu).with_context(|| {
             format!(
                 "{}: cannot read safetensors weights (missing, truncated or corrupt)",
@@ -296,8 +298,8 @@ impl Checkpoint {
 }
 
 pub fn read_config(file: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("{}: cannot read the model configuration", file.display()))?;
+    let text = crate::fsutil::read_text_limited(file, crate::fsutil::SMALL_FILE)
+        .context("cannot read the model configuration")?;
     let config: Config = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a valid LTM configuration", file.display()))?;
     config
@@ -314,6 +316,7 @@ fn read_pth_dicts(
     serde_json::Map<String, serde_json::Value>,
 )> {
     let f = file.display();
+    crate::fsutil::regular_file_len(file)?;
     let reader =
         BufReader::new(std::fs::File::open(file).with_context(|| format!("{f}: cannot open"))?);
     let mut zip = zip::ZipArchive::new(reader).with_context(|| {

@@ -62,6 +62,7 @@ impl Posterior {
 
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         use anyhow::Context;
+        crate::fsutil::regular_file_len(path)?;
         let mut t = candle_core::safetensors::load(path, device).with_context(|| {
             format!(
                 "{}: cannot read the thought (safetensors with `mu`, `log_var`)",

@@ -402,7 +402,7 @@ const ITER_KEY: &str = "iter";
 
 /// The iteration stamped in a checkpoint file, if it has one (checkpoints before the stamp do not).
 fn stamped_iter(file: &Path) -> Result<Option<usize>> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = crate::fsutil::read_limited(file, crate::fsutil::DATA_FILE)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .with_context(|| format!("{}: not a safetensors file", file.display()))?;
     Ok(header
@@ -452,12 +452,13 @@ fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
 pub fn read_state(out: &Path) -> Result<TrainState> {
     finish_interrupted_writes(out)?;
     let path = out.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{}: no training state (not an `ltm train` output directory?)",
-            out.display()
-        )
-    })?;
+    let text =
+        crate::fsutil::read_text_limited(&path, crate::fsutil::SMALL_FILE).with_context(|| {
+            format!(
+                "{}: no training state (not an `ltm train` output directory?)",
+                out.display()
+            )
+        })?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a training state", path.display()))
 }
 
@@ -494,6 +495,7 @@ impl Trainer {
                 .with_context(|| format!("cannot resume from {}", out.display()))?;
             let state = read_state(out)?;
             check_consistent(out, &state)?;
+            crate::fsutil::regular_file_len(&out.join(OPTIM_FILE))?;
             let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
                 .with_context(|| {
                     format!(

@@ -9,7 +9,9 @@ use tokenizers::Tokenizer;
 use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
 use super::{DataConfig, HistoryPoint, Start, TrainConfig, TrainState, Trainer};
 use crate::chart::{Curve, TrainingPoint, training_curves};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{
+    DATA_FILE, MEDIUM_FILE, SMALL_FILE, read_limited, read_text_limited, write_atomic,
+};
 use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::tasks::renumber::Template;
@@ -71,8 +73,8 @@ fn gsm8k_train(
     renumbered: usize,
     seed: u64,
 ) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read GSM8K's training problems", path.display()))?;
+    let text =
+        read_text_limited(path, DATA_FILE).context("cannot read GSM8K's training problems")?;
     let records = load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut rng = crate::noise::rng(seed ^ 0x7265_6e75);
     let mut out = Vec::new();
@@ -119,8 +121,8 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
 }
 
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the training configuration", path.display()))?;
+    let text =
+        read_text_limited(path, SMALL_FILE).context("cannot read the training configuration")?;
     toml::from_str(&text)
         .with_context(|| format!("{}: not a valid training configuration", path.display()))
 }
@@ -166,7 +168,8 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         (None, false) => None,
     };
     let tokenizer = if let Some(path) = saved_tokenizer {
-        Tokenizer::from_file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        Tokenizer::from_bytes(read_limited(&path, MEDIUM_FILE)?)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?
     } else {
         let lines: Vec<String> = train_text
             .split_inclusive('\n')

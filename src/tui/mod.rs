@@ -112,18 +112,7 @@ pub async fn run(
 const MAX_EXAMPLES_BYTES: u64 = 4 << 20;
 
 fn read_examples(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_EXAMPLES_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_EXAMPLES_BYTES {
-        return Err(format!(
-            "over {} MB; /load reads example files up to that size",
-            MAX_EXAMPLES_BYTES >> 20
-        ));
-    }
-    Ok(text)
+    crate::fsutil::read_text_limited(path, MAX_EXAMPLES_BYTES).map_err(|e| format!("{e:#}"))
 }
 
 fn build_app(dirs: &Dirs, options: &TuiOptions) -> anyhow::Result<App> {
@@ -172,6 +161,34 @@ enum Woke {
     Engine(Option<Event>),
     Terminal(Option<std::io::Result<TermEvent>>),
     Tick,
+    /// A signal that ends a terminal program.
+    Ending,
+}
+
+/// SIGTERM, SIGINT, SIGHUP and SIGQUIT: each ends the app as Ctrl+C does, so that the terminal
+/// is restored and the session saved (by default they would end the process in raw mode, on
+/// the alternate screen).
+struct EndingSignals(Vec<tokio::signal::unix::Signal>);
+
+impl EndingSignals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::hangup(),
+            SignalKind::quit(),
+        ];
+        kinds
+            .into_iter()
+            .map(signal)
+            .collect::<std::io::Result<_>>()
+            .map(Self)
+    }
+
+    async fn recv(&mut self) {
+        futures::future::select_all(self.0.iter_mut().map(|s| Box::pin(s.recv()))).await;
+    }
 }
 
 async fn event_loop(
@@ -185,9 +202,11 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(80));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut engine_open = true;
+    let mut signals = EndingSignals::new()?;
     loop {
         terminal.draw(|frame| ui::draw(frame, app))?;
         let woke = tokio::select! {
+            _ = signals.recv() => Woke::Ending,
             event = events.recv(), if engine_open => Woke::Engine(event),
             event = input.next() => Woke::Terminal(event),
             _ = tick.tick(), if app.animating() => Woke::Tick,
@@ -229,6 +248,7 @@ async fn event_loop(
                 app.on_tick(app.now);
                 Vec::new()
             }
+            Woke::Ending => vec![Action::Quit],
         };
         let mut pending = actions;
         while !pending.is_empty() {

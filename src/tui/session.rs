@@ -225,12 +225,9 @@ pub struct Session {
 impl Session {
     /// A fresh session named after the clock, with a few worked arithmetic examples to start from.
     pub fn new() -> Self {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         Self {
             format: SESSION_FORMAT,
-            id: format!("{secs}-{}", std::process::id()),
+            id: fresh_id(),
             mode: Mode::Chat,
             entries: Vec::new(),
             examples: crate::tasks::default_examples(STOCK_EXAMPLES),
@@ -250,8 +247,8 @@ impl Session {
 
     /// Load a session; requests that were under way when it was saved are marked cancelled.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read session {}: {e}", path.display()))?;
+        let text = crate::fsutil::read_text_limited(path, crate::fsutil::MEDIUM_FILE)
+            .map_err(|e| anyhow::anyhow!("cannot read the session: {e:#}"))?;
         let not_a_session =
             |e: serde_json::Error| anyhow::anyhow!("{} is not an ltm session: {e}", path.display());
         let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_session)?;
@@ -264,6 +261,11 @@ impl Session {
         }
         let mut s: Session = serde_json::from_value(value).map_err(not_a_session)?;
         s.format = SESSION_FORMAT;
+        // The id names the file the session is saved to: one from a hostile file could name a
+        // path outside the sessions directory.
+        if !is_valid_id(&s.id) {
+            s.id = fresh_id();
+        }
         for run in s.entries.iter_mut().flat_map(Entry::runs_mut) {
             if run.status.is_live() || run.status == Status::Queued {
                 run.status = Status::Cancelled;
@@ -333,6 +335,23 @@ impl Session {
     }
 }
 
+/// A new session's id: the clock and the process, which is unique on one machine.
+fn fresh_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{secs}-{}", std::process::id())
+}
+
+/// Whether `id` can name a file in the sessions directory: 1–64 ASCII letters, digits, `-` and
+/// `_`, so never a path.
+fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl Default for Session {
     fn default() -> Self {
         Self::new()
@@ -400,6 +419,37 @@ mod tests {
             let err = Session::load(&path).unwrap_err().to_string();
             assert!(err.contains("is not an ltm session"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_session_whose_id_is_a_path_is_saved_in_the_sessions_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        let sessions = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        for hostile in [
+            victim.to_str().unwrap(),
+            "../../../../x",
+            "",
+            "a/b",
+            "..",
+            "é",
+        ] {
+            let mut s = Session::new();
+            s.id = hostile.into();
+            let file = outside.path().join("hostile.json");
+            std::fs::write(&file, serde_json::to_string(&s).unwrap()).unwrap();
+            let loaded = Session::load(&file).unwrap();
+            assert!(is_valid_id(&loaded.id), "{:?}", loaded.id);
+            let saved = loaded.save(sessions.path()).unwrap();
+            assert_eq!(saved.parent(), Some(sessions.path()), "{hostile:?}");
+        }
+        assert!(!victim.with_extension("json").exists());
+        let mut names: Vec<_> = std::fs::read_dir(outside.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["hostile.json"]);
     }
 
     #[test]

@@ -146,11 +146,13 @@ impl Settings {
     /// The settings in `path`, and a warning when it has errors. A file with errors keeps its
     /// readable settings, and is copied to `settings.toml.bak` before anything overwrites it.
     pub fn load(path: &Path) -> (Self, Option<String>) {
-        let text = match std::fs::read_to_string(path) {
+        if !path.exists() {
+            return (Self::default(), None);
+        }
+        let text = match crate::fsutil::read_text_limited(path, crate::fsutil::SMALL_FILE) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Self::default(), None),
             Err(e) => {
-                let warning = format!("could not read {}: {e}; using the defaults", path.display());
+                let warning = format!("{e:#}; using the defaults");
                 return (Self::default(), Some(warning));
             }
         };

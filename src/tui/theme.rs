@@ -169,8 +169,8 @@ impl Themes {
             .collect();
         files.sort();
         for path in files {
-            match std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
+            match crate::fsutil::read_text_limited(&path, crate::fsutil::SMALL_FILE)
+                .map_err(|e| format!("{e:#}"))
                 .and_then(|t| Theme::parse(&t))
             {
                 Ok(theme) => {
