@@ -243,6 +243,12 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
     let history = state()["history"].as_array().unwrap().clone();
     assert_eq!(history.last().unwrap()["iter"].as_u64(), Some(first));
     assert!(out.join("README.md").exists());
+    // Without --resume the run is not replaced.
+    let again = common::ltm(args(false));
+    assert!(!again.status.success());
+    let err = common::stderr(&again);
+    assert!(err.contains("already holds a training run"), "{err}");
+    assert_eq!(state()["iter"].as_u64(), Some(first));
     run_whole(&args(true));
     assert!(state()["iter"].as_u64().unwrap() > first);
 }

@@ -24,7 +24,8 @@ pub struct Args {
     pub resume: bool,
     /// Start from a trained model's weights and tokenizer (a name or a model directory) with a
     /// fresh optimizer and schedule: a new stage on other data or another recipe. Its shape
-    /// must be the configuration's.
+    /// must be the configuration's, except that a configuration 2, 3, … times as deep grows it
+    /// (each layer followed by copies that start out adding nothing).
     #[arg(long, value_name = "MODEL")]
     pub init: Option<String>,
     /// Stop after this many minutes of training (validated and saved; --resume continues it).

@@ -261,6 +261,50 @@ impl Checkpoint {
         })
     }
 
+    /// The same decoder `factor` times as deep: each layer is followed by `factor − 1` copies of
+    /// itself whose output projections (self- and cross-attention `wo`, feed-forward `w2`) are
+    /// zero, so that they add nothing until training moves them; each layer keeps its number of
+    /// thought vectors. It computes what this one computes but for one thing: the thought keys'
+    /// rotary positions are spaced `max_seq_len / max_z_len` apart (the reference's rule), so
+    /// with `factor` times the thoughts they come `factor` times closer, unless `max_seq_len`
+    /// grows as well. A way to grow a trained model rather than start a bigger one from nothing.
+    pub fn deepened(&self, factor: usize) -> Result<Self> {
+        if factor == 0 {
+            bail!("a model cannot be made 0 times as deep");
+        }
+        let mut config = self.config.clone();
+        config.n_layers *= factor;
+        config.max_z_len *= factor;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("the deepened model: {e}"))?;
+        let mut tensors = HashMap::new();
+        for (name, t) in &self.tensors {
+            let Some((layer, rest)) = name
+                .strip_prefix("layers.")
+                .and_then(|r| r.split_once('.'))
+                .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)))
+            else {
+                tensors.insert(name.clone(), t.clone());
+                continue;
+            };
+            let output = rest.ends_with("wo.weight") || rest == "feed_forward.w2.weight";
+            for copy in 0..factor {
+                let t = if copy > 0 && output {
+                    t.zeros_like()?
+                } else {
+                    t.clone()
+                };
+                tensors.insert(format!("layers.{}.{rest}", layer * factor + copy), t);
+            }
+        }
+        Ok(Self {
+            config,
+            tensors,
+            source: self.source.clone(),
+        })
+    }
+
     /// The decoder on `device` in `dtype`.
     pub fn model(&self, dtype: DType, device: &Device) -> Result<Ltm> {
         let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
@@ -378,6 +422,76 @@ fn plain_value(o: Object) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::decoder::Pass;
+
+    #[test]
+    fn a_deepened_model_computes_what_it_was_grown_from() {
+        let c: Config = serde_json::from_str(
+            r#"{"dim":64,"n_layers":2,"n_heads":4,"n_kv_heads":2,"vocab_size":101,"multiple_of":16,
+                "max_seq_len":64,"window_size":16,"max_z_len":8}"#,
+        )
+        .unwrap();
+        let small = Checkpoint::random(c.clone(), 3).unwrap();
+        let deep = small.deepened(2).unwrap();
+        assert_eq!(deep.config.n_layers, 2 * c.n_layers);
+        assert_eq!(deep.config.z_per_layer(), c.z_per_layer());
+        let mut names: Vec<_> = deep.tensors.keys().cloned().collect();
+        let mut want: Vec<_> = parameter_shapes(&deep.config)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        want.sort();
+        assert_eq!(names, want);
+
+        let dev = Device::Cpu;
+        let tokens = Tensor::new(&[[1u32, 5, 9, 2, 7, 3]], &dev).unwrap();
+        let (b, n, d) = small.model(DType::F32, &dev).unwrap().thought_shape(1);
+        let z = Tensor::randn(0f32, 1.0, (b, n, d), &dev).unwrap();
+        // Each layer's thought vectors go to it and to its copies (which do not read them).
+        let per = c.z_per_layer();
+        let deep_z = Tensor::cat(
+            &(0..c.n_layers)
+                .flat_map(|l| {
+                    let own = z.narrow(1, l * per, per).unwrap();
+                    [own.clone(), own]
+                })
+                .collect::<Vec<_>>(),
+            1,
+        )
+        .unwrap();
+        let logits = |ckpt: &Checkpoint, z: &Tensor| {
+            let model = ckpt.model(DType::F32, &dev).unwrap();
+            model
+                .forward(&tokens, z, Pass::Infer)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (logits(&small, &z), logits(&deep, &deep_z));
+        let moved_thoughts = a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4);
+        assert!(moved_thoughts, "the thought keys' positions came closer");
+        // With the thoughts' positions kept, it computes exactly what it was grown from.
+        let mut deep = deep;
+        deep.config.max_seq_len *= 2;
+        let b = logits(&deep, &deep_z);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "largest difference {worst}");
+        // The copies really are there: moving one's output changes the result.
+        let mut moved = small.deepened(2).unwrap();
+        moved.config.max_seq_len *= 2;
+        let name = "layers.1.feed_forward.w2.weight";
+        let w2 = small.tensors["layers.0.feed_forward.w2.weight"].clone();
+        moved.tensors.insert(name.into(), w2);
+        let c2 = logits(&moved, &deep_z);
+        assert!(a.iter().zip(&c2).any(|(x, y)| (x - y).abs() > 1e-4));
+    }
 
     #[test]
     fn reference_name_variants_map_to_plain_names() {

@@ -22,6 +22,7 @@ use crate::think::{self, Sequences};
 
 /// Everything a run needs, read from TOML. Model sizes use the reference's names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub model: Config,
     pub data: DataConfig,
@@ -29,6 +30,7 @@ pub struct TrainConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// Training problems drawn from `ltm data arith`'s generator (train templates).
     pub train_problems: usize,
@@ -48,6 +50,76 @@ pub struct DataConfig {
     /// the problem itself; problems whose numbers cannot be traced get none.
     #[serde(default)]
     pub gsm8k_renumbered: usize,
+}
+
+impl TrainConfig {
+    /// Refuses, naming the key, a setting that cannot train (an empty batch, no validation),
+    /// trains the wrong way (a negative learning rate) or would exhaust the machine.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{Limit, STEPS};
+        self.model
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
+        let (d, o) = (&self.data, &self.optim);
+        let count = |name, min, max| Limit {
+            name,
+            min,
+            max,
+            open: false,
+        };
+        let counts = [
+            (count("data.train_problems", 0, 5_000_000), d.train_problems),
+            (count("data.val_problems", 0, 1_000_000), d.val_problems),
+            (count("data.gsm8k_renumbered", 0, 100), d.gsm8k_renumbered),
+            (count("optim.batch_size", 1, 4096), o.batch_size),
+            (count("optim.seq_len", 1, self.model.max_seq_len), o.seq_len),
+            (count("optim.max_iters", 1, 100_000_000), o.max_iters),
+            (count("optim.warmup_iters", 0, o.max_iters), o.warmup_iters),
+            (
+                count("optim.eval_interval", 1, 100_000_000),
+                o.eval_interval,
+            ),
+            (count("optim.eval_batches", 1, 100_000), o.eval_batches),
+            (count("optim.fast_steps", 0, STEPS.max), o.fast_steps),
+            (
+                count("optim.max_fast_steps", 0, STEPS.max),
+                o.max_fast_steps,
+            ),
+        ];
+        for (limit, value) in counts {
+            limit.check(value).map_err(anyhow::Error::msg)?;
+        }
+        let real = |name, min, max, open| Limit {
+            name,
+            min,
+            max,
+            open,
+        };
+        let reals = [
+            (real("optim.learning_rate", 0.0, 1.0, true), o.learning_rate),
+            (real("optim.min_lr", 0.0, o.learning_rate, false), o.min_lr),
+            (real("optim.weight_decay", 0.0, 10.0, false), o.weight_decay),
+            (real("optim.beta1", 0.0, 0.9999, false), o.beta1),
+            (real("optim.beta2", 0.0, 0.9999, false), o.beta2),
+            (real("optim.grad_clip", 0.0, 1e6, true), o.grad_clip),
+            (
+                real("optim.initial_fast_lr", 0.0, 100.0, true),
+                o.initial_fast_lr,
+            ),
+            (
+                real("optim.final_fast_lr", 0.0, 100.0, true),
+                o.final_fast_lr,
+            ),
+            (
+                real("optim.question_loss_weight", 0.0, 100.0, false),
+                o.question_loss_weight,
+            ),
+        ];
+        for (limit, value) in reals {
+            limit.check(value).map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
 }
 
 fn default_gsm8k_val_every() -> usize {
@@ -70,6 +142,7 @@ impl DataConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     pub batch_size: usize,
     /// Tokens per training sequence (inputs; one more is read for the targets).
@@ -433,6 +506,11 @@ fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Whether `dir` holds a training run (its state file).
+pub fn holds_run(dir: &Path) -> bool {
+    dir.join(STATE_FILE).exists()
+}
+
 /// Refuses a checkpoint whose files are from different iterations (a save cut short).
 fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
     for file in [out.join(WEIGHTS_FILE), out.join(OPTIM_FILE)] {
@@ -469,7 +547,8 @@ pub enum Start {
     /// The run saved in the output directory: weights, optimizer moments and state.
     Resume,
     /// A trained model's weights, with a fresh optimizer and state: a new stage on other data
-    /// or another recipe.
+    /// or another recipe. A configuration a whole number of times as deep, and otherwise of the
+    /// same shape, grows the model first.
     From(Checkpoint),
 }
 
@@ -504,7 +583,12 @@ impl Trainer {
                     )
                 })?;
             (ckpt, state, Some(moments))
-        } else if let Start::From(ckpt) = start {
+        } else if let Start::From(mut ckpt) = start {
+            // A deeper configuration of the same width grows the model (`Checkpoint::deepened`).
+            let (have, want) = (ckpt.config.n_layers, config.model.n_layers);
+            if want > have && want % have == 0 {
+                ckpt = ckpt.deepened(want / have)?;
+            }
             check_same_shape(&ckpt.config, &config.model)?;
             (ckpt, fresh_state(), None)
         } else {
@@ -830,6 +914,37 @@ mod tests {
                 .iter()
                 .all(|&x| x == 0.5)
         );
+    }
+
+    #[test]
+    fn a_config_that_cannot_train_is_refused_by_name() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let shipped: TrainConfig = toml::from_str(&text).unwrap();
+        shipped.validate().unwrap();
+        type Spoil = fn(&mut TrainConfig);
+        let spoilt: [(Spoil, &str); 7] = [
+            (|c| c.optim.batch_size = 0, "optim.batch_size"),
+            (|c| c.optim.seq_len = 0, "optim.seq_len"),
+            (|c| c.optim.eval_interval = 0, "optim.eval_interval"),
+            (|c| c.optim.learning_rate = -1.0, "optim.learning_rate"),
+            (|c| c.optim.grad_clip = f64::NAN, "optim.grad_clip"),
+            (|c| c.optim.batch_size = 100_000_000, "optim.batch_size"),
+            (
+                |c| c.data.train_problems = 100_000_000_000,
+                "data.train_problems",
+            ),
+        ];
+        for (spoil, says) in spoilt {
+            let mut bad = shipped.clone();
+            spoil(&mut bad);
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
+        let misspelt = text.replacen("\nlearning_rate =", "\nlearnin_rate =", 1);
+        let err = toml::from_str::<TrainConfig>(&misspelt)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("learnin_rate"), "{err}");
     }
 
     #[test]

@@ -123,8 +123,12 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
     let text =
         read_text_limited(path, SMALL_FILE).context("cannot read the training configuration")?;
-    toml::from_str(&text)
-        .with_context(|| format!("{}: not a valid training configuration", path.display()))
+    let config: TrainConfig = toml::from_str(&text)
+        .with_context(|| format!("{}: not a valid training configuration", path.display()))?;
+    config
+        .validate()
+        .with_context(|| format!("{}: not a configuration that can train", path.display()))?;
+    Ok(config)
 }
 
 /// How a run is carried out, beside what it learns (the configuration).
@@ -150,6 +154,12 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
     super::check_compute_dtype(options.compute, &device)?;
     if resume && options.init.is_some() {
         bail!("--resume continues a run and --init starts one: give one of them");
+    }
+    if !resume && super::holds_run(out) {
+        bail!(
+            "{} already holds a training run: --resume continues it; to start another, give another --out",
+            out.display()
+        );
     }
     let init = options
         .init
@@ -250,7 +260,10 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         trainer.state.elapsed_s = elapsed;
         let here = this_start.elapsed().as_secs_f64().max(1e-9);
         let tok_s = (trainer.state.tokens_seen - first_tokens) as f64 / here;
-        let figures = format!("loss {loss:.3} · ELBO ppl ≤ {ppl:.2} · {tok_s:.0} tok/s");
+        // The bound in nats: its exponential is astronomically large while the KL of the
+        // thought's starting width dominates it.
+        let nelbo = ppl.ln();
+        let figures = format!("loss {loss:.3} · −ELBO {nelbo:.1} nats/token · {tok_s:.0} tok/s");
         if live {
             bar.set_position(iter as u64);
             bar.set_message(figures);
