@@ -29,6 +29,8 @@ fn tiny_config() -> TrainConfig {
         c.optim.warmup_iters,
     ) = (4, 32, 40, 2);
     (c.optim.fast_steps, c.optim.learning_rate) = (2, 1e-2);
+    // What the recorded losses were made with, whatever the shipped recipe is now.
+    (c.optim.min_lr, c.optim.think_on) = (3e-4, ThinkOn::Window);
     c
 }
 
@@ -215,32 +217,38 @@ fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
     for _ in 0..3 {
         trained.step().unwrap();
     }
-    let started = Trainer::new(
-        tiny_config(),
-        tokens(4000, 0),
-        tokens(500, 3),
-        vec![],
-        b.path(),
-        Start::From(trained.checkpoint().unwrap()),
-        Device::Cpu,
-    )
-    .unwrap();
+    let start_from = |config: TrainConfig| {
+        Trainer::new(
+            config,
+            tokens(4000, 0),
+            tokens(500, 3),
+            vec![],
+            b.path(),
+            Start::From(trained.checkpoint().unwrap()),
+            Device::Cpu,
+        )
+    };
+    let started = start_from(tiny_config()).unwrap();
     assert_eq!(weights(&started), weights(&trained));
     assert_eq!((started.state.iter, started.state.tokens_seen), (0, 0));
 
     let mut wider = tiny_config();
     wider.model.dim = 64;
-    let err = Trainer::new(
-        wider,
-        tokens(4000, 0),
-        tokens(500, 3),
-        vec![],
-        b.path(),
-        Start::From(trained.checkpoint().unwrap()),
-        Device::Cpu,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = start_from(wider).err().unwrap().to_string();
     assert!(err.contains("dim = 32, the configuration 64"), "{err}");
+
+    // Twice as deep: the model grows, its first layers the trained ones.
+    let mut deeper = tiny_config();
+    (deeper.model.n_layers, deeper.model.max_z_len) = (4, 8);
+    let grown = weights(&start_from(deeper).unwrap());
+    assert_eq!(grown.len(), 2 + 4 * 14);
+    let trained = weights(&trained);
+    let find = |w: &[(String, Vec<f32>)], name: &str| w.iter().find(|(n, _)| n == name).cloned();
+    let wq = |w: &[(String, Vec<f32>)], layer: usize| {
+        let name = format!("layers.{layer}.attention.wq.weight");
+        find(w, &name).unwrap().1
+    };
+    assert_eq!(wq(&trained, 1), wq(&grown, 2));
+    let copy_output = find(&grown, "layers.3.feed_forward.w2.weight").unwrap().1;
+    assert!(copy_output.iter().all(|&x| x == 0.0));
 }
