@@ -17,17 +17,28 @@ impl Tmux {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("ltm-e2e-{}-{n}", std::process::id());
-        let out = tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            &name,
-            "-x",
-            "120",
-            "-y",
-            "40",
-            command,
-        ]);
+        let start = || {
+            tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                command,
+            ])
+        };
+        // Tests started at once race to start the tmux server; the loser tries again.
+        let mut out = start();
+        for _ in 0..5 {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            out = start();
+        }
         assert!(out.status.success(), "tmux new-session: {out:?}");
         Tmux(name)
     }
