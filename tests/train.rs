@@ -224,7 +224,7 @@ fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
             tokens(500, 3),
             vec![],
             b.path(),
-            Start::From(trained.checkpoint().unwrap()),
+            Start::From(Box::new(trained.checkpoint().unwrap())),
             Device::Cpu,
         )
     };

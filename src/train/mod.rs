@@ -549,7 +549,7 @@ pub enum Start {
     /// A trained model's weights, with a fresh optimizer and state: a new stage on other data
     /// or another recipe. A configuration a whole number of times as deep, and otherwise of the
     /// same shape, grows the model first.
-    From(Checkpoint),
+    From(Box<Checkpoint>),
 }
 
 impl Trainer {
@@ -583,7 +583,8 @@ impl Trainer {
                     )
                 })?;
             (ckpt, state, Some(moments))
-        } else if let Start::From(mut ckpt) = start {
+        } else if let Start::From(ckpt) = start {
+            let mut ckpt = *ckpt;
             // A deeper configuration of the same width grows the model (`Checkpoint::deepened`).
             let (have, want) = (ckpt.config.n_layers, config.model.n_layers);
             if want > have && want % have == 0 {

@@ -217,7 +217,7 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         answer_marker,
         out,
         match init {
-            Some(ckpt) => Start::From(ckpt),
+            Some(ckpt) => Start::From(Box::new(ckpt)),
             None if resume => Start::Resume,
             None => Start::Fresh,
         },
