@@ -56,6 +56,12 @@ pub const TOP_P: Limit<f64> = Limit {
     max: 1.0,
     open: true,
 };
+pub const SHOTS: Limit<usize> = Limit {
+    name: "worked examples (shots)",
+    min: 0,
+    max: 1_000,
+    open: false,
+};
 pub const MAX_TOKENS: Limit<usize> = Limit {
     name: "max tokens",
     min: 1,

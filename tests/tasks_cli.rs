@@ -131,6 +131,29 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     ]);
     assert!(!out.status.success());
     assert!(one_line_error(&out).contains("/nonexistent.jsonl"));
+
+    // An empty data file, or a number of shots no prompt holds, is an error, not a result.
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = ltm([
+        "eval",
+        "arith",
+        "--model",
+        model,
+        "--data",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&out).contains("no problems"));
+    let out = ltm([
+        "eval",
+        "arith",
+        "--model",
+        model,
+        "--shots",
+        "18446744073709551615",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("worked examples"), "{}", stderr(&out));
 }
 
 /// Inputs far beyond the context are cut before they are tokenised: each of these took

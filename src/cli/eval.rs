@@ -43,7 +43,7 @@ pub struct ArithArgs {
     pub examples: Option<PathBuf>,
     /// Worked examples in each prompt [default: the model's config, else 4]; those that do not
     /// fit the context are dropped whole, with a note.
-    #[arg(long)]
+    #[arg(long, value_parser = shots)]
     pub shots: Option<usize>,
     /// Thinking budgets to compare [default: 0, the model's default, 16].
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| crate::limits::STEPS.parse(s))]
@@ -91,6 +91,10 @@ impl Calculator {
             Some(Calculator::Both) => vec![true, false],
         }
     }
+}
+
+fn shots(text: &str) -> Result<usize, String> {
+    crate::limits::SHOTS.parse(text)
 }
 
 fn on_off(on: bool) -> &'static str {
@@ -157,7 +161,11 @@ fn records(path: &Option<PathBuf>, default_seed: u64, n: usize) -> Result<Vec<Re
     match path {
         Some(p) => {
             let text = crate::fsutil::read_text_limited(p, crate::fsutil::DATA_FILE)?;
-            load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
+            let records = load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+            if records.is_empty() {
+                bail!("{}: no problems in it (the file is empty)", p.display());
+            }
+            Ok(records)
         }
         None => Ok(problems(n, default_seed, Split::Train)
             .iter()

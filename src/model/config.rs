@@ -172,7 +172,7 @@ impl Config {
             ("window_size", self.window_size, 1 << 17),
             ("max_z_len", self.max_z_len, 1 << 12),
             ("hidden_dim", self.hidden_dim.unwrap_or(0), 1 << 16),
-            ("shots", self.shots.unwrap_or(0), 1_000),
+            ("shots", self.shots.unwrap_or(0), crate::limits::SHOTS.max),
         ];
         if let Some((key, value, limit)) = limits.iter().find(|(_, v, limit)| v > limit) {
             return Err(format!("`{key}` ({value}) is above the limit of {limit}"));
@@ -220,9 +220,9 @@ impl Config {
                 self.norm_eps
             ));
         }
-        if !(self.fast_lr > 0.0 && self.fast_lr.is_finite()) {
-            return Err(format!("`fast_lr` ({:e}) must be positive", self.fast_lr));
-        }
+        crate::limits::LR
+            .check(self.fast_lr)
+            .map_err(|e| format!("`fast_lr`: {e}"))?;
         if let Some(t) = self.temperature {
             crate::limits::TEMPERATURE
                 .check(t)
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn sizes_and_settings_out_of_bounds_are_refused_with_the_value() {
         type Break = fn(&mut Config);
-        let cases: [(&str, Break); 8] = [
+        let cases: [(&str, Break); 9] = [
             (
                 "the rotary table (max_seq_len × head_dim) would take 8.6 GB",
                 |c| (c.max_seq_len, c.dim, c.n_heads, c.n_kv_heads) = (1 << 17, 1 << 14, 1, None),
@@ -356,7 +356,11 @@ mod tests {
                 })
             }),
             ("norm_eps` (1e300)", |c| c.norm_eps = 1e300),
-            ("fast_lr` (NaN)", |c| c.fast_lr = f64::NAN),
+            ("fast_lr`: the fast learning rate", |c| c.fast_lr = f64::NAN),
+            (
+                "fast_lr`: the fast learning rate must be above 0, at most 100",
+                |c| c.fast_lr = 1e308,
+            ),
             (
                 "temperature`: the temperature must be from 0 to 10, not -1",
                 |c| c.temperature = Some(-1.0),
