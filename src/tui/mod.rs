@@ -168,8 +168,10 @@ enum Woke {
 /// SIGTERM, SIGINT, SIGHUP and SIGQUIT: each ends the app as Ctrl+C does, so that the terminal
 /// is restored and the session saved (by default they would end the process in raw mode, on
 /// the alternate screen).
+#[cfg(unix)]
 struct EndingSignals(Vec<tokio::signal::unix::Signal>);
 
+#[cfg(unix)]
 impl EndingSignals {
     fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
@@ -188,6 +190,21 @@ impl EndingSignals {
 
     async fn recv(&mut self) {
         futures::future::select_all(self.0.iter_mut().map(|s| Box::pin(s.recv()))).await;
+    }
+}
+
+/// Elsewhere, the console's Ctrl+C or Ctrl+Break.
+#[cfg(not(unix))]
+struct EndingSignals;
+
+#[cfg(not(unix))]
+impl EndingSignals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
