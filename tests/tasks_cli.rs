@@ -121,37 +121,16 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     let ppl = v["ppl_bound"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl > 1.0, "{v}");
 
-    let out = ltm([
-        "eval",
-        "arith",
-        "--model",
-        model,
-        "--data",
-        "/nonexistent.jsonl",
-    ]);
-    assert!(!out.status.success());
+    // A missing or empty data file, or a number of shots no prompt holds, is an error, not a
+    // result.
+    let eval = |option: &str, value: &str| ltm(["eval", "arith", "--model", model, option, value]);
+    let out = eval("--data", "/nonexistent.jsonl");
     assert!(one_line_error(&out).contains("/nonexistent.jsonl"));
-
-    // An empty data file, or a number of shots no prompt holds, is an error, not a result.
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "\n").unwrap();
-    let out = ltm([
-        "eval",
-        "arith",
-        "--model",
-        model,
-        "--data",
-        empty.to_str().unwrap(),
-    ]);
+    let out = eval("--data", empty.to_str().unwrap());
     assert!(one_line_error(&out).contains("no problems"));
-    let out = ltm([
-        "eval",
-        "arith",
-        "--model",
-        model,
-        "--shots",
-        "18446744073709551615",
-    ]);
+    let out = eval("--shots", "18446744073709551615");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("worked examples"), "{}", stderr(&out));
 }

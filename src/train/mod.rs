@@ -56,7 +56,7 @@ impl TrainConfig {
     /// Refuses, naming the key, a setting that cannot train (an empty batch, no validation),
     /// trains the wrong way (a negative learning rate) or would exhaust the machine.
     pub fn validate(&self) -> Result<()> {
-        use crate::limits::{Limit, STEPS};
+        use crate::limits::{LR, Limit, STEPS};
         self.model
             .validate()
             .map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
@@ -80,9 +80,18 @@ impl TrainConfig {
                 o.eval_interval,
             ),
             (count("optim.eval_batches", 1, 100_000), o.eval_batches),
-            (count("optim.fast_steps", 0, STEPS.max), o.fast_steps),
             (
-                count("optim.max_fast_steps", 0, STEPS.max),
+                Limit {
+                    name: "optim.fast_steps",
+                    ..STEPS
+                },
+                o.fast_steps,
+            ),
+            (
+                Limit {
+                    name: "optim.max_fast_steps",
+                    ..STEPS
+                },
                 o.max_fast_steps,
             ),
         ];
@@ -103,11 +112,17 @@ impl TrainConfig {
             (real("optim.beta2", 0.0, 0.9999, false), o.beta2),
             (real("optim.grad_clip", 0.0, 1e6, true), o.grad_clip),
             (
-                real("optim.initial_fast_lr", 0.0, 100.0, true),
+                Limit {
+                    name: "optim.initial_fast_lr",
+                    ..LR
+                },
                 o.initial_fast_lr,
             ),
             (
-                real("optim.final_fast_lr", 0.0, 100.0, true),
+                Limit {
+                    name: "optim.final_fast_lr",
+                    ..LR
+                },
                 o.final_fast_lr,
             ),
             (
@@ -569,32 +584,36 @@ impl Trainer {
             elapsed_s: 0.0,
             history: vec![],
         };
-        let (weights, state, moments) = if let Start::Resume = start {
-            let ckpt = Checkpoint::load(out)
-                .with_context(|| format!("cannot resume from {}", out.display()))?;
-            let state = read_state(out)?;
-            check_consistent(out, &state)?;
-            crate::fsutil::regular_file_len(&out.join(OPTIM_FILE))?;
-            let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
-                .with_context(|| {
-                    format!(
-                        "{}: cannot read the optimizer state",
-                        out.join(OPTIM_FILE).display()
-                    )
-                })?;
-            (ckpt, state, Some(moments))
-        } else if let Start::From(ckpt) = start {
-            let mut ckpt = *ckpt;
-            // A deeper configuration of the same width grows the model (`Checkpoint::deepened`).
-            let (have, want) = (ckpt.config.n_layers, config.model.n_layers);
-            if want > have && want % have == 0 {
-                ckpt = ckpt.deepened(want / have)?;
+        let (weights, state, moments) = match start {
+            Start::Resume => {
+                let ckpt = Checkpoint::load(out)
+                    .with_context(|| format!("cannot resume from {}", out.display()))?;
+                let state = read_state(out)?;
+                check_consistent(out, &state)?;
+                crate::fsutil::regular_file_len(&out.join(OPTIM_FILE))?;
+                let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
+                    .with_context(|| {
+                        format!(
+                            "{}: cannot read the optimizer state",
+                            out.join(OPTIM_FILE).display()
+                        )
+                    })?;
+                (ckpt, state, Some(moments))
             }
-            check_same_shape(&ckpt.config, &config.model)?;
-            (ckpt, fresh_state(), None)
-        } else {
-            let ckpt = Checkpoint::random(config.model.clone(), config.optim.seed)?;
-            (ckpt, fresh_state(), None)
+            Start::From(ckpt) => {
+                let mut ckpt = *ckpt;
+                // A deeper configuration of the same width grows the model (`Checkpoint::deepened`).
+                let (have, want) = (ckpt.config.n_layers, config.model.n_layers);
+                if want > have && want % have == 0 {
+                    ckpt = ckpt.deepened(want / have)?;
+                }
+                check_same_shape(&ckpt.config, &config.model)?;
+                (ckpt, fresh_state(), None)
+            }
+            Start::Fresh => {
+                let ckpt = Checkpoint::random(config.model.clone(), config.optim.seed)?;
+                (ckpt, fresh_state(), None)
+            }
         };
         let mut names: Vec<_> = weights.tensors.keys().cloned().collect();
         names.sort();
