@@ -90,6 +90,16 @@ fn generate_json_has_every_field() {
             assert!(d[field].is_number(), "done.{field} in {d}");
         }
         let sample = d["sample"].as_u64().unwrap();
+        // The readable fit: the final thought's figures against the first step's, which were
+        // measured at the starting thought.
+        let (fit, first) = (&d["fit"], &think[sample as usize]);
+        assert_eq!(fit["start_nll_per_token"], first["nll_per_token"], "{d}");
+        assert_eq!(fit["start_kl"], first["kl"], "{d}");
+        let (nll, kl) = (fit["nll_per_token"].as_f64().unwrap(), fit["kl"].as_f64().unwrap());
+        assert!(
+            (d["nelbo"].as_f64().unwrap() - kl - nll * 3.0).abs() < 1e-6 * kl,
+            "the fit is the final −ELBO's: {d}"
+        );
         let tokens: Vec<_> = of_kind(&lines, "token")
             .into_iter()
             .filter(|t| t["sample"] == sample)

@@ -7,7 +7,9 @@ use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::engine::{self, Done, EngineHandle, Event, ModelInfo, Request, ThinkLevel, ThinkStep};
+use crate::engine::{
+    self, Done, EngineHandle, Event, Fit, ModelInfo, Request, ThinkLevel, ThinkStep,
+};
 use crate::generate::DEFAULT_MAX_TOKENS;
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
 use crate::tasks::{Prompt, Verdict, chat};
@@ -246,8 +248,10 @@ struct Human {
     answers: Vec<(Option<String>, f64)>,
     verbosity: Verbosity,
     live: bool,
-    /// The current step's −ELBO, NLL per token, KL and perplexity bound, summed over the samples seen so far.
-    sums: [f64; 4],
+    /// The current step's NLL per token and KL, summed over the samples seen so far.
+    sums: [f64; 2],
+    /// The first step's means of the same, which the fit is measured against.
+    start: Option<[f64; 2]>,
     /// The thinking bar, while it is drawn.
     bar: Option<indicatif::ProgressBar>,
 }
@@ -259,7 +263,8 @@ impl Human {
             answers: Vec::new(),
             verbosity,
             live: verbosity == Verbosity::Normal && std::io::stderr().is_terminal(),
-            sums: [0.0; 4],
+            sums: [0.0; 2],
+            start: None,
             bar: None,
         }
     }
@@ -284,35 +289,27 @@ impl Human {
             );
             return;
         }
-        for (sum, x) in self
-            .sums
-            .iter_mut()
-            .zip([s.nelbo, s.nll_per_token, s.kl, s.ppl_bound])
-        {
+        for (sum, x) in self.sums.iter_mut().zip([s.nll_per_token, s.kl]) {
             *sum += x;
         }
         if s.sample + 1 < self.samples {
             return;
         }
         let k = self.samples as f64;
-        let [nelbo, nll, kl, ppl] = std::mem::take(&mut self.sums).map(|sum| sum / k);
+        let [nll, kl] = std::mem::take(&mut self.sums).map(|sum| sum / k);
+        let [start_nll, start_kl] = *self.start.get_or_insert([nll, kl]);
+        let fit = Fit {
+            nll_per_token: nll,
+            kl,
+            start_nll_per_token: start_nll,
+            start_kl,
+        };
         let of = if self.samples > 1 {
             format!(" (mean of {} samples)", self.samples)
         } else {
             String::new()
         };
-        let figures = format!(
-            "−ELBO {nelbo:.2}  nll/token {nll:.3}  kl {kl:.2}  ppl ≤ {}  {:.0} ms{of}",
-            // An untrained model's bound can be astronomical, or beyond f64 (JSON says null).
-            if ppl < 1e6 {
-                format!("{ppl:.2}")
-            } else if ppl.is_finite() {
-                format!("{ppl:.2e}")
-            } else {
-                "∞ (beyond floating point)".to_string()
-            },
-            s.ms
-        );
+        let figures = format!("{}  {:.0} ms{of}", fit.summary(), s.ms);
         let (done, steps) = (s.step + 1, s.steps);
         if self.live {
             let bar = self
@@ -326,6 +323,7 @@ impl Human {
     }
 
     fn end_progress(&mut self) {
+        self.start = None;
         if let Some(bar) = self.bar.take() {
             bar.finish();
         }
@@ -354,6 +352,7 @@ impl Report for Human {
                     answer,
                     tokens,
                     nelbo,
+                    fit,
                     think_steps,
                     level,
                     think_ms,
@@ -377,8 +376,12 @@ impl Report for Human {
                 out.flush()?;
                 if self.verbosity != Verbosity::Quiet {
                     let level = level.map_or(String::new(), |l| format!(", {l}"));
+                    let mut figures = fit.map(|f| format!(" · {}", f.summary())).unwrap_or_default();
+                    if self.verbosity == Verbosity::Verbose {
+                        figures += &format!(" · −ELBO {nelbo:.2}");
+                    }
                     eprintln!(
-                        "[{tokens} tokens · thought {think_steps} steps{level} in {think_ms:.0} ms · {tok_s:.1} tok/s · −ELBO {nelbo:.2}]"
+                        "[{tokens} tokens · thought {think_steps} steps{level} in {think_ms:.0} ms · {tok_s:.1} tok/s{figures}]"
                     );
                 }
             }

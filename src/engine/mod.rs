@@ -21,7 +21,7 @@ use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
 pub use protocol::{
-    Done, Event, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings, ThinkStep,
+    Done, Event, Fit, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings, ThinkStep,
 };
 
 pub struct EngineHandle {
@@ -396,6 +396,12 @@ impl Worker {
                     .flatten(),
                 text: w.text,
                 nelbo: thought.elbo.nelbo(sample),
+                fit: Some(Fit {
+                    nll_per_token: thought.elbo.nll[sample] / thought.elbo.tokens as f64,
+                    kl: thought.elbo.kl[sample],
+                    start_nll_per_token: thought.start.nll[sample] / thought.start.tokens as f64,
+                    start_kl: thought.start.kl[sample],
+                }),
                 prompt_tokens: thought.elbo.tokens,
                 think_steps: thought.steps,
                 level: ThinkLevel::of(r.think.steps, r.think.tolerance, &self.info.levels),

@@ -98,6 +98,93 @@ pub struct ThinkStep {
     pub ms: f64,
 }
 
+impl ThinkStep {
+    /// The fit at this step against `first`, the same sample's first step (live figures:
+    /// each is measured before its step's update).
+    pub fn fit_since(&self, first: &ThinkStep) -> Fit {
+        Fit {
+            nll_per_token: self.nll_per_token,
+            kl: self.kl,
+            start_nll_per_token: first.nll_per_token,
+            start_kl: first.kl,
+        }
+    }
+}
+
+/// How well a thought explains its prompt, in figures a person can read, the same in every
+/// front end: the prompt's NLL per token given the thought and its perplexity, and what
+/// thinking changed since the starting thought: the NLL down, at the cost of KL (the thought's
+/// distance from the prior). The raw −ELBO is mostly the starting posterior's KL, whatever the
+/// prompt, so it stays in verbose and expanded views.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    /// The prompt's NLL per token given the thought, in nats.
+    pub nll_per_token: f64,
+    /// KL of the posterior from the prior, in nats.
+    pub kl: f64,
+    /// The same two before thinking (at the starting posterior).
+    pub start_nll_per_token: f64,
+    pub start_kl: f64,
+}
+
+impl Fit {
+    /// exp(NLL per token): the prompt's perplexity given the thought.
+    pub fn perplexity(&self) -> f64 {
+        self.nll_per_token.exp()
+    }
+
+    /// For a narrow column: "NLL 1.84/token, −23 %".
+    pub fn brief(&self) -> String {
+        let change = self.nll_per_token / self.start_nll_per_token - 1.0;
+        if change.is_finite() && change.abs() >= 5e-4 {
+            format!("NLL {:.2}/token, {} %", self.nll_per_token, signed(change * 100.0))
+        } else {
+            format!("NLL {:.2}/token", self.nll_per_token)
+        }
+    }
+
+    /// "NLL 1.84 nats/token (ppl 6.3), −23 % by thinking, KL +12 nats".
+    pub fn summary(&self) -> String {
+        let fit = format!(
+            "NLL {:.2} nats/token (ppl {})",
+            self.nll_per_token,
+            readable(self.perplexity())
+        );
+        let change = self.nll_per_token / self.start_nll_per_token - 1.0;
+        if !change.is_finite() || (change.abs() < 5e-4 && (self.kl - self.start_kl).abs() < 0.5) {
+            return fit;
+        }
+        format!(
+            "{fit}, {} % by thinking, KL {} nats",
+            signed(change * 100.0),
+            signed(self.kl - self.start_kl)
+        )
+    }
+}
+
+/// A positive figure in a few digits: "6.3", "1234", "3.1e9", "∞".
+fn readable(x: f64) -> String {
+    if !x.is_finite() {
+        "∞".into()
+    } else if x < 100.0 {
+        format!("{x:.1}")
+    } else if x < 1e6 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
+/// "+12", "−23" (a true minus sign).
+fn signed(x: f64) -> String {
+    let r = x.round();
+    if r < 0.0 {
+        format!("−{}", -r)
+    } else {
+        format!("+{r}")
+    }
+}
+
 /// What a front end needs to show about the loaded model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -186,6 +273,9 @@ pub struct Done {
     pub tokens: usize,
     /// Final −ELBO of this sample's thought (lower = the thought explains the prompt better).
     pub nelbo: f64,
+    /// The final thought's fit, readably (absent from sessions saved before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<Fit>,
     /// Prompt tokens the −ELBO is summed over (the prompt as the engine took it).
     #[serde(default)]
     pub prompt_tokens: usize,
@@ -244,4 +334,33 @@ pub enum Event {
         request: Option<u64>,
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fit;
+
+    fn fit(nll: f64, kl: f64) -> Fit {
+        Fit {
+            nll_per_token: nll,
+            kl,
+            start_nll_per_token: 2.0,
+            start_kl: 8000.0,
+        }
+    }
+
+    #[test]
+    fn a_fit_reads_as_nll_perplexity_and_what_thinking_changed() {
+        assert_eq!(
+            fit(1.5, 8012.4).summary(),
+            "NLL 1.50 nats/token (ppl 4.5), −25 % by thinking, KL +12 nats"
+        );
+        assert_eq!(fit(1.5, 8012.4).brief(), "NLL 1.50/token, −25 %");
+        // No thinking: nothing changed, so nothing is claimed.
+        assert_eq!(fit(2.0, 8000.0).summary(), "NLL 2.00 nats/token (ppl 7.4)");
+        assert_eq!(fit(2.0, 8000.0).brief(), "NLL 2.00/token");
+        // An untrained model's perplexity stays readable.
+        assert!(fit(30.0, 8000.0).summary().contains("ppl 1.1e13"));
+        assert!(fit(800.0, 8000.0).summary().contains("ppl ∞"));
+    }
 }

@@ -67,6 +67,7 @@ struct Spec {
     places: Vec<String>,
     containers: Vec<String>,
     items: Vec<String>,
+    shops: Vec<String>,
     givers: Vec<String>,
     category: Vec<Category>,
     measure: Vec<Measure>,
@@ -211,6 +212,7 @@ impl Composer {
             &spec.places,
             &spec.containers,
             &spec.items,
+            &spec.shops,
             &spec.givers,
         ];
         if lists.iter().any(|l| l.is_empty()) || spec.category.is_empty() || spec.measure.is_empty()
@@ -324,6 +326,7 @@ impl Composer {
         w.forms("place", &pick(&self.spec.places, rng));
         w.forms("container", &pick(&self.spec.containers, rng));
         w.forms("giver", &pick(&self.spec.givers, rng));
+        w.set("shop", pick(&self.spec.shops, rng));
         let items: Vec<&String> = self.spec.items.choose_multiple(rng, 3).collect();
         for (i, item) in items.iter().enumerate() {
             w.set(&format!("item{}", i + 1), (*item).clone());
@@ -689,25 +692,68 @@ impl Words {
 
     /// A frame with its placeholders filled; the first letter of the result capitalised.
     fn fill(&self, frame: &str, rng: &mut StdRng) -> String {
+        capitalised(&self.fill_inner(frame, rng))
+    }
+
+    /// `{name}` is a word; `{a|b}` picks one option, which may hold placeholders of its own.
+    fn fill_inner(&self, frame: &str, rng: &mut StdRng) -> String {
         let mut out = String::new();
         let mut rest = frame;
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else {
+            let Some(close) = matching_brace(&rest[open..]) else {
                 break;
             };
             let inner = &rest[open + 1..open + close];
-            if inner.contains('|') {
-                let options: Vec<&str> = inner.split('|').collect();
-                out.push_str(options.choose(rng).expect("options"));
+            let options = top_level_options(inner);
+            if options.len() > 1 {
+                let option = options.choose(rng).expect("options");
+                out.push_str(&self.fill_inner(option, rng));
             } else {
                 out.push_str(self.get(inner));
             }
             rest = &rest[open + close + 1..];
         }
         out.push_str(rest);
-        capitalised(&out)
+        out
     }
+}
+
+/// The offset of the `}` that closes the `{` at the start of `s`.
+fn matching_brace(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `a|{b|c} d|e` as `a`, `{b|c} d`, `e`: the options of one alternative, nested ones kept whole.
+fn top_level_options(inner: &str) -> Vec<&str> {
+    let mut options = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            '|' if depth == 0 => {
+                options.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    options.push(&inner[start..]);
+    options
 }
 
 #[cfg(test)]
@@ -735,6 +781,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_option_may_hold_placeholders_and_alternatives_of_its_own() {
+        let mut words = Words::default();
+        words.set("P", "Sam".into());
+        words.set("place", "box".into());
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            seen.insert(words.fill("{P} has 3{| in the {place}| {in|on} a {place}}.", &mut rng));
+        }
+        let expected = [
+            "Sam has 3 in a box.",
+            "Sam has 3 in the box.",
+            "Sam has 3 on a box.",
+            "Sam has 3.",
+        ];
+        assert_eq!(seen.iter().map(String::as_str).collect::<Vec<_>>(), expected);
     }
 
     #[test]

@@ -243,6 +243,8 @@ pub struct Thought {
     pub eps: Tensor,
     /// Figures at the final posterior (or of the last step, see [`FastLearning::measure_final`]).
     pub elbo: Elbo,
+    /// Figures at the starting posterior, before thinking (the final ones when no step ran).
+    pub start: Elbo,
     /// Steps actually taken (fewer than asked when adaptive thinking stopped early).
     pub steps: usize,
 }
@@ -281,7 +283,7 @@ pub fn fast_learning(
     let mut opt = AdamW::new(vec![mu.clone(), log_var.clone()], params)?;
     let mut previous: Option<f64> = None;
     let mut taken = 0;
-    let mut last = None;
+    let (mut first, mut last) = (None, None);
     let prefix = model.prefix(&text.inputs, Pass::Think)?;
     for step in 0..settings.steps {
         let start = Instant::now();
@@ -311,6 +313,7 @@ pub fn fast_learning(
             return Err(Cancelled.into());
         }
         let per_token = total / (report.elbo.tokens * report.elbo.nll.len()) as f64;
+        first.get_or_insert_with(|| report.elbo.clone());
         last = Some(report.elbo);
         if let (Some(tol), Some(prev)) = (settings.tolerance, previous)
             && prev - per_token < tol
@@ -333,6 +336,7 @@ pub fn fast_learning(
     Ok(Thought {
         posterior,
         eps: eps.clone(),
+        start: first.unwrap_or_else(|| final_elbo.clone()),
         elbo: final_elbo,
         steps: taken,
     })

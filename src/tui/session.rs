@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::dirs::save;
-use crate::engine::protocol::{Done, Request, ThinkStep};
+use crate::engine::protocol::{Done, Fit, Request, ThinkStep};
 use crate::tasks::prompt::{Example, answer_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +124,23 @@ impl Run {
         self.last_steps()
             .into_iter()
             .min_by(|a, b| a.nelbo.total_cmp(&b.nelbo))
+    }
+
+    /// The best sample's fit: the engine's final figures once a sample is done, else the latest
+    /// step's against the same sample's first.
+    pub fn fit(&self) -> Option<Fit> {
+        let done = self
+            .samples
+            .iter()
+            .filter_map(|s| s.done.as_ref())
+            .filter(|d| d.fit.is_some())
+            .min_by(|a, b| a.nelbo.total_cmp(&b.nelbo));
+        if let Some(d) = done {
+            return d.fit;
+        }
+        let best = self.best_step()?;
+        let first = self.think.iter().find(|s| s.sample == best.sample)?;
+        Some(best.fit_since(first))
     }
 
     /// Thinking wall time: the engine's figure once a sample is done, else the steps' sum.
@@ -532,6 +549,7 @@ mod tests {
             s.text = text.into();
             s.done = Some(Done {
                 nelbo,
+                fit: None,
                 think_ms: 1.0,
                 gen_ms: 1.0,
                 tok_s: 1.0,

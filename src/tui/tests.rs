@@ -12,7 +12,7 @@ use super::session::{Entry, Mode, Session, Status, Verdict};
 use super::settings::Settings;
 use super::theme::Themes;
 use super::ui;
-use crate::engine::protocol::{Done, Event, ModelInfo, Request, ThinkStep};
+use crate::engine::protocol::{Done, Event, Fit, ModelInfo, Request, ThinkStep};
 use crate::model::config::LevelSteps;
 use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_stops, few_shot_prompt};
 
@@ -102,6 +102,12 @@ fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
             answer: None,
             tokens: 5,
             nelbo,
+            fit: Some(Fit {
+                nll_per_token: 1.5,
+                kl: 14.0,
+                start_nll_per_token: 2.0,
+                start_kl: 2.0,
+            }),
             prompt_tokens: 20,
             think_steps: 16,
             level: None,
@@ -601,7 +607,7 @@ fn thinking_panel_mid_thought_shows_progress_curves_and_layers() {
         "KL per layer",
         "L1",
         "L4",
-        "thinking · step 3/16",
+        "thinking · step 3/16 · NLL 4.36/token, −27 %",
     ] {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
     }
@@ -628,7 +634,7 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
     app.on_event(Event::Finished { request: r.id });
     let s = screen(&app);
     for want in [
-        "▸ thought 16 steps · −ELBO 85.00",
+        "▸ thought 16 steps · NLL 1.50 nats/token (ppl 4.5), −25 % by thinking, KL +12 nats",
         "190 ms",
         "Ctrl+T expand",
         "The answer is 42.",

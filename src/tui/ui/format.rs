@@ -109,9 +109,8 @@ pub(super) fn run_meta(run: &Run) -> String {
     } else {
         level_label(steps, level)
     }];
-    if let Some(s) = run.best_step() {
-        parts.push(format!("−ELBO {}", num(s.nelbo)));
-        parts.push(format!("ppl ≤ {}", num(s.ppl_bound)));
+    if let Some(fit) = run.fit() {
+        parts.push(fit.summary());
     }
     if run.think_ms() > 0.0 {
         parts.push(format!("thought {}", ms(run.think_ms())));
@@ -132,8 +131,8 @@ pub(super) fn live_label(app: &App, run: &Run) -> Option<(String, Style)> {
             let s = run.think.last();
             let step = s.map_or(0, |s| s.step + 1);
             let fig = run
-                .best_step()
-                .map(|s| format!(" · −ELBO {}", num(s.nelbo)))
+                .fit()
+                .map(|f| format!(" · {}", f.brief()))
                 .unwrap_or_default();
             format!(
                 "{} thinking · step {step}/{}{fig}",

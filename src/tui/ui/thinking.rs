@@ -36,8 +36,8 @@ pub(super) fn draw_think_summary(frame: &mut Frame, area: Rect, app: &App, run: 
                 steps_label(steps)
             };
             let fig = run
-                .best_step()
-                .map(|s| format!(" · −ELBO {} · ppl ≤ {}", num(s.nelbo), num(s.ppl_bound)))
+                .fit()
+                .map(|f| format!(" · {}", f.summary()))
                 .unwrap_or_default();
             format!(" ▸ thought {done}{fig} · {}", ms(run.think_ms()))
         }

@@ -257,9 +257,9 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
                 t.fg(t.thinking)
                     .add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
             )]);
-            let fig = match (run.best_step(), steps) {
+            let fig = match (run.fit(), steps) {
                 (_, 0) => "prior thought".to_string(),
-                (Some(s), _) => format!("−ELBO {} · {}", num(s.nelbo), ms(run.think_ms())),
+                (Some(f), _) => format!("{} · {}", f.brief(), ms(run.think_ms())),
                 (None, _) => "—".to_string(),
             };
             c.text(0, &fig, t.fg(t.muted));
