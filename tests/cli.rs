@@ -95,7 +95,10 @@ fn generate_json_has_every_field() {
         let (fit, first) = (&d["fit"], &think[sample as usize]);
         assert_eq!(fit["start_nll_per_token"], first["nll_per_token"], "{d}");
         assert_eq!(fit["start_kl"], first["kl"], "{d}");
-        let (nll, kl) = (fit["nll_per_token"].as_f64().unwrap(), fit["kl"].as_f64().unwrap());
+        let (nll, kl) = (
+            fit["nll_per_token"].as_f64().unwrap(),
+            fit["kl"].as_f64().unwrap(),
+        );
         assert!(
             (d["nelbo"].as_f64().unwrap() - kl - nll * 3.0).abs() < 1e-6 * kl,
             "the fit is the final −ELBO's: {d}"
@@ -946,4 +949,24 @@ fn bench_reports_decoding_and_the_bytes_it_reads() {
         half["decode_weight_bytes"].as_u64().unwrap() as usize,
         (want - norms) / 2 + norms
     );
+}
+
+#[test]
+fn a_model_with_a_scope_notes_a_prompt_that_gives_no_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config_path = model.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let m = model.to_str().unwrap();
+    let note = |prompt: &str| {
+        let out = ltm(["generate", "-m", m, "--steps", "0", "-n", "2", prompt]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out).contains("note: no number given: ")
+    };
+    assert!(!note("ab"), "a model without a scope never notes it");
+    config["scope"] = "a model for sums".into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    assert!(note("ab"));
+    assert!(!note("a 2 b"), "a prompt with a number is in scope");
 }

@@ -168,6 +168,13 @@ fn converse(
         Box::new(Human::new(args.samples, verbosity))
     };
     report.event(&Event::Ready(info.clone()))?;
+    if !args.json
+        && !args.raw
+        && args.prompt_ids.is_none()
+        && let Some(notice) = info.scope_notice(&prompt)
+    {
+        eprintln!("note: {notice}");
+    }
     engine.submit(request(args, info, prompt));
     for event in inbox {
         report.event(&event)?;
@@ -376,7 +383,9 @@ impl Report for Human {
                 out.flush()?;
                 if self.verbosity != Verbosity::Quiet {
                     let level = level.map_or(String::new(), |l| format!(", {l}"));
-                    let mut figures = fit.map(|f| format!(" · {}", f.summary())).unwrap_or_default();
+                    let mut figures = fit
+                        .map(|f| format!(" · {}", f.summary()))
+                        .unwrap_or_default();
                     if self.verbosity == Verbosity::Verbose {
                         figures += &format!(" · −ELBO {nelbo:.2}");
                     }

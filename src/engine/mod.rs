@@ -171,6 +171,7 @@ impl Worker {
             calculator: c.calculator,
             default_temperature: c.temperature,
             default_shots: c.shots,
+            scope: c.scope.clone(),
             intro: Intro::read(&source.path),
         };
         Ok(Self {

@@ -137,7 +137,11 @@ impl Fit {
     pub fn brief(&self) -> String {
         let change = self.nll_per_token / self.start_nll_per_token - 1.0;
         if change.is_finite() && change.abs() >= 5e-4 {
-            format!("NLL {:.2}/token, {} %", self.nll_per_token, signed(change * 100.0))
+            format!(
+                "NLL {:.2}/token, {} %",
+                self.nll_per_token,
+                signed(change * 100.0)
+            )
         } else {
             format!("NLL {:.2}/token", self.nll_per_token)
         }
@@ -210,6 +214,9 @@ pub struct ModelInfo {
     /// How many worked examples the model's default few-shot prompt has.
     #[serde(default)]
     pub default_shots: Option<usize>,
+    /// What the model is for, in a line (its config's `scope`); absent for general models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// What the model is for and prompts to try (from its directory), for first contact.
     #[serde(default)]
     pub intro: Intro,
@@ -224,6 +231,18 @@ impl ModelInfo {
         r.sample.temperature = self.default_temperature.unwrap_or(0.0);
         r.sample.calculator = self.calculator;
         r
+    }
+
+    /// A one-line notice when `question` gives no number and the model is for arithmetic (it has
+    /// a scope): the answer will still be a worked problem, so the person is told why.
+    pub fn scope_notice(&self, question: &str) -> Option<String> {
+        self.scope.as_ref()?;
+        (!crate::tasks::mentions_number(question)).then(|| {
+            format!(
+                "no number given: {} answers word problems, so expect a made-up one",
+                self.name
+            )
+        })
     }
 
     /// Sets `think` to this model's budget of `level`.

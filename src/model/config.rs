@@ -79,6 +79,11 @@ pub struct Config {
     /// How many worked examples the default few-shot prompt has (eval, the TUI's few-shot mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shots: Option<usize>,
+    /// What the model is for, in a line ("a 2 M parameter model for one- to four-step
+    /// arithmetic word problems"): front ends show it on first contact, and say so when a
+    /// prompt gives no number. Absent: a general model, and neither is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Thinking steps of the named levels (`--think`, `/think`); absent: derived from
     /// `num_steps` (see [`Config::level_steps`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,6 +295,7 @@ impl Config {
             calculator: false,
             temperature: None,
             shots: None,
+            scope: None,
             think_levels: None,
         }
     }

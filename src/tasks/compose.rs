@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde::Deserialize;
 
+use super::extract::COUNT_WORDS;
 use super::problem::{Problem, with_thousands};
 
 /// The template name every composed problem carries.
@@ -595,11 +596,7 @@ fn grouped(n: i64, rng: &mut StdRng) -> String {
 
 /// A small count, sometimes as a word.
 fn say_count(n: i64, rng: &mut StdRng) -> String {
-    const WORDS: [&str; 13] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve",
-    ];
-    match WORDS.get(n as usize) {
+    match COUNT_WORDS.get(n as usize) {
         Some(w) if rng.random_bool(NUMBER_WORD_RATE) => w.to_string(),
         _ => grouped(n, rng),
     }
@@ -799,7 +796,10 @@ mod tests {
             "Sam has 3 on a box.",
             "Sam has 3.",
         ];
-        assert_eq!(seen.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+        assert_eq!(
+            seen.iter().map(String::as_str).collect::<Vec<_>>(),
+            expected
+        );
     }
 
     #[test]

@@ -1,5 +1,25 @@
 //! Extracting the final number from a model's (or a reference) answer.
 
+/// The counts small enough to be written as words ("seven"), by value.
+pub const COUNT_WORDS: [&str; 13] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve",
+];
+
+/// Whether `text` gives a number at all: digits, a count in words, or a word that stands for
+/// one ("dozen", "twice", "half", "hundred").
+pub fn mentions_number(text: &str) -> bool {
+    const MORE: [&str; 12] = [
+        "thirteen", "fifteen", "twenty", "thirty", "forty", "fifty", "hundred", "thousand",
+        "dozen", "twice", "half", "double",
+    ];
+    let lower = text.to_lowercase();
+    text.bytes().any(|b| b.is_ascii_digit())
+        || lower
+            .split(|c: char| !c.is_alphabetic())
+            .any(|w| COUNT_WORDS.contains(&w) || MORE.contains(&w.strip_suffix('s').unwrap_or(w)))
+}
+
 /// A number found in text: its byte span and normalised value.
 #[derive(Debug, Clone, PartialEq)]
 struct Found {
@@ -128,6 +148,29 @@ pub fn same_number(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_is_digits_a_count_in_words_or_a_word_for_one() {
+        for yes in [
+            "I have 3 cats",
+            "seven apples",
+            "Twelve eggs",
+            "two dozen",
+            "twice as many",
+            "half of it",
+        ] {
+            assert!(mentions_number(yes), "{yes}");
+        }
+        for no in [
+            "hello",
+            "What is the capital of France?",
+            "someone",
+            "often",
+            "tonight",
+        ] {
+            assert!(!mentions_number(no), "{no}");
+        }
+    }
 
     fn f(s: &str) -> Option<String> {
         final_number(s)

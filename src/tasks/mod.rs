@@ -12,7 +12,7 @@ pub mod score;
 pub mod vote;
 
 pub use arith::{problem_stream, problems, template_names};
-pub use extract::final_number;
+pub use extract::{final_number, mentions_number};
 pub use problem::{Problem, Split};
 pub use prompt::{
     ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,

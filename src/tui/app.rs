@@ -12,7 +12,7 @@ use super::input::Input;
 use super::session::{Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status};
 use super::settings::{Defaults, Settings, ladder};
 use super::theme::{Theme, Themes};
-use crate::engine::protocol::{Event, ModelInfo, Request};
+use crate::engine::protocol::{Event, ModelInfo, Request, ThinkLevel};
 use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
 
 /// What the state machine asks the outside world to do.
@@ -173,6 +173,18 @@ impl App {
             level,
             text: text.into(),
         });
+    }
+
+    /// Flashes how the next request will think ("thinking: high (4 steps)").
+    pub fn flash_thinking(&mut self) {
+        let d = self.defaults();
+        let steps = self.settings.steps(d);
+        let text = match self.settings.level(d) {
+            Some(ThinkLevel::Max) => format!("thinking: max (up to {steps} steps)"),
+            Some(level) => format!("thinking: {level} ({steps} steps)"),
+            None => format!("thinking: {steps} steps"),
+        };
+        self.flash(Level::Info, text);
     }
 
     pub fn flash(&mut self, level: Level, text: impl Into<String>) {
@@ -376,6 +388,9 @@ impl App {
             return self.command(command.trim());
         }
         let question = text.trim().to_string();
+        if let Some(notice) = self.model.as_ref().and_then(|m| m.scope_notice(&question)) {
+            self.flash(Level::Info, notice);
+        }
         match self.session.mode {
             Mode::Chat => {
                 let run = self.new_run(

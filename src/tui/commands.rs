@@ -177,8 +177,7 @@ impl App {
             }
             Command::Think(level) => {
                 self.settings.set_level(level);
-                let (steps, _) = level.budget(&defaults.levels);
-                self.flash(Level::Info, format!("thinking: {level} ({steps} steps)"));
+                self.flash_thinking();
                 return vec![Action::SaveSettings];
             }
             Command::Load(path) => return vec![Action::LoadExamples(path)],

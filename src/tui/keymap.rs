@@ -140,8 +140,8 @@ pub enum KeyAction {
     Send,
     Newline,
     /// The next thinking level up.
-    PresetUp,
-    PresetDown,
+    LevelUp,
+    LevelDown,
     /// Type the key's character.
     Insert,
     DeleteBack,
@@ -270,8 +270,8 @@ pub const BINDINGS: &[Binding] = {
         bind(
             EmptyInput,
             &[
-                (Code(Char('+')), Do::PresetUp),
-                (Code(Char('-')), Do::PresetDown),
+                (Code(Char('+')), Do::LevelUp),
+                (Code(Char('-')), Do::LevelDown),
             ],
             "thinking level up / down (off … max)",
         ),
@@ -487,10 +487,11 @@ impl App {
             KeyAction::Follow => self.scroll.top = None,
             KeyAction::Send => return self.submit(),
             KeyAction::Newline => self.input.newline(),
-            KeyAction::PresetUp | KeyAction::PresetDown => {
-                let up = action == KeyAction::PresetUp;
+            KeyAction::LevelUp | KeyAction::LevelDown => {
+                let up = action == KeyAction::LevelUp;
                 let defaults = self.defaults();
                 self.settings.step_level(up, defaults);
+                self.flash_thinking();
                 return vec![Action::SaveSettings];
             }
             KeyAction::Insert => {

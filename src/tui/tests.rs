@@ -37,6 +37,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         calculator: true,
         default_temperature: None,
         default_shots: None,
+        scope: None,
         intro: Default::default(),
     }
 }
@@ -456,12 +457,44 @@ fn plus_and_minus_step_through_thinking_levels_when_input_is_empty() {
         "max thinks adaptively"
     );
     assert!(screen(&app).contains("max · up to 64 steps"));
+    assert!(
+        screen(&app).contains("thinking: max (up to 64 steps)"),
+        "the status line says what changed"
+    );
     type_text(&mut app, "1");
     press(&mut app, KeyCode::Char('+'));
     assert_eq!(
         app.input.text(),
         "1+",
         "typed, not a level change, once there is text"
+    );
+}
+
+#[test]
+fn at_80_columns_the_header_keeps_the_thinking_level_in_view() {
+    let app = ready();
+    let header = |width| {
+        let (s, _) = render(&app, width, 24);
+        s.lines().next().unwrap().to_string()
+    };
+    let wide = header(160);
+    assert!(
+        wide.contains("12.3M params") && wide.contains("F2 Few-shot"),
+        "{wide}"
+    );
+    for width in [80, 60] {
+        let h = header(width);
+        assert!(h.contains("medium · 16 steps"), "{width}: {h}");
+        assert!(
+            h.contains("ltm-tiny") && h.contains("F1 Chat"),
+            "{width}: {h}"
+        );
+        assert!(!h.contains("params"), "details go first: {h}");
+    }
+    assert!(header(80).contains("thinking medium"));
+    assert!(
+        !header(60).contains("Few-shot"),
+        "then the other tabs' titles"
     );
 }
 
@@ -887,6 +920,35 @@ fn first_contact_says_what_the_model_is_for_and_offers_its_prompts() {
     // Without an intro, only the mode's help.
     let s = screen(&ready());
     assert!(!s.contains("Try:") && s.contains("Ask anything"), "{s}");
+}
+
+#[test]
+fn a_model_with_a_scope_says_what_it_is_for_and_notes_a_prompt_without_numbers() {
+    let mut app = app_with(false);
+    app.on_event(Event::Ready(ModelInfo {
+        scope: Some("a model for arithmetic word problems".into()),
+        ..info(None)
+    }));
+    let s = screen(&app);
+    assert!(
+        s.contains("ltm-tiny is a model for arithmetic word problems.")
+            && !s.contains("Ask anything"),
+        "{s}"
+    );
+    send(&mut app, "Sam has 3 apples and buys 4 more. How many now?");
+    assert!(app.flash.is_none(), "a word problem needs no notice");
+    type_text(&mut app, "hello");
+    press(&mut app, KeyCode::Enter);
+    let notice = &app.flash.as_ref().expect("a notice").text;
+    assert!(notice.contains("no number given"), "{notice}");
+    assert!(
+        matches!(app.session.entries.last(), Some(Entry::Reply(_))),
+        "and it is still answered"
+    );
+    // A general model (no scope) never notes it.
+    let mut app = ready();
+    send(&mut app, "hello");
+    assert!(app.flash.is_none());
 }
 
 #[test]

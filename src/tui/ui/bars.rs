@@ -15,17 +15,15 @@ use crate::tui::session::{Level, Mode, Status};
 pub(super) fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let sep = Span::styled(" │ ", t.fg(t.border));
-    let mut spans = vec![
-        Span::styled(" ◆ ltm", t.fg(t.accent).add_modifier(Modifier::BOLD)),
-        sep.clone(),
-    ];
+    let mut model = Vec::new();
+    let mut details_span = None;
     match &app.model {
         Some(m) => {
-            spans.push(Span::styled(
+            model.push(Span::styled(
                 m.name.clone(),
                 Style::default().add_modifier(Modifier::BOLD),
             ));
-            spans.push(Span::styled(
+            details_span = Some(Span::styled(
                 format!(
                     " · {} · {} params · {}×{} z",
                     m.device,
@@ -36,35 +34,61 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
                 t.fg(t.muted),
             ));
         }
-        None if app.engine_stopped.is_some() => spans.push(Span::styled(
+        None if app.engine_stopped.is_some() => model.push(Span::styled(
             "no model (it could not be loaded)",
             t.fg(t.error),
         )),
-        None => spans.push(Span::styled(
+        None => model.push(Span::styled(
             format!("{} loading model…", spinner(app)),
             t.fg(t.warning),
         )),
     }
-    spans.push(sep);
-    spans.push(Span::styled("thinking ", t.fg(t.muted)));
-    spans.push(Span::styled(
-        next_thinking(app),
-        t.fg(t.thinking).add_modifier(Modifier::BOLD),
-    ));
-    let mut tabs = Vec::new();
-    for (i, mode) in Mode::ALL.iter().enumerate() {
-        let style = if *mode == app.session.mode {
-            t.selected()
-        } else {
-            t.fg(t.muted)
-        };
-        tabs.push(Span::styled(
-            format!(" F{} {} ", i + 1, mode.title()),
-            style,
+    let tabs = |titles: bool| {
+        let mut tabs = Vec::new();
+        for (i, mode) in Mode::ALL.iter().enumerate() {
+            let current = *mode == app.session.mode;
+            let style = if current { t.selected() } else { t.fg(t.muted) };
+            let tab = if titles || current {
+                format!(" F{} {} ", i + 1, mode.title())
+            } else {
+                format!(" F{} ", i + 1)
+            };
+            tabs.push(Span::styled(tab, style));
+        }
+        tabs.push(Span::raw(" "));
+        Line::from(tabs)
+    };
+    let left = |details: bool, word: bool| {
+        let mut spans = vec![
+            Span::styled(" ◆ ltm", t.fg(t.accent).add_modifier(Modifier::BOLD)),
+            sep.clone(),
+        ];
+        spans.extend(model.iter().cloned());
+        spans.extend(details.then(|| details_span.clone()).flatten());
+        spans.push(sep.clone());
+        if word {
+            spans.push(Span::styled("thinking ", t.fg(t.muted)));
+        }
+        spans.push(Span::styled(
+            next_thinking(app),
+            t.fg(t.thinking).add_modifier(Modifier::BOLD),
         ));
-    }
-    tabs.push(Span::raw(" "));
-    draw_left_right(frame, area, Line::from(spans), Line::from(tabs));
+        Line::from(spans)
+    };
+    // Narrow terminals lose the model's details first, then the other tabs' titles, then the
+    // word "thinking": the thinking level stays in view.
+    let fallbacks = [
+        (true, true, true),
+        (false, true, true),
+        (false, false, true),
+        (false, false, false),
+    ];
+    let (l, r) = fallbacks
+        .iter()
+        .map(|&(details, titles, word)| (left(details, word), tabs(titles)))
+        .find(|(l, r)| l.width() + r.width() <= usize::from(area.width))
+        .unwrap_or_else(|| (left(false, false), tabs(false)));
+    draw_left_right(frame, area, l, r);
 }
 
 pub(super) fn draw_status(frame: &mut Frame, area: Rect, app: &App) {

@@ -304,8 +304,12 @@ fn welcome(app: &App) -> String {
     if app.session.mode != Mode::Chat {
         return text;
     }
-    if let Some(about) = &model.intro.about {
-        text = format!("{}: {about}\n\n{text}", model.name);
+    // A model with a scope says what it is for in a line; else its card's first paragraph, and
+    // that anything may be asked.
+    match (&model.scope, &model.intro.about) {
+        (Some(scope), _) => text = format!("{} is {scope}.\n\n{text}", model.name),
+        (None, Some(about)) => text = format!("{}: {about}\n\nAsk anything. {text}", model.name),
+        (None, None) => text = format!("Ask anything. {text}"),
     }
     if !model.intro.prompts.is_empty() {
         text.push_str("\n\nTry:");
@@ -319,7 +323,7 @@ fn welcome(app: &App) -> String {
 fn mode_help(mode: Mode) -> &'static str {
     match mode {
         Mode::Chat => {
-            "Ask anything. Before it writes, the model thinks: it fits a posterior over latent \
+            "Before it writes, the model thinks: it fits a posterior over latent \
                        thought vectors to your words with a few gradient steps. More steps, more thinking \
                        (+ / − or /think off|low|medium|high|max)."
         }
