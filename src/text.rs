@@ -24,9 +24,40 @@ pub struct Tokenizer {
 /// is some hundred times its input's size.
 const PIECE_BYTES: usize = 1 << 18;
 
+/// How many times longer the normalizer may make a text: a `Replace` of "a" by a thousand "a"s,
+/// four times over, would make every prompt take terabytes.
+const MAX_NORMALIZER_GROWTH: f64 = 8.0;
+
+/// The most a tokenizer.json's normalizer can multiply a text's length by: each `Replace`
+/// (a regex pattern counted as matching one character) by its content's length over its
+/// pattern's, a `Sequence` by the product of its parts'.
+fn normalizer_growth(n: &serde_json::Value) -> f64 {
+    match n["type"].as_str() {
+        Some("Sequence") => n["normalizers"]
+            .as_array()
+            .map_or(1.0, |parts| parts.iter().map(normalizer_growth).product()),
+        Some("Replace") => {
+            let pattern = n["pattern"]["String"]
+                .as_str()
+                .map_or(1, |p| p.chars().count().max(1));
+            let content = n["content"].as_str().map_or(0, |c| c.chars().count());
+            (content as f64 / pattern as f64).max(1.0)
+        }
+        _ => 1.0,
+    }
+}
+
 impl Tokenizer {
     pub fn from_bytes(json: &[u8], source: impl Into<String>) -> Result<Self> {
         let source = source.into();
+        let spec: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| anyhow!("{source}: not a valid tokenizer.json: {e}"))?;
+        let growth = normalizer_growth(&spec["normalizer"]);
+        if growth > MAX_NORMALIZER_GROWTH {
+            bail!(
+                "{source}: its normalizer makes a text up to {growth:.0} times longer (at most {MAX_NORMALIZER_GROWTH} is accepted): every prompt would take that much memory"
+            );
+        }
         let inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| anyhow!("{source}: not a valid tokenizer.json: {e}"))?;
         let longest = inner
@@ -142,18 +173,19 @@ impl Tokenizer {
     }
 
     /// The ids of a text's end, enough of it for its last `keep` tokens, without tokenising
-    /// all of a text of any length. (The tokens of the word where the cut falls may differ from
-    /// the whole text's; there are at least `keep + 1` tokens after it.)
-    pub fn encode_tail(&self, text: &str, keep: usize) -> Result<Vec<u32>> {
+    /// all of a text of any length, and whether the text was cut first. (The tokens of the word
+    /// where the cut falls may differ from the whole text's; there are at least `keep + 1`
+    /// tokens after it.)
+    pub fn encode_tail(&self, text: &str, keep: usize) -> Result<(Vec<u32>, bool)> {
         let bytes = keep.saturating_add(2).saturating_mul(self.longest);
         if text.len() <= bytes {
-            return self.encode(text);
+            return Ok((self.encode(text)?, false));
         }
         let mut start = text.len() - bytes;
         while !text.is_char_boundary(start) {
             start += 1;
         }
-        self.encode(&text[start..])
+        Ok((self.encode(&text[start..])?, true))
     }
 
     /// The ids of a text of any length, tokenised in pieces cut at line starts, up to `limit`
@@ -275,6 +307,30 @@ mod tests {
     }
 
     #[test]
+    fn a_normalizer_that_multiplies_text_is_refused_and_a_usual_one_kept() {
+        let with = |normalizer: serde_json::Value| {
+            let mut spec: serde_json::Value = serde_json::from_slice(GPT2_TOKENIZER_JSON).unwrap();
+            spec["normalizer"] = normalizer;
+            Tokenizer::from_bytes(spec.to_string().as_bytes(), "t.json")
+        };
+        let thousand = "a".repeat(1000);
+        let replace =
+            serde_json::json!({"type": "Replace", "pattern": {"String": "a"}, "content": thousand});
+        let bomb = serde_json::json!({"type": "Sequence", "normalizers": [replace, replace, replace, replace]});
+        let err = with(bomb).err().expect("refused").to_string();
+        assert!(
+            err.contains("t.json: its normalizer makes a text up to 1000000000000 times longer"),
+            "{err}"
+        );
+        // Llama's: a space marker prepended, spaces replaced by it.
+        let llama = serde_json::json!({"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}
+        ]});
+        assert!(with(llama).is_ok());
+    }
+
+    #[test]
     fn emoji_split_over_tokens_comes_out_whole() {
         let tok = Tokenizer::gpt2();
         let text = "ok 😀👍🏽 done";
@@ -343,12 +399,13 @@ mod tests {
         let whole = tok.encode(&text).unwrap();
         assert_eq!(tok.encode_long(&text, None).unwrap(), whole);
         assert_eq!(tok.encode_long(&text, Some(100)).unwrap(), whole[..100]);
-        let tail = tok.encode_tail(&text, 50).unwrap();
+        let (tail, cut) = tok.encode_tail(&text, 50).unwrap();
+        assert!(cut);
         assert!(tail.len() > 50 && tail.len() < 2_000, "{}", tail.len());
         assert_eq!(tail[tail.len() - 50..], whole[whole.len() - 50..]);
         // A short text is tokenised whole.
         assert_eq!(
-            tok.encode_tail(line, 50).unwrap(),
+            tok.encode_tail(line, 50).unwrap().0,
             tok.encode(line).unwrap()
         );
         assert_eq!(piece_end("ab\ncd", 2), 3);

@@ -271,6 +271,20 @@ fn a_long_prompt_is_cut_with_a_warning() {
         "{}",
         stderr(&out)
     );
+    // An answer prefix that leaves no room to write is refused before anything runs.
+    let out = ltm([
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--answer-prefix",
+        &"a".repeat(10_000),
+        "abc",
+    ]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("the answer prefix has 10000 tokens; the model's context of 64 leaves room for 16 at most"),
+        "{err}"
+    );
 }
 
 #[test]

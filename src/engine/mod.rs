@@ -197,8 +197,8 @@ impl Worker {
     }
 
     fn prompt_ids(&self, r: &Request, emit: &dyn Fn(Event)) -> Result<Vec<u32>> {
-        let mut ids = match &r.prompt_ids {
-            Some(ids) => ids.clone(),
+        let (mut ids, text_cut) = match &r.prompt_ids {
+            Some(ids) => (ids.clone(), false),
             // Only the prompt's end can be kept: a prompt of any size is cut before tokenising.
             None => self
                 .tokenizer
@@ -212,9 +212,15 @@ impl Worker {
             );
         }
         let max = c.max_seq_len;
+        let prefix = self.tokenizer.encode(&r.answer_prefix)?.len();
+        if prefix > max / 4 {
+            bail!(
+                "the answer prefix has {prefix} tokens; the model's context of {max} leaves room for {} at most",
+                max / 4
+            );
+        }
         // Room for the answer: worked examples are dropped whole, oldest first, rather than cut.
-        let room =
-            r.sample.max_tokens.min(max / 4) + self.tokenizer.encode(&r.answer_prefix)?.len();
+        let room = r.sample.max_tokens.min(max / 4) + prefix;
         if let Some(bos) = c.bos_token_id
             && let Some((dropped, of, start)) =
                 examples_to_drop(&ids, bos, max.saturating_sub(room))
@@ -227,16 +233,23 @@ impl Worker {
             });
             ids.drain(..start);
         }
-        if ids.len() > max {
-            let message = format!(
-                "the prompt has {} tokens, more than the model's context of {max}: keeping the last {max}",
-                ids.len()
-            );
+        if ids.len() > max || text_cut {
+            let message = if text_cut {
+                format!(
+                    "the prompt ({} KiB) is longer than the model's context of {max} tokens: keeping its last {max}",
+                    r.prompt.len().div_ceil(1024)
+                )
+            } else {
+                format!(
+                    "the prompt has {} tokens, more than the model's context of {max}: keeping the last {max}",
+                    ids.len()
+                )
+            };
             emit(Event::Warning {
                 request: r.id,
                 message,
             });
-            ids.drain(..ids.len() - max);
+            ids.drain(..ids.len().saturating_sub(max));
         }
         Ok(ids)
     }
