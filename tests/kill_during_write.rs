@@ -252,3 +252,49 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
     run_whole(&args(true));
     assert!(state()["iter"].as_u64().unwrap() > first);
 }
+
+/// Two runs never write one directory: the second is refused while the first runs, and a run
+/// that was killed leaves nothing behind that stops a resume.
+#[test]
+fn a_second_train_on_a_running_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (tiny_training(dir.path(), 1_000_000), dir.path().join("run"));
+    let args = |resume: bool| {
+        let mut a = vec![
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--minutes",
+            "0.02",
+        ];
+        if resume {
+            a.push("--resume");
+        }
+        a
+    };
+    run_whole(&args(false));
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .env("LTM_DEVICE", "cpu")
+        .args(args(true).iter().take(5))
+        .arg("--resume")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it trains: its progress reaches stderr.
+    let mut stderr = std::io::BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("iter ") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
+    }
+    let second = common::ltm(args(true));
+    assert!(!second.status.success());
+    let err = common::stderr(&second);
+    assert!(err.contains("another `ltm train` is writing"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    run_whole(&args(true));
+}

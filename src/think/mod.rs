@@ -255,6 +255,31 @@ impl Thought {
     }
 }
 
+/// The ELBO stopped being finite at `step`; at step 0 it already was at the starting thought,
+/// so the model is at fault, not the fast learning rate.
+#[derive(Debug, thiserror::Error)]
+pub struct Diverged {
+    pub step: usize,
+    pub lr: f64,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.step == 0 {
+            write!(
+                f,
+                "the ELBO is not finite at the starting thought: the model's outputs are not finite"
+            )
+        } else {
+            write!(
+                f,
+                "thinking diverged at step {}: the ELBO is not finite (lr {:.3}); try a lower fast learning rate",
+                self.step, self.lr
+            )
+        }
+    }
+}
+
 /// Thinking was cancelled by the caller.
 #[derive(Debug, thiserror::Error)]
 #[error("thinking cancelled")]
@@ -295,9 +320,7 @@ pub fn fast_learning(
         let (loss, figures) = elbo_after(model, &prefix, text, &q, eps, Pass::Think)?;
         let total = figures.nelbo_sum();
         if !total.is_finite() {
-            bail!(
-                "thinking diverged at step {step}: the ELBO is not finite (lr {lr:.3}); try a lower fast learning rate"
-            );
+            return Err(Diverged { step, lr }.into());
         }
         opt.set_learning_rate(lr);
         opt.backward_step(&loss)?;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::Rng;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
 use crate::model::checkpoint::WEIGHTS_FILE;
 use crate::model::{Checkpoint, Config, Ltm, Pass};
-use crate::think::{self, Sequences};
+use crate::think::{self, Diverged, Sequences};
 
 /// Everything a run needs, read from TOML. Model sizes use the reference's names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,6 +331,23 @@ fn first_question_len(targets: &[u32], marker: &[u32]) -> usize {
 
 /// Learning rate at `iter`: linear warm-up from `stage_start`, then cosine down to `min_lr` at
 /// `max_iters`.
+/// Why a batch's thought could not be fitted, naming the learning rate at fault: the slow
+/// one when the ELBO was not finite even at the starting thought (the last update broke the
+/// weights), else the fast one.
+fn diverged(e: anyhow::Error, o: &OptimConfig, iter: usize) -> anyhow::Error {
+    match e.downcast_ref::<Diverged>() {
+        Some(d) if d.step == 0 => anyhow!(
+            "training diverged before iteration {iter}: the loss is not finite even before thinking; lower learning_rate ({:.2e} at the last update)",
+            learning_rate(o, iter.saturating_sub(1))
+        ),
+        Some(_) => e.context(format!(
+            "training diverged at iteration {iter} while fitting a thought (fast learning rate {:.3})",
+            fast_lr(o, iter)
+        )),
+        None => e,
+    }
+}
+
 pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
     let iter = iter.saturating_sub(o.stage_start);
     if iter < o.warmup_iters {
@@ -790,13 +807,15 @@ impl Trainer {
         let iter = self.state.iter;
         let text = self.batch(&self.train_tokens, &self.train_starts, iter, 1)?;
         let started = Instant::now();
-        let (z, elbo) = self.think(
-            &self.model(false)?,
-            &self.thinking_text(&text)?,
-            (fast_steps(&o, iter), fast_lr(&o, iter)),
-            false,
-            o.seed.wrapping_add(iter as u64),
-        )?;
+        let (z, elbo) = self
+            .think(
+                &self.model(false)?,
+                &self.thinking_text(&text)?,
+                (fast_steps(&o, iter), fast_lr(&o, iter)),
+                false,
+                o.seed.wrapping_add(iter as u64),
+            )
+            .map_err(|e| diverged(e, &o, iter))?;
         let thought = Instant::now();
         let model = self.model(true)?;
         let nll = model.token_nll(&text.inputs, &text.targets, &z.detach(), Pass::Train)?;
@@ -811,7 +830,10 @@ impl Trainer {
         };
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
-            bail!("training diverged at iteration {iter}: the loss is not finite");
+            bail!(
+                "training diverged at iteration {iter}: the loss is not finite; lower learning_rate ({:.2e} here)",
+                learning_rate(&o, iter)
+            );
         }
         let grads = loss.backward()?;
         let decoded = Instant::now();
@@ -918,6 +940,26 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_divergence_names_the_learning_rate_at_fault() {
+        let o = OptimConfig::reference(4, 32, 1);
+        let at = |step| diverged(Diverged { step, lr: 0.3 }.into(), &o, 7).to_string();
+        // Not finite at the starting thought: the weights broke in the last update.
+        let slow = at(0);
+        assert!(
+            slow.contains("before iteration 7") && slow.contains("lower learning_rate"),
+            "{slow}"
+        );
+        assert!(!slow.contains("fast learning rate"), "{slow}");
+        // Not finite after some thinking: the fast learning rate.
+        let fast = format!(
+            "{:#}",
+            diverged(Diverged { step: 3, lr: 0.3 }.into(), &o, 7)
+        );
+        assert!(fast.contains("fast learning rate"), "{fast}");
+        assert!(!fast.contains("lower learning_rate"), "{fast}");
+    }
 
     #[test]
     fn answers_weigh_one_and_questions_their_weight() {

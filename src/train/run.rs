@@ -148,6 +148,29 @@ pub struct RunOptions {
 }
 
 /// Trains (or resumes) the run described by `config` into `out`.
+/// Holds `out` for this process (an exclusive lock on `out/.lock`, let go when the process
+/// ends, however it ends): two runs writing the same checkpoints would corrupt each other.
+fn lock_run(out: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `ltm train` is writing {}: wait for it to end, or give another --out",
+            out.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOptions) -> Result<()> {
     let resume = options.resume;
     // Before the data is made: a setting that cannot run fails at once.
@@ -161,6 +184,7 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
             out.display()
         );
     }
+    let _lock = lock_run(out)?;
     let init = options
         .init
         .as_deref()

@@ -142,33 +142,45 @@ impl Settings {
         }
     }
 
-    /// Read `path`; a missing file gives the defaults, a broken one the defaults and a complaint.
-    /// The settings in `path`, and a warning when it has errors. A file with errors keeps its
-    /// readable settings, and is copied to `settings.toml.bak` before anything overwrites it.
+    /// The settings in `path`, and a warning when it has errors: a missing file gives the
+    /// defaults; a file with errors (one that does not parse, a value out of its bounds, bytes
+    /// that are not UTF-8) keeps its readable settings and is copied to `settings.toml.bak`
+    /// before anything overwrites it.
     pub fn load(path: &Path) -> (Self, Option<String>) {
         if !path.exists() {
             return (Self::default(), None);
         }
-        let text = match crate::fsutil::read_text_limited(path, crate::fsutil::SMALL_FILE) {
-            Ok(text) => text,
+        let bytes = match crate::fsutil::read_limited(path, crate::fsutil::SMALL_FILE) {
+            Ok(bytes) => bytes,
             Err(e) => {
                 let warning = format!("{e:#}; using the defaults");
                 return (Self::default(), Some(warning));
             }
         };
-        let error = match toml::from_str(&text) {
-            Ok(settings) => return (settings, None),
-            Err(e) => e,
+        let (settings, kept, problem) = match std::str::from_utf8(&bytes) {
+            Err(e) => (Self::default(), 0, format!("not UTF-8 text ({e})")),
+            Ok(text) => match toml::from_str::<Self>(text).map(|s| (s.check(), s)) {
+                Ok((Ok(()), settings)) => return (settings, None),
+                Ok((Err(out_of_bounds), _)) => {
+                    let (settings, kept) = Self::salvage(text);
+                    (settings, kept, out_of_bounds)
+                }
+                Err(e) => {
+                    let line = e
+                        .span()
+                        .map(|span| {
+                            format!("line {}: ", text[..span.start].matches('\n').count() + 1)
+                        })
+                        .unwrap_or_default();
+                    let (settings, kept) = Self::salvage(text);
+                    (settings, kept, format!("{line}{}", e.message().trim_end()))
+                }
+            },
         };
-        let line = error
-            .span()
-            .map(|span| format!(" line {}", text[..span.start].matches('\n').count() + 1))
-            .unwrap_or_default();
-        let (settings, kept) = Self::salvage(&text);
         let mut backup = path.as_os_str().to_owned();
         backup.push(".bak");
         let backup = std::path::PathBuf::from(backup);
-        let backed_up = match save(&backup, text.as_bytes()) {
+        let backed_up = match save(&backup, &bytes) {
             Ok(()) => format!("your file is kept as {}", backup.display()),
             Err(e) => format!("and it could not be backed up: {e:#}"),
         };
@@ -177,12 +189,38 @@ impl Settings {
         } else {
             format!("kept its {kept} readable setting(s)")
         };
-        let problem = error.message().trim_end();
-        let warning = format!("{}{line}: {problem}; {what}, {backed_up}", path.display());
+        let warning = format!("{}: {problem}; {what}, {backed_up}", path.display());
         (settings, Some(warning))
     }
 
-    /// The settings of a file that does not parse whole: each one that parses alone, and how many.
+    /// The first setting out of its bounds ([`crate::limits`]), named: such a value would make
+    /// every request fail.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(steps) = self.steps {
+            STEPS.check(steps)?;
+        }
+        if let Some(lr) = self.lr {
+            LR.check(lr)?;
+        }
+        SAMPLES.check(self.samples)?;
+        if let Some(t) = self.temperature {
+            TEMPERATURE.check(t)?;
+        }
+        if let Some(k) = self.top_k {
+            TOP_K.check(k)?;
+        }
+        if let Some(p) = self.top_p {
+            TOP_P.check(p)?;
+        }
+        MAX_TOKENS.check(self.max_tokens)?;
+        if let Some(tol) = self.tolerance {
+            TOLERANCE.check(tol)?;
+        }
+        Ok(())
+    }
+
+    /// The settings of a file that does not parse whole or holds values out of bounds: each one
+    /// that parses alone and is within bounds, and how many.
     fn salvage(text: &str) -> (Self, usize) {
         let Ok(table) = text.parse::<toml::Table>() else {
             return (Self::default(), 0);
@@ -191,7 +229,9 @@ impl Settings {
             .into_iter()
             .filter(|(key, value)| {
                 let one = toml::Table::from_iter([(key.clone(), value.clone())]);
-                toml::Value::Table(one).try_into::<Self>().is_ok()
+                toml::Value::Table(one)
+                    .try_into::<Self>()
+                    .is_ok_and(|s| s.check().is_ok())
             })
             .collect();
         let kept = readable.len();
@@ -572,5 +612,35 @@ mod tests {
             std::fs::read_to_string(&backup).unwrap(),
             "theme = [unclosed"
         );
+
+        // Values out of their bounds would fail every question: they are dropped, named.
+        let text = "theme = \"light\"\nsteps = 999999999\nlr = inf\ntemperature = nan\n";
+        std::fs::write(&path, text).unwrap();
+        let (loaded, warning) = Settings::load(&path);
+        let warning = warning.unwrap();
+        assert!(warning.contains("thinking steps must be"), "{warning}");
+        assert!(
+            warning.contains("kept its 1 readable setting(s)"),
+            "{warning}"
+        );
+        assert_eq!(
+            (
+                loaded.theme.as_str(),
+                loaded.steps,
+                loaded.lr,
+                loaded.temperature
+            ),
+            ("light", None, None, None)
+        );
+        assert!(loaded.check().is_ok());
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), text);
+
+        // Bytes that are not UTF-8 are kept too, before the defaults are saved over them.
+        let bytes = b"theme = \"\xff\xfe\"\n";
+        std::fs::write(&path, bytes).unwrap();
+        let (loaded, warning) = Settings::load(&path);
+        assert_eq!(loaded, Settings::default());
+        assert!(warning.unwrap().contains("not UTF-8"));
+        assert_eq!(std::fs::read(&backup).unwrap(), bytes);
     }
 }
