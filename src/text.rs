@@ -11,6 +11,26 @@ use crate::model::checkpoint::TOKENIZER_FILE;
 /// Embedded so that a `.pt` checkpoint works from anywhere.
 pub const GPT2_TOKENIZER_JSON: &[u8] = include_bytes!("../models/gpt2/tokenizer.json");
 
+/// `text` safe to print to a terminal: control characters other than newline and tab (an
+/// escape sequence in a file name or a checkpoint's tensor name) are written out as escapes
+/// (`\u{1b}`), so that they show instead of driving the terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Where it came from, for messages.
@@ -304,6 +324,18 @@ mod tests {
                 (50257, "<|beginoftext|>".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn printable_text_shows_escape_sequences_instead_of_running_them() {
+        assert_eq!(
+            printable("a\x1b]0;TITLE\x07\x1b[2J b\n\tc"),
+            "a\\u{1b}]0;TITLE\\u{7}\\u{1b}[2J b\n\tc"
+        );
+        assert!(matches!(
+            printable("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
     }
 
     #[test]

@@ -408,6 +408,26 @@ fn bad_files_exit_1_with_one_line_naming_them() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("bundled"));
     assert!(stderr(&out).contains("warning: $LTM_MODEL") && stderr(&out).contains("absent"));
+    // Names with escape sequences are shown, not run: a model directory's and an unreadable
+    // one's.
+    let models = dir.path().join("data").join("models");
+    tiny_model(&models.join("evil\x1b]0;TITLE\x07\x1b[2J"));
+    let broken = models.join("broken\x1b[2J");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
+        .args(["models"])
+        .env("LTM_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (listed, warned) = (stdout(&out), stderr(&out));
+    assert!(
+        listed.contains("evil\\u{1b}]0;TITLE\\u{7}\\u{1b}[2J"),
+        "{listed}"
+    );
+    assert!(warned.contains("broken\\u{1b}[2J"), "{warned}");
+    assert!(!listed.contains('\x1b') && !warned.contains('\x1b'));
 }
 
 /// A model whose tokenizer makes almost every token an expression for the calculator: the

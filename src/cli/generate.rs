@@ -13,6 +13,7 @@ use crate::engine::{
 use crate::generate::DEFAULT_MAX_TOKENS;
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
 use crate::tasks::{Prompt, Verdict, chat};
+use crate::text::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -344,7 +345,7 @@ impl Report for Human {
         }
         let mut out = std::io::stdout().lock();
         match event {
-            Event::Warning { message, .. } => eprintln!("warning: {message}"),
+            Event::Warning { message, .. } => eprintln!("warning: {}", printable(message)),
             Event::Think { step, .. } => self.think(step),
             Event::Token { text, .. }
                 if self.samples == 1 && self.verbosity != Verbosity::Quiet =>

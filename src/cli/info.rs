@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::model::Config;
 use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE};
 use crate::model::config::LevelSteps;
+use crate::text::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
-        print!("{}", human(&info));
+        print!("{}", printable(&human(&info)));
     }
     Ok(())
 }

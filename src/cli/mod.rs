@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 use crate::device::{DecodeWeights, DeviceChoice};
 use crate::runtime::ModelSource;
+use crate::text::printable;
 
 /// Where the model runs: shared by every command that computes.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
@@ -151,7 +152,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", printable(&one_line(&e)));
             ExitCode::FAILURE
         }
     }

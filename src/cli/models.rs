@@ -10,6 +10,7 @@ use crate::dirs::Dirs;
 use crate::model::Checkpoint;
 use crate::model::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, parameter_shapes, read_config};
 use crate::runtime::{BUNDLED_MODEL, install_bundled, resolve_model};
+use crate::text::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,7 +45,10 @@ pub fn run(args: Args) -> Result<()> {
             // One unreadable model does not hide the others.
             match describe("installed", &dir) {
                 Ok(model) => listed.push(model),
-                Err(e) => eprintln!("warning: {}: {e:#}", dir.display()),
+                Err(e) => eprintln!(
+                    "warning: {}",
+                    printable(&format!("{}: {e:#}", dir.display()))
+                ),
             }
         }
     }
@@ -57,7 +61,7 @@ pub fn run(args: Args) -> Result<()> {
             });
         match model {
             Ok(model) => listed.extend(model),
-            Err(e) => eprintln!("warning: $LTM_MODEL: {e:#}"),
+            Err(e) => eprintln!("warning: $LTM_MODEL: {}", printable(&format!("{e:#}"))),
         }
     }
     if args.json {
@@ -73,12 +77,12 @@ pub fn run(args: Args) -> Result<()> {
     for m in &listed {
         println!(
             "{:<24} {:<10} {:>10} {:>9}  {:<14} {}",
-            m.name,
+            printable(&m.name),
             m.origin,
             m.parameters,
             super::info::size(m.bytes),
             format!("{}×{}×{}", m.thought[0], m.thought[1], m.thought[2]),
-            m.path.display()
+            printable(&m.path.display().to_string())
         );
     }
     Ok(())

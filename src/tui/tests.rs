@@ -499,6 +499,19 @@ fn at_80_columns_the_header_keeps_the_thinking_level_in_view() {
 }
 
 #[test]
+fn control_characters_never_reach_the_terminal() {
+    let mut app = ready();
+    app.flash(
+        crate::tui::Level::Error,
+        "cannot load evil\x1b]0;TITLE\x07\x1b[2J.jsonl",
+    );
+    let (s, _) = render(&app, 100, 24);
+    // ratatui leaves them out of its cells.
+    assert!(!s.chars().any(|c| c.is_control() && c != '\n'), "{s:?}");
+    assert!(s.contains("evil]0;TITLE[2J.jsonl"), "{s}");
+}
+
+#[test]
 fn history_recall_with_up_and_down() {
     let mut app = ready();
     let a = send(&mut app, "one");
