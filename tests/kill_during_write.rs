@@ -251,6 +251,13 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
     assert_eq!(state()["iter"].as_u64(), Some(first));
     run_whole(&args(true));
     assert!(state()["iter"].as_u64().unwrap() > first);
+    // --force replaces it: a new run, its training time counted from 0 again.
+    let resumed_s = state()["elapsed_s"].as_f64().unwrap();
+    let mut forced = args(false);
+    forced.push("--force");
+    run_whole(&forced);
+    let forced_s = state()["elapsed_s"].as_f64().unwrap();
+    assert!(forced_s < resumed_s, "{forced_s} s after {resumed_s} s");
 }
 
 /// Two runs never write one directory: the second is refused while the first runs, and a run

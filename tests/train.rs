@@ -252,3 +252,73 @@ fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
     let copy_output = find(&grown, "layers.3.feed_forward.w2.weight").unwrap().1;
     assert!(copy_output.iter().all(|&x| x == 0.0));
 }
+
+/// Fuzzing the training configuration: 2,000 copies of the shipped one, each with a value
+/// swapped for a hostile one, a line dropped or a key misspelt. None may panic; each is either
+/// refused with a message naming the file or within every limit.
+#[test]
+fn no_training_configuration_panics_and_each_is_refused_or_valid() {
+    use rand::{Rng, SeedableRng};
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny.toml"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = shipped.lines().collect();
+    let hostile = [
+        "0",
+        "-1",
+        "1e308",
+        "-1e308",
+        "nan",
+        "inf",
+        "-inf",
+        "18446744073709551615",
+        "9223372036854775807",
+        "100000000000",
+        "0.0",
+        "1e-300",
+        "\"x\"",
+        "true",
+        "[]",
+        "{}",
+        "\"question\"",
+        "\"\"",
+        "3",
+        "1",
+        "2",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fuzz.toml");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let (mut refused, mut valid) = (0, 0);
+    for _ in 0..2000 {
+        let mut mutated: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        for _ in 0..rng.random_range(1..=3) {
+            let i = rng.random_range(0..mutated.len());
+            let Some((key, _)) = mutated[i].split_once(" = ") else {
+                continue;
+            };
+            let key = key.to_string();
+            mutated[i] = match rng.random_range(0..10) {
+                0 => String::new(),
+                1 => format!("{key}x = 1"),
+                _ => format!("{key} = {}", hostile[rng.random_range(0..hostile.len())]),
+            };
+        }
+        std::fs::write(&path, mutated.join("\n")).unwrap();
+        match read_config(&path) {
+            Ok(c) => {
+                c.validate().unwrap();
+                valid += 1;
+            }
+            Err(e) => {
+                assert!(format!("{e:#}").contains("fuzz.toml"), "{e:#}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 1000 && valid > 0,
+        "{refused} refused, {valid} valid"
+    );
+}

@@ -348,12 +348,15 @@ fn chat_think_levels_are_the_loaded_models() {
 /// taken at once, not a chunk per later key press, and a Ctrl+C after it quits.
 #[test]
 fn a_long_paste_without_bracketed_paste_arrives_whole() {
-    let Some((_scratch, tmux)) = chat_in_tmux("", |ltm| {
-        format!("{ltm}; echo \"ltm exited $?\"; sleep 60")
-    }) else {
+    let Some((_scratch, tmux)) =
+        chat_in_tmux("", |ltm| format!("{ltm}; echo \"ltm exited $?\"; sleep 60"))
+    else {
         return;
     };
-    let text: String = (0..2999).map(|i| ['a', 'b', 'c', ' '][i % 4]).collect::<String>() + "Z";
+    let text: String = (0..2999)
+        .map(|i| ['a', 'b', 'c', ' '][i % 4])
+        .collect::<String>()
+        + "Z";
     tmux.send(&["-l", &text]);
     let minute = Duration::from_secs(60);
     tmux.wait_for("the paste's last character", minute, |s| s.contains("abcZ"));

@@ -22,6 +22,9 @@ pub struct Args {
     /// Continue the run saved in --out, exactly where it stopped.
     #[arg(long, conflicts_with = "init")]
     pub resume: bool,
+    /// Start a new run in --out even though it holds one, which is replaced.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Start from a trained model's weights and tokenizer (a name or a model directory) with a
     /// fresh optimizer and schedule: a new stage on other data or another recipe. Its shape
     /// must be the configuration's, except that a configuration 2, 3, … times as deep grows it
@@ -61,6 +64,7 @@ pub fn run(args: Args) -> Result<()> {
         .transpose()?;
     let options = RunOptions {
         resume: args.resume,
+        force: args.force,
         init,
         stop_after: duration(args.minutes),
         save_every: duration(args.save_minutes),

@@ -543,6 +543,16 @@ pub fn holds_run(dir: &Path) -> bool {
     dir.join(STATE_FILE).exists()
 }
 
+/// Makes `dir` hold no run to resume (its state file removed), for a new run in its place.
+pub fn forget_run(dir: &Path) -> Result<()> {
+    match std::fs::remove_file(dir.join(STATE_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot replace the run in {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a checkpoint whose files are from different iterations (a save cut short).
 fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
     for file in [out.join(WEIGHTS_FILE), out.join(OPTIM_FILE)] {

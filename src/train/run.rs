@@ -136,6 +136,8 @@ pub fn read_config(path: &Path) -> Result<TrainConfig> {
 pub struct RunOptions {
     /// Continue the run saved in the output directory.
     pub resume: bool,
+    /// Start afresh in an output directory that holds a run, replacing it.
+    pub force: bool,
     /// Start from this model directory's weights and tokenizer, with a fresh optimizer.
     pub init: Option<std::path::PathBuf>,
     /// Stop (validated, saved, with a model card) once this process has trained this long: for
@@ -178,13 +180,17 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
     if resume && options.init.is_some() {
         bail!("--resume continues a run and --init starts one: give one of them");
     }
-    if !resume && super::holds_run(out) {
+    if !resume && !options.force && super::holds_run(out) {
         bail!(
-            "{} already holds a training run: --resume continues it; to start another, give another --out",
+            "{} already holds a training run: --resume continues it, --force replaces it; or give another --out",
             out.display()
         );
     }
     let _lock = lock_run(out)?;
+    if options.force && !resume {
+        // No longer a run to resume: a new one until its first save, which replaces the rest.
+        super::forget_run(out)?;
+    }
     let init = options
         .init
         .as_deref()

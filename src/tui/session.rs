@@ -469,6 +469,37 @@ mod tests {
         assert_eq!(names, ["hostile.json"]);
     }
 
+    /// Fuzzing the id: 500 random strings of path characters, dots, separators, control and
+    /// non-ASCII characters; every one is saved inside the sessions directory, as a valid id.
+    #[test]
+    fn any_id_in_a_file_is_saved_inside_the_sessions_directory() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let (outside, sessions) = (dir.path().join("outside"), dir.path().join("sessions"));
+        std::fs::create_dir_all(&outside).unwrap();
+        let alphabet: Vec<char> = "ab09-_./\\:~ \0\n\x1bé€ 😀%*?"
+            .chars()
+            .chain(['/', '.', '.'])
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+        for _ in 0..500 {
+            let len = rng.random_range(0..80);
+            let id: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let mut s = Session::new();
+            s.id = id.clone();
+            let file = outside.join("fuzz.json");
+            std::fs::write(&file, serde_json::to_string(&s).unwrap()).unwrap();
+            let loaded = Session::load(&file).unwrap();
+            assert!(is_valid_id(&loaded.id), "{id:?} loaded as {:?}", loaded.id);
+            let saved = loaded.save(&sessions).unwrap();
+            assert_eq!(saved.parent(), Some(sessions.as_path()), "{id:?}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the fuzzed file itself");
+    }
+
     #[test]
     fn save_load_round_trip_and_resume_lookup() {
         let dir = tempfile::tempdir().unwrap();
