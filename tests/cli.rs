@@ -1004,3 +1004,20 @@ fn a_model_with_a_scope_notes_a_prompt_that_gives_no_number() {
     assert!(note("ab"));
     assert!(!note("a 2 b"), "a prompt with a number is in scope");
 }
+
+#[test]
+fn the_main_commands_help_ends_with_examples() {
+    for command in ["chat", "generate", "eval"] {
+        let out = ltm([command, "--help"]);
+        assert!(out.status.success());
+        let help = stdout(&out);
+        let examples = help.split("Examples:\n").nth(1).unwrap_or_default();
+        let lines: Vec<&str> = examples.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 3, "{command}:\n{help}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.trim_start().starts_with("ltm ") || l.contains("| ltm "))
+        );
+    }
+}

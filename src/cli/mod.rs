@@ -96,8 +96,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The terminal app (the default): chat or pose problems, watch the model think.
+    #[command(after_help = "Examples:
+  ltm chat                         the bundled model, thinking at its default level
+  ltm chat --think high            think more before each answer (+ and − change it in the app)
+  ltm chat --resume last           go on with the last session")]
     Chat(chat::ChatArgs),
     /// Think on a prompt, then write its continuation to stdout.
+    #[command(after_help = "Examples:
+  ltm generate \"Sam has 14 apples and buys 9 more. How many apples does Sam have now?\"
+  ltm generate -q --think max \"I had 50 dollars and spent 18. How much is left?\"   the answer alone
+  echo \"A pen costs 3 dollars. How much do 4 pens cost?\" | ltm generate --json")]
     Generate(generate::Args),
     /// Describe a model: architecture, parameters, thought shape, tokenizer, files.
     Info(info::Args),
@@ -112,6 +120,10 @@ pub enum Command {
     /// Train a model with the dual-rate algorithm (fast learning of thoughts, slow learning of weights).
     Train(train::Args),
     /// Few-shot accuracy for several thinking budgets.
+    #[command(after_help = "Examples:
+  ltm eval arith                                  100 fresh problems of the training templates
+  ltm eval arith --data problems.jsonl --samples 1 --steps 0,2,8
+  ltm eval arith --limit 20 --chart thinking.svg  accuracy and the ELBO against thinking steps")]
     Eval(eval::Args),
     /// Draw the training curves of several `ltm train` runs on one chart.
     Curves(curves::Args),
