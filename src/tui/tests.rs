@@ -785,6 +785,14 @@ fn ladder_screen_shows_four_columns() {
         header.find("4 steps") < header.find("64 steps"),
         "side by side: {header}"
     );
+    // The title says which prompt the ladder asks with.
+    let n = app.session.examples.len();
+    assert!(
+        n > 1 && s.contains(&format!("few-shot prompt, {n} worked examples")),
+        "{s}"
+    );
+    app.session.examples.clear();
+    assert!(screen(&app).contains("the chat prompt"));
 }
 
 #[test]
@@ -1019,4 +1027,23 @@ fn the_clock_runs_only_while_something_moves() {
     assert!(!app.animating());
     app.flash(super::session::Level::Info, "saved");
     assert!(app.animating(), "a message that expires");
+}
+
+#[test]
+fn a_worked_example_too_wide_for_its_pane_ends_in_an_ellipsis() {
+    let mut app = ready();
+    press(&mut app, KeyCode::F(2));
+    let (s, _) = render(&app, 100, 30);
+    let long = app
+        .session
+        .examples
+        .iter()
+        .find(|e| e.question.len() > 40)
+        .expect("a long example question");
+    let shown: String = long.question.chars().take(12).collect();
+    let line = s
+        .lines()
+        .find(|l| l.contains(&shown))
+        .expect("the example shown");
+    assert!(line.contains('…'), "{line}");
 }

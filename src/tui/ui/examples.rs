@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, List, ListItem, ListState};
 
-use super::format::wrap;
+use super::format::{ellipsized, wrap};
 use crate::tui::app::{App, Focus};
 
 pub(super) fn draw_examples(frame: &mut Frame, area: Rect, app: &App) {
@@ -34,7 +34,7 @@ pub(super) fn draw_examples(frame: &mut Frame, area: Rect, app: &App) {
             let mut lines = vec![Line::from(vec![
                 Span::styled(format!("{:>2} ", i + 1), t.fg(t.muted)),
                 Span::styled(
-                    e.question.clone(),
+                    ellipsized(&e.question, width),
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
             ])];

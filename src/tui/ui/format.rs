@@ -57,6 +57,25 @@ pub(super) fn next_thinking(app: &App) -> String {
     level_label(app.settings.steps(d), app.settings.level(d))
 }
 
+/// `text` in at most `width` columns: cut with "…" when it is wider.
+pub(super) fn ellipsized(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut w = 0;
+    for ch in text.chars() {
+        let cw = ch.width().unwrap_or(0);
+        if w + cw + 1 > width {
+            break;
+        }
+        out.push(ch);
+        w += cw;
+    }
+    out.push('…');
+    out
+}
+
 /// Word-wrap `text` to `width` columns (explicit newlines kept, long words broken).
 pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     wrap_ranges(text, width)

@@ -325,7 +325,8 @@ fn mode_help(mode: Mode) -> &'static str {
         Mode::Chat => {
             "Before it writes, the model thinks: it fits a posterior over latent \
                        thought vectors to your words with a few gradient steps. More steps, more thinking \
-                       (+ / − or /think off|low|medium|high|max)."
+                       (+ / − or /think off|low|medium|high|max). Each message is answered on its own: \
+                       the model does not see the earlier turns."
         }
         Mode::FewShot => {
             "Worked examples on the left; type a question below. Each thought sample answers on \
@@ -344,12 +345,17 @@ pub(super) fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
         Mode::Chat => " conversation ".to_string(),
         Mode::FewShot => " answers ".to_string(),
         Mode::Ladder => format!(
-            " thinking ladder · {} steps ",
+            " thinking ladder · {} steps · {} ",
             ladder(app.defaults())
                 .iter()
                 .map(usize::to_string)
                 .collect::<Vec<_>>()
-                .join(" · ")
+                .join(" · "),
+            match app.session.examples.len() {
+                0 => "the chat prompt".to_string(),
+                1 => "few-shot prompt, 1 worked example".to_string(),
+                n => format!("few-shot prompt, {n} worked examples"),
+            }
         ),
     };
     let mut block = Block::default()
