@@ -211,27 +211,30 @@ fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
     eprintln!("train: 40 kills, {left} left a temporary file behind");
 }
 
+/// `ltm train` of `config` into `out` for about a second (`--resume`d when `resume`).
+fn briefly<'a>(config: &'a Path, out: &'a Path, resume: bool) -> Vec<&'a str> {
+    let mut a = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--minutes",
+        "0.02",
+    ];
+    if resume {
+        a.push("--resume");
+    }
+    a
+}
+
 /// A run given minutes stops by the clock, validated and saved with its model card, and a
 /// resumed run continues from there.
 #[test]
 fn train_stops_when_its_time_is_up_and_resumes_from_there() {
     let dir = tempfile::tempdir().unwrap();
     let (config, out) = (tiny_training(dir.path(), 1_000_000), dir.path().join("run"));
-    let args = |resume: bool| {
-        let mut a = vec![
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--minutes",
-            "0.02",
-        ];
-        if resume {
-            a.push("--resume");
-        }
-        a
-    };
+    let args = |resume: bool| briefly(&config, &out, resume);
     let state = || -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap()
     };
@@ -266,21 +269,7 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
 fn a_second_train_on_a_running_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (config, out) = (tiny_training(dir.path(), 1_000_000), dir.path().join("run"));
-    let args = |resume: bool| {
-        let mut a = vec![
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--minutes",
-            "0.02",
-        ];
-        if resume {
-            a.push("--resume");
-        }
-        a
-    };
+    let args = |resume: bool| briefly(&config, &out, resume);
     run_whole(&args(false));
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
         .env("LTM_DEVICE", "cpu")

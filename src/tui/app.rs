@@ -448,14 +448,13 @@ impl App {
         samples: usize,
         warm_start: bool,
     ) -> Run {
-        let s = &self.settings;
-        let d = self.defaults();
         let mut request = Request::new(self.next_id, prompt);
-        let (t, w) = (&mut request.think, &mut request.sample);
-        (t.steps, t.lr, t.samples) = (steps.unwrap_or(s.steps(d)), s.lr(d), samples);
-        (t.warm_start, t.tolerance) = (warm_start, s.tolerance(d));
-        (w.max_tokens, w.temperature, w.seed) = (s.max_tokens, s.temperature(d), s.seed);
-        (w.top_k, w.top_p, w.calculator) = (s.top_k, s.top_p, s.calculator(d));
+        self.settings.apply(&mut request, self.defaults());
+        let t = &mut request.think;
+        (t.samples, t.warm_start) = (samples, warm_start);
+        if let Some(steps) = steps {
+            t.steps = steps;
+        }
         self.next_id += 1;
         Run::new(request, Status::Queued)
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::dirs::save;
-use crate::engine::protocol::{DEFAULT_MAX_TOKENS, SampleSettings, ThinkLevel};
+use crate::engine::protocol::{DEFAULT_MAX_TOKENS, Request, SampleSettings, ThinkLevel};
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
 use crate::model::config::{DEFAULT_FAST_LR, DEFAULT_NUM_STEPS, LevelSteps};
 
@@ -193,30 +193,21 @@ impl Settings {
         (settings, Some(warning))
     }
 
+    /// Sets a request's thinking and sampling to these settings, "auto" ones from `d`.
+    pub fn apply(&self, r: &mut Request, d: Defaults) {
+        let (t, w) = (&mut r.think, &mut r.sample);
+        (t.steps, t.lr, t.samples) = (self.steps(d), self.lr(d), self.samples);
+        (t.warm_start, t.tolerance) = (self.warm_start, self.tolerance(d));
+        (w.max_tokens, w.temperature, w.seed) = (self.max_tokens, self.temperature(d), self.seed);
+        (w.top_k, w.top_p, w.calculator) = (self.top_k, self.top_p, self.calculator(d));
+    }
+
     /// The first setting out of its bounds ([`crate::limits`]), named: such a value would make
     /// every request fail.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(steps) = self.steps {
-            STEPS.check(steps)?;
-        }
-        if let Some(lr) = self.lr {
-            LR.check(lr)?;
-        }
-        SAMPLES.check(self.samples)?;
-        if let Some(t) = self.temperature {
-            TEMPERATURE.check(t)?;
-        }
-        if let Some(k) = self.top_k {
-            TOP_K.check(k)?;
-        }
-        if let Some(p) = self.top_p {
-            TOP_P.check(p)?;
-        }
-        MAX_TOKENS.check(self.max_tokens)?;
-        if let Some(tol) = self.tolerance {
-            TOLERANCE.check(tol)?;
-        }
-        Ok(())
+        let mut r = Request::new(0, crate::tasks::Prompt::raw(String::new()));
+        self.apply(&mut r, Defaults::default());
+        r.validate()
     }
 
     /// The settings of a file that does not parse whole or holds values out of bounds: each one
