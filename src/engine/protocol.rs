@@ -133,17 +133,18 @@ impl Fit {
         self.nll_per_token.exp()
     }
 
+    /// How much thinking changed the NLL per token (−0.23: 23 % lower), when it did.
+    fn change(&self) -> Option<f64> {
+        let change = self.nll_per_token / self.start_nll_per_token - 1.0;
+        (change.is_finite() && change.abs() >= 5e-4).then_some(change)
+    }
+
     /// For a narrow column: "NLL 1.84/token, −23 %".
     pub fn brief(&self) -> String {
-        let change = self.nll_per_token / self.start_nll_per_token - 1.0;
-        if change.is_finite() && change.abs() >= 5e-4 {
-            format!(
-                "NLL {:.2}/token, {} %",
-                self.nll_per_token,
-                signed(change * 100.0)
-            )
-        } else {
-            format!("NLL {:.2}/token", self.nll_per_token)
+        let nll = format!("NLL {:.2}/token", self.nll_per_token);
+        match self.change() {
+            Some(change) => format!("{nll}, {} %", signed(change * 100.0)),
+            None => nll,
         }
     }
 
@@ -154,15 +155,14 @@ impl Fit {
             self.nll_per_token,
             readable(self.perplexity())
         );
-        let change = self.nll_per_token / self.start_nll_per_token - 1.0;
-        if !change.is_finite() || (change.abs() < 5e-4 && (self.kl - self.start_kl).abs() < 0.5) {
-            return fit;
+        match self.change() {
+            Some(change) => format!(
+                "{fit}, {} % by thinking, KL {} nats",
+                signed(change * 100.0),
+                signed(self.kl - self.start_kl)
+            ),
+            None => fit,
         }
-        format!(
-            "{fit}, {} % by thinking, KL {} nats",
-            signed(change * 100.0),
-            signed(self.kl - self.start_kl)
-        )
     }
 }
 
