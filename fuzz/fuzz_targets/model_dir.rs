@@ -3,7 +3,7 @@
 #![no_main]
 mod common;
 
-use ltm::device::DeviceChoice;
+use ltm::device::{DecodeWeights, DeviceChoice};
 use ltm::runtime::ModelSource;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -18,6 +18,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         path: dir,
         tokenizer: None,
         device: DeviceChoice::Cpu,
+        decode_weights: DecodeWeights::Full,
     };
     let _ = source.load_files();
 });
