@@ -229,7 +229,9 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     assert!(!screen.contains('│'), "the TUI is still drawn:\n{screen}");
 
     // The saved session holds the question and a non-empty answer.
-    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions")).unwrap().collect();
+    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions"))
+        .unwrap_or_else(|e| panic!("{e}: no sessions after\n{screen}"))
+        .collect();
     assert_eq!(sessions.len(), 1);
     let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
     let session: serde_json::Value = serde_json::from_str(&session).unwrap();
@@ -260,7 +262,7 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
     let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
     tmux.ask("What is 2 + 3?");
-    tmux.wait_for("thinking", minute, |s| s.contains("step "));
+    let screen = tmux.wait_for("thinking", minute, |s| s.contains("step "));
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let killed = Command::new("kill")
         .args(["-KILL", pid.trim()])

@@ -13,6 +13,7 @@ use crate::fsutil::write_atomic;
 use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
 use crate::tasks::score::{Report, Tally, reasoning_steps, score};
 use crate::tasks::{Split, problems};
+use crate::text::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -261,7 +262,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         if let Some(message) = first_warning {
             if shortened_problems == 0 {
-                bar.suspend(|| eprintln!("warning: problem {}: {message}", i + 1));
+                bar.suspend(|| eprintln!("warning: problem {}: {}", i + 1, printable(&message)));
             }
             shortened_problems += 1;
         }
@@ -288,7 +289,7 @@ pub fn run(args: Args) -> Result<()> {
             problems.len(),
             n_shots,
             args.samples,
-            info.name
+            printable(&info.name)
         );
         for (n, (report, &calculator)) in reports.iter().zip(&calcs).enumerate() {
             if n > 0 {
