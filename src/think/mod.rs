@@ -128,6 +128,10 @@ impl Elbo {
     pub fn nelbo(&self, i: usize) -> f64 {
         self.nll[i] + self.kl[i]
     }
+    /// The NLL of sequence `i` per scored token.
+    pub fn nll_per_token(&self, i: usize) -> f64 {
+        self.nll[i] / self.tokens as f64
+    }
     /// Σ over the batch of −ELBO: the loss fast learning minimises.
     pub fn nelbo_sum(&self) -> f64 {
         (0..self.nll.len()).map(|i| self.nelbo(i)).sum()

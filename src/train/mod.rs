@@ -329,8 +329,6 @@ fn first_question_len(targets: &[u32], marker: &[u32]) -> usize {
         .map_or(targets.len(), |at| at + marker.len())
 }
 
-/// Learning rate at `iter`: linear warm-up from `stage_start`, then cosine down to `min_lr` at
-/// `max_iters`.
 /// Why a batch's thought could not be fitted, naming the learning rate at fault: the slow
 /// one when the ELBO was not finite even at the starting thought (the last update broke the
 /// weights), else the fast one.
@@ -348,6 +346,8 @@ fn diverged(e: anyhow::Error, o: &OptimConfig, iter: usize) -> anyhow::Error {
     }
 }
 
+/// Learning rate at `iter`: linear warm-up from `stage_start`, then cosine down to `min_lr` at
+/// `max_iters`.
 pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
     let iter = iter.saturating_sub(o.stage_start);
     if iter < o.warmup_iters {
