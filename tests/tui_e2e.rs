@@ -229,9 +229,7 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     assert!(!screen.contains('│'), "the TUI is still drawn:\n{screen}");
 
     // The saved session holds the question and a non-empty answer.
-    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions"))
-        .unwrap_or_else(|e| panic!("{e}: no sessions after\n{screen}"))
-        .collect();
+    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions")).unwrap().collect();
     assert_eq!(sessions.len(), 1);
     let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
     let session: serde_json::Value = serde_json::from_str(&session).unwrap();
@@ -270,7 +268,9 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
         .unwrap();
     assert!(killed.success());
 
-    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions")).unwrap().collect();
+    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions"))
+        .unwrap_or_else(|e| panic!("{e}: no sessions after\n{screen}"))
+        .collect();
     assert_eq!(
         sessions.len(),
         1,
