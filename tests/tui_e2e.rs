@@ -190,7 +190,7 @@ fn chat_in_tmux(
 
 #[test]
 fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
-    let args = "--steps 8 --max-tokens 12 --temperature 0";
+    let args = "--steps 8 --max-tokens 24 --temperature 0";
     let Some((scratch, tmux)) = chat_in_tmux(args, |ltm| {
         format!("{ltm}; echo \"ltm exited $?\"; sleep 60")
     }) else {
@@ -199,7 +199,7 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
     tmux.ask("What is 2 + 3?");
-    let screen = tmux.wait_for("the answer", minute, |s| s.contains("tok/s"));
+    let screen = tmux.wait_for("the answer", minute, |s| s.contains("Answer: "));
     println!("{screen}");
     for shown in [
         "What is 2 + 3?",
@@ -207,9 +207,14 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
         "nats/token (ppl ",
         "% by thinking",
         "tok/s",
+        "Answer: 5",
+        "Ctrl+W shows the working",
     ] {
         assert!(screen.contains(shown), "no {shown:?} on screen:\n{screen}");
     }
+    // The working, unfolded under the answer.
+    tmux.send(&["C-w"]);
+    tmux.wait_for("the working", minute, |s| s.contains("#### 5"));
     // The thinking panel, expanded: the curves' figures and KL per layer.
     tmux.send(&["C-t"]);
     let screen = tmux.wait_for("the thinking panel", minute, |s| s.contains("KL per layer"));

@@ -80,6 +80,8 @@ pub struct App {
     pub scroll: Scroll,
     /// Keep the thinking panel open after thinking ends.
     pub think_expanded: bool,
+    /// Show each answer's working under it rather than folded away.
+    pub show_working: bool,
     /// The selected worked example.
     pub example: usize,
     pub flash: Option<Flash>,
@@ -110,6 +112,7 @@ impl App {
             overlay: None,
             scroll: Scroll::default(),
             think_expanded: false,
+            show_working: false,
             example: 0,
             flash: None,
             tick: 0,

@@ -128,6 +128,8 @@ pub enum KeyAction {
     OpenHelp,
     CloseOverlay,
     ToggleThinking,
+    /// Show or fold the working under each answer.
+    ToggleWorking,
     FocusNext,
     FocusPrevious,
     ScrollPageUp,
@@ -249,6 +251,11 @@ pub const BINDINGS: &[Binding] = {
             Panes,
             &[(Ctrl('t'), Do::ToggleThinking)],
             "expand / collapse the thinking panel",
+        ),
+        bind(
+            Panes,
+            &[(Ctrl('w'), Do::ToggleWorking)],
+            "show / fold the working under each answer",
         ),
         bind(
             Panes,
@@ -477,6 +484,7 @@ impl App {
             KeyAction::OpenHelp => self.overlay = Some(Overlay::Help),
             KeyAction::CloseOverlay => self.overlay = None,
             KeyAction::ToggleThinking => self.think_expanded = !self.think_expanded,
+            KeyAction::ToggleWorking => self.show_working = !self.show_working,
             KeyAction::FocusNext => self.cycle_focus(true),
             KeyAction::FocusPrevious => self.cycle_focus(false),
             KeyAction::ScrollPageUp => self.scroll_page(false),

@@ -694,6 +694,56 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
 }
 
 #[test]
+fn the_answer_comes_first_and_ctrl_w_unfolds_its_working() {
+    let mut app = ready();
+    let r = send(&mut app, "Sam has 14 apples and buys 9 more. How many now?");
+    let working = " He has 14+9 = 23 apples.\n#### 23";
+    app.on_event(Event::Token {
+        request: r.id,
+        sample: 0,
+        id: 1,
+        text: working.into(),
+        calc: false,
+    });
+    assert!(screen(&app).contains("He has 14+9 = 23 apples."), "streams");
+    let Event::Done {
+        request,
+        done: mut d,
+    } = done(r.id, 0, working, 85.0)
+    else {
+        unreachable!()
+    };
+    d.answer = Some("23".into());
+    app.on_event(Event::Done { request, done: d });
+    app.on_event(Event::Finished { request: r.id });
+    let s = screen(&app);
+    assert!(s.contains("Answer: 23"), "{s}");
+    assert!(s.contains("Ctrl+W shows the working"), "{s}");
+    assert!(!s.contains("14+9"), "the working is folded:\n{s}");
+    press_with(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
+    let s = screen(&app);
+    for want in [
+        "Answer: 23",
+        "He has 14+9 = 23 apples.",
+        "Ctrl+W folds the working",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+    // A model without an answer format (a text model) shows its text as it is.
+    let mut app = app_with(false);
+    app.on_event(Event::Ready(info(None)));
+    let r = send(&mut app, "Once upon a time");
+    app.on_event(done(r.id, 0, " there were 3 bears.", 85.0));
+    app.on_event(Event::Finished { request: r.id });
+    let s = screen(&app);
+    assert!(
+        s.contains("there were 3 bears.") && !s.contains("Answer:"),
+        "{s}"
+    );
+    assert!(!s.contains("Ctrl+W"), "{s}");
+}
+
+#[test]
 fn few_shot_screen_shows_samples_answers_and_votes() {
     let mut app = ready();
     press(&mut app, KeyCode::F(2));

@@ -172,6 +172,15 @@ fn reply_body(l: &mut Lines, app: &App, run: &Run) {
                 t.fg(t.series(i)),
             )]);
         }
+        if let Some(a) = worked_answer(s) {
+            l.push(vec![
+                Span::styled("  Answer: ", t.fg(t.muted)),
+                Span::styled(a.to_string(), t.fg(t.accent).add_modifier(Modifier::BOLD)),
+            ]);
+        }
+        if folded(app, s) {
+            continue;
+        }
         let cursor = if run.status == Status::Writing && s.done.is_none() {
             "▍"
         } else {
@@ -181,6 +190,21 @@ fn reply_body(l: &mut Lines, app: &App, run: &Run) {
             l.sample(2, s, false, cursor, t.fg(t.assistant));
         }
     }
+}
+
+/// The answer a finished sample's worked solution ends with (the engine's `done.answer`).
+fn worked_answer(s: &SampleText) -> Option<&str> {
+    s.done.as_ref()?.answer.as_deref()
+}
+
+/// Whether a finished sample has working to fold: an answer, and more text than the answer.
+fn has_working(s: &SampleText) -> bool {
+    worked_answer(s).is_some_and(|a| s.text.trim() != a)
+}
+
+/// Whether a sample shows its answer alone, the working folded under it (Ctrl+W shows it).
+fn folded(app: &App, s: &SampleText) -> bool {
+    !app.show_working && has_working(s)
 }
 
 fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
@@ -212,7 +236,9 @@ fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
             answer,
             Span::styled(nelbo, t.fg(t.muted)),
         ]);
-        l.sample(6, s, true, "", t.fg(t.assistant));
+        if !folded(app, s) {
+            l.sample(6, s, true, "", t.fg(t.assistant));
+        }
     }
     // The verdict is settled when the run is done; until then there is none to show.
     let Some(verdict) = &run.verdict else {
@@ -274,7 +300,9 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
                     t.fg(t.accent).add_modifier(Modifier::BOLD),
                 )]);
             }
-            c.sample(0, sample, true, "", t.fg(t.assistant));
+            if !folded(app, sample) {
+                c.sample(0, sample, true, "", t.fg(t.assistant));
+            }
             c.out
         })
         .collect();
@@ -377,6 +405,20 @@ pub(super) fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
             )
             .right_aligned(),
         );
+    }
+    let mut samples = app
+        .session
+        .entries
+        .iter()
+        .flat_map(Entry::runs)
+        .flat_map(|r| &r.samples);
+    if samples.any(has_working) {
+        let hint = if app.show_working {
+            " Ctrl+W folds the working "
+        } else {
+            " Ctrl+W shows the working "
+        };
+        block = block.title_bottom(Line::styled(hint, t.fg(t.muted)).left_aligned());
     }
     frame.render_widget(block, area);
     if lines.is_empty() {
