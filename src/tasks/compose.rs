@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::extract::COUNT_WORDS;
 use super::problem::{Problem, with_thousands};
+use crate::generate::calculator;
 
 /// The template name every composed problem carries.
 pub const TEMPLATE: &str = "composed";
@@ -27,8 +28,12 @@ pub const TEMPLATE: &str = "composed";
 const DISTRACTOR_RATE: f64 = 0.25;
 /// Probability that a small count is written as a word ("seven").
 const NUMBER_WORD_RATE: f64 = 0.15;
-/// Thousandths: every number is held as an integer count of them.
-const SCALE: i64 = 1000;
+/// Every number is held as an integer count of 1/6000ths, so that thousandths (money, decimal
+/// measures) and sixths (measures given as fractions) are both exact.
+const SCALE: i64 = 6000;
+/// A thousandth and a cent, in those units.
+const MILLI: i64 = SCALE / 1000;
+const CENT: i64 = SCALE / 100;
 
 static COMPOSER: LazyLock<Composer> = LazyLock::new(|| {
     Composer::parse(include_str!("compose.toml"))
@@ -264,8 +269,8 @@ impl Composer {
         words.set("k", say_count(numbers.k / SCALE, rng));
         words.set("bill", format!("${}", numbers.bill / SCALE));
         let mut answer = Vec::new();
-        for (i, (shown, value)) in steps.iter().enumerate() {
-            let result = decimal(*value);
+        for (i, (shown, _)) in steps.iter().enumerate() {
+            let result = calculator::compute(shown)?;
             words.set(
                 &format!("s{}", i + 1),
                 format!("{shown} = <<{shown}={result}>>{result}"),
@@ -275,7 +280,7 @@ impl Composer {
         for line in &s.answer {
             answer.push(words.fill(line, rng));
         }
-        let final_value = decimal(steps.last()?.1);
+        let final_value = calculator::compute(&steps.last()?.0)?;
         answer.push(format!("#### {final_value}"));
         let frame = s.question.choose(rng)?;
         let mut question = words.fill(frame, rng);
@@ -457,10 +462,9 @@ impl Numbers {
                     Kind::Count => rng.random_range(2..=25) * SCALE,
                     _ => n.a / 4,
                 };
-                let each = if kind == Kind::Money {
-                    each / 10 * 10
-                } else {
-                    each
+                let each = match kind {
+                    Kind::Money => each / CENT * CENT,
+                    _ => each / MILLI * MILLI,
                 };
                 n.a = each * n.k / SCALE;
             }
@@ -478,10 +482,12 @@ impl Numbers {
         (n.a > 0 && n.b > 0 && n.c > 0).then_some(n)
     }
 
-    /// Each step as (what the answer shows, its value).
+    /// Each step as (what the answer shows, its value). A later step writes an earlier result
+    /// as the calculator wrote it, which for thirds is not the exact value.
     fn steps(&self, schema: Schema) -> Option<Vec<(String, i64)>> {
         let (a, b, c, k) = (self.a, self.b, self.c, self.k / SCALE);
         let (da, db, dc) = (decimal(a), decimal(b), decimal(c));
+        let written = |expr: &str| calculator::compute(expr);
         let steps = match schema {
             Schema::Sum => vec![(format!("{da}+{db}"), a + b)],
             Schema::Sum3 => vec![(format!("{da}+{db}+{dc}"), a + b + c)],
@@ -489,43 +495,29 @@ impl Numbers {
             Schema::Times => vec![(format!("{da}*{k}"), a * k)],
             Schema::Share => vec![(format!("{da}/{k}"), a / k)],
             Schema::SumThenDifference => {
-                let s = a + b;
-                vec![
-                    (format!("{da}+{db}"), s),
-                    (format!("{}-{dc}", decimal(s)), s - c),
-                ]
+                let first = format!("{da}+{db}");
+                let second = format!("{}-{dc}", written(&first)?);
+                vec![(first, a + b), (second, a + b - c)]
             }
             Schema::DifferenceThenSum => {
-                let d = a - b;
-                vec![
-                    (format!("{da}-{db}"), d),
-                    (format!("{}+{dc}", decimal(d)), d + c),
-                ]
+                let first = format!("{da}-{db}");
+                let second = format!("{}+{dc}", written(&first)?);
+                vec![(first, a - b), (second, a - b + c)]
             }
             Schema::MoreThenTotal => {
-                let more = a + b;
-                vec![
-                    (format!("{da}+{db}"), more),
-                    (format!("{da}+{}", decimal(more)), a + more),
-                ]
+                let first = format!("{da}+{db}");
+                let second = format!("{da}+{}", written(&first)?);
+                vec![(first, a + b), (second, a + a + b)]
             }
             Schema::TimesThenTotal => {
-                let more = a * k;
-                vec![
-                    (format!("{da}*{k}"), more),
-                    (format!("{da}+{}", decimal(more)), a + more),
-                ]
+                let first = format!("{da}*{k}");
+                let second = format!("{da}+{}", written(&first)?);
+                vec![(first, a * k), (second, a + a * k)]
             }
             Schema::Change => {
-                let spent = a + b;
-                let bill = self.bill;
-                vec![
-                    (format!("{da}+{db}"), spent),
-                    (
-                        format!("{}-{}", decimal(bill), decimal(spent)),
-                        bill - spent,
-                    ),
-                ]
+                let first = format!("{da}+{db}");
+                let second = format!("{}-{}", decimal(self.bill), written(&first)?);
+                vec![(first, a + b), (second, self.bill - a - b)]
             }
         };
         steps.iter().all(|(_, v)| *v > 0).then_some(steps)
@@ -538,15 +530,16 @@ impl Numbers {
 fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
     match kind {
         Kind::Count => {
-            let n = match rng.random_range(0..10) {
-                0..=6 => rng.random_range(2..=99),
-                7 | 8 => rng.random_range(100..=999),
+            // Things that come in thousands (books in a library) are counted in them often.
+            let n = match (rng.random_range(0..10), large) {
+                (0..=3, true) | (0..=6, false) => rng.random_range(2..=99),
+                (4 | 5, true) | (7 | 8, false) => rng.random_range(100..=999),
                 // Thousands to hundreds of thousands, each as often.
-                _ if large => {
+                (_, true) => {
                     let digits = rng.random_range(4..=6);
                     rng.random_range(10i64.pow(digits - 1)..10i64.pow(digits))
                 }
-                _ => rng.random_range(10..=200),
+                (_, false) => rng.random_range(10..=200),
             };
             n * SCALE
         }
@@ -557,7 +550,7 @@ fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
             } else {
                 rng.random_range(1..=99)
             };
-            dollars * SCALE + cents * 10
+            dollars * SCALE + cents * CENT
         }
         Kind::Measure => {
             let whole = if rng.random_bool(0.5) {
@@ -565,20 +558,26 @@ fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
             } else {
                 rng.random_range(1..=9)
             };
-            let frac = match rng.random_range(0..4) {
-                0 => rng.random_range(1..=9) * 100,
-                1 => rng.random_range(1..=3) * 250,
-                2 => rng.random_range(1..=7) * 125,
-                _ => rng.random_range(1..=99) * 10,
+            let frac = match rng.random_range(0..5) {
+                0 => rng.random_range(1..=9) * 100 * MILLI,
+                1 => rng.random_range(1..=3) * 250 * MILLI,
+                2 => rng.random_range(1..=7) * 125 * MILLI,
+                3 => rng.random_range(1..=99) * 10 * MILLI,
+                _ => rng.random_range(1..=5) * SCALE / 6,
             };
             whole * SCALE + frac
         }
     }
 }
 
-/// A value in thousandths as the calculator writes it: no trailing zeros.
+/// A value as a problem states it: thousandths as the calculator writes them (no trailing
+/// zeros); thirds and sixths as the nearest double, the way computers print them
+/// ("0.3333333333333333", "2.3333333333333335"), as people's problems often give fractions.
 fn decimal(v: i64) -> String {
-    let (whole, frac) = (v / SCALE, (v % SCALE).abs());
+    if v % MILLI != 0 {
+        return (v as f64 / SCALE as f64).to_string();
+    }
+    let (whole, frac) = (v / SCALE, (v % SCALE).abs() / MILLI);
     if frac == 0 {
         whole.to_string()
     } else {
@@ -673,7 +672,7 @@ impl Words {
                 let amount = if v % SCALE == 0 {
                     decimal(v)
                 } else {
-                    format!("{}.{:02}", v / SCALE, (v % SCALE) / 10)
+                    format!("{}.{:02}", v / SCALE, (v % SCALE) / CENT)
                 };
                 if v % SCALE == 0 && rng.random_bool(0.2) {
                     format!("{amount} dollars")
@@ -756,7 +755,6 @@ fn top_level_options(inner: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::calculator;
     use rand::SeedableRng;
 
     fn many(n: usize) -> Vec<Problem> {
@@ -820,6 +818,31 @@ mod tests {
             assert_eq!(last.as_deref(), Some(p.r#final.as_str()), "{}", p.answer);
             assert!(p.answer.ends_with(&format!("#### {}", p.r#final)));
         }
+    }
+
+    #[test]
+    fn measures_come_in_thirds_and_counts_in_thousands_too() {
+        let problems = many(6000);
+        let thirds = problems
+            .iter()
+            .find(|p| p.question.contains("3333333333333"))
+            .expect("a third, written as a double");
+        // The calculator's result of the double, to six decimals the exact third's.
+        assert!(thirds.answer.contains("<<"), "{}", thirds.answer);
+        let thousands = problems
+            .iter()
+            .filter(|p| {
+                let digits = |w: &str| w.chars().filter(char::is_ascii_digit).count();
+                p.question
+                    .split_whitespace()
+                    .any(|w| digits(w) >= 4 && !w.contains('.'))
+            })
+            .count();
+        assert!(
+            thousands * 50 >= problems.len(),
+            "{thousands} of {}",
+            problems.len()
+        );
     }
 
     #[test]

@@ -137,13 +137,19 @@ pub fn final_number(text: &str) -> Option<String> {
 }
 
 /// Whether two extracted answers denote the same number (`"2.50"` vs `"2.5"`,
-/// `"1,000"` vs `"1000"`).
+/// `"1,000"` vs `"1000"`), to six decimals: a repeating decimal is given rounded there (the
+/// calculator's precision, and people's data sets'), so `"0.3333333333333333"` is `"0.333333"`.
 pub fn same_number(a: &str, b: &str) -> bool {
-    match (final_number(a), final_number(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
+    let (Some(x), Some(y)) = (final_number(a), final_number(b)) else {
+        return false;
+    };
+    x == y
+        || matches!((x.parse::<f64>(), y.parse::<f64>()),
+            (Ok(x), Ok(y)) if (x - y).abs() <= SIX_DECIMALS)
 }
+
+/// Half a unit of the sixth decimal, and a little for the doubles' rounding.
+const SIX_DECIMALS: f64 = 5e-7 + 1e-12;
 
 #[cfg(test)]
 mod tests {
@@ -233,5 +239,9 @@ mod tests {
         assert!(same_number("$2.50", "2.5"));
         assert!(!same_number("2", "3"));
         assert!(!same_number("x", "x"));
+        assert!(same_number("0.3333333333333333", "0.333333"));
+        assert!(same_number("0.83333333333333326", "0.833333"));
+        assert!(!same_number("0.333333", "0.333334"));
+        assert!(!same_number("2450365", "2450366"));
     }
 }
