@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use super::gemm::{View, product};
-use super::{composite, contiguous_f32, exp_in_place, fused, row_max, with_values};
+use super::pointwise::{exp_in_place, row_max};
+use super::{composite, contiguous_f32, fused, with_values};
 
 /// The shapes of one attention: q [B, H, T, D], k and v [B, G, S, D] with H a multiple of G.
 #[derive(Clone, Copy)]

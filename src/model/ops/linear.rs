@@ -1,0 +1,247 @@
+//! Products with a weight matrix: y = x · wᵀ with only the input's gradient (thinking), and for
+//! a handful of rows (writing).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, D, Layout, Result, Shape, Tensor};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::contiguous_f32;
+
+/// y = x · wᵀ (x: [m, k], w: [n, k]); backward gives dx only.
+struct InputGradLinear;
+
+fn matmul_transposed<S: BackendStorage>(
+    x: &S,
+    lx: &Layout,
+    w: &S,
+    lw: &Layout,
+) -> Result<(S, Shape)> {
+    let (m, k) = lx.shape().dims2()?;
+    let (n, kw) = lw.shape().dims2()?;
+    if k != kw {
+        candle_core::bail!(
+            "linear: input {:?} does not fit weight {:?}",
+            lx.shape(),
+            lw.shape()
+        );
+    }
+    let out = x.matmul(w, (1, m, n, k), lx, &lw.transpose(0, 1)?)?;
+    Ok((out, Shape::from((m, n))))
+}
+
+impl CustomOp2 for InputGradLinear {
+    fn name(&self) -> &'static str {
+        "linear-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        matmul_transposed(x, lx, w, lw)
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        lx: &Layout,
+        w: &candle_core::CudaStorage,
+        lw: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        matmul_transposed(x, lx, w, lw)
+    }
+
+    fn metal_fwd(
+        &self,
+        x: &candle_core::MetalStorage,
+        lx: &Layout,
+        w: &candle_core::MetalStorage,
+        lw: &Layout,
+    ) -> Result<(candle_core::MetalStorage, Shape)> {
+        matmul_transposed(x, lx, w, lw)
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(dy.matmul(w)?), None))
+    }
+}
+
+/// x · wᵀ over the last dimension of x, differentiable in x only.
+pub fn linear_input_grad(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (rows, k) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
+    let mut out_shape = x.dims().to_vec();
+    *out_shape.last_mut().expect("x has a last dimension") = w.dim(0)?;
+    let x2 = x.reshape((rows, k))?.contiguous()?;
+    x2.apply_op2(&w.contiguous()?, InputGradLinear)?
+        .reshape(out_shape)
+}
+
+/// y = x · wᵀ for a handful of rows (generation: one token per sample). Streams each weight
+/// row once for all rows of x, in parallel over weight rows: memory-bound, as it must be, where
+/// a general GEMM spends its time packing for a product it cannot block.
+struct FewRowsLinear;
+
+/// At most this many rows of x go through `FewRowsLinear`.
+pub const FEW_ROWS: usize = 8;
+
+/// An element of a weight matrix that decoding reads: f32, or bf16 at half the bytes.
+trait WeightElement: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+}
+
+impl WeightElement for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl WeightElement for half::bf16 {
+    /// Exact: a bf16 is the upper half of an f32 (written out so that it vectorises).
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+}
+
+/// x · w in 32 independent lanes, so that the additions do not wait on each other; with `FMA`,
+/// each multiply-add is one fused instruction (only where the CPU has them: elsewhere `mul_add`
+/// is a library call).
+#[inline(always)]
+fn dot<const FMA: bool, W: WeightElement>(x: &[f32], w: &[W]) -> f32 {
+    const L: usize = 32;
+    let mut acc = [0f32; L];
+    for (cx, cw) in x.chunks_exact(L).zip(w.chunks_exact(L)) {
+        for i in 0..L {
+            acc[i] = if FMA {
+                cx[i].mul_add(cw[i].to_f32(), acc[i])
+            } else {
+                acc[i] + cx[i] * cw[i].to_f32()
+            };
+        }
+    }
+    let tail = x.len() - x.len() % L;
+    acc.iter().sum::<f32>()
+        + x[tail..]
+            .iter()
+            .zip(&w[tail..])
+            .map(|(a, b)| a * b.to_f32())
+            .sum::<f32>()
+}
+
+/// out[j·m + i] = x_i · w_j for the rows w_j of `wb` and x_i of `x` (rows of length k).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn dot_rows<W: WeightElement>(out: &mut [f32], wb: &[W], x: &[f32], k: usize) {
+    let m = x.len() / k;
+    let fma = multiversion::target::target_cfg_f!(target_feature = "fma");
+    for (o, wr) in out.chunks_exact_mut(m).zip(wb.chunks_exact(k)) {
+        for (o, xr) in o.iter_mut().zip(x.chunks_exact(k)) {
+            *o = if fma {
+                dot::<true, W>(xr, wr)
+            } else {
+                dot::<false, W>(xr, wr)
+            };
+        }
+    }
+}
+
+/// y = x · wᵀ for x [m, k], w [n, k]: weight rows in parallel blocks, each streamed once for
+/// every row of x.
+fn few_rows_product<W: WeightElement>(x: &[f32], w: &[W], m: usize, k: usize) -> Vec<f32> {
+    const BLOCK: usize = 64;
+    let n = w.len() / k;
+    // Block-major [n, m] first, so that each block writes one contiguous piece.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(BLOCK * m)
+        .zip(w.par_chunks(BLOCK * k))
+        .for_each(|(out, wb)| dot_rows(out, wb, x, k));
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * n];
+    for (j, row) in yt.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            y[i * n + j] = v;
+        }
+    }
+    y
+}
+
+impl CustomOp2 for FewRowsLinear {
+    fn name(&self) -> &'static str {
+        "few-rows-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        lx: &Layout,
+        ws: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, lx, "linear")?;
+        let ((m, k), (n, kw)) = (lx.shape().dims2()?, lw.shape().dims2()?);
+        let Some((a, b)) = lw.contiguous_offsets().filter(|_| k == kw) else {
+            candle_core::bail!("linear: weight {:?} for input {:?}", lw.shape(), lx.shape());
+        };
+        let y = match ws {
+            CpuStorage::F32(w) => few_rows_product(x, &w[a..b], m, k),
+            CpuStorage::BF16(w) => few_rows_product(x, &w[a..b], m, k),
+            _ => candle_core::bail!("linear: f32 or bf16 weights only"),
+        };
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+}
+
+/// x · wᵀ for at most `FEW_ROWS` rows of x [m, k] in f32 on the CPU, w in f32 or bf16 (no
+/// backward).
+pub fn few_rows_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &FewRowsLinear)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::max_diff;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn few_rows_linear_matches_matmul() -> Result<()> {
+        let x = Tensor::randn(0f32, 1., (3, 37), &Device::Cpu)?;
+        let w = Tensor::randn(0f32, 1., (150, 37), &Device::Cpu)?;
+        let diff = max_diff(&few_rows_linear(&x, &w)?, &x.matmul(&w.t()?)?)?;
+        assert!(diff < 1e-4, "differs by {diff}");
+        // bf16 weights give the product with those weights, exactly widened to f32.
+        let w16 = w.to_dtype(DType::BF16)?;
+        let want = x.matmul(&w16.to_dtype(DType::F32)?.t()?)?;
+        let diff = max_diff(&few_rows_linear(&x, &w16)?, &want)?;
+        assert!(diff < 1e-4, "bf16 weights: differs by {diff}");
+        assert!(max_diff(&want, &x.matmul(&w.t()?)?)? > 1e-3, "bf16 rounds");
+        // Every batch size a decoding step can have.
+        let x = Tensor::randn(0f32, 1., (FEW_ROWS, 37), &Device::Cpu)?;
+        for m in 1..=FEW_ROWS {
+            let x = x.narrow(0, 0, m)?;
+            for w in [&w, &w16] {
+                let want = x.matmul(&w.to_dtype(DType::F32)?.t()?)?;
+                let diff = max_diff(&few_rows_linear(&x, w)?, &want)?;
+                assert!(
+                    diff < 1e-4,
+                    "{m} rows of {:?}: differs by {diff}",
+                    w.dtype()
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,426 @@
+//! The pointwise ops, each with a one-pass backward: softmax (and the row helpers the
+//! cross-entropies and attention share), interleaved RoPE, RMSNorm and the SwiGLU gate.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::{composite, contiguous_f32, fused, with_values};
+
+/// exp(x) to within a few ulp, written so that the compiler vectorises it (libm's expf is
+/// a call per element and dominated the cross-entropy passes over the vocabulary).
+#[inline(always)]
+pub(super) fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding then subtracting 1.5·2²³ rounds to the nearest integer without a libm call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    // Cephes' polynomial for exp on [−ln2/2, ln2/2].
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.0e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// log Σ exp over a row.
+pub(super) fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row_max(row, f32::NEG_INFINITY);
+    max + exp_sum(row, max).ln()
+}
+
+/// Lanes of the loops below: independent maxima and sums, so that they vectorise.
+const LANES: usize = 16;
+
+/// The largest of `floor` and the row's values.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub(super) fn row_max(row: &[f32], floor: f32) -> f32 {
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let mut lanes = [floor; LANES];
+    for c in chunks {
+        for i in 0..LANES {
+            lanes[i] = lanes[i].max(c[i]);
+        }
+    }
+    rest.iter().chain(&lanes).copied().fold(floor, f32::max)
+}
+
+/// Σ exp(x − max) over the row.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub(super) fn exp_sum(row: &[f32], max: f32) -> f32 {
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let mut sums = [0f32; LANES];
+    for c in chunks {
+        for i in 0..LANES {
+            sums[i] += fast_exp(c[i] - max);
+        }
+    }
+    sums.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x - max)).sum::<f32>()
+}
+
+/// Replaces each x of the row by exp(x − max); returns their sum.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub(super) fn exp_in_place(row: &mut [f32], max: f32) -> f32 {
+    let mut chunks = row.chunks_exact_mut(LANES);
+    let mut sums = [0f32; LANES];
+    for c in &mut chunks {
+        for i in 0..LANES {
+            c[i] = fast_exp(c[i] - max);
+            sums[i] += c[i];
+        }
+    }
+    let rest: f32 = chunks
+        .into_remainder()
+        .iter_mut()
+        .map(|x| {
+            *x = fast_exp(*x - max);
+            *x
+        })
+        .sum();
+    sums.iter().sum::<f32>() + rest
+}
+
+/// Softmax of a row of scores, in place; −∞ (masked) gives exactly 0.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        // exp(−∞) of a masked score is exactly 0, not fast_exp's smallest normal.
+        *x = if *x == f32::NEG_INFINITY {
+            0.0
+        } else {
+            fast_exp(*x - max)
+        };
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Softmax over the last dimension, in one pass per row; backward y ⊙ (g − Σ g ⊙ y).
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "softmax")?;
+        let d = l.dims().last().copied().unwrap_or(1);
+        let mut y = x.to_vec();
+        y.par_chunks_mut(d).for_each(softmax_in_place);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (g * y)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((y * g.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last dimension, differentiable; one fused pass on the CPU in f32.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(Softmax)
+    } else {
+        composite::softmax_last_dim(x)
+    }
+}
+
+/// Interleaved rotary embedding of x [B, H, T, d] with cos, sin [T, d/2]. Its backward is
+/// the inverse rotation (sin negated).
+struct InterleavedRope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl CustomOp1 for InterleavedRope {
+    fn name(&self) -> &'static str {
+        "rope-interleaved-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "rope")?;
+        let (_, _, t, d) = l.shape().dims4()?;
+        let (cos, sin) = (
+            self.cos.flatten_all()?.to_vec1::<f32>()?,
+            self.sin.flatten_all()?.to_vec1::<f32>()?,
+        );
+        if cos.len() != t * d / 2 || sin.len() != cos.len() {
+            candle_core::bail!(
+                "rope: cos/sin hold {} angles for {t} positions of {d} dims",
+                cos.len()
+            );
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(t * d)
+            .zip(x.par_chunks(t * d))
+            .for_each(|(y, x)| {
+                // Pair i of a head is dims (2k, 2k+1) at position i / (d/2): angle index i.
+                for (i, (yp, xp)) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)).enumerate() {
+                    let (c, s) = (cos[i], sin[i]);
+                    yp[0] = xp[0] * c - xp[1] * s;
+                    yp[1] = xp[0] * s + xp[1] * c;
+                }
+            });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(candle_nn::rotary_emb::rope_i(
+            &g.contiguous()?,
+            &self.cos,
+            &self.sin.neg()?,
+        )?))
+    }
+}
+
+/// Interleaved rotary embedding, differentiable in x; x [B, H, T, d], cos and sin [T, d/2].
+pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        let op = InterleavedRope {
+            cos: cos.contiguous()?,
+            sin: sin.contiguous()?,
+        };
+        x.contiguous()?.apply_op1(op)
+    } else {
+        composite::rope_interleaved(x, cos, sin)
+    }
+}
+
+/// RMSNorm, y = w ⊙ x ⊙ r with r = (mean x² + eps)^−½, with a one-pass backward:
+/// dx = r (g ⊙ w) − x r³ mean(g ⊙ w ⊙ x), and dw = Σ_rows g ⊙ x ⊙ r when the weight learns.
+struct RmsNorm {
+    eps: f32,
+    weight_grad: bool,
+}
+
+impl RmsNorm {
+    fn inverse_rms(&self, x: &[f32]) -> f32 {
+        1.0 / (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + self.eps).sqrt()
+    }
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (
+            contiguous_f32(s, l, "rms_norm")?,
+            contiguous_f32(ws, wl, "rms_norm")?,
+        );
+        let d = w.len();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
+            let r = self.inverse_rms(x);
+            for ((yi, &xi), &wi) in y.iter_mut().zip(x).zip(w) {
+                *yi = xi * r * wi;
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let inputs = [
+            (x, "rms_norm input"),
+            (w, "rms_norm weight"),
+            (g, "rms_norm gradient"),
+        ];
+        let (dx, dw) = with_values(inputs, |[x, w, g]| Ok(self.gradients(x, w, g)))?;
+        let dw = match self.weight_grad {
+            true => Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+            false => None,
+        };
+        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), dw))
+    }
+}
+
+impl RmsNorm {
+    /// dx, and dw when the weight learns (else empty).
+    fn gradients(&self, x: &[f32], w: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let d = w.len();
+        let mut dx = vec![0f32; x.len()];
+        // Rows in chunks, each chunk adding up its share of dw.
+        const ROWS: usize = 64;
+        let dw = dx
+            .par_chunks_mut(ROWS * d)
+            .zip(x.par_chunks(ROWS * d).zip(g.par_chunks(ROWS * d)))
+            .map(|(dx, (x, g))| {
+                let mut dw = if self.weight_grad {
+                    vec![0f32; d]
+                } else {
+                    Vec::new()
+                };
+                for ((dx, x), g) in dx
+                    .chunks_exact_mut(d)
+                    .zip(x.chunks_exact(d))
+                    .zip(g.chunks_exact(d))
+                {
+                    let r = self.inverse_rms(x);
+                    let proj = g
+                        .iter()
+                        .zip(w)
+                        .zip(x)
+                        .map(|((g, w), x)| g * w * x)
+                        .sum::<f32>()
+                        / d as f32
+                        * r
+                        * r
+                        * r;
+                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                        *dx = r * g * w - x * proj;
+                    }
+                    for ((dw, &x), &g) in dw.iter_mut().zip(x).zip(g) {
+                        *dw += g * x * r;
+                    }
+                }
+                dw
+            })
+            .reduce(Vec::new, |a, b| {
+                if a.is_empty() {
+                    b
+                } else {
+                    a.iter().zip(&b).map(|(a, b)| a + b).collect()
+                }
+            });
+        (dx, dw)
+    }
+}
+
+/// RMSNorm of x with weight w, differentiable in x and, with `weight_grad`, in w (the weight
+/// is constant while thinking).
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, weight_grad: bool) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, RmsNorm { eps, weight_grad })
+    } else {
+        composite::rms_norm(x, w, eps)
+    }
+}
+
+/// The SwiGLU gate, y = silu(a) ⊙ b, with a one-pass backward: with σ = sigmoid(a),
+/// da = g ⊙ b ⊙ σ (1 + a (1 − σ)) and db = g ⊙ a σ.
+struct SwiGlu;
+
+/// Values per parallel task of the SwiGLU kernels.
+const SWIGLU_CHUNK: usize = 1 << 14;
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-a))
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (
+            contiguous_f32(a, la, "swiglu")?,
+            contiguous_f32(b, lb, "swiglu")?,
+        );
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(SWIGLU_CHUNK)
+            .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
+            .for_each(|(y, (a, b))| {
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    *y = a * sigmoid(a) * b;
+                }
+            });
+        Ok((CpuStorage::F32(y), la.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let inputs = [
+            (a, "swiglu gate"),
+            (b, "swiglu input"),
+            (g, "swiglu gradient"),
+        ];
+        let (da, db) = with_values(inputs, |[a, b, g]| Ok(swiglu_gradients(a, b, g)))?;
+        Ok((
+            Some(Tensor::from_vec(da, a.shape(), a.device())?),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
+        ))
+    }
+}
+
+/// da and db of silu(a) ⊙ b given the output's gradient g.
+fn swiglu_gradients(a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (mut da, mut db) = (vec![0f32; a.len()], vec![0f32; a.len()]);
+    da.par_chunks_mut(SWIGLU_CHUNK)
+        .zip(db.par_chunks_mut(SWIGLU_CHUNK))
+        .zip(
+            a.par_chunks(SWIGLU_CHUNK)
+                .zip(b.par_chunks(SWIGLU_CHUNK))
+                .zip(g.par_chunks(SWIGLU_CHUNK)),
+        )
+        .for_each(|((da, db), ((a, b), g))| {
+            for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
+                let s = sigmoid(a);
+                *da = g * b * s * (1.0 + a * (1.0 - s));
+                *db = g * a * s;
+            }
+        });
+    (da, db)
+}
+
+/// silu(a) ⊙ b, differentiable in both.
+pub fn swiglu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fused(a) && a.shape() == b.shape() {
+        a.contiguous()?.apply_op2(&b.contiguous()?, SwiGlu)
+    } else {
+        composite::swiglu(a, b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (fast_exp(x), x.exp());
+            assert!(
+                (got - want).abs() <= 4e-7 * want,
+                "exp({x}) = {want}, got {got}"
+            );
+        }
+        assert!(fast_exp(f32::NEG_INFINITY) < 1e-37);
+    }
+}
