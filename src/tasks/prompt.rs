@@ -161,6 +161,12 @@ pub fn answer_prompt(examples: &[Example], question: &str) -> String {
     s
 }
 
+/// The chat format (`prompt_format`) of a model trained on worked problems: the few-shot
+/// format with no examples, so that chat and few-shot mode ask alike.
+pub fn worked_problem_format() -> String {
+    answer_prompt(&[], "{question}")
+}
+
 /// The part of a generated continuation that answers the question: it stops
 /// at the next [`BOS`], at a new `Question:` line, or at the end of the first
 /// `####` line, whichever comes first. Leading and trailing whitespace is trimmed.

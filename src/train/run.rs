@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::Device;
 use tokenizers::Tokenizer;
 
-use super::tokenizer::{BOS_TOKEN, EOS_TOKEN, encode, train_bpe};
+use super::tokenizer::{EOS_TOKEN, encode, train_bpe};
 use super::{DataConfig, HistoryPoint, Start, TrainConfig, TrainState, Trainer};
 use crate::chart::{Curve, TrainingPoint, training_curves};
 use crate::fsutil::{
@@ -14,12 +14,10 @@ use crate::fsutil::{
 };
 use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
+use crate::tasks::prompt::worked_problem_format;
 use crate::tasks::renumber::Template;
-use crate::tasks::{ANSWER_PREFIX, Example, Split, few_shot_prompt, load_jsonl, problems};
+use crate::tasks::{ANSWER_PREFIX, BOS, Example, Split, few_shot_prompt, load_jsonl, problems};
 use rand::Rng;
-
-/// How the bundled arithmetic models wrap a plain question (the few-shot format, no shots).
-pub const ARITH_PROMPT_FORMAT: &str = "<|beginoftext|>Question: {question}\nAnswer:";
 
 /// The training curve, drawn into the output directory at every checkpoint.
 pub const LOSS_CHART: &str = "loss.svg";
@@ -54,7 +52,7 @@ pub fn curve(name: String, history: &[HistoryPoint]) -> Curve {
 fn corpus(examples: &[Example]) -> String {
     // A prompt with every example as a shot and an empty final question is exactly the examples' text.
     let text = few_shot_prompt(examples, "");
-    text.trim_end_matches(&format!("{BOS_TOKEN}Question: \n"))
+    text.trim_end_matches(&format!("{BOS}Question: \n"))
         .to_string()
 }
 
@@ -218,9 +216,9 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         train_bpe(&lines, d.vocab_size)?
     };
     config.model.vocab_size = tokenizer.get_vocab_size(true);
-    config.model.bos_token_id = tokenizer.token_to_id(BOS_TOKEN);
+    config.model.bos_token_id = tokenizer.token_to_id(BOS);
     config.model.eos_token_id = tokenizer.token_to_id(EOS_TOKEN);
-    config.model.prompt_format = Some(ARITH_PROMPT_FORMAT.to_string());
+    config.model.prompt_format = Some(worked_problem_format());
     config.model.calculator = true;
     config.model.temperature = Some(0.0);
     config

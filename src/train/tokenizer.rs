@@ -12,13 +12,14 @@ use tokenizers::{
     TokenizerBuilder, TokenizerImpl,
 };
 
-pub const BOS_TOKEN: &str = "<|beginoftext|>";
+use crate::tasks::BOS;
+
 pub const EOS_TOKEN: &str = "<|endoftext|>";
 
 /// Trains a byte-level BPE of (at most) `vocab_size` tokens on `texts`.
 /// Ids 0 and 1 are `<|beginoftext|>` and `<|endoftext|>`.
 pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer> {
-    let specials = [BOS_TOKEN, EOS_TOKEN].map(|t| AddedToken::from(t, true));
+    let specials = [BOS, EOS_TOKEN].map(|t| AddedToken::from(t, true));
     let mut trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(2)
@@ -73,7 +74,7 @@ fn encode_in_pieces(tokenizer: &Tokenizer, text: &str, piece_len: usize) -> Resu
     let mut rest = text;
     while !rest.is_empty() {
         let end = rest
-            .match_indices(BOS_TOKEN)
+            .match_indices(BOS)
             .map(|(at, _)| at)
             .find(|&at| at >= piece_len)
             .unwrap_or(rest.len());
@@ -95,15 +96,15 @@ mod tests {
         let texts: Vec<String> = (0..200)
             .map(|i| {
                 format!(
-                    "{BOS_TOKEN}Question: Tom has {i} apples and buys {} more.\n",
+                    "{BOS}Question: Tom has {i} apples and buys {} more.\n",
                     i * 7
                 )
             })
             .collect();
         let tok = train_bpe(&texts, 300).unwrap();
-        assert_eq!(tok.token_to_id(BOS_TOKEN), Some(0));
+        assert_eq!(tok.token_to_id(BOS), Some(0));
         assert_eq!(tok.token_to_id(EOS_TOKEN), Some(1));
-        let text = format!("{BOS_TOKEN}Question: Tom has 1234 apples.");
+        let text = format!("{BOS}Question: Tom has 1234 apples.");
         let ids = encode(&tok, &text).unwrap();
         assert_eq!(ids[0], 0);
         let pieces: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
