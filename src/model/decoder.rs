@@ -4,6 +4,7 @@
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cache::{Cache, Kv, WindowKv};
 use super::config::Config;
 use super::ops;
 
@@ -18,6 +19,66 @@ pub enum Pass {
     Train,
 }
 
+/// The kernel choice, made here once per op: writing takes candle's own (no backward, and for a
+/// handful of rows the streaming product); thinking and training take ours, whose backward
+/// passes compute only what each needs.
+impl Pass {
+    /// x · wᵀ over the last dimension of x.
+    fn linear(self, x: &Tensor, w: &Weight) -> Result<Tensor> {
+        let full = &w.full;
+        if self == Pass::Think {
+            return ops::linear_input_grad(x, full);
+        }
+        let (k, n) = (x.dim(D::Minus1)?, full.dim(0)?);
+        let mut shape = x.dims().to_vec();
+        *shape.last_mut().expect("x has a last dimension") = n;
+        let x = x.reshape(((), k))?;
+        let few_rows = self == Pass::Infer && x.dim(0)? <= ops::FEW_ROWS && ops::fused(&x);
+        let y = if few_rows {
+            ops::few_rows_linear(&x, w.decode.as_ref().unwrap_or(full))?
+        } else {
+            x.matmul(&full.t()?)?
+        };
+        y.reshape(shape)
+    }
+
+    fn rms_norm(self, x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+        match self {
+            Pass::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps),
+            Pass::Think | Pass::Train => ops::rms_norm(x, weight, eps, self == Pass::Train),
+        }
+    }
+
+    /// x: [B, heads, T, head_dim].
+    fn rope(self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
+        match self {
+            Pass::Infer => candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin),
+            Pass::Think | Pass::Train => ops::rope_interleaved(x, cos, sin),
+        }
+    }
+
+    fn attention(
+        self,
+        (q, k, v): (&Tensor, &Tensor, &Tensor),
+        mask: Option<&Tensor>,
+        scale: f64,
+    ) -> Result<Tensor> {
+        match self {
+            Pass::Infer => {
+                ops::composite::attention(q, k, v, mask, scale, candle_nn::ops::softmax_last_dim)
+            }
+            Pass::Think | Pass::Train => ops::attention(q, k, v, mask, scale),
+        }
+    }
+
+    fn swiglu(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        match self {
+            Pass::Infer => ops::composite::swiglu(gate, up),
+            Pass::Think | Pass::Train => ops::swiglu(gate, up),
+        }
+    }
+}
+
 /// A weight matrix [out, in], and where decoding reads a narrower copy, that copy.
 struct Weight {
     full: Tensor,
@@ -27,27 +88,6 @@ struct Weight {
 impl Weight {
     fn new(full: Tensor) -> Self {
         Self { full, decode: None }
-    }
-
-    /// x · wᵀ over the last dimension of x.
-    fn linear(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let w = &self.full;
-        match pass {
-            Pass::Think => ops::linear_input_grad(x, w),
-            Pass::Infer | Pass::Train => {
-                let (k, n) = (x.dim(D::Minus1)?, w.dim(0)?);
-                let mut shape = x.dims().to_vec();
-                *shape.last_mut().expect("x has a last dimension") = n;
-                let x = x.reshape(((), k))?;
-                let few_rows = pass == Pass::Infer && x.dim(0)? <= ops::FEW_ROWS && ops::fused(&x);
-                let y = if few_rows {
-                    ops::few_rows_linear(&x, self.decode.as_ref().unwrap_or(w))?
-                } else {
-                    x.matmul(&w.t()?)?
-                };
-                y.reshape(shape)
-            }
-        }
     }
 
     /// The bytes one decoding step reads of this weight.
@@ -71,12 +111,7 @@ impl RmsNorm {
     }
 
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        match pass {
-            Pass::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
-            Pass::Think | Pass::Train => {
-                ops::rms_norm(x, &self.weight, self.eps, pass == Pass::Train)
-            }
-        }
+        pass.rms_norm(x, &self.weight, self.eps)
     }
 }
 
@@ -141,14 +176,6 @@ impl Rope {
             self.sin.index_select(&ids, 0)?,
         ))
     }
-
-    /// x: [B, heads, T, head_dim].
-    fn apply(x: &Tensor, (cos, sin): &(Tensor, Tensor), pass: Pass) -> Result<Tensor> {
-        match pass {
-            Pass::Infer => candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin),
-            Pass::Think | Pass::Train => ops::rope_interleaved(x, cos, sin),
-        }
-    }
 }
 
 /// Bias-free multi-head attention with grouped key/value heads.
@@ -179,14 +206,14 @@ impl Attention {
     /// x [B, T, dim] → [B, heads, T, head_dim].
     fn heads(&self, x: &Tensor, w: &Weight, heads: usize, pass: Pass) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        w.linear(x, pass)?
+        pass.linear(x, w)?
             .reshape((b, t, heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()
     }
 
     fn queries(&self, x: &Tensor, rope: &(Tensor, Tensor), pass: Pass) -> Result<Tensor> {
-        Rope::apply(&self.heads(x, &self.wq, self.n_heads, pass)?, rope, pass)
+        pass.rope(&self.heads(x, &self.wq, self.n_heads, pass)?, rope)
     }
 
     /// Rotated keys and plain values of `x`, in kv heads.
@@ -196,7 +223,7 @@ impl Attention {
         rope: &(Tensor, Tensor),
         pass: Pass,
     ) -> Result<(Tensor, Tensor)> {
-        let k = Rope::apply(&self.heads(x, &self.wk, self.n_kv_heads, pass)?, rope, pass)?;
+        let k = pass.rope(&self.heads(x, &self.wk, self.n_kv_heads, pass)?, rope)?;
         Ok((k, self.heads(x, &self.wv, self.n_kv_heads, pass)?))
     }
 
@@ -211,16 +238,11 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, _, t, _) = q.dims4()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let out = match pass {
-            Pass::Infer => {
-                ops::composite::attention(q, k, v, mask, scale, candle_nn::ops::softmax_last_dim)?
-            }
-            Pass::Think | Pass::Train => ops::attention(q, k, v, mask, scale)?,
-        };
-        let out = out
+        let out = pass
+            .attention((q, k, v), mask, scale)?
             .transpose(1, 2)?
             .reshape((b, t, self.n_heads * self.head_dim))?;
-        self.wo.linear(&out, pass)
+        pass.linear(&out, &self.wo)
     }
 }
 
@@ -232,12 +254,8 @@ struct FeedForward {
 
 impl FeedForward {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let (gate, up) = (self.w1.linear(x, pass)?, self.w3.linear(x, pass)?);
-        let hidden = match pass {
-            Pass::Infer => ops::composite::swiglu(&gate, &up)?,
-            Pass::Think | Pass::Train => ops::swiglu(&gate, &up)?,
-        };
-        self.w2.linear(&hidden, pass)
+        let (gate, up) = (pass.linear(x, &self.w1)?, pass.linear(x, &self.w3)?);
+        pass.linear(&pass.swiglu(&gate, &up)?, &self.w2)
     }
 }
 
@@ -248,7 +266,13 @@ struct Block {
     cross_attention: Attention,
     ffn_norm: RmsNorm,
     feed_forward: FeedForward,
-    window_size: usize,
+}
+
+/// Where a pass's tokens are: their rotary table, and the window mask of their queries over the
+/// keys they see (`None` for a single query, which sees its whole window).
+struct Positions {
+    rope: (Tensor, Tensor),
+    mask: Option<Tensor>,
 }
 
 /// A pass's work before the thought enters (see [`Ltm::prefix`]).
@@ -257,34 +281,41 @@ pub struct Prefix {
     x: Tensor,
     /// The first layer's cross-attention queries.
     queries: Tensor,
-    rope: (Tensor, Tensor),
-    mask: Option<Tensor>,
+    at: Positions,
 }
 
 impl Block {
+    /// The paper's block: x + self-attention, x + cross-attention to the layer's thought
+    /// vectors (their keys and values, `thought`), x + feed-forward, each on the normed x.
+    fn forward(
+        &self,
+        x: &Tensor,
+        at: &Positions,
+        window: Option<&mut WindowKv>,
+        thought: &Kv,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let x = self.self_attend(x, at, window, pass)?;
+        let queries = self.cross_queries(&x, &at.rope, pass)?;
+        self.cross_attend_and_feed(&x, &queries, thought, pass)
+    }
+
     /// x + self-attention(x); while writing, `window` keeps the keys and values of the window.
     fn self_attend(
         &self,
         x: &Tensor,
-        rope: &(Tensor, Tensor),
-        mask: Option<&Tensor>,
-        window: Option<&mut Option<WindowKv>>,
+        at: &Positions,
+        window: Option<&mut WindowKv>,
         pass: Pass,
     ) -> Result<Tensor> {
         let attn = &self.attention;
         let h = self.attention_norm.forward(x, pass)?;
-        let q = attn.queries(&h, rope, pass)?;
-        let (mut k, mut v) = attn.keys_values(&h, rope, pass)?;
-        if let Some(slot) = window {
-            let kept = match slot.take() {
-                Some(kept) => kept,
-                None => WindowKv::new(&k, self.window_size)?,
-            };
-            let (kept, attended) = kept.push(&k, &v, self.window_size)?;
-            (k, v) = attended;
-            *slot = Some(kept);
+        let q = attn.queries(&h, &at.rope, pass)?;
+        let (mut k, mut v) = attn.keys_values(&h, &at.rope, pass)?;
+        if let Some(kept) = window {
+            (k, v) = kept.push(&k, &v)?;
         }
-        x + attn.attend(&q, &k, &v, mask, pass)?
+        x + attn.attend(&q, &k, &v, at.mask.as_ref(), pass)?
     }
 
     /// The cross-attention's queries of x.
@@ -326,92 +357,6 @@ impl Block {
     }
 }
 
-/// Keys and values, [B, kv_heads, T, head_dim] each.
-type Kv = (Tensor, Tensor);
-
-/// One layer's self-attention keys and values while writing: the last `window_size`, in buffers
-/// with room to append, so that a token copies only its own keys and values (the buffers are
-/// compacted once every `window_size` tokens).
-struct WindowKv {
-    /// [B, kv_heads, capacity, head_dim]; the kept entries are `start..start + len`.
-    k: Tensor,
-    v: Tensor,
-    start: usize,
-    len: usize,
-}
-
-impl WindowKv {
-    fn new(k: &Tensor, window: usize) -> Result<Self> {
-        let (b, heads, _, hd) = k.dims4()?;
-        let empty = Tensor::zeros((b, heads, 0, hd), k.dtype(), k.device())?;
-        Self {
-            k: empty.clone(),
-            v: empty,
-            start: 0,
-            len: 0,
-        }
-        .with_room(0, window)
-    }
-
-    /// The kept entries moved to the front of buffers with room for `n` more and a window.
-    fn with_room(self, n: usize, window: usize) -> Result<Self> {
-        let (b, heads, _, hd) = self.k.dims4()?;
-        let capacity = self.len + n + window;
-        let moved = |buf: &Tensor| -> Result<Tensor> {
-            let fresh = Tensor::zeros((b, heads, capacity, hd), buf.dtype(), buf.device())?;
-            if self.len > 0 {
-                fresh.slice_set(&buf.narrow(2, self.start, self.len)?.contiguous()?, 2, 0)?;
-            }
-            Ok(fresh)
-        };
-        Ok(Self {
-            k: moved(&self.k)?,
-            v: moved(&self.v)?,
-            start: 0,
-            len: self.len,
-        })
-    }
-
-    /// Appends the keys and values [B, kv_heads, n, head_dim] of n new positions. Returns those
-    /// the new queries attend to: the kept and the new ones (the mask keeps each query to its
-    /// window) or, for a single query, its window. Afterwards the last `window` are kept.
-    fn push(mut self, k: &Tensor, v: &Tensor, window: usize) -> Result<(Self, Kv)> {
-        let n = k.dim(2)?;
-        if self.start + self.len + n > self.k.dim(2)? {
-            self = self.with_room(n, window)?;
-        }
-        let end = self.start + self.len;
-        // Only positions past the kept ones are written: views handed out earlier never change.
-        self.k.slice_set(&k.contiguous()?, 2, end)?;
-        self.v.slice_set(&v.contiguous()?, 2, end)?;
-        self.len += n;
-        let attended = if n == 1 {
-            self.len.min(window)
-        } else {
-            self.len
-        };
-        let from = self.start + self.len - attended;
-        let kv = (
-            self.k.narrow(2, from, attended)?,
-            self.v.narrow(2, from, attended)?,
-        );
-        if self.len > window {
-            self.start += self.len - window;
-            self.len = window;
-        }
-        Ok((self, kv))
-    }
-}
-
-/// What generation keeps between steps: the thought's cross-attention K/V (computed once)
-/// and the last `window_size` self-attention K/V of each layer.
-pub struct Cache {
-    cross: Vec<Kv>,
-    window: Vec<Option<WindowKv>>,
-    /// Position of the next token.
-    pub position: usize,
-}
-
 /// The decoder with its weights.
 pub struct Ltm {
     config: Config,
@@ -443,7 +388,6 @@ impl Ltm {
                         w2: Weight::new(ff.get((dim, hidden), "w2.weight")?),
                         w3: Weight::new(ff.get((hidden, dim), "w3.weight")?),
                     },
-                    window_size: config.window_size,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -561,83 +505,70 @@ impl Ltm {
         Ok(Some(mask.to_dtype(self.dtype())?))
     }
 
-    /// Runs the blocks over `tokens` [B, n] at positions `start..start+n`; with a window cache,
-    /// attends to the cached keys too and keeps the last `window_size` of them.
-    fn blocks(
+    /// Runs blocks `from..` over x at positions `at`, then the final norm; while writing, each
+    /// block keeps its keys and values in its `window`. Thinking, writing and training all
+    /// walk through the layers here.
+    fn walk(
         &self,
-        tokens: &Tensor,
-        cross: &[Kv],
-        mut window: Option<&mut [Option<WindowKv>]>,
-        start: usize,
+        mut x: Tensor,
+        from: usize,
+        at: &Positions,
+        thought: &[Kv],
+        mut window: Option<&mut [WindowKv]>,
         pass: Pass,
     ) -> Result<Tensor> {
-        let (mut x, rope) = self.embed(tokens, start)?;
-        let cached = window
-            .as_ref()
-            .and_then(|w| w[0].as_ref())
-            .map_or(0, |kv| kv.len);
-        let mask = self.window_mask(start, tokens.dim(1)?, start - cached)?;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let slot = window.as_deref_mut().map(|w| &mut w[i]);
-            x = layer.self_attend(&x, &rope, mask.as_ref(), slot, pass)?;
-            let q = layer.cross_queries(&x, &rope, pass)?;
-            x = layer.cross_attend_and_feed(&x, &q, &cross[i], pass)?;
+        for (i, layer) in self.layers.iter().enumerate().skip(from) {
+            let kept = window.as_deref_mut().map(|w| &mut w[i]);
+            x = layer.forward(&x, at, kept, &thought[i], pass)?;
         }
         self.norm.forward(&x, pass)
     }
 
-    /// Token embeddings [B, n, dim] and the rotary table for positions `start..start+n`.
-    fn embed(&self, tokens: &Tensor, start: usize) -> Result<(Tensor, (Tensor, Tensor))> {
+    /// Token embeddings [B, n, dim] at positions `start..start+n`, whose queries also see the
+    /// `cached` keys before them.
+    fn embed(&self, tokens: &Tensor, start: usize, cached: usize) -> Result<(Tensor, Positions)> {
         let (b, n) = tokens.dims2()?;
         let x = self
             .tok_embeddings
             .full
             .index_select(&tokens.flatten_all()?, 0)?
             .reshape((b, n, self.config.dim))?;
-        Ok((x, self.rope.range(start, n)?))
+        let at = Positions {
+            rope: self.rope.range(start, n)?,
+            mask: self.window_mask(start, n, start - cached)?,
+        };
+        Ok((x, at))
     }
 
     /// What a pass over `tokens` [B, N] computes before the thought enters: the first layer's
     /// self-attention and its cross-attention queries. Thinking makes many passes over the same
     /// tokens with different thoughts, and computes this once.
     pub fn prefix(&self, tokens: &Tensor, pass: Pass) -> Result<Prefix> {
-        let (x, rope) = self.embed(tokens, 0)?;
-        let mask = self.window_mask(0, tokens.dim(1)?, 0)?;
+        let (x, at) = self.embed(tokens, 0, 0)?;
         let first = &self.layers[0];
-        let x = first.self_attend(&x, &rope, mask.as_ref(), None, pass)?;
-        let queries = first.cross_queries(&x, &rope, pass)?;
-        Ok(Prefix {
-            x,
-            queries,
-            rope,
-            mask,
-        })
+        let x = first.self_attend(&x, &at, None, pass)?;
+        let queries = first.cross_queries(&x, &at.rope, pass)?;
+        Ok(Prefix { x, queries, at })
     }
 
-    /// `blocks` from a prefix on, at positions 0.., with no cache.
-    fn blocks_after(&self, prefix: &Prefix, cross: &[Kv], pass: Pass) -> Result<Tensor> {
-        let (rope, mask) = (&prefix.rope, prefix.mask.as_ref());
-        let mut x =
-            self.layers[0].cross_attend_and_feed(&prefix.x, &prefix.queries, &cross[0], pass)?;
-        for (layer, cross) in self.layers.iter().zip(cross).skip(1) {
-            x = layer.self_attend(&x, rope, mask, None, pass)?;
-            let q = layer.cross_queries(&x, rope, pass)?;
-            x = layer.cross_attend_and_feed(&x, &q, cross, pass)?;
-        }
-        self.norm.forward(&x, pass)
+    /// The walk from a prefix on: the rest of the first block, then the others.
+    fn walk_after(&self, prefix: &Prefix, thought: &[Kv], pass: Pass) -> Result<Tensor> {
+        let first = &self.layers[0];
+        let x = first.cross_attend_and_feed(&prefix.x, &prefix.queries, &thought[0], pass)?;
+        self.walk(x, 1, &prefix.at, thought, None, pass)
     }
 
     /// Tied output layer: hidden [.., dim] → logits [.., vocab] in f32.
     fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
-        self.tok_embeddings
-            .linear(hidden, pass)?
+        pass.linear(hidden, &self.tok_embeddings)?
             .to_dtype(DType::F32)
     }
 
     /// Logits at every position of `tokens` [B, N] given the thought z [B, max_z_len, dim].
     pub fn forward(&self, tokens: &Tensor, z: &Tensor, pass: Pass) -> Result<Tensor> {
-        let cross = self.thought_kv(z, pass)?;
-        self.logits(&self.blocks(tokens, &cross, None, 0, pass)?, pass)
+        let (x, at) = self.embed(tokens, 0, 0)?;
+        let hidden = self.walk(x, 0, &at, &self.thought_kv(z, pass)?, None, pass)?;
+        self.logits(&hidden, pass)
     }
 
     /// Summed cross-entropy of `targets` per sequence: [B, N] tokens and targets → [B].
@@ -681,8 +612,7 @@ impl Ltm {
         z: &Tensor,
         pass: Pass,
     ) -> Result<Tensor> {
-        let cross = self.thought_kv(z, pass)?;
-        let hidden = self.blocks_after(prefix, &cross, pass)?;
+        let hidden = self.walk_after(prefix, &self.thought_kv(z, pass)?, pass)?;
         match pass {
             Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
             Pass::Infer | Pass::Think => ops::output_nll(
@@ -696,9 +626,14 @@ impl Ltm {
 
     /// A generation cache for thought z (its cross-attention K/V are computed here, once).
     pub fn cache(&self, z: &Tensor) -> Result<Cache> {
+        let c = &self.config;
+        let shape = (z.dim(0)?, c.n_kv_heads(), c.head_dim());
+        let window = (0..c.n_layers)
+            .map(|_| WindowKv::new(shape, c.window_size, self.dtype(), self.device()))
+            .collect::<Result<_>>()?;
         Ok(Cache {
             cross: self.thought_kv(z, Pass::Infer)?,
-            window: self.layers.iter().map(|_| None).collect(),
+            window,
             position: 0,
         })
     }
@@ -706,13 +641,9 @@ impl Ltm {
     /// Feeds `tokens` [B, n] after what the cache holds; logits of the last position [B, vocab].
     pub fn step(&self, tokens: &Tensor, cache: &mut Cache) -> Result<Tensor> {
         let n = tokens.dim(1)?;
-        let hidden = self.blocks(
-            tokens,
-            &cache.cross,
-            Some(&mut cache.window),
-            cache.position,
-            Pass::Infer,
-        )?;
+        let (x, at) = self.embed(tokens, cache.position, cache.window[0].len)?;
+        let window = Some(cache.window.as_mut_slice());
+        let hidden = self.walk(x, 0, &at, &cache.cross, window, Pass::Infer)?;
         cache.position += n;
         self.logits(&hidden.narrow(1, n - 1, 1)?.squeeze(1)?, Pass::Infer)
     }
