@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde::Deserialize;
 
-use super::problem::{NAMES, Problem, Split};
+use super::problem::{MAX_DRAWS, NAMES, Person, Problem, Split};
 
 /// The embedded family files, by name (for error messages).
 const SOURCES: &[(&str, &str)] = &[
@@ -551,27 +551,15 @@ fn eval(n: &Node, env: &HashMap<String, i64>) -> Option<i64> {
 // Sampling
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy)]
-struct Person {
-    name: &'static str,
-    female: bool,
-}
-
-impl Person {
-    fn say(self, p: Pronoun) -> &'static str {
-        match (p, self.female) {
-            (Pronoun::Name, _) => self.name,
-            (Pronoun::He, true) => "she",
-            (Pronoun::He, false) => "he",
-            (Pronoun::HeCap, true) => "She",
-            (Pronoun::HeCap, false) => "He",
-            (Pronoun::Him, true) => "her",
-            (Pronoun::Him, false) => "him",
-            (Pronoun::His, true) => "her",
-            (Pronoun::His, false) => "his",
-            (Pronoun::HisCap, true) => "Her",
-            (Pronoun::HisCap, false) => "His",
-        }
+/// The word a pronoun placeholder stands for, for `person`.
+fn say(person: Person, p: Pronoun) -> &'static str {
+    match p {
+        Pronoun::Name => person.name,
+        Pronoun::He => person.she(),
+        Pronoun::HeCap => person.she_c(),
+        Pronoun::Him => person.her(),
+        Pronoun::His => person.hers(),
+        Pronoun::HisCap => person.hers_c(),
     }
 }
 
@@ -583,9 +571,9 @@ struct Draw<'a> {
 }
 
 impl Family {
-    /// A problem of this family, or `None` when 500 draws all broke a constraint.
+    /// A problem of this family, or `None` when every draw broke a constraint.
     pub fn sample(&self, rng: &mut StdRng) -> Option<Problem> {
-        (0..500).find_map(|_| self.try_sample(rng))
+        (0..MAX_DRAWS).find_map(|_| self.try_sample(rng))
     }
 
     fn try_sample(&self, rng: &mut StdRng) -> Option<Problem> {
@@ -710,7 +698,7 @@ fn render(p: &Piece, d: &Draw, rng: &mut StdRng) -> String {
             None => d.numbers[name].to_string(),
         },
         Piece::Choice(options) => options.choose(rng).expect("non-empty").clone(),
-        Piece::Person(i, pronoun) => d.people[*i].say(*pronoun).to_string(),
+        Piece::Person(i, pronoun) => say(d.people[*i], *pronoun).to_string(),
         Piece::Step(..) => unreachable!("steps are rendered by the answer"),
     }
 }

@@ -25,6 +25,41 @@ pub enum Split {
     Test,
 }
 
+/// How many times a generator redraws a problem whose numbers break a constraint before it
+/// gives up on that template or family.
+pub(super) const MAX_DRAWS: usize = 500;
+
+/// A person in a problem: a name (from [`NAMES`]) and the pronouns that go with it.
+#[derive(Clone, Copy)]
+pub(super) struct Person {
+    pub name: &'static str,
+    pub female: bool,
+}
+
+impl Person {
+    pub fn she(self) -> &'static str {
+        if self.female { "she" } else { "he" }
+    }
+    pub fn she_c(self) -> &'static str {
+        if self.female { "She" } else { "He" }
+    }
+    pub fn her(self) -> &'static str {
+        if self.female { "her" } else { "him" }
+    }
+    pub fn hers(self) -> &'static str {
+        if self.female { "her" } else { "his" }
+    }
+    pub fn hers_c(self) -> &'static str {
+        if self.female { "Her" } else { "His" }
+    }
+}
+
+impl std::fmt::Display for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 /// First names and whether a person is female (for pronouns).
 pub(super) const NAMES: &[(&str, bool)] = &[
     ("Natalia", true),

@@ -1,7 +1,9 @@
 //! Slow learning, the dual-rate algorithm: for each batch, fast learning fits a
 //! posterior over z per sequence (decoder weights held constant), then one AdamW step on the
-//! decoder given the detached z. One page, in the spirit of nanoGPT's loop.
+//! decoder given the detached z, in the spirit of nanoGPT's loop: the configuration, the batches
+//! and the step here; `run` drives it (data, checkpoints, the model card's chart).
 
+pub mod config;
 pub mod run;
 pub mod tokenizer;
 
@@ -13,274 +15,16 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
 use crate::model::checkpoint::WEIGHTS_FILE;
 use crate::model::{Checkpoint, Config, Ltm, Pass};
 use crate::think::{self, Diverged, Sequences};
-
-/// Everything a run needs, read from TOML. Model sizes use the reference's names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub model: Config,
-    pub data: DataConfig,
-    pub optim: OptimConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// Training problems drawn from `ltm data arith`'s generator (train templates).
-    pub train_problems: usize,
-    pub val_problems: usize,
-    pub seed: u64,
-    /// Size of the BPE vocabulary to train (the model's `vocab_size` is set from it).
-    pub vocab_size: usize,
-    /// GSM8K's training file (JSONL with `question` and a worked `answer`), mixed into the
-    /// training text; a path relative to the working directory.
-    #[serde(default)]
-    pub gsm8k: Option<PathBuf>,
-    /// Every `gsm8k_val_every`-th GSM8K problem (0-based line index divisible by it) is kept out
-    /// of training as the GSM8K validation set.
-    #[serde(default = "default_gsm8k_val_every")]
-    pub gsm8k_val_every: usize,
-    /// Copies of each GSM8K training problem with new numbers (`tasks::renumber`), beside
-    /// the problem itself; problems whose numbers cannot be traced get none.
-    #[serde(default)]
-    pub gsm8k_renumbered: usize,
-}
-
-impl TrainConfig {
-    /// Refuses, naming the key, a setting that cannot train (an empty batch, no validation),
-    /// trains the wrong way (a negative learning rate) or would exhaust the machine.
-    pub fn validate(&self) -> Result<()> {
-        use crate::limits::{LR, Limit, STEPS};
-        self.model
-            .validate()
-            .map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
-        let (d, o) = (&self.data, &self.optim);
-        let count = |name, min, max| Limit {
-            name,
-            min,
-            max,
-            open: false,
-        };
-        let counts = [
-            (count("data.train_problems", 0, 5_000_000), d.train_problems),
-            (count("data.val_problems", 0, 1_000_000), d.val_problems),
-            (count("data.gsm8k_renumbered", 0, 100), d.gsm8k_renumbered),
-            (count("optim.batch_size", 1, 4096), o.batch_size),
-            (count("optim.seq_len", 1, self.model.max_seq_len), o.seq_len),
-            (count("optim.max_iters", 1, 100_000_000), o.max_iters),
-            (count("optim.warmup_iters", 0, o.max_iters), o.warmup_iters),
-            (
-                count("optim.eval_interval", 1, 100_000_000),
-                o.eval_interval,
-            ),
-            (count("optim.eval_batches", 1, 100_000), o.eval_batches),
-            (
-                Limit {
-                    name: "optim.fast_steps",
-                    ..STEPS
-                },
-                o.fast_steps,
-            ),
-            (
-                Limit {
-                    name: "optim.max_fast_steps",
-                    ..STEPS
-                },
-                o.max_fast_steps,
-            ),
-        ];
-        for (limit, value) in counts {
-            limit.check(value).map_err(anyhow::Error::msg)?;
-        }
-        let real = |name, min, max, open| Limit {
-            name,
-            min,
-            max,
-            open,
-        };
-        let reals = [
-            (real("optim.learning_rate", 0.0, 1.0, true), o.learning_rate),
-            (real("optim.min_lr", 0.0, o.learning_rate, false), o.min_lr),
-            (real("optim.weight_decay", 0.0, 10.0, false), o.weight_decay),
-            (real("optim.beta1", 0.0, 0.9999, false), o.beta1),
-            (real("optim.beta2", 0.0, 0.9999, false), o.beta2),
-            (real("optim.grad_clip", 0.0, 1e6, true), o.grad_clip),
-            (
-                Limit {
-                    name: "optim.initial_fast_lr",
-                    ..LR
-                },
-                o.initial_fast_lr,
-            ),
-            (
-                Limit {
-                    name: "optim.final_fast_lr",
-                    ..LR
-                },
-                o.final_fast_lr,
-            ),
-            (
-                real("optim.question_loss_weight", 0.0, 100.0, false),
-                o.question_loss_weight,
-            ),
-        ];
-        for (limit, value) in reals {
-            limit.check(value).map_err(anyhow::Error::msg)?;
-        }
-        Ok(())
-    }
-}
-
-fn default_gsm8k_val_every() -> usize {
-    15
-}
-
-impl DataConfig {
-    /// No generated data: for runs given their tokens directly (benchmarks).
-    pub fn none() -> Self {
-        Self {
-            train_problems: 0,
-            val_problems: 0,
-            seed: 0,
-            vocab_size: 0,
-            gsm8k: None,
-            gsm8k_val_every: default_gsm8k_val_every(),
-            gsm8k_renumbered: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptimConfig {
-    pub batch_size: usize,
-    /// Tokens per training sequence (inputs; one more is read for the targets).
-    pub seq_len: usize,
-    pub max_iters: usize,
-    pub warmup_iters: usize,
-    pub learning_rate: f64,
-    pub min_lr: f64,
-    pub weight_decay: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub grad_clip: f64,
-    /// Fast-learning steps per batch during training.
-    pub fast_steps: usize,
-    /// When above `fast_steps`, each batch thinks for a power of two times `fast_steps`, drawn
-    /// uniformly up to this many: the decoder then learns to read thoughts of every budget the
-    /// app offers, not only of the one it was trained with (0: always `fast_steps`).
-    #[serde(default)]
-    pub max_fast_steps: usize,
-    pub initial_fast_lr: f64,
-    pub final_fast_lr: f64,
-    pub eval_interval: usize,
-    pub eval_batches: usize,
-    pub seed: u64,
-    /// Weight of the question tokens in the decoder's loss (answer tokens weigh 1): below 1
-    /// spends the updates on what the model must get right, the answers, while it still learns
-    /// the questions' text that thinking is fitted to.
-    #[serde(default = "one")]
-    pub question_loss_weight: f64,
-    /// Iteration at which this stage's warm-up and cosine begin: a run resumed with a larger
-    /// `max_iters` starts a new schedule here instead of jumping back up the old one.
-    #[serde(default)]
-    pub stage_start: usize,
-    /// The text each batch's thoughts are fitted to.
-    #[serde(default)]
-    pub think_on: ThinkOn,
-}
-
-/// What fast learning fits a training window's thought to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThinkOn {
-    /// Every token of the window, answers included (the reference's training).
-    #[default]
-    Window,
-    /// The window's first question, up to and including `Answer:`: what the app fits a
-    /// thought to. The decoder still learns from the whole window, so it learns to read a
-    /// thought that knows the question and not the answer, as it is given when asked.
-    Question,
-}
-
-impl OptimConfig {
-    /// The reference trainer's settings (AdamW lr 4e-4 → 4e-5, betas 0.9/0.95, weight decay
-    /// 0.1, clip 1.0, fast lr 0.3) for batches of `batch_size` × `seq_len` tokens.
-    pub fn reference(batch_size: usize, seq_len: usize, fast_steps: usize) -> Self {
-        Self {
-            batch_size,
-            seq_len,
-            max_iters: 10_000,
-            warmup_iters: 100,
-            learning_rate: 4e-4,
-            min_lr: 4e-5,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.95,
-            grad_clip: 1.0,
-            fast_steps,
-            max_fast_steps: 0,
-            initial_fast_lr: 0.3,
-            final_fast_lr: 0.3,
-            eval_interval: 1_000,
-            eval_batches: 1,
-            seed: 0,
-            question_loss_weight: 1.0,
-            stage_start: 0,
-            think_on: ThinkOn::Window,
-        }
-    }
-
-    /// The budgets a batch may think for (see [`OptimConfig::max_fast_steps`]).
-    fn fast_step_budgets(&self) -> Vec<usize> {
-        let budgets: Vec<usize> =
-            std::iter::successors(Some(self.fast_steps.max(1)), |s| Some(s * 2))
-                .take_while(|&s| s <= self.max_fast_steps)
-                .collect();
-        if budgets.len() < 2 {
-            vec![self.fast_steps]
-        } else {
-            budgets
-        }
-    }
-
-    /// The fast-learning steps per batch, for logs and model cards: "1", or "1–16" when drawn.
-    pub fn fast_steps_label(&self) -> String {
-        match self.fast_step_budgets()[..] {
-            [first, .., last] => format!("{first}–{last} (powers of two)"),
-            _ => self.fast_steps.to_string(),
-        }
-    }
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-/// Where a run is, saved with every checkpoint so that `--resume` continues it exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    pub iter: usize,
-    pub tokens_seen: usize,
-    pub elapsed_s: f64,
-    pub history: Vec<HistoryPoint>,
-}
-
-/// One validation point of the loss curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryPoint {
-    pub iter: usize,
-    pub tokens_seen: usize,
-    pub train_loss: f64,
-    pub val_ppl_bound: f64,
-    pub elapsed_s: f64,
-}
+pub use config::{
+    DataConfig, HistoryPoint, OptimConfig, ThinkOn, TrainConfig, TrainState, learning_rate,
+};
+use config::{fast_lr, fast_steps};
 
 /// The positions where a window of `len` tokens may start: every BOS token that leaves room for
 /// one, or every position when there is no BOS token (or none leaves room).
@@ -344,34 +88,6 @@ fn diverged(e: anyhow::Error, o: &OptimConfig, iter: usize) -> anyhow::Error {
         )),
         None => e,
     }
-}
-
-/// Learning rate at `iter`: linear warm-up from `stage_start`, then cosine down to `min_lr` at
-/// `max_iters`.
-pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
-    let iter = iter.saturating_sub(o.stage_start);
-    if iter < o.warmup_iters {
-        return o.learning_rate * (iter + 1) as f64 / o.warmup_iters as f64;
-    }
-    let span = (o.max_iters.saturating_sub(o.stage_start))
-        .saturating_sub(o.warmup_iters)
-        .max(1);
-    let progress = ((iter - o.warmup_iters) as f64 / span as f64).min(1.0);
-    o.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()) * (o.learning_rate - o.min_lr)
-}
-
-/// Fast-learning steps of the batch of `iter` (see [`OptimConfig::max_fast_steps`]), drawn from
-/// the run's seed and the iteration so that a resumed run draws the same.
-fn fast_steps(o: &OptimConfig, iter: usize) -> usize {
-    let budgets = o.fast_step_budgets();
-    let mut rng = crate::noise::rng(o.seed ^ (iter as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    budgets[rng.random_range(0..budgets.len())]
-}
-
-/// The fast learning rate moves linearly over training.
-fn fast_lr(o: &OptimConfig, iter: usize) -> f64 {
-    let t = iter as f64 / o.max_iters.max(1) as f64;
-    o.initial_fast_lr + t * (o.final_fast_lr - o.initial_fast_lr)
 }
 
 /// AdamW with PyTorch's semantics, state kept in plain tensors so that it can be saved.
