@@ -16,7 +16,7 @@ use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
-use crate::tasks::answer_of;
+use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
@@ -173,6 +173,7 @@ impl Worker {
             default_shots: c.shots,
             scope: c.scope.clone(),
             intro: Intro::read(&source.path),
+            bytes_per_token: bytes_per_token(&tokenizer)?,
         };
         Ok(Self {
             model,
@@ -220,10 +221,9 @@ impl Worker {
             );
         }
         // Room for the answer: worked examples are dropped whole, oldest first, rather than cut.
-        let room = r.sample.max_tokens.min(max / 4) + prefix;
+        let budget = self.info.prompt_budget(r.sample.max_tokens, prefix);
         if let Some(bos) = c.bos_token_id
-            && let Some((dropped, of, start)) =
-                examples_to_drop(&ids, bos, max.saturating_sub(room))
+            && let Some((dropped, of, start)) = examples_to_drop(&ids, bos, budget)
         {
             emit(Event::Warning {
                 request: r.id,
@@ -512,6 +512,13 @@ impl<'a> Writer<'a> {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// Bytes per token of `tokenizer` on the stock worked examples ([`ModelInfo::bytes_per_token`]).
+fn bytes_per_token(tokenizer: &Tokenizer) -> Result<Option<f64>> {
+    let text = few_shot_prompt(&default_examples(8), "");
+    let tokens = tokenizer.encode(&text)?.len();
+    Ok((tokens > 0).then(|| text.len() as f64 / tokens as f64))
 }
 
 /// When a prompt of several texts, each starting with `bos` (worked examples, then the question),

@@ -220,6 +220,10 @@ pub struct ModelInfo {
     /// What the model is for and prompts to try (from its directory), for first contact.
     #[serde(default)]
     pub intro: Intro,
+    /// Bytes of worked-problem text per token of the model's tokenizer, measured at load on the
+    /// stock worked examples: front ends, which have no tokenizer, size prompts with it.
+    #[serde(default)]
+    pub bytes_per_token: Option<f64>,
 }
 
 impl ModelInfo {
@@ -243,6 +247,21 @@ impl ModelInfo {
                 self.name
             )
         })
+    }
+
+    /// Tokens a prompt may take: the context less room for the answer (`max_tokens`, at most a
+    /// quarter of the context) and the `prefix` tokens written after thinking. The engine drops
+    /// worked examples, whole and oldest first, that would go beyond it.
+    pub fn prompt_budget(&self, max_tokens: usize, prefix: usize) -> usize {
+        let room = max_tokens.min(self.max_seq_len / 4) + prefix;
+        self.max_seq_len.saturating_sub(room)
+    }
+
+    /// About how many tokens `text` takes ([`ModelInfo::bytes_per_token`], rounded up by a
+    /// tenth to err on the long side); `None` when the model did not say.
+    pub fn estimated_tokens(&self, text: &str) -> Option<usize> {
+        let per_token = self.bytes_per_token.filter(|b| *b > 0.0)?;
+        Some((1.1 * text.len() as f64 / per_token).ceil() as usize)
     }
 
     /// Sets `think` to this model's budget of `level`.

@@ -57,6 +57,9 @@ pub struct Scroll {
     pub seen: Cell<(usize, usize)>,
 }
 
+/// Tokens kept free for the question when worked examples are drawn: a long word problem's.
+const QUESTION_ROOM: usize = 64;
+
 /// A transient message in the status line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flash {
@@ -219,13 +222,14 @@ impl App {
     pub fn on_event(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Ready(info) => {
-                // A session still on the stock examples gets as many as the model asks for.
-                if let Some(n) = info.default_shots
-                    && self.session.examples == default_examples(STOCK_EXAMPLES)
-                {
-                    self.session.examples = default_examples(n);
-                }
+                // A session still on the stock examples gets as many as the model asks for, and
+                // as fit its context.
+                let stock = self.session.examples == default_examples(STOCK_EXAMPLES);
+                let shots = info.default_shots.unwrap_or(STOCK_EXAMPLES);
                 self.model = Some(info);
+                if stock {
+                    self.session.examples = self.fitting(default_examples(shots));
+                }
                 return self.pump();
             }
             Event::Warning { message, .. } => {
@@ -437,6 +441,28 @@ impl App {
     fn chat_prompt(&self, question: &str) -> Prompt {
         let format = self.model.as_ref().and_then(|m| m.prompt_format.as_deref());
         prompt::chat(format, question)
+    }
+
+    /// The first of `examples` that fit the model's context in a few-shot prompt with room for a
+    /// question and the answer (by the model's bytes per token; all of them before it has
+    /// loaded, or when it does not say).
+    pub(super) fn fitting(&self, mut examples: Vec<Example>) -> Vec<Example> {
+        let Some(model) = &self.model else {
+            return examples;
+        };
+        let budget = model
+            .prompt_budget(self.settings.max_tokens, 1)
+            .saturating_sub(QUESTION_ROOM);
+        let fits = |n: usize| {
+            let text = prompt::answer_prompt(&examples[..n], "");
+            model.estimated_tokens(&text).is_none_or(|t| t <= budget)
+        };
+        let kept = (1..=examples.len())
+            .take_while(|&n| fits(n))
+            .last()
+            .unwrap_or(0);
+        examples.truncate(kept);
+        examples
     }
 
     fn few_shot_prompt(&self, question: &str) -> Prompt {

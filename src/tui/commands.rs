@@ -161,12 +161,20 @@ impl App {
             Command::Mode(mode) => self.set_mode(mode),
             Command::Draw { n, seed } => {
                 let seed = seed.unwrap_or(self.settings.seed);
-                self.session.examples = draw_examples(n, seed);
+                let examples = self.fitting(draw_examples(n, seed));
+                let (drawn, context) = (examples.len(), self.model.as_ref().map(|m| m.max_seq_len));
+                self.session.examples = examples;
                 self.example = 0;
-                self.flash(
-                    Level::Info,
-                    format!("drew {n} arithmetic examples (seed {seed})"),
-                );
+                let text = match context {
+                    Some(max) if drawn == 0 => format!(
+                        "drew no examples (seed {seed}): not one would fit the model's context of {max} tokens beside a question"
+                    ),
+                    Some(max) if drawn < n => format!(
+                        "drew {drawn} of {n} arithmetic examples (seed {seed}): more would not fit the model's context of {max} tokens beside a question"
+                    ),
+                    _ => format!("drew {n} arithmetic examples (seed {seed})"),
+                };
+                self.flash(Level::Info, text);
                 return vec![Action::SaveSession];
             }
             Command::ToggleCalculator => {

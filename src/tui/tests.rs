@@ -8,13 +8,16 @@ use ratatui::style::Color;
 use super::app::{Action, App, Focus};
 use super::commands;
 use super::keymap::BINDINGS;
+use super::session::draw_examples;
 use super::session::{Entry, Mode, Session, Status, Verdict};
 use super::settings::Settings;
 use super::theme::Themes;
 use super::ui;
+use crate::device::DeviceChoice;
 use crate::engine::protocol::{Done, Event, Fit, ModelInfo, Request, ThinkStep};
 use crate::model::config::LevelSteps;
-use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_stops, few_shot_prompt};
+use crate::runtime::ModelSource;
+use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_prompt, answer_stops, few_shot_prompt};
 
 fn info(prompt_format: Option<&str>) -> ModelInfo {
     ModelInfo {
@@ -39,6 +42,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         default_shots: None,
         scope: None,
         intro: Default::default(),
+        bytes_per_token: None,
     }
 }
 
@@ -1047,6 +1051,96 @@ fn the_app_asks_with_the_same_defaults_as_the_command_line() {
             (c.temperature, c.max_tokens, c.calculator, c.top_k, c.top_p)
         );
     }
+}
+
+#[test]
+fn drawn_examples_are_as_many_as_fit_the_context_with_a_question() {
+    let mut app = app_with(false);
+    let short = ModelInfo {
+        max_seq_len: 256,
+        bytes_per_token: Some(3.0),
+        ..info(Some("Q: {question}\nA:"))
+    };
+    app.on_event(Event::Ready(short.clone()));
+    app.command("draw 8 3");
+    let kept = app.session.examples.clone();
+    assert!(kept.len() < 8, "{}", kept.len());
+    let flash = app.flash.clone().unwrap().text;
+    assert!(
+        flash.contains(&format!("drew {} of 8", kept.len())) && flash.contains("256 tokens"),
+        "{flash}"
+    );
+    // What was kept fits beside a question by the model's measure; one more would not.
+    let tokens = |n: usize| {
+        let drawn = draw_examples(8, 3);
+        short
+            .estimated_tokens(&answer_prompt(&drawn[..n], ""))
+            .unwrap()
+    };
+    let budget = short.prompt_budget(app.settings.max_tokens, 1) - 64;
+    assert!(tokens(kept.len()) <= budget && tokens(kept.len() + 1) > budget);
+    // A model that does not say how long its tokens are keeps what was drawn.
+    app.on_event(Event::Ready(info(None)));
+    app.command("draw 8 3");
+    assert_eq!(app.session.examples.len(), 8);
+    // A long context takes them all.
+    let mut app = app_with(false);
+    app.on_event(Event::Ready(ModelInfo {
+        max_seq_len: 100_000,
+        ..short
+    }));
+    app.command("draw 8 3");
+    assert_eq!(app.session.examples.len(), 8);
+    assert!(
+        app.flash
+            .unwrap()
+            .text
+            .contains("drew 8 arithmetic examples")
+    );
+}
+
+/// The app's estimate against the engine's tokenizer: examples drawn for the bundled model,
+/// asked with a long question, are never dropped to fit its context.
+#[test]
+fn drawn_examples_fit_the_bundled_models_context() {
+    let source = ModelSource {
+        path: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny"),
+        tokenizer: None,
+        device: DeviceChoice::Cpu,
+        decode_weights: Default::default(),
+    };
+    let (engine, events, model) = crate::engine::start(source).unwrap();
+    let mut app = app_with(false);
+    app.on_event(Event::Ready(model));
+    press(&mut app, KeyCode::F(2));
+    app.command("think off");
+    let question = "A baker made 48 muffins in the morning and 35 in the afternoon. She sold 56 \
+                    of them and gave 9 to her neighbours. How many muffins does she have left now?";
+    let mut kept = Vec::new();
+    for seed in 1..=6 {
+        app.command(&format!("draw 8 {seed}"));
+        kept.push(app.session.examples.len());
+        let r = send(&mut app, question);
+        engine.submit(r.clone());
+        loop {
+            let event = events
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap();
+            if let Event::Warning { message, .. } = &event {
+                panic!("seed {seed}: {message}");
+            }
+            let finished = matches!(event, Event::Finished { request } if request == r.id);
+            app.on_event(event);
+            if finished {
+                break;
+            }
+        }
+    }
+    engine.shutdown();
+    assert!(
+        kept.iter().all(|&k| k < 8) && kept.iter().any(|&k| k > 0),
+        "{kept:?}"
+    );
 }
 
 #[test]
