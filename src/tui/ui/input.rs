@@ -17,9 +17,10 @@ pub(super) fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
             i + 1
         ),
         (Target::Send, Mode::Chat) => " message ".into(),
-        (Target::Send, Mode::FewShot) => {
-            format!(" question · {} examples ", app.session.examples.len())
-        }
+        (Target::Send, Mode::FewShot) => match app.session.examples.len() {
+            1 => " question · 1 example ".into(),
+            n => format!(" question · {n} examples "),
+        },
         (Target::Send, Mode::Ladder) => " question for the ladder ".into(),
     };
     let block = Block::default()
