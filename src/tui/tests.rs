@@ -1,4 +1,6 @@
 //! The state machine and the renderer, driven the way the event loop drives them.
+//!
+//! (Over 800 lines: one test per behaviour of the app, each short, on one shared harness.)
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
