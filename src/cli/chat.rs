@@ -28,7 +28,7 @@ pub struct ChatArgs {
 
     // Settings for this run, over the saved ones; each is also a `/command` in the app.
     /// How much to think: off, low, medium (the model's default), high, or max (adaptive).
-    #[arg(long, value_name = "LEVEL", conflicts_with_all = ["steps", "adaptive"], help_heading = "Settings")]
+    #[arg(long, value_name = "LEVEL", conflicts_with_all = ["steps", "tolerance"], help_heading = "Settings")]
     pub think: Option<crate::engine::ThinkLevel>,
     /// Thinking steps, exactly (`auto`: the model's default).
     #[arg(long, value_name = "N|auto", help_heading = "Settings")]
@@ -87,14 +87,16 @@ pub struct ChatArgs {
     /// Sampling seed.
     #[arg(short, long, value_name = "N", help_heading = "Settings")]
     pub seed: Option<u64>,
-    /// Adaptive thinking: stop once −ELBO per token improves by less than this (`off`).
+    /// Adaptive thinking: stop once −ELBO per token improves by less than this (`off`), as
+    /// `ltm generate --tolerance` (`--adaptive` is an older name).
     #[arg(
-        long,
+        long = "tolerance",
+        alias = "adaptive",
         value_name = "X|off",
         allow_negative_numbers = true,
         help_heading = "Settings"
     )]
-    pub adaptive: Option<String>,
+    pub tolerance: Option<String>,
     /// Start each chat turn's thought from the previous one (on | off).
     #[arg(long, value_name = "on|off", help_heading = "Settings")]
     pub warm_start: Option<String>,
@@ -118,7 +120,7 @@ impl ChatArgs {
             ("topp", "--top-p", self.top_p.clone()),
             ("max", "--max-tokens", self.max_tokens.clone()),
             ("seed", "--seed", self.seed.map(|v| v.to_string())),
-            ("adaptive", "--adaptive", self.adaptive.clone()),
+            ("adaptive", "--tolerance", self.tolerance.clone()),
             ("warm", "--warm-start", self.warm_start.clone()),
             ("calc", "--calculator", self.calculator.clone()),
         ];
