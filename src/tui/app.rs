@@ -450,8 +450,9 @@ impl App {
         let Some(model) = &self.model else {
             return examples;
         };
+        // The text measured ends with the answer prefix already.
         let budget = model
-            .prompt_budget(self.settings.max_tokens, 1)
+            .prompt_budget(self.settings.max_tokens, 0)
             .saturating_sub(QUESTION_ROOM);
         let fits = |n: usize| {
             let text = prompt::answer_prompt(&examples[..n], "");

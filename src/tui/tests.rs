@@ -1079,7 +1079,7 @@ fn drawn_examples_are_as_many_as_fit_the_context_with_a_question() {
             .estimated_tokens(&answer_prompt(&drawn[..n], ""))
             .unwrap()
     };
-    let budget = short.prompt_budget(app.settings.max_tokens, 1) - 64;
+    let budget = short.prompt_budget(app.settings.max_tokens, 0) - 64;
     assert!(tokens(kept.len()) <= budget && tokens(kept.len() + 1) > budget);
     // A model that does not say how long its tokens are keeps what was drawn.
     app.on_event(Event::Ready(info(None)));
