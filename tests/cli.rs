@@ -44,6 +44,11 @@ fn generate_json_has_every_field() {
     ]));
     let lines = json_lines(&out);
 
+    let ready = of_kind(&lines, "ready");
+    assert_eq!(ready.len(), 1);
+    let per_token = ready[0]["bytes_per_token"].as_f64().unwrap();
+    assert!((1.0..10.0).contains(&per_token), "{}", ready[0]);
+
     let think = of_kind(&lines, "think");
     assert_eq!(think.len(), 3 * 2);
     for t in &think {
