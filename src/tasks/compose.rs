@@ -271,18 +271,17 @@ impl Composer {
         words.set("k", say_count(numbers.k / SCALE, rng));
         words.set("bill", format!("${}", numbers.bill / SCALE));
         let mut answer = Vec::new();
-        for (i, (shown, _)) in steps.iter().enumerate() {
-            let result = calculator::compute(shown)?;
+        for (i, Step { shown, written, .. }) in steps.iter().enumerate() {
             words.set(
                 &format!("s{}", i + 1),
-                format!("{shown} = <<{shown}={result}>>{result}"),
+                format!("{shown} = <<{shown}={written}>>{written}"),
             );
-            words.set(&format!("r{}", i + 1), result);
+            words.set(&format!("r{}", i + 1), written.clone());
         }
         for line in &s.answer {
             answer.push(words.fill(line, rng));
         }
-        let final_value = calculator::compute(&steps.last()?.0)?;
+        let final_value = steps.last()?.written.clone();
         answer.push(format!("#### {final_value}"));
         let frame = s.question.choose(rng)?;
         let mut question = words.fill(frame, rng);
@@ -435,7 +434,26 @@ impl Composer {
     }
 }
 
-/// The numbers of one problem, in thousandths.
+/// One step of a worked answer: what it shows, what the calculator writes for it (for thirds
+/// not the exact value), and the exact value.
+struct Step {
+    shown: String,
+    written: String,
+    value: i64,
+}
+
+impl Step {
+    fn new(shown: String, value: i64) -> Option<Step> {
+        let written = calculator::compute(&shown)?;
+        Some(Step {
+            shown,
+            written,
+            value,
+        })
+    }
+}
+
+/// The numbers of one problem, in units of 1/SCALE.
 struct Numbers {
     a: i64,
     b: i64,
@@ -484,49 +502,48 @@ impl Numbers {
         (n.a > 0 && n.b > 0 && n.c > 0).then_some(n)
     }
 
-    /// Each step as (what the answer shows, its value). A later step writes an earlier result
-    /// as the calculator wrote it, which for thirds is not the exact value.
-    fn steps(&self, schema: Schema) -> Option<Vec<(String, i64)>> {
+    /// The steps of the answer; a later step writes an earlier result as the calculator wrote it.
+    fn steps(&self, schema: Schema) -> Option<Vec<Step>> {
         let (a, b, c, k) = (self.a, self.b, self.c, self.k / SCALE);
         let (da, db, dc) = (decimal(a), decimal(b), decimal(c));
-        let written = |expr: &str| calculator::compute(expr);
         let steps = match schema {
-            Schema::Sum => vec![(format!("{da}+{db}"), a + b)],
-            Schema::Sum3 => vec![(format!("{da}+{db}+{dc}"), a + b + c)],
-            Schema::Difference => vec![(format!("{da}-{db}"), a - b)],
-            Schema::Times => vec![(format!("{da}*{k}"), a * k)],
-            Schema::Share => vec![(format!("{da}/{k}"), a / k)],
+            Schema::Sum => vec![Step::new(format!("{da}+{db}"), a + b)?],
+            Schema::Sum3 => vec![Step::new(format!("{da}+{db}+{dc}"), a + b + c)?],
+            Schema::Difference => vec![Step::new(format!("{da}-{db}"), a - b)?],
+            Schema::Times => vec![Step::new(format!("{da}*{k}"), a * k)?],
+            Schema::Share => vec![Step::new(format!("{da}/{k}"), a / k)?],
             Schema::SumThenDifference => {
-                let first = format!("{da}+{db}");
-                let second = format!("{}-{dc}", written(&first)?);
-                vec![(first, a + b), (second, a + b - c)]
+                let first = Step::new(format!("{da}+{db}"), a + b)?;
+                let second = Step::new(format!("{}-{dc}", first.written), a + b - c)?;
+                vec![first, second]
             }
             Schema::DifferenceThenSum => {
-                let first = format!("{da}-{db}");
-                let second = format!("{}+{dc}", written(&first)?);
-                vec![(first, a - b), (second, a - b + c)]
+                let first = Step::new(format!("{da}-{db}"), a - b)?;
+                let second = Step::new(format!("{}+{dc}", first.written), a - b + c)?;
+                vec![first, second]
             }
             Schema::MoreThenTotal => {
-                let first = format!("{da}+{db}");
-                let second = format!("{da}+{}", written(&first)?);
-                vec![(first, a + b), (second, a + a + b)]
+                let first = Step::new(format!("{da}+{db}"), a + b)?;
+                let second = Step::new(format!("{da}+{}", first.written), a + a + b)?;
+                vec![first, second]
             }
             Schema::TimesThenTotal => {
-                let first = format!("{da}*{k}");
-                let second = format!("{da}+{}", written(&first)?);
-                vec![(first, a * k), (second, a + a * k)]
+                let first = Step::new(format!("{da}*{k}"), a * k)?;
+                let second = Step::new(format!("{da}+{}", first.written), a + a * k)?;
+                vec![first, second]
             }
             Schema::Change => {
-                let first = format!("{da}+{db}");
-                let second = format!("{}-{}", decimal(self.bill), written(&first)?);
-                vec![(first, a + b), (second, self.bill - a - b)]
+                let first = Step::new(format!("{da}+{db}"), a + b)?;
+                let bill = decimal(self.bill);
+                let second = Step::new(format!("{bill}-{}", first.written), self.bill - a - b)?;
+                vec![first, second]
             }
         };
-        steps.iter().all(|(_, v)| *v > 0).then_some(steps)
+        steps.iter().all(|s| s.value > 0).then_some(steps)
     }
 }
 
-/// A quantity of a kind, in thousandths: counts mostly small, sometimes in the hundreds or
+/// A quantity of a kind, in units of 1/SCALE: counts mostly small, sometimes in the hundreds or
 /// (for things that come in thousands) the thousands; money in whole dollars or with cents;
 /// measures in tenths, quarters, eighths or hundredths.
 fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
