@@ -8,11 +8,7 @@ use crate::tui::{self, TuiOptions};
 #[derive(Debug, Args)]
 pub struct ChatArgs {
     #[command(flatten)]
-    pub model: super::ModelArgs,
-    #[command(flatten)]
-    pub device: super::DeviceArg,
-    #[command(flatten)]
-    pub decode: super::DecodeArg,
+    pub engine: super::EngineArgs,
     /// Resume a saved session: its id, a file, or `last` (the default when no value is given).
     #[arg(long, value_name = "SESSION", num_args = 0..=1, default_missing_value = "last")]
     pub resume: Option<String>,
@@ -145,7 +141,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         );
     }
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let engine = engine::spawn(args.model.source(args.device, args.decode)?, move |event| {
+    let engine = engine::spawn(args.engine.source()?, move |event| {
         // The receiver is gone only once the app has quit.
         let _ = events.send(event);
     });

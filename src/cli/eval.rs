@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::chart::{Scale, Series, StepsPanel};
-use crate::engine::{self, Event};
+use crate::engine::{self, Choices, Event};
 use crate::fsutil::write_atomic;
 use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
 use crate::tasks::score::{Report, Tally, reasoning_steps, score};
@@ -30,11 +30,7 @@ pub enum Task {
 #[derive(Debug, clap::Args)]
 pub struct ArithArgs {
     #[command(flatten)]
-    pub model: super::ModelArgs,
-    #[command(flatten)]
-    pub device: super::DeviceArg,
-    #[command(flatten)]
-    pub decode: super::DecodeArg,
+    pub engine: super::EngineArgs,
     /// Problems: JSONL with `question` and `final` or a GSM8K `answer` ending in `#### N`.
     /// Default: 100 fresh problems of the training templates (seed 777, unseen in training).
     #[arg(long, value_name = "FILE")]
@@ -179,7 +175,7 @@ pub fn run(args: Args) -> Result<()> {
     let Task::Arith(args) = args.task;
     let mut problems = records(&args.data, 777, 100)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
-    let (engine, inbox, info) = engine::start(args.model.source(args.device, args.decode)?)?;
+    let (engine, inbox, info) = engine::start(args.engine.source()?)?;
     let n_shots = args.shots.or(info.default_shots).unwrap_or(4);
     let shots: Vec<Example> = match &args.examples {
         Some(_) => records(&args.examples, 0, 0)?
@@ -212,14 +208,18 @@ pub fn run(args: Args) -> Result<()> {
             .flat_map(|s| calcs.iter().map(move |c| (s, c)))
         {
             id += 1;
-            let mut request = info.request(id, few_shot(&shots, &problem.question));
-            request.think.steps = steps;
-            request.think.samples = args.samples;
-            let s = &mut request.sample;
-            // Greedy, whatever the model's temperature: thought samples are what vary.
-            (s.temperature, s.max_tokens, s.calculator) = (0.0, args.max_tokens, calculator);
-            s.seed = args.seed + i as u64;
-            engine.submit(request);
+            let choices = Choices {
+                steps: Some(steps),
+                samples: args.samples,
+                // Greedy, whatever the model's temperature: thought samples are what vary.
+                temperature: Some(0.0),
+                max_tokens: args.max_tokens,
+                calculator: Some(calculator),
+                seed: args.seed + i as u64,
+                ..Choices::default()
+            };
+            let prompt = few_shot(&shots, &problem.question);
+            engine.submit(choices.request(id, prompt, &info.defaults()));
             let mut answers = vec![None; args.samples];
             let mut nelbo = vec![f64::INFINITY; args.samples];
             // The prompt as the engine took it (it may drop worked examples to fit).

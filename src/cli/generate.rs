@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::engine::{
-    self, Done, EngineHandle, Event, Fit, ModelInfo, Request, ThinkLevel, ThinkStep,
+    self, Choices, Done, EngineHandle, Event, Fit, ModelInfo, Request, ThinkLevel, ThinkStep,
 };
 use crate::generate::DEFAULT_MAX_TOKENS;
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
@@ -18,11 +18,7 @@ use crate::text::printable;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: super::ModelArgs,
-    #[command(flatten)]
-    pub device: super::DeviceArg,
-    #[command(flatten)]
-    pub decode: super::DecodeArg,
+    pub engine: super::EngineArgs,
     /// The prompt (else --prompt, else read from stdin).
     #[arg(value_name = "PROMPT", conflicts_with_all = ["prompt", "prompt_ids"])]
     pub text: Option<String>,
@@ -117,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.prompt_ids.is_none() && prompt.trim().is_empty() {
         bail!("the prompt is empty: there is nothing to think about");
     }
-    let (engine, inbox, info) = engine::start(args.model.source(args.device, args.decode)?)?;
+    let (engine, inbox, info) = engine::start(args.engine.source()?)?;
     let result = converse(&engine, &inbox, &info, args, prompt);
     engine.shutdown();
     result
@@ -196,29 +192,26 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
     } else {
         chat(info.prompt_format.as_deref(), &prompt)
     };
-    let mut r = info.request(0, asked);
+    let choices = Choices {
+        level: args.think,
+        // A saved thought is reused as is unless more thinking is asked for.
+        steps: args.steps.or(args.thought.as_ref().map(|_| 0)),
+        tolerance: args.tolerance,
+        lr: args.lr,
+        samples: args.samples,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        max_tokens: args.max_tokens,
+        seed: args.seed,
+        warm_start: false,
+        calculator: args.calculator.map(super::Switch::on),
+    };
+    let mut r = choices.request(0, asked, &info.defaults());
     r.prompt_ids = args.prompt_ids;
     r.answer_prefix += &args.answer_prefix;
-    // A saved thought is reused as is unless more thinking is asked for.
-    r.think.steps = match (args.steps, &args.thought) {
-        (Some(steps), _) => steps,
-        (None, Some(_)) => 0,
-        (None, None) => info.default_steps,
-    };
-    r.think.tolerance = args.tolerance;
-    if let Some(level) = args.think {
-        info.think_at(level, &mut r.think);
-    }
-    r.think.lr = args.lr.unwrap_or(r.think.lr);
-    r.think.samples = args.samples;
-    r.think.thought = args.thought;
-    r.think.save_thought = args.save_thought;
-    let s = &mut r.sample;
-    s.max_tokens = args.max_tokens;
-    s.temperature = args.temperature.unwrap_or(s.temperature);
-    (s.top_k, s.top_p, s.seed) = (args.top_k, args.top_p, args.seed);
-    s.stop.extend(args.stop);
-    s.calculator = super::Switch::or(args.calculator, s.calculator);
+    (r.think.thought, r.think.save_thought) = (args.thought, args.save_thought);
+    r.sample.stop.extend(args.stop);
     r
 }
 

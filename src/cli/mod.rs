@@ -64,6 +64,24 @@ impl ModelArgs {
     }
 }
 
+/// The model and how it runs: shared by the commands that think and write (chat, generate,
+/// eval).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    pub decode: DecodeArg,
+}
+
+impl EngineArgs {
+    pub fn source(&self) -> anyhow::Result<ModelSource> {
+        self.model.source(self.device, self.decode)
+    }
+}
+
 /// An on/off switch on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
@@ -72,9 +90,8 @@ pub enum Switch {
 }
 
 impl Switch {
-    /// `Some(switch)` as a bool, else `default`.
-    pub fn or(switch: Option<Switch>, default: bool) -> bool {
-        switch.map_or(default, |s| s == Switch::On)
+    pub fn on(self) -> bool {
+        self == Switch::On
     }
 }
 

@@ -1,6 +1,7 @@
 //! The engine: one worker thread owns the model, the tokenizer and the device, takes requests in
 //! order and answers with typed events (`protocol`). Front ends never touch tensors.
 
+mod choices;
 pub mod protocol;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,6 +21,7 @@ use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
+pub use choices::{Choices, Defaults, ladder};
 pub use protocol::{
     Done, Event, Fit, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings, ThinkStep,
 };

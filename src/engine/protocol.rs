@@ -62,8 +62,8 @@ impl Default for ThinkSettings {
 }
 
 impl Request {
-    /// A request to think on `prompt` and write its answer, with the default settings; front
-    /// ends change what they set (see [`ModelInfo::request`] for a model's own defaults).
+    /// A request to think on `prompt` and write its answer, with the default settings (a
+    /// model's own defaults and a front end's choices: [`super::Choices::request`]).
     pub fn new(id: u64, prompt: Prompt) -> Self {
         Request {
             id,
@@ -227,16 +227,6 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// A request for `prompt` with this model's defaults: its thinking steps and fast learning
-    /// rate, its temperature (else greedy) and its calculator setting.
-    pub fn request(&self, id: u64, prompt: Prompt) -> Request {
-        let mut r = Request::new(id, prompt);
-        (r.think.steps, r.think.lr) = (self.default_steps, self.default_lr);
-        r.sample.temperature = self.default_temperature.unwrap_or(0.0);
-        r.sample.calculator = self.calculator;
-        r
-    }
-
     /// A one-line notice when `question` gives no number and the model is for arithmetic (it has
     /// a scope): the answer will still be a worked problem, so the person is told why.
     pub fn scope_notice(&self, question: &str) -> Option<String> {
@@ -262,11 +252,6 @@ impl ModelInfo {
     pub fn estimated_tokens(&self, text: &str) -> Option<usize> {
         let per_token = self.bytes_per_token.filter(|b| *b > 0.0)?;
         Some((1.1 * text.len() as f64 / per_token).ceil() as usize)
-    }
-
-    /// Sets `think` to this model's budget of `level`.
-    pub fn think_at(&self, level: ThinkLevel, think: &mut ThinkSettings) {
-        (think.steps, think.tolerance) = level.budget(&self.levels);
     }
 }
 

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use super::input::Input;
 use super::session::{Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Session, Status};
-use super::settings::{Defaults, Settings, ladder};
+use super::settings::Settings;
 use super::theme::{Theme, Themes};
 use crate::engine::protocol::{Event, ModelInfo, Request, ThinkLevel};
+use crate::engine::{Defaults, ladder};
 use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
 
 /// What the state machine asks the outside world to do.
@@ -134,15 +135,7 @@ impl App {
     pub fn defaults(&self) -> Defaults {
         self.model
             .as_ref()
-            .map_or_else(Defaults::default, |m| Defaults {
-                steps: m.default_steps,
-                lr: m.default_lr,
-                calculator: m.calculator,
-                temperature: m
-                    .default_temperature
-                    .unwrap_or(Defaults::default().temperature),
-                levels: m.levels,
-            })
+            .map_or_else(Defaults::default, ModelInfo::defaults)
     }
 
     pub fn in_flight(&self) -> Option<&Run> {
@@ -184,8 +177,8 @@ impl App {
     /// Flashes how the next request will think ("thinking: high (4 steps)").
     pub fn flash_thinking(&mut self) {
         let d = self.defaults();
-        let steps = self.settings.steps(d);
-        let text = match self.settings.level(d) {
+        let steps = self.settings.choices.steps(&d);
+        let text = match self.settings.choices.level(&d) {
             Some(ThinkLevel::Max) => format!("thinking: max (up to {steps} steps)"),
             Some(level) => format!("thinking: {level} ({steps} steps)"),
             None => format!("thinking: {steps} steps"),
@@ -403,8 +396,8 @@ impl App {
                 let run = self.new_run(
                     self.chat_prompt(&question),
                     None,
-                    self.settings.samples,
-                    self.settings.warm_start,
+                    self.settings.choices.samples,
+                    self.settings.choices.warm_start,
                 );
                 self.session.entries.push(Entry::User(question));
                 self.enqueue(vec![run], |mut runs| Entry::Reply(runs.remove(0)))
@@ -413,7 +406,7 @@ impl App {
                 let run = self.new_run(
                     self.few_shot_prompt(&question),
                     None,
-                    self.settings.samples,
+                    self.settings.choices.samples,
                     false,
                 );
                 self.enqueue(vec![run], |mut runs| Entry::FewShot {
@@ -422,7 +415,7 @@ impl App {
                 })
             }
             Mode::Ladder => {
-                let runs = ladder(self.defaults())
+                let runs = ladder(&self.defaults())
                     .iter()
                     .map(|steps| {
                         let prompt = if self.session.examples.is_empty() {
@@ -452,7 +445,7 @@ impl App {
         };
         // The text measured ends with the answer prefix already.
         let budget = model
-            .prompt_budget(self.settings.max_tokens, 0)
+            .prompt_budget(self.settings.choices.max_tokens, 0)
             .saturating_sub(QUESTION_ROOM);
         let fits = |n: usize| {
             let text = prompt::answer_prompt(&examples[..n], "");
@@ -478,8 +471,10 @@ impl App {
         samples: usize,
         warm_start: bool,
     ) -> Run {
-        let mut request = Request::new(self.next_id, prompt);
-        self.settings.apply(&mut request, self.defaults());
+        let mut request = self
+            .settings
+            .choices
+            .request(self.next_id, prompt, &self.defaults());
         let t = &mut request.think;
         (t.samples, t.warm_start) = (samples, warm_start);
         if let Some(steps) = steps {

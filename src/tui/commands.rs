@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use super::app::{Action, App, Overlay};
 use super::session::{Level, Mode, draw_examples};
-use super::settings::{Defaults, Field, Settings};
+use super::settings::Field;
 use crate::engine::ThinkLevel;
+use crate::engine::{Choices, Defaults};
 
 /// The commands as the help overlay lists them; the settings' own are listed from [`Field`].
 pub const HELP: [(&str, &str); 5] = [
@@ -98,7 +99,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
 pub fn check(line: &str, name: &str) -> Result<(), String> {
     match parse(line).map_err(|e| format!("{name}: {e}"))? {
         Command::Set(field, arg) => {
-            field.set_as(&mut Settings::default(), Defaults::default(), &arg, name)
+            field.set_as(&mut Choices::default(), &Defaults::default(), &arg, name)
         }
         _ => Ok(()),
     }
@@ -160,7 +161,7 @@ impl App {
             },
             Command::Mode(mode) => self.set_mode(mode),
             Command::Draw { n, seed } => {
-                let seed = seed.unwrap_or(self.settings.seed);
+                let seed = seed.unwrap_or(self.settings.choices.seed);
                 let examples = self.fitting(draw_examples(n, seed));
                 let (drawn, context) = (examples.len(), self.model.as_ref().map(|m| m.max_seq_len));
                 self.session.examples = examples;
@@ -178,25 +179,27 @@ impl App {
                 return vec![Action::SaveSession];
             }
             Command::ToggleCalculator => {
-                Field::Calculator.adjust(&mut self.settings, defaults, true);
-                let value = Field::Calculator.value(&self.settings, defaults);
+                Field::Calculator.adjust(&mut self.settings.choices, &defaults, true);
+                let value = Field::Calculator.value(&self.settings.choices, &defaults);
                 self.flash(Level::Info, format!("calculator = {value}"));
                 return vec![Action::SaveSettings];
             }
             Command::Think(level) => {
-                self.settings.set_level(level);
+                self.settings.choices.set_level(level);
                 self.flash_thinking();
                 return vec![Action::SaveSettings];
             }
             Command::Load(path) => return vec![Action::LoadExamples(path)],
-            Command::Set(field, arg) => match field.set(&mut self.settings, defaults, &arg) {
-                Ok(()) => {
-                    let value = field.value(&self.settings, self.defaults());
-                    self.flash(Level::Info, format!("{} = {value}", field.label()));
-                    return vec![Action::SaveSettings];
+            Command::Set(field, arg) => {
+                match field.set(&mut self.settings.choices, &defaults, &arg) {
+                    Ok(()) => {
+                        let value = field.value(&self.settings.choices, &self.defaults());
+                        self.flash(Level::Info, format!("{} = {value}", field.label()));
+                        return vec![Action::SaveSettings];
+                    }
+                    Err(e) => self.flash(Level::Error, e),
                 }
-                Err(e) => self.flash(Level::Error, e),
-            },
+            }
         }
         Vec::new()
     }

@@ -498,7 +498,7 @@ impl App {
             KeyAction::LevelUp | KeyAction::LevelDown => {
                 let up = action == KeyAction::LevelUp;
                 let defaults = self.defaults();
-                self.settings.step_level(up, defaults);
+                self.settings.choices.step_level(up, &defaults);
                 self.flash_thinking();
                 return vec![Action::SaveSettings];
             }
@@ -540,7 +540,9 @@ impl App {
             }
             KeyAction::EditExample | KeyAction::DeleteExample => {}
             KeyAction::PrefillLoad => self.prefill("/load "),
-            KeyAction::PrefillDraw => self.prefill(&format!("/draw 4 {}", self.settings.seed)),
+            KeyAction::PrefillDraw => {
+                self.prefill(&format!("/draw 4 {}", self.settings.choices.seed))
+            }
             KeyAction::PreviousField | KeyAction::NextField => {
                 if let Some(Overlay::Settings { selected }) = &mut self.overlay {
                     let n = Field::ALL.len();
@@ -556,7 +558,7 @@ impl App {
                 if let Some(Overlay::Settings { selected }) = self.overlay {
                     let defaults = self.defaults();
                     let up = action == KeyAction::FieldUp;
-                    Field::ALL[selected].adjust(&mut self.settings, defaults, up);
+                    Field::ALL[selected].adjust(&mut self.settings.choices, &defaults, up);
                     return vec![Action::SaveSettings];
                 }
             }

@@ -5,9 +5,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::dirs::save;
-use crate::engine::protocol::{DEFAULT_MAX_TOKENS, Request, SampleSettings, ThinkLevel};
+use crate::engine::{Choices, Defaults};
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
-use crate::model::config::{DEFAULT_FAST_LR, DEFAULT_NUM_STEPS, LevelSteps};
 
 const ADAPTIVE: [Option<f64>; 6] = [
     None,
@@ -18,130 +17,26 @@ const ADAPTIVE: [Option<f64>; 6] = [
     Some(0.1),
 ];
 
-/// Everything the user can tune; `None` in `steps` / `lr` means "the model's default".
+/// Everything the user can tune: the request [`Choices`] and the look.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// A thinking level, whose steps and adaptive stop come from the loaded model; set, it
-    /// stands for `steps` and `tolerance`.
-    pub level: Option<ThinkLevel>,
-    pub steps: Option<usize>,
-    pub lr: Option<f64>,
-    pub samples: usize,
-    /// `None` follows the model's config.
-    pub temperature: Option<f64>,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f64>,
-    pub max_tokens: usize,
-    pub seed: u64,
-    /// Adaptive thinking tolerance (−ELBO per token); `None` runs every step.
-    pub tolerance: Option<f64>,
-    pub warm_start: bool,
-    /// GSM8K's calculator while writing; `None` follows the model's config.
-    pub calculator: Option<bool>,
+    // Flattened: `settings.toml` keeps one table of settings.
+    #[serde(flatten)]
+    pub choices: Choices,
     pub theme: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            level: None,
-            steps: None,
-            lr: None,
-            samples: 1,
-            temperature: None,
-            top_k: None,
-            top_p: None,
-            max_tokens: DEFAULT_MAX_TOKENS,
-            seed: 0,
-            tolerance: None,
-            warm_start: false,
-            calculator: None,
+            choices: Choices::default(),
             theme: "dark".into(),
         }
     }
 }
 
-/// The model's defaults, used where the settings say "auto".
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Defaults {
-    pub steps: usize,
-    pub lr: f64,
-    pub calculator: bool,
-    pub temperature: f64,
-    pub levels: LevelSteps,
-}
-
-impl Default for Defaults {
-    /// Before a model is loaded: the defaults of a model whose config sets nothing.
-    fn default() -> Self {
-        Self {
-            steps: DEFAULT_NUM_STEPS,
-            lr: DEFAULT_FAST_LR,
-            calculator: false,
-            temperature: SampleSettings::default().temperature,
-            levels: LevelSteps::around(DEFAULT_NUM_STEPS),
-        }
-    }
-}
-
 impl Settings {
-    pub fn steps(&self, d: Defaults) -> usize {
-        match self.level {
-            Some(level) => level.budget(&d.levels).0,
-            None => self.steps.unwrap_or(d.steps),
-        }
-    }
-
-    /// The adaptive stop (−ELBO per token), if thinking stops early.
-    pub fn tolerance(&self, d: Defaults) -> Option<f64> {
-        match self.level {
-            Some(level) => level.budget(&d.levels).1,
-            None => self.tolerance,
-        }
-    }
-
-    pub fn lr(&self, d: Defaults) -> f64 {
-        self.lr.unwrap_or(d.lr)
-    }
-
-    pub fn temperature(&self, d: Defaults) -> f64 {
-        self.temperature.unwrap_or(d.temperature)
-    }
-
-    pub fn calculator(&self, d: Defaults) -> bool {
-        self.calculator.unwrap_or(d.calculator)
-    }
-
-    /// The thinking level these settings are, if they are one.
-    pub fn level(&self, d: Defaults) -> Option<ThinkLevel> {
-        self.level
-            .or_else(|| ThinkLevel::of(self.steps(d), self.tolerance, &d.levels))
-    }
-
-    /// Think at `level`, whatever its steps are for the model loaded now or later.
-    pub fn set_level(&mut self, level: ThinkLevel) {
-        (self.level, self.steps, self.tolerance) = (Some(level), None, None);
-    }
-
-    /// One level up (`up`) or down from these settings.
-    pub fn step_level(&mut self, up: bool, d: Defaults) {
-        self.set_level(ThinkLevel::next(
-            self.steps(d),
-            self.tolerance(d),
-            up,
-            &d.levels,
-        ));
-    }
-
-    /// Steps and stop as numbers from now on (before one of them is set by hand).
-    fn without_level(&mut self, d: Defaults) {
-        if self.level.is_some() {
-            (self.steps, self.tolerance) = (Some(self.steps(d)), self.tolerance(d));
-            self.level = None;
-        }
-    }
-
     /// The settings in `path`, and a warning when it has errors: a missing file gives the
     /// defaults; a file with errors (one that does not parse, a value out of its bounds, bytes
     /// that are not UTF-8) keeps its readable settings and is copied to `settings.toml.bak`
@@ -159,23 +54,24 @@ impl Settings {
         };
         let (settings, kept, problem) = match std::str::from_utf8(&bytes) {
             Err(e) => (Self::default(), 0, format!("not UTF-8 text ({e})")),
-            Ok(text) => match toml::from_str::<Self>(text).map(|s| (s.check(), s)) {
-                Ok((Ok(()), settings)) => return (settings, None),
-                Ok((Err(out_of_bounds), _)) => {
-                    let (settings, kept) = Self::salvage(text);
-                    (settings, kept, out_of_bounds)
-                }
-                Err(e) => {
-                    let line = e
-                        .span()
-                        .map(|span| {
-                            format!("line {}: ", text[..span.start].matches('\n').count() + 1)
-                        })
-                        .unwrap_or_default();
-                    let (settings, kept) = Self::salvage(text);
-                    (settings, kept, format!("{line}{}", e.message().trim_end()))
-                }
-            },
+            Ok(text) => {
+                let (problem, parser_at) = match toml::from_str::<Self>(text) {
+                    Ok(settings) => match settings.check() {
+                        Ok(()) => return (settings, None),
+                        Err(out_of_bounds) => (out_of_bounds, None),
+                    },
+                    Err(e) => (e.message().trim_end().to_string(), e.span()),
+                };
+                let (settings, kept, unread) = Self::salvage(text);
+                // The problem is at the first setting that does not read alone, else (a syntax
+                // error) where the parser stopped.
+                let at = unread
+                    .or(parser_at.map(|span| span.start))
+                    .map_or(String::new(), |at| {
+                        format!("line {}: ", text[..at].matches('\n').count() + 1)
+                    });
+                (settings, kept, format!("{at}{problem}"))
+            }
         };
         let mut backup = path.as_os_str().to_owned();
         backup.push(".bak");
@@ -193,55 +89,46 @@ impl Settings {
         (settings, Some(warning))
     }
 
-    /// Sets a request's thinking and sampling to these settings, "auto" ones from `d`.
-    pub fn apply(&self, r: &mut Request, d: Defaults) {
-        let (t, w) = (&mut r.think, &mut r.sample);
-        (t.steps, t.lr, t.samples) = (self.steps(d), self.lr(d), self.samples);
-        (t.warm_start, t.tolerance) = (self.warm_start, self.tolerance(d));
-        (w.max_tokens, w.temperature, w.seed) = (self.max_tokens, self.temperature(d), self.seed);
-        (w.top_k, w.top_p, w.calculator) = (self.top_k, self.top_p, self.calculator(d));
-    }
-
     /// The first setting out of its bounds ([`crate::limits`]), named: such a value would make
     /// every request fail.
     pub fn check(&self) -> Result<(), String> {
-        let mut r = Request::new(0, crate::tasks::Prompt::raw(String::new()));
-        self.apply(&mut r, Defaults::default());
-        r.validate()
+        let prompt = crate::tasks::Prompt::raw(String::new());
+        (self.choices.request(0, prompt, &Defaults::default())).validate()
     }
 
     /// The settings of a file that does not parse whole or holds values out of bounds: each one
-    /// that parses alone and is within bounds, and how many.
-    fn salvage(text: &str) -> (Self, usize) {
-        let Ok(table) = text.parse::<toml::Table>() else {
-            return (Self::default(), 0);
+    /// that parses alone and is within bounds, how many, and where the first one that does not
+    /// is (a byte offset).
+    fn salvage(text: &str) -> (Self, usize, Option<usize>) {
+        type Keyed = std::collections::BTreeMap<toml::Spanned<String>, toml::Value>;
+        let Ok(table) = toml::from_str::<Keyed>(text) else {
+            return (Self::default(), 0, None);
         };
-        let readable: toml::Table = table
+        let mut entries: Vec<_> = table.into_iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        let mut first_unread = None;
+        let readable: toml::Table = entries
             .into_iter()
-            .filter(|(key, value)| {
-                let one = toml::Table::from_iter([(key.clone(), value.clone())]);
-                toml::Value::Table(one)
+            .filter_map(|(key, value)| {
+                let one = toml::Table::from_iter([(key.get_ref().clone(), value.clone())]);
+                let reads = toml::Value::Table(one)
                     .try_into::<Self>()
-                    .is_ok_and(|s| s.check().is_ok())
+                    .is_ok_and(|s| s.check().is_ok());
+                if !reads {
+                    first_unread.get_or_insert(key.span().start);
+                }
+                reads.then(|| (key.into_inner(), value))
             })
             .collect();
         let kept = readable.len();
         let settings = toml::Value::Table(readable).try_into().unwrap_or_default();
-        (settings, kept)
+        (settings, kept, first_unread)
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         save(path, toml::to_string(self)?.as_bytes())?;
         Ok(())
     }
-}
-
-/// The budgets the thinking ladder compares: every level's steps (max without its adaptive stop).
-pub fn ladder(d: Defaults) -> Vec<usize> {
-    ThinkLevel::ALL
-        .iter()
-        .map(|l| l.budget(&d.levels).0)
-        .collect()
 }
 
 /// One tunable setting: shared by the settings panel and the `/commands`.
@@ -327,7 +214,7 @@ impl Field {
         Field::ALL.into_iter().find(|f| f.command() == name)
     }
 
-    pub fn value(self, s: &Settings, d: Defaults) -> String {
+    pub fn value(self, s: &Choices, d: &Defaults) -> String {
         let off = |v: Option<String>| v.unwrap_or_else(|| "off".into());
         match self {
             Field::Steps => match (s.level(d), s.steps) {
@@ -358,7 +245,7 @@ impl Field {
     }
 
     /// Set from a `/command` argument; a complaint names the `/command`.
-    pub fn set(self, s: &mut Settings, d: Defaults, arg: &str) -> Result<(), String> {
+    pub fn set(self, s: &mut Choices, d: &Defaults, arg: &str) -> Result<(), String> {
         self.set_as(s, d, arg, &format!("/{}", self.command()))
     }
 
@@ -366,8 +253,8 @@ impl Field {
     /// complaint names.
     pub fn set_as(
         self,
-        s: &mut Settings,
-        d: Defaults,
+        s: &mut Choices,
+        d: &Defaults,
         arg: &str,
         name: &str,
     ) -> Result<(), String> {
@@ -402,7 +289,7 @@ impl Field {
     }
 
     /// Nudge up (`up`) or down, as the settings panel's ←/→ do.
-    pub fn adjust(self, s: &mut Settings, d: Defaults, up: bool) {
+    pub fn adjust(self, s: &mut Choices, d: &Defaults, up: bool) {
         let sign = if up { 1.0 } else { -1.0 };
         let round = |x: f64, q: f64| (x / q).round() * q;
         match self {
@@ -473,37 +360,8 @@ fn step_int(v: usize, up: bool, by: usize, min: usize, max: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels_step_through_the_models_budgets_and_saturate() {
-        let d = Defaults {
-            levels: LevelSteps {
-                low: 1,
-                medium: 2,
-                high: 4,
-                max: 16,
-            },
-            steps: 2,
-            ..Defaults::default()
-        };
-        let mut s = Settings::default();
-        assert_eq!(
-            s.level(d),
-            Some(ThinkLevel::Medium),
-            "the default is medium"
-        );
-        s.step_level(true, d);
-        assert_eq!((s.steps(d), s.tolerance(d)), (4, None));
-        s.step_level(true, d);
-        assert_eq!(s.level(d), Some(ThinkLevel::Max));
-        assert!(s.tolerance(d).is_some(), "max thinks adaptively");
-        s.step_level(true, d);
-        assert_eq!(s.level(d), Some(ThinkLevel::Max));
-        s.set_level(ThinkLevel::Off);
-        s.step_level(false, d);
-        assert_eq!((s.steps(d), s.level(d)), (0, Some(ThinkLevel::Off)));
-        assert_eq!(ladder(d), vec![0, 1, 2, 4, 16]);
-    }
+    use crate::engine::ThinkLevel;
+    use crate::model::config::LevelSteps;
 
     #[test]
     fn a_level_is_the_loaded_models_and_a_number_set_by_hand_leaves_it() {
@@ -513,50 +371,54 @@ mod tests {
             steps: 2,
             ..Defaults::default()
         };
-        let mut s = Settings::default();
+        let mut s = Choices::default();
         // Set before the model is known (`ltm chat --think high`): high of the model loaded.
         s.set_level(ThinkLevel::High);
-        assert_eq!(s.steps(bundled), 4);
-        assert_eq!(s.steps(small), LevelSteps::around(small.steps).high);
-        assert_eq!(Field::Steps.value(&s, bundled), "high (4)");
-        assert_eq!(s.level(bundled), Some(ThinkLevel::High));
+        assert_eq!(s.steps(&bundled), 4);
+        assert_eq!(s.steps(&small), LevelSteps::around(small.steps).high);
+        assert_eq!(Field::Steps.value(&s, &bundled), "high (4)");
+        assert_eq!(s.level(&bundled), Some(ThinkLevel::High));
         // Max thinks adaptively up to the model's cap.
         s.set_level(ThinkLevel::Max);
         assert_eq!(
-            (s.steps(bundled), s.tolerance(bundled).is_some()),
+            (s.steps(&bundled), s.tolerance(&bundled).is_some()),
             (8, true)
         );
         // An adaptive stop set by hand keeps the steps the level had.
-        Field::Adaptive.set(&mut s, bundled, "0.05").unwrap();
+        Field::Adaptive.set(&mut s, &bundled, "0.05").unwrap();
         assert_eq!((s.level, s.steps, s.tolerance), (None, Some(8), Some(0.05)));
         s.set_level(ThinkLevel::Low);
-        Field::Steps.set(&mut s, bundled, "3").unwrap();
-        assert_eq!((s.level(bundled), s.steps(bundled)), (None, 3));
+        Field::Steps.set(&mut s, &bundled, "3").unwrap();
+        assert_eq!((s.level(&bundled), s.steps(&bundled)), (None, 3));
     }
 
     #[test]
     fn commands_parse_and_reject() {
-        let mut s = Settings::default();
+        let mut s = Choices::default();
         Field::from_command("topk")
             .unwrap()
-            .set(&mut s, Defaults::default(), "40")
+            .set(&mut s, &Defaults::default(), "40")
             .unwrap();
         Field::Adaptive
-            .set(&mut s, Defaults::default(), "0.01")
+            .set(&mut s, &Defaults::default(), "0.01")
             .unwrap();
-        Field::Warm.set(&mut s, Defaults::default(), "on").unwrap();
+        Field::Warm.set(&mut s, &Defaults::default(), "on").unwrap();
         assert_eq!(
             (s.top_k, s.tolerance, s.warm_start),
             (Some(40), Some(0.01), true)
         );
         Field::Adaptive
-            .set(&mut s, Defaults::default(), "off")
+            .set(&mut s, &Defaults::default(), "off")
             .unwrap();
         assert_eq!(s.tolerance, None);
-        assert!(Field::TopP.set(&mut s, Defaults::default(), "1.5").is_err());
+        assert!(
+            Field::TopP
+                .set(&mut s, &Defaults::default(), "1.5")
+                .is_err()
+        );
         assert!(
             Field::Samples
-                .set(&mut s, Defaults::default(), "many")
+                .set(&mut s, &Defaults::default(), "many")
                 .is_err()
         );
     }
@@ -567,10 +429,12 @@ mod tests {
         let dir = dir.path();
         let path = dir.join("settings.toml");
         let s = Settings {
-            steps: Some(32),
-            top_p: Some(0.9),
+            choices: Choices {
+                steps: Some(32),
+                top_p: Some(0.9),
+                ..Choices::default()
+            },
             theme: "light".into(),
-            ..Settings::default()
         };
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path), (s, None));
@@ -584,8 +448,11 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let (loaded, warning) = Settings::load(&path);
         let warning = warning.unwrap();
-        assert_eq!((loaded.theme.as_str(), loaded.samples), ("light", 4));
-        assert_eq!(loaded.steps, None);
+        assert_eq!(
+            (loaded.theme.as_str(), loaded.choices.samples),
+            ("light", 4)
+        );
+        assert_eq!(loaded.choices.steps, None);
         assert!(warning.contains("line 3"), "{warning}");
         assert!(
             warning.contains("kept its 2 readable setting(s)"),
@@ -609,7 +476,10 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let (loaded, warning) = Settings::load(&path);
         let warning = warning.unwrap();
-        assert!(warning.contains("thinking steps must be"), "{warning}");
+        assert!(
+            warning.contains("line 2: thinking steps must be"),
+            "{warning}"
+        );
         assert!(
             warning.contains("kept its 1 readable setting(s)"),
             "{warning}"
@@ -617,9 +487,9 @@ mod tests {
         assert_eq!(
             (
                 loaded.theme.as_str(),
-                loaded.steps,
-                loaded.lr,
-                loaded.temperature
+                loaded.choices.steps,
+                loaded.choices.lr,
+                loaded.choices.temperature
             ),
             ("light", None, None, None)
         );

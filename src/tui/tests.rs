@@ -337,7 +337,7 @@ fn slash_commands_change_settings() {
     );
 
     assert_eq!(app.command("adaptive off"), vec![Action::SaveSettings]);
-    assert_eq!(app.settings.tolerance, None);
+    assert_eq!(app.settings.choices.tolerance, None);
     assert_eq!(app.command("theme light"), vec![Action::SaveSettings]);
     assert_eq!(
         (app.theme.name.as_str(), app.settings.theme.as_str()),
@@ -360,7 +360,7 @@ fn slash_commands_change_settings() {
             .contains("from 0 to 10, not -1")
     );
     assert_eq!(app.command("think high"), vec![Action::SaveSettings]);
-    assert_eq!(app.settings.steps(app.defaults()), 32);
+    assert_eq!(app.settings.choices.steps(&app.defaults()), 32);
     for quit in ["quit", "exit", "bye"] {
         assert_eq!(app.command(quit), vec![Action::Quit], "/{quit}");
     }
@@ -377,7 +377,7 @@ fn the_calculator_follows_the_model_until_set() {
     assert!(r.sample.calculator, "the model's default");
     app.on_event(Event::Cancelled { request: r.id });
     assert_eq!(app.command("calc off"), vec![Action::SaveSettings]);
-    assert_eq!(app.settings.calculator, Some(false));
+    assert_eq!(app.settings.choices.calculator, Some(false));
     assert!(
         app.flash
             .as_ref()
@@ -386,9 +386,9 @@ fn the_calculator_follows_the_model_until_set() {
             .contains("calculator = off")
     );
     assert_eq!(app.command("calc"), vec![Action::SaveSettings], "toggles");
-    assert_eq!(app.settings.calculator, Some(true));
+    assert_eq!(app.settings.choices.calculator, Some(true));
     assert_eq!(app.command("calc auto"), vec![Action::SaveSettings]);
-    assert_eq!(app.settings.calculator, None);
+    assert_eq!(app.settings.choices.calculator, None);
     assert_eq!(app.command("calc maybe"), vec![]);
     assert!(app.flash.as_ref().unwrap().text.contains("/calc expects"));
     // In the settings panel: last row, ←/→ toggles.
@@ -399,7 +399,7 @@ fn the_calculator_follows_the_model_until_set() {
     let s = screen(&app);
     assert!(s.contains("calculator") && s.contains("auto (on)"), "{s}");
     press(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.calculator, Some(false));
+    assert_eq!(app.settings.choices.calculator, Some(false));
     press(&mut app, KeyCode::Esc);
     assert!(!send(&mut app, "q").sample.calculator);
 }
@@ -451,15 +451,15 @@ fn plus_and_minus_step_through_thinking_levels_when_input_is_empty() {
             press(&mut app, KeyCode::Char('+')),
             vec![Action::SaveSettings]
         );
-        seen.push(app.settings.steps(app.defaults()));
+        seen.push(app.settings.choices.steps(&app.defaults()));
     }
     press(&mut app, KeyCode::Char('-'));
-    seen.push(app.settings.steps(app.defaults()));
+    seen.push(app.settings.choices.steps(&app.defaults()));
     assert_eq!(seen, [32, 64, 64, 32]);
     assert!(screen(&app).contains("high · 32 steps"));
     press(&mut app, KeyCode::Char('+'));
     assert!(
-        app.settings.tolerance(app.defaults()).is_some(),
+        app.settings.choices.tolerance(&app.defaults()).is_some(),
         "max thinks adaptively"
     );
     assert!(screen(&app).contains("max · up to 64 steps"));
@@ -921,7 +921,7 @@ fn overlays_and_loading_screen_render() {
         "{s}"
     );
     press(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.steps(app.defaults()), 32);
+    assert_eq!(app.settings.choices.steps(&app.defaults()), 32);
     press(&mut app, KeyCode::Esc);
     press(&mut app, KeyCode::Char('?'));
     assert!(screen(&app).contains("keys · any key closes"));
@@ -1029,33 +1029,6 @@ fn a_model_with_a_scope_says_what_it_is_for_and_notes_a_prompt_without_numbers()
 }
 
 #[test]
-fn the_app_asks_with_the_same_defaults_as_the_command_line() {
-    for temperature in [None, Some(0.7)] {
-        let model = ModelInfo {
-            default_temperature: temperature,
-            ..info(Some("Q: {question}\nA:"))
-        };
-        let mut app = app_with(false);
-        app.on_event(Event::Ready(model.clone()));
-        let asked = send(&mut app, "2+2?");
-        let cli = model.request(
-            0,
-            crate::tasks::chat(model.prompt_format.as_deref(), "2+2?"),
-        );
-        assert_eq!(asked.prompt, cli.prompt);
-        assert_eq!(
-            (asked.think.steps, asked.think.lr, asked.think.tolerance),
-            (cli.think.steps, cli.think.lr, cli.think.tolerance)
-        );
-        let (a, c) = (&asked.sample, &cli.sample);
-        assert_eq!(
-            (a.temperature, a.max_tokens, a.calculator, a.top_k, a.top_p),
-            (c.temperature, c.max_tokens, c.calculator, c.top_k, c.top_p)
-        );
-    }
-}
-
-#[test]
 fn drawn_examples_are_as_many_as_fit_the_context_with_a_question() {
     let mut app = app_with(false);
     let short = ModelInfo {
@@ -1079,7 +1052,7 @@ fn drawn_examples_are_as_many_as_fit_the_context_with_a_question() {
             .estimated_tokens(&answer_prompt(&drawn[..n], ""))
             .unwrap()
     };
-    let budget = short.prompt_budget(app.settings.max_tokens, 0) - 64;
+    let budget = short.prompt_budget(app.settings.choices.max_tokens, 0) - 64;
     assert!(tokens(kept.len()) <= budget && tokens(kept.len() + 1) > budget);
     // A model that does not say how long its tokens are keeps what was drawn.
     app.on_event(Event::Ready(info(None)));

@@ -54,7 +54,10 @@ pub(super) fn level_label(steps: usize, level: Option<ThinkLevel>) -> String {
 /// The label of the thinking the settings ask for next.
 pub(super) fn next_thinking(app: &App) -> String {
     let d = app.defaults();
-    level_label(app.settings.steps(d), app.settings.level(d))
+    level_label(
+        app.settings.choices.steps(&d),
+        app.settings.choices.level(&d),
+    )
 }
 
 /// `text` in at most `width` columns: cut with "…" when it is wider.

@@ -89,7 +89,7 @@ pub(super) fn draw_settings(frame: &mut Frame, area: Rect, app: &App, selected: 
             let line = Line::from(vec![
                 Span::raw(format!(" {:<20}", f.label())),
                 Span::styled(
-                    format!("{:<14}", f.value(&app.settings, d)),
+                    format!("{:<14}", f.value(&app.settings.choices, &d)),
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
                 Span::styled(format!("/{}", f.command()), t.fg(t.muted)),

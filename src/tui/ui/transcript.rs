@@ -9,10 +9,10 @@ use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Wrap};
 use unicode_width::UnicodeWidthStr;
 
 use super::format::{live_label, ms, num, run_meta, steps_label, wrap, wrap_ranges};
+use crate::engine::ladder;
 use crate::tasks::prompt::answer_of;
 use crate::tui::app::{App, Focus};
 use crate::tui::session::{Entry, Level, Mode, Run, SampleText, Status};
-use crate::tui::settings::ladder;
 use crate::tui::theme::Theme;
 
 /// Lines being built for the transcript, wrapped to `width`.
@@ -374,7 +374,7 @@ pub(super) fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
         Mode::FewShot => " answers ".to_string(),
         Mode::Ladder => format!(
             " thinking ladder · {} steps · {} ",
-            ladder(app.defaults())
+            ladder(&app.defaults())
                 .iter()
                 .map(usize::to_string)
                 .collect::<Vec<_>>()
