@@ -270,8 +270,10 @@ fn logits_with_a_given_thought_match() {
                     diff <= tol,
                     "{name} ({kernels:?}): logits differ by {diff:.2e} > {tol:.0e}"
                 );
+                let prefix = model.prefix(&text.inputs, kernels).unwrap();
                 let nll = model
-                    .sequence_nll(&text.inputs, &text.targets, &fx.t("z"), kernels)
+                    .token_nll(&prefix, &text.targets, &fx.t("z"), kernels)
+                    .and_then(|nll| nll.sum(1))
                     .unwrap();
                 for (i, got) in nll.to_vec1::<f32>().unwrap().into_iter().enumerate() {
                     assert_rel(

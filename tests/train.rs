@@ -2,11 +2,10 @@
 //! continues exactly as an uninterrupted one.
 
 use candle_core::{DType, Device};
-use ltm::train::run::read_config;
 use ltm::train::{Start, ThinkOn, TrainConfig, Trainer};
 
 fn tiny_config() -> TrainConfig {
-    let mut c = read_config(
+    let mut c = TrainConfig::read(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny.toml"),
     )
     .unwrap();
@@ -306,7 +305,7 @@ fn no_training_configuration_panics_and_each_is_refused_or_valid() {
             };
         }
         std::fs::write(&path, mutated.join("\n")).unwrap();
-        match read_config(&path) {
+        match TrainConfig::read(&path) {
             Ok(c) => {
                 c.validate().unwrap();
                 valid += 1;

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::chart::training_curves;
 use crate::fsutil::write_atomic;
+use crate::train::card::curve;
 use crate::train::read_state;
-use crate::train::run::curve;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

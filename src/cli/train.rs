@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use candle_core::DType;
 
-use crate::train::run::{RunOptions, read_config, run as train};
+use crate::train::TrainConfig;
+use crate::train::run::{RunOptions, run as train};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,7 +56,10 @@ fn minutes(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (config, device) = (read_config(&args.config)?, select(args.device.device)?);
+    let (config, device) = (
+        TrainConfig::read(&args.config)?,
+        select(args.device.device)?,
+    );
     let duration = |m: Option<f64>| m.map(|m| Duration::from_secs_f64(m * 60.0));
     let init = args
         .init

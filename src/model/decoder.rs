@@ -571,41 +571,8 @@ impl Ltm {
         self.logits(&hidden, pass)
     }
 
-    /// Summed cross-entropy of `targets` per sequence: [B, N] tokens and targets → [B].
-    pub fn sequence_nll(
-        &self,
-        tokens: &Tensor,
-        targets: &Tensor,
-        z: &Tensor,
-        pass: Pass,
-    ) -> Result<Tensor> {
-        self.sequence_nll_after(&self.prefix(tokens, pass)?, targets, z, pass)
-    }
-
-    /// `sequence_nll` with the tokens' [`Prefix`] computed already.
-    pub fn sequence_nll_after(
-        &self,
-        prefix: &Prefix,
-        targets: &Tensor,
-        z: &Tensor,
-        pass: Pass,
-    ) -> Result<Tensor> {
-        self.token_nll_after(prefix, targets, z, pass)?.sum(1)
-    }
-
-    /// Cross-entropy of each target: [B, N] tokens and targets → [B, N].
+    /// Cross-entropy of each target given the tokens' [`Prefix`]: [B, N] targets → [B, N].
     pub fn token_nll(
-        &self,
-        tokens: &Tensor,
-        targets: &Tensor,
-        z: &Tensor,
-        pass: Pass,
-    ) -> Result<Tensor> {
-        self.token_nll_after(&self.prefix(tokens, pass)?, targets, z, pass)
-    }
-
-    /// `token_nll` with the tokens' [`Prefix`] computed already.
-    pub fn token_nll_after(
         &self,
         prefix: &Prefix,
         targets: &Tensor,

@@ -195,11 +195,11 @@ fn elbo_after(
     let z = q.sample(eps)?;
     let (nll, tokens) = match &text.scored {
         None => (
-            model.sequence_nll_after(prefix, &text.targets, &z, pass)?,
+            model.token_nll(prefix, &text.targets, &z, pass)?.sum(1)?,
             text.inputs.dim(1)?,
         ),
         Some(scored) => {
-            let nll = (model.token_nll_after(prefix, &text.targets, &z, pass)? * scored)?;
+            let nll = (model.token_nll(prefix, &text.targets, &z, pass)? * scored)?;
             let mean = scored.sum_all()?.to_scalar::<f32>()? / scored.dim(0)? as f32;
             (nll.sum(1)?, mean.round().max(1.0) as usize)
         }

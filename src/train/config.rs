@@ -1,9 +1,9 @@
 //! A training run's configuration (read from TOML, checked before anything runs), its saved
 //! state, and the schedules of both learning rates and of the thinking budget.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,19 @@ pub struct DataConfig {
 }
 
 impl TrainConfig {
+    /// The configuration in the TOML file `path`, checked.
+    pub fn read(path: &Path) -> Result<Self> {
+        use crate::fsutil::{SMALL_FILE, read_text_limited};
+        let text = read_text_limited(path, SMALL_FILE)
+            .context("cannot read the training configuration")?;
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("{}: not a valid training configuration", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("{}: not a configuration that can train", path.display()))?;
+        Ok(config)
+    }
+
     /// Refuses, naming the key, a setting that cannot train (an empty batch, no validation),
     /// trains the wrong way (a negative learning rate) or would exhaust the machine.
     pub fn validate(&self) -> Result<()> {

@@ -1,9 +1,11 @@
 //! Slow learning, the dual-rate algorithm: for each batch, fast learning fits a
 //! posterior over z per sequence (decoder weights held constant), then one AdamW step on the
 //! decoder given the detached z, in the spirit of nanoGPT's loop: the configuration, the batches
-//! and the step here; `run` drives it (data, checkpoints, the model card's chart).
+//! and the step here; `run` drives it (`data` makes its corpus; `card` its chart and model card).
 
+pub mod card;
 pub mod config;
+mod data;
 pub mod run;
 pub mod tokenizer;
 
@@ -544,7 +546,8 @@ impl Trainer {
             .map_err(|e| diverged(e, &o, iter))?;
         let thought = Instant::now();
         let model = self.model(true)?;
-        let nll = model.token_nll(&text.inputs, &text.targets, &z.detach(), Pass::Train)?;
+        let prefix = model.prefix(&text.inputs, Pass::Train)?;
+        let nll = model.token_nll(&prefix, &text.targets, &z.detach(), Pass::Train)?;
         let tokens = text.inputs.elem_count();
         let loss = if o.question_loss_weight == 1.0 || self.answer_marker.is_empty() {
             (nll.sum_all()? / tokens as f64)?
@@ -733,6 +736,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("learnin_rate"), "{err}");
+    }
+
+    #[test]
+    fn the_bundled_models_defaults_for_front_ends_are_its_recipes() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let recipe = toml::from_str::<TrainConfig>(&text).unwrap().model;
+        let path = Path::new("models/ltm-arith-tiny/config.json");
+        let bundled = crate::model::checkpoint::read_config(path).unwrap();
+        assert_eq!(
+            (recipe.calculator, recipe.temperature),
+            (bundled.calculator, bundled.temperature)
+        );
+        assert_eq!((recipe.calculator, recipe.temperature), (true, Some(0.0)));
     }
 
     #[test]
