@@ -265,7 +265,9 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
     let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
     tmux.ask("What is 2 + 3?");
-    let screen = tmux.wait_for("thinking", minute, |s| s.contains("step "));
+    // Thinking's progress, "step N/1000": the model's scope on screen says "four-step", so "step "
+    // alone can be seen before the question is even sent.
+    let screen = tmux.wait_for("thinking", minute, |s| s.contains("/1000"));
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let killed = Command::new("kill")
         .args(["-KILL", pid.trim()])
