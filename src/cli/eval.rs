@@ -45,6 +45,9 @@ pub struct ArithArgs {
     /// Thinking budgets to compare [default: 0, the model's default, 16].
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| crate::limits::STEPS.parse(s))]
     pub steps: Vec<usize>,
+    /// Peak fast learning rate of thinking [default: the model's].
+    #[arg(long, value_name = "F", value_parser = |s: &str| crate::limits::LR.parse(s))]
+    pub lr: Option<f64>,
     /// Thought samples per problem (k of pass@k).
     #[arg(long, default_value_t = 4)]
     pub samples: usize,
@@ -210,6 +213,7 @@ pub fn run(args: Args) -> Result<()> {
             id += 1;
             let choices = Choices {
                 steps: Some(steps),
+                lr: args.lr,
                 samples: args.samples,
                 // Greedy, whatever the model's temperature: thought samples are what vary.
                 temperature: Some(0.0),
