@@ -133,6 +133,37 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     let out = eval("--shots", "18446744073709551615");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("worked examples"), "{}", stderr(&out));
+
+    // Thinking at another fast learning rate fits another thought; one out of bounds is refused.
+    let nelbo_at = |lr: &str| {
+        let out = ltm([
+            "eval",
+            "arith",
+            "--model",
+            model,
+            "--limit",
+            "1",
+            "--steps",
+            "2",
+            "--samples",
+            "1",
+            "--max-tokens",
+            "1",
+            "--json",
+            "--lr",
+            lr,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        report["elbo"]["2"]["nelbo_per_token"].as_f64().unwrap()
+    };
+    assert_ne!(nelbo_at("0.001"), nelbo_at("0.3"));
+    let out = eval("--lr", "inf");
+    assert!(
+        !out.status.success() && stderr(&out).contains("learning rate"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Inputs far beyond the context are cut before they are tokenised: each of these took
