@@ -106,7 +106,8 @@ struct Category {
     things: Vec<String>,
     #[serde(flatten)]
     verbs: Verbs,
-    /// Whether counts in the thousands make sense (books in a library, not apples in a bag).
+    /// Whether counts in the thousands make sense (books in a library, apples in an orchard; not
+    /// balloons at a party).
     #[serde(default)]
     large: bool,
 }
@@ -544,17 +545,19 @@ impl Numbers {
 }
 
 /// A quantity of a kind, in units of 1/SCALE: counts mostly small, sometimes in the hundreds or
-/// (for things that come in thousands) the thousands; money in whole dollars or with cents;
+/// the thousands (half of the time for things that come in thousands); money in whole dollars or with cents;
 /// measures in tenths, quarters, eighths or hundredths.
 fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
     match kind {
         Kind::Count => {
-            // Things that come in thousands (books in a library) are counted in them often.
-            let n = match (rng.random_range(0..10), large) {
-                (0..=3, true) | (0..=6, false) => rng.random_range(2..=99),
-                (4 | 5, true) | (7 | 8, false) => rng.random_range(100..=999),
-                // Thousands to hundreds of thousands, each as often.
-                (_, true) => {
+            // Things that come in thousands (books in a library, a farm's chickens) are counted
+            // in them half of the time, others one time in twenty: people's problems give
+            // numbers of four to six digits in about one problem in six.
+            let n = match (rng.random_range(0..20u32), large) {
+                (0..=7, true) | (0..=13, false) => rng.random_range(2..=99),
+                (8 | 9, true) | (14..=16, false) => rng.random_range(100..=999),
+                (10.., true) | (17, false) => {
+                    // Thousands to hundreds of thousands, each as often.
                     let digits = rng.random_range(4..=6);
                     rng.random_range(10i64.pow(digits - 1)..10i64.pow(digits))
                 }
