@@ -673,14 +673,25 @@ fn a_copy_of_the_binary_finds_its_model_with_an_empty_home() {
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(&bin)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("HOME", &home)
-            .env("LTM_DEVICE", "cpu")
-            .args(args)
-            .output()
-            .unwrap()
+        // A child that another test thread forks while the copy is being written holds the
+        // copy open for writing until it execs, and the kernel refuses to run a file open for
+        // writing ("text file busy"): wait for that moment to pass.
+        for _ in 0..100 {
+            match std::process::Command::new(&bin)
+                .current_dir(dir.path())
+                .env_clear()
+                .env("HOME", &home)
+                .env("LTM_DEVICE", "cpu")
+                .args(args)
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                output => return output.unwrap(),
+            }
+        }
+        panic!("{} stayed busy", bin.display())
     };
     let help = run(&["--help"]);
     assert!(help.status.success());
