@@ -38,11 +38,17 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     let model = tiny_model(dir.path());
     let model = model.to_str().unwrap();
     let chart = dir.path().join("thinking.svg");
-    let out = ltm([
-        "eval",
-        "arith",
-        "--model",
-        model,
+    // `ltm eval arith --json` on the tiny model with `options`: its lines.
+    let eval_json = |options: &[&str]| -> Vec<Value> {
+        let fixed = ["eval", "arith", "--model", model, "--json"];
+        let out = ltm(fixed.iter().chain(options));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let lines = eval_json(&[
         "--limit",
         "2",
         "--shots",
@@ -53,15 +59,9 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
         "2",
         "--max-tokens",
         "4",
-        "--json",
         "--chart",
         chart.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(
         lines.iter().filter(|l| l["event"] == "problem").count(),
         4,
@@ -136,11 +136,7 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
 
     // Thinking at another fast learning rate fits another thought; one out of bounds is refused.
     let nelbo_at = |lr: &str| {
-        let out = ltm([
-            "eval",
-            "arith",
-            "--model",
-            model,
+        let one = [
             "--limit",
             "1",
             "--steps",
@@ -149,13 +145,11 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
             "1",
             "--max-tokens",
             "1",
-            "--json",
-            "--lr",
-            lr,
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let report: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
-        report["elbo"]["2"]["nelbo_per_token"].as_f64().unwrap()
+        ];
+        let lines = eval_json(&[&one[..], &["--lr", lr]].concat());
+        lines.last().unwrap()["elbo"]["2"]["nelbo_per_token"]
+            .as_f64()
+            .unwrap()
     };
     assert_ne!(nelbo_at("0.001"), nelbo_at("0.3"));
     let out = eval("--lr", "inf");
