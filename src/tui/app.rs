@@ -13,7 +13,7 @@ use super::session::{Entry, Level, Mode, Run, STOCK_EXAMPLES, SampleText, Sessio
 use super::settings::Settings;
 use super::theme::{Theme, Themes};
 use crate::engine::protocol::{Event, ModelInfo, Request, ThinkLevel};
-use crate::engine::{Defaults, ladder};
+use crate::engine::{Choices, Defaults, ladder};
 use crate::tasks::prompt::{self, Example, Prompt, default_examples, load_jsonl};
 
 /// What the state machine asks the outside world to do.
@@ -393,22 +393,17 @@ impl App {
         }
         match self.session.mode {
             Mode::Chat => {
-                let run = self.new_run(
-                    self.chat_prompt(&question),
-                    None,
-                    self.settings.choices.samples,
-                    self.settings.choices.warm_start,
-                );
+                let run = self.new_run(self.chat_prompt(&question), self.settings.choices.clone());
                 self.session.entries.push(Entry::User(question));
                 self.enqueue(vec![run], |mut runs| Entry::Reply(runs.remove(0)))
             }
             Mode::FewShot => {
-                let run = self.new_run(
-                    self.few_shot_prompt(&question),
-                    None,
-                    self.settings.choices.samples,
-                    false,
-                );
+                // Each few-shot question starts its thought afresh.
+                let choices = Choices {
+                    warm_start: false,
+                    ..self.settings.choices.clone()
+                };
+                let run = self.new_run(self.few_shot_prompt(&question), choices);
                 self.enqueue(vec![run], |mut runs| Entry::FewShot {
                     question,
                     run: runs.remove(0),
@@ -423,7 +418,16 @@ impl App {
                         } else {
                             self.few_shot_prompt(&question)
                         };
-                        self.new_run(prompt, Some(*steps), 1, false)
+                        // One thought per budget, each exactly that many steps.
+                        let choices = Choices {
+                            level: None,
+                            steps: Some(*steps),
+                            tolerance: None,
+                            samples: 1,
+                            warm_start: false,
+                            ..self.settings.choices.clone()
+                        };
+                        self.new_run(prompt, choices)
                     })
                     .collect();
                 self.enqueue(runs, |runs| Entry::Ladder { question, runs })
@@ -463,23 +467,9 @@ impl App {
         prompt::few_shot(&self.session.examples, question)
     }
 
-    /// A queued run with the current settings (`steps` overrides the thinking steps).
-    fn new_run(
-        &mut self,
-        prompt: Prompt,
-        steps: Option<usize>,
-        samples: usize,
-        warm_start: bool,
-    ) -> Run {
-        let mut request = self
-            .settings
-            .choices
-            .request(self.next_id, prompt, &self.defaults());
-        let t = &mut request.think;
-        (t.samples, t.warm_start) = (samples, warm_start);
-        if let Some(steps) = steps {
-            t.steps = steps;
-        }
+    /// A queued run for `prompt` with `choices`.
+    fn new_run(&mut self, prompt: Prompt, choices: Choices) -> Run {
+        let request = choices.request(self.next_id, prompt, &self.defaults());
         self.next_id += 1;
         Run::new(request, Status::Queued)
     }

@@ -197,6 +197,16 @@ fn few_shot_enter_builds_the_few_shot_prompt_with_k_samples() {
 #[test]
 fn ladder_submits_a_request_per_thinking_level_one_after_another() {
     let mut app = ready();
+    // Whatever the level set, each rung runs its budget whole, with one thought.
+    app.command("think max");
+    app.command("samples 3");
+    assert_eq!(
+        (
+            app.settings.choices.tolerance(&app.defaults()).is_some(),
+            app.settings.choices.samples
+        ),
+        (true, 3)
+    );
     press(&mut app, KeyCode::F(3));
     let first = send(&mut app, "What is 7 + 8?");
     let mut steps = vec![first.think.steps];
@@ -207,6 +217,7 @@ fn ladder_submits_a_request_per_thinking_level_one_after_another() {
             panic!("{actions:?}")
         };
         assert_eq!(next.prompt, first.prompt);
+        assert_eq!((next.think.tolerance, next.think.samples), (None, 1));
         steps.push(next.think.steps);
         id = next.id;
     }
