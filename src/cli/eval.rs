@@ -200,6 +200,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.steps.clone()
     };
+    let defaults = info.defaults();
     let total = problems.len() * budgets.len() * calcs.len();
     let bar = crate::progress::bar(total as u64, 0, "evaluating");
     let mut reports = vec![Report::default(); calcs.len()];
@@ -223,7 +224,7 @@ pub fn run(args: Args) -> Result<()> {
                 ..Choices::default()
             };
             let prompt = few_shot(&shots, &problem.question);
-            engine.submit(choices.request(id, prompt, &info.defaults()));
+            engine.submit(choices.request(id, prompt, &defaults));
             let mut answers = vec![None; args.samples];
             let mut nelbo = vec![f64::INFINITY; args.samples];
             // The prompt as the engine took it (it may drop worked examples to fit).

@@ -545,8 +545,8 @@ impl Numbers {
 }
 
 /// A quantity of a kind, in units of 1/SCALE: counts mostly small, sometimes in the hundreds or
-/// the thousands (half of the time for things that come in thousands); money in whole dollars or with cents;
-/// measures in tenths, quarters, eighths or hundredths.
+/// the thousands (half of the time for things that come in thousands); money in whole dollars
+/// or with cents; measures in tenths, quarters, eighths or hundredths.
 fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
     match kind {
         Kind::Count => {

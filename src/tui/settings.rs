@@ -93,7 +93,9 @@ impl Settings {
     /// every request fail.
     pub fn check(&self) -> Result<(), String> {
         let prompt = crate::tasks::Prompt::raw(String::new());
-        (self.choices.request(0, prompt, &Defaults::default())).validate()
+        self.choices
+            .request(0, prompt, &Defaults::default())
+            .validate()
     }
 
     /// The settings of a file that does not parse whole or holds values out of bounds: each one
