@@ -60,6 +60,9 @@ pub struct Config {
     pub fast_lr: f64,
     #[serde(default = "default_num_steps")]
     pub num_steps: usize,
+    /// How fast learning moves the posterior each step; absent: AdamW, as the authors fit it.
+    #[serde(default, skip_serializing_if = "FastOptimizer::is_adam")]
+    pub fast_optimizer: FastOptimizer,
     /// Special tokens (ids in the tokenizer), when the model has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<u32>,
@@ -88,6 +91,26 @@ pub struct Config {
     /// `num_steps` (see [`Config::level_steps`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub think_levels: Option<LevelSteps>,
+}
+
+/// How fast learning moves μ and logσ² each step, at the step's learning rate `lr`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastOptimizer {
+    /// AdamW (the authors'): its first step moves every coordinate by ±lr, however small its
+    /// gradient, so a one-step thought is the sign pattern of the question's gradient.
+    #[default]
+    Adam,
+    /// Plain gradient steps scaled to a root mean square of lr over each sequence's thought:
+    /// coordinates keep their gradient's proportions, so those the prompt says little about stay
+    /// near the prior.
+    Normalized,
+}
+
+impl FastOptimizer {
+    fn is_adam(&self) -> bool {
+        *self == FastOptimizer::Adam
+    }
 }
 
 /// Thinking steps of the levels low, medium, high and max (max thinks adaptively, up to its
@@ -289,6 +312,7 @@ impl Config {
             n_cls_tokens: 0,
             fast_lr: 0.34,
             num_steps: 16,
+            fast_optimizer: FastOptimizer::Adam,
             bos_token_id: None,
             eos_token_id: None,
             prompt_format: None,
@@ -320,6 +344,22 @@ mod tests {
         assert_eq!(c.z_per_layer(), 4);
         assert_eq!(c.z_positions(), vec![0, 8, 16, 24]);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_fast_optimizer_is_the_authors_unless_a_config_names_another() {
+        let c = tiny();
+        assert_eq!(c.fast_optimizer, FastOptimizer::Adam);
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json.get("fast_optimizer").is_none(), "{json}");
+        let mut json = json;
+        json["fast_optimizer"] = "normalized".into();
+        let back: Config = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.fast_optimizer, FastOptimizer::Normalized);
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        json["fast_optimizer"] = "sgd".into();
+        let err = serde_json::from_value::<Config>(json).unwrap_err().to_string();
+        assert!(err.contains("sgd") && err.contains("normalized"), "{err}");
     }
 
     #[test]

@@ -8,5 +8,5 @@ pub mod ops;
 
 pub use cache::Cache;
 pub use checkpoint::Checkpoint;
-pub use config::Config;
+pub use config::{Config, FastOptimizer};
 pub use decoder::{Ltm, Pass, Prefix};

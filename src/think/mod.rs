@@ -14,7 +14,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
 
-use crate::model::{Ltm, Pass, Prefix};
+use crate::model::{FastOptimizer, Ltm, Pass, Prefix};
 use crate::noise::{gaussian, rng};
 
 /// The fitted (or initial) posterior over z: μ and logσ², each [B, max_z_len, dim], f32.
@@ -289,8 +289,56 @@ impl std::fmt::Display for Diverged {
 #[error("thinking cancelled")]
 pub struct Cancelled;
 
-/// Fits the posterior to `text` from `init` with AdamW (betas 0.9/0.999, eps 1e-8, decoupled
-/// weight decay 0.01) under the cosine schedule, holding `eps`. `on_step` sees each step and
+/// One step of fast learning on μ and logσ² (see [`FastOptimizer`]).
+enum Stepper {
+    Adam(AdamW),
+    Normalized(Vec<Var>, f64),
+}
+
+impl Stepper {
+    /// AdamW with betas 0.9/0.999, eps 1e-8 and decoupled weight decay 0.01, as the authors'.
+    fn new(kind: FastOptimizer, vars: Vec<Var>, lr: f64) -> Result<Self> {
+        Ok(match kind {
+            FastOptimizer::Adam => {
+                let params = ParamsAdamW {
+                    lr,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.01,
+                };
+                Stepper::Adam(AdamW::new(vars, params)?)
+            }
+            FastOptimizer::Normalized => Stepper::Normalized(vars, lr),
+        })
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        match self {
+            Stepper::Adam(opt) => opt.set_learning_rate(lr),
+            Stepper::Normalized(_, rate) => *rate = lr,
+        }
+    }
+
+    fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        match self {
+            Stepper::Adam(opt) => opt.backward_step(loss)?,
+            Stepper::Normalized(vars, lr) => {
+                let grads = loss.backward()?;
+                for var in vars.iter() {
+                    let Some(g) = grads.get(var) else { continue };
+                    // Per sequence: the root mean square over its thought, [B, 1, 1].
+                    let rms = (g.sqr()?.mean_keepdim(D::Minus1)?.mean_keepdim(1)?.sqrt()? + 1e-12)?;
+                    var.set(&(var.as_tensor() - (g.broadcast_div(&rms)? * *lr)?)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fits the posterior to `text` from `init` with the model's fast optimizer (see
+/// [`FastOptimizer`]) under the cosine schedule, holding `eps`. `on_step` sees each step and
 /// may stop thinking by returning `false` (the result is then `Err(Cancelled)`).
 pub fn fast_learning(
     model: &Ltm,
@@ -302,14 +350,11 @@ pub fn fast_learning(
 ) -> Result<Thought> {
     let mu = Var::from_tensor(&init.mu)?;
     let log_var = Var::from_tensor(&init.log_var)?;
-    let params = ParamsAdamW {
-        lr: settings.lr,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-    };
-    let mut opt = AdamW::new(vec![mu.clone(), log_var.clone()], params)?;
+    let mut opt = Stepper::new(
+        model.config().fast_optimizer,
+        vec![mu.clone(), log_var.clone()],
+        settings.lr,
+    )?;
     let mut previous: Option<f64> = None;
     let mut taken = 0;
     let (mut first, mut last) = (None, None);
@@ -435,6 +480,30 @@ mod tests {
         assert!((cosine_lr(0.34, 8, 16) - 0.187).abs() < 1e-12);
         assert!((cosine_lr(0.34, 16, 16) - 0.034).abs() < 1e-12);
     }
+    #[test]
+    fn a_normalized_step_keeps_the_gradients_proportions_in_each_sequence() {
+        // loss = Σ c ⊙ μ, so the gradient is c: sequence 0 has a coordinate without gradient.
+        let c = Tensor::new(&[[[3f32, 0.0, -4.0]], [[1.0, 1.0, 1.0]]], &Device::Cpu).unwrap();
+        let mu = Var::zeros((2, 1, 3), DType::F32, &Device::Cpu).unwrap();
+        let mut stepper = Stepper::new(FastOptimizer::Normalized, vec![mu.clone()], 0.3).unwrap();
+        let loss = (mu.as_tensor() * &c).unwrap().sum_all().unwrap();
+        stepper.backward_step(&loss).unwrap();
+        let got: Vec<Vec<f32>> = mu.as_tensor().squeeze(1).unwrap().to_vec2().unwrap();
+        // Root mean squares 5/√3 and 1: each step has root mean square 0.3.
+        let k = 0.3 * 3f32.sqrt() / 5.0;
+        let want = [[-3.0 * k, 0.0, 4.0 * k], [-0.3, -0.3, -0.3]];
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() < 1e-6, "{got:?} against {want:?}");
+        }
+        // Adam's first step moves every coordinate with a gradient by ±lr, whatever its size.
+        let mu = Var::zeros((2, 1, 3), DType::F32, &Device::Cpu).unwrap();
+        let mut adam = Stepper::new(FastOptimizer::Adam, vec![mu.clone()], 0.3).unwrap();
+        adam.backward_step(&(mu.as_tensor() * &c).unwrap().sum_all().unwrap())
+            .unwrap();
+        let first: Vec<f32> = mu.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        assert!((first[0] + 0.3).abs() < 1e-4 && (first[2] - 0.3).abs() < 1e-4, "{first:?}");
+    }
+
     #[test]
     fn a_saved_posterior_loads_and_one_with_nan_is_refused() {
         let dir = tempfile::tempdir().unwrap();
