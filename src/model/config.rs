@@ -358,7 +358,9 @@ mod tests {
         assert_eq!(back.fast_optimizer, FastOptimizer::Normalized);
         assert_eq!(serde_json::to_value(&back).unwrap(), json);
         json["fast_optimizer"] = "sgd".into();
-        let err = serde_json::from_value::<Config>(json).unwrap_err().to_string();
+        let err = serde_json::from_value::<Config>(json)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sgd") && err.contains("normalized"), "{err}");
     }
 

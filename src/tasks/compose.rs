@@ -42,7 +42,7 @@ static COMPOSER: LazyLock<Composer> = LazyLock::new(|| {
         .unwrap_or_else(|e| panic!("src/tasks/compose.toml: {e}"))
 });
 
-/// How often composed problems are drawn, against 1 for a template written as code.
+/// How often composed problems are drawn, against a data family of weight 1.
 pub fn weight() -> u32 {
     COMPOSER.weight
 }

@@ -2,8 +2,10 @@
 //!
 //! A family is one equation structure (say `(a-b)+c`) with several phrasings. Its TOML table gives
 //! `name`, `split` (`train`, the default, or `test`: held out, its structure its own), `weight` (how
-//! often it is drawn against 1 for a template written as code; default 1), the ranges of the given
-//! numbers (`vars`), derived numbers (`let`), word choices (`words`, forms split by `/` and used as
+//! often it is drawn against a family of weight 1, default 1; a fraction where the variants of one
+//! scenario share the weight of one family, as in `stories.toml`), the ranges of the given numbers
+//! (`vars`) or the lists they are picked from (`values`: a bill of $10, $20, $50, $100 or $200),
+//! derived numbers (`let`), word choices (`words`, forms split by `/` and used as
 //! `{word.2}`), extra conditions (`require`), the question phrasings and the worked answer, whose
 //! `{x=EXPR}` placeholders are the calculation steps, rendered GSM8K-style as
 //! `47-5 = <<47-5=42>>42`; `{a|b}` picks one at each use, `{name}`, `{he}`, `{his}`, `{name2}` … a
@@ -34,6 +36,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("everyday.toml", include_str!("families/everyday.toml")),
     ("basics.toml", include_str!("families/basics.toml")),
+    ("stories.toml", include_str!("families/stories.toml")),
 ];
 
 /// The largest result a calculation step may have.
@@ -87,9 +90,11 @@ struct FamilySpec {
     #[serde(default)]
     split: Option<String>,
     #[serde(default = "default_weight")]
-    weight: u32,
+    weight: f64,
     #[serde(default)]
     vars: BTreeMap<String, [i64; 2]>,
+    #[serde(default)]
+    values: BTreeMap<String, Vec<i64>>,
     #[serde(default, rename = "let")]
     lets: Vec<String>,
     #[serde(default)]
@@ -100,8 +105,8 @@ struct FamilySpec {
     answer: Vec<String>,
 }
 
-fn default_weight() -> u32 {
-    1
+fn default_weight() -> f64 {
+    1.0
 }
 
 /// One parsed family.
@@ -109,9 +114,10 @@ fn default_weight() -> u32 {
 pub struct Family {
     pub name: String,
     pub split: Split,
-    /// How often it is drawn, against 1 for a template written as code.
-    pub weight: u32,
+    /// How often it is drawn, against the other families' weights and the composer's.
+    pub weight: f64,
     vars: Vec<(String, i64, i64)>,
+    values: Vec<(String, Vec<i64>)>,
     lets: Vec<(String, Expr)>,
     words: Vec<(String, Vec<Vec<String>>)>,
     require: Vec<(Expr, Cmp, Expr)>,
@@ -209,6 +215,19 @@ impl Family {
             known.push(name.clone());
             vars.push((name, lo, hi));
         }
+        let mut values = Vec::new();
+        for (name, list) in f.values {
+            if list.is_empty() || list.iter().any(|v| !(1..=1000).contains(v)) {
+                return Err(format!(
+                    "values `{name}`: {list:?} is empty or not within 1..=1000"
+                ));
+            }
+            if known.contains(&name) {
+                return Err(format!("values `{name}`: `{name}` is also a var"));
+            }
+            known.push(name.clone());
+            values.push((name, list));
+        }
         let mut lets = Vec::new();
         for l in &f.lets {
             let (name, expr) = l
@@ -267,14 +286,18 @@ impl Family {
         if !(1..=4).contains(&steps) {
             return Err(format!("has {steps} calculation steps; 1 to 4 are allowed"));
         }
-        if f.weight == 0 {
-            return Err("weight must be at least 1".into());
+        if !(f.weight > 0.0 && f.weight.is_finite()) {
+            return Err(format!(
+                "weight must be a positive number, not {}",
+                f.weight
+            ));
         }
         Ok(Family {
             name: f.name,
             split,
             weight: f.weight,
             vars,
+            values,
             lets,
             words,
             require,
@@ -583,6 +606,9 @@ impl Family {
         for (name, lo, hi) in &self.vars {
             numbers.insert(name.clone(), rng.random_range(*lo..=*hi));
         }
+        for (name, list) in &self.values {
+            numbers.insert(name.clone(), *list.choose(rng).expect("non-empty"));
+        }
         for (name, expr) in &self.lets {
             let v = expr
                 .eval(&numbers)
@@ -705,6 +731,9 @@ fn render(p: &Piece, d: &Draw, rng: &mut StdRng) -> String {
     }
 }
 
+/// Titles whose period ends no sentence ("Mr. Lee").
+const TITLES: &[&str] = &["Mr", "Mrs", "Ms", "Dr"];
+
 /// Adds an irrelevant sentence: before the question sentence when the question comes last,
 /// in front when the question comes first.
 fn with_distractor(question: &str, who: Person, rng: &mut StdRng) -> String {
@@ -713,7 +742,11 @@ fn with_distractor(question: &str, who: Person, rng: &mut StdRng) -> String {
         .expect("non-empty")
         .replace("{who}", who.name)
         .replace("{k}", &rng.random_range(2..=60).to_string());
-    match question.rfind(". ") {
+    let last_stop = question
+        .rmatch_indices(". ")
+        .map(|(i, _)| i)
+        .find(|&i| !TITLES.contains(&question[..i].rsplit(' ').next().unwrap_or("")));
+    match last_stop {
         Some(i) if !question.starts_with("How") && !question.starts_with("What") => {
             format!("{} {fact} {}", &question[..=i], &question[i + 2..])
         }
@@ -811,6 +844,10 @@ answer = ["{He} has {c=h+b} {pet.2}.", "Half is {d=(c+1)/2}."]
             (
                 "question = [\"q\"]\nanswer = [\"{c=a+1}\"]\nvars = { a = [0, 5] }",
                 "1..=1000",
+            ),
+            (
+                "question = [\"q\"]\nanswer = [\"{c=a+1}\"]\nvalues = { a = [] }",
+                "is empty",
             ),
             ("question = [\"q\"]\nanswer = [\"no steps\"]", "1 to 4"),
             (

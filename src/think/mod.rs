@@ -501,7 +501,10 @@ mod tests {
         adam.backward_step(&(mu.as_tensor() * &c).unwrap().sum_all().unwrap())
             .unwrap();
         let first: Vec<f32> = mu.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-        assert!((first[0] + 0.3).abs() < 1e-4 && (first[2] - 0.3).abs() < 1e-4, "{first:?}");
+        assert!(
+            (first[0] + 0.3).abs() < 1e-4 && (first[2] - 0.3).abs() < 1e-4,
+            "{first:?}"
+        );
     }
 
     #[test]
