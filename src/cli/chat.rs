@@ -21,29 +21,24 @@ pub struct ChatArgs {
     /// Start in this mode.
     #[arg(long, value_parser = ["chat", "fewshot", "ladder"])]
     pub mode: Option<String>,
+    #[command(flatten, next_help_heading = "Settings")]
+    pub settings: SettingsArgs,
+}
 
-    // Settings for this run, over the saved ones; each is also a `/command` in the app.
+/// Settings for this run, over the saved ones; each is also a `/command` in the app.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
     /// How much to think: off, low, medium (the model's default), high, or max (adaptive).
-    #[arg(long, value_name = "LEVEL", conflicts_with_all = ["steps", "tolerance"], help_heading = "Settings")]
+    #[arg(long, value_name = "LEVEL", conflicts_with_all = ["steps", "tolerance"])]
     pub think: Option<crate::engine::ThinkLevel>,
     /// Thinking steps, exactly (`auto`: the model's default).
-    #[arg(long, value_name = "N|auto", help_heading = "Settings")]
+    #[arg(long, value_name = "N|auto")]
     pub steps: Option<String>,
     /// Peak fast learning rate (`auto`: the model's default).
-    #[arg(
-        long,
-        value_name = "X|auto",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
-    )]
+    #[arg(long, value_name = "X|auto", allow_negative_numbers = true)]
     pub lr: Option<String>,
     /// Thought samples per question.
-    #[arg(
-        long,
-        value_name = "N",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
-    )]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub samples: Option<String>,
     /// Sampling temperature (0 = greedy; `auto`: the model's config).
     #[arg(
@@ -51,37 +46,20 @@ pub struct ChatArgs {
         long,
         visible_alias = "temp",
         value_name = "X|auto",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
+        allow_negative_numbers = true
     )]
     pub temperature: Option<String>,
     /// Top-k sampling (`off` to disable).
-    #[arg(
-        long,
-        value_name = "N|off",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
-    )]
+    #[arg(long, value_name = "N|off", allow_negative_numbers = true)]
     pub top_k: Option<String>,
     /// Nucleus sampling (`off` to disable).
-    #[arg(
-        long,
-        value_name = "X|off",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
-    )]
+    #[arg(long, value_name = "X|off", allow_negative_numbers = true)]
     pub top_p: Option<String>,
     /// Most tokens written per answer.
-    #[arg(
-        short = 'n',
-        long,
-        value_name = "N",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
-    )]
+    #[arg(short = 'n', long, value_name = "N", allow_negative_numbers = true)]
     pub max_tokens: Option<String>,
     /// Sampling seed.
-    #[arg(short, long, value_name = "N", help_heading = "Settings")]
+    #[arg(short, long, value_name = "N")]
     pub seed: Option<u64>,
     /// Adaptive thinking: stop once −ELBO per token improves by less than this (`off`), as
     /// `ltm generate --tolerance` (`--adaptive` is an older name).
@@ -89,15 +67,14 @@ pub struct ChatArgs {
         long = "tolerance",
         alias = "adaptive",
         value_name = "X|off",
-        allow_negative_numbers = true,
-        help_heading = "Settings"
+        allow_negative_numbers = true
     )]
     pub tolerance: Option<String>,
     /// Start each chat turn's thought from the previous one (on | off).
-    #[arg(long, value_name = "on|off", help_heading = "Settings")]
+    #[arg(long, value_name = "on|off")]
     pub warm_start: Option<String>,
     /// GSM8K's calculator: `<<EXPR=` gets its exact result (`auto`: the model's config).
-    #[arg(long, value_name = "on|off|auto", help_heading = "Settings")]
+    #[arg(long, value_name = "on|off|auto")]
     pub calculator: Option<String>,
 }
 
@@ -105,20 +82,21 @@ impl ChatArgs {
     /// The settings given on the command line as the app's `/commands`, each checked as the
     /// app would take it; a bad one is refused here, naming its option, before the app starts.
     fn commands(&self) -> anyhow::Result<Vec<String>> {
+        let s = &self.settings;
         let given = [
             ("mode", "--mode", self.mode.clone()),
-            ("think", "--think", self.think.map(|l| l.to_string())),
-            ("steps", "--steps", self.steps.clone()),
-            ("lr", "--lr", self.lr.clone()),
-            ("samples", "--samples", self.samples.clone()),
-            ("temp", "--temperature", self.temperature.clone()),
-            ("topk", "--top-k", self.top_k.clone()),
-            ("topp", "--top-p", self.top_p.clone()),
-            ("max", "--max-tokens", self.max_tokens.clone()),
-            ("seed", "--seed", self.seed.map(|v| v.to_string())),
-            ("adaptive", "--tolerance", self.tolerance.clone()),
-            ("warm", "--warm-start", self.warm_start.clone()),
-            ("calc", "--calculator", self.calculator.clone()),
+            ("think", "--think", s.think.map(|l| l.to_string())),
+            ("steps", "--steps", s.steps.clone()),
+            ("lr", "--lr", s.lr.clone()),
+            ("samples", "--samples", s.samples.clone()),
+            ("temp", "--temperature", s.temperature.clone()),
+            ("topk", "--top-k", s.top_k.clone()),
+            ("topp", "--top-p", s.top_p.clone()),
+            ("max", "--max-tokens", s.max_tokens.clone()),
+            ("seed", "--seed", s.seed.map(|v| v.to_string())),
+            ("adaptive", "--tolerance", s.tolerance.clone()),
+            ("warm", "--warm-start", s.warm_start.clone()),
+            ("calc", "--calculator", s.calculator.clone()),
         ];
         given
             .into_iter()

@@ -131,6 +131,10 @@ impl TrainConfig {
                 real("optim.question_loss_weight", 0.0, 100.0, false),
                 o.question_loss_weight,
             ),
+            (
+                real("optim.unthought_share", 0.0, 1.0, false),
+                o.unthought_share,
+            ),
         ];
         for (limit, value) in reals {
             limit.check(value).map_err(anyhow::Error::msg)?;
@@ -179,6 +183,10 @@ pub struct OptimConfig {
     /// app offers, not only of the one it was trained with (0: always `fast_steps`).
     #[serde(default)]
     pub max_fast_steps: usize,
+    /// Share of batches whose thought is not fitted (0 steps, the app's `off`): the decoder also
+    /// learns to answer without a thought, so that one it cannot read steers it less (0: none).
+    #[serde(default)]
+    pub unthought_share: f64,
     pub initial_fast_lr: f64,
     pub final_fast_lr: f64,
     pub eval_interval: usize,
@@ -228,6 +236,7 @@ impl OptimConfig {
             grad_clip: 1.0,
             fast_steps,
             max_fast_steps: 0,
+            unthought_share: 0.0,
             initial_fast_lr: 0.3,
             final_fast_lr: 0.3,
             eval_interval: 1_000,
@@ -254,9 +263,17 @@ impl OptimConfig {
 
     /// The fast-learning steps per batch, for logs and model cards: "1", or "1–16" when drawn.
     pub fn fast_steps_label(&self) -> String {
-        match self.fast_step_budgets()[..] {
+        let drawn = match self.fast_step_budgets()[..] {
             [first, .., last] => format!("{first}–{last} (powers of two)"),
             _ => self.fast_steps.to_string(),
+        };
+        if self.unthought_share > 0.0 {
+            format!(
+                "{drawn}, none in {:.0} % of batches",
+                self.unthought_share * 100.0
+            )
+        } else {
+            drawn
         }
     }
 }
@@ -303,7 +320,12 @@ pub fn learning_rate(o: &OptimConfig, iter: usize) -> f64 {
 pub(super) fn fast_steps(o: &OptimConfig, iter: usize) -> usize {
     let budgets = o.fast_step_budgets();
     let mut rng = crate::noise::rng(o.seed ^ (iter as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    budgets[rng.random_range(0..budgets.len())]
+    let budget = budgets[rng.random_range(0..budgets.len())];
+    if o.unthought_share > 0.0 && rng.random_bool(o.unthought_share) {
+        0
+    } else {
+        budget
+    }
 }
 
 /// The fast learning rate moves linearly over training.

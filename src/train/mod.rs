@@ -742,13 +742,13 @@ mod tests {
     fn the_bundled_models_defaults_for_front_ends_are_its_recipes() {
         let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
         let recipe = toml::from_str::<TrainConfig>(&text).unwrap().model;
+        let tokenizer =
+            tokenizers::Tokenizer::from_file("models/ltm-arith-tiny/tokenizer.json").unwrap();
         let path = Path::new("models/ltm-arith-tiny/config.json");
         let bundled = crate::model::checkpoint::read_config(path).unwrap();
-        assert_eq!(
-            (recipe.calculator, recipe.temperature),
-            (bundled.calculator, bundled.temperature)
-        );
-        assert_eq!((recipe.calculator, recipe.temperature), (true, Some(0.0)));
+        // What `ltm train` writes is what ships: no default is set by hand afterwards.
+        assert_eq!(run::trained_model_config(recipe, &tokenizer), bundled);
+        assert_eq!((bundled.calculator, bundled.temperature), (true, Some(0.0)));
     }
 
     #[test]
@@ -775,6 +775,21 @@ mod tests {
             drawn,
             (0..400).map(|i| fast_steps(&o, i)).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_share_of_batches_thinks_not_at_all() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut config = toml::from_str::<TrainConfig>(&text).unwrap();
+        config.optim.unthought_share = 0.25;
+        let unthought = (0..4000)
+            .filter(|&i| fast_steps(&config.optim, i) == 0)
+            .count();
+        assert!((800..1200).contains(&unthought), "{unthought} of 4000");
+        assert!((0..4000).all(|i| [0, 1].contains(&fast_steps(&config.optim, i))));
+        config.optim.unthought_share = 1.5;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("optim.unthought_share"), "{err}");
     }
 
     #[test]

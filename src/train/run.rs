@@ -11,11 +11,23 @@ use super::data::Corpus;
 use super::tokenizer::{EOS_TOKEN, encode};
 use super::{HistoryPoint, Start, TrainConfig, Trainer};
 use crate::fsutil::write_atomic;
-use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
+use crate::model::{Checkpoint, Config};
 use crate::tasks::prompt::worked_problem_format;
 use crate::tasks::{ANSWER_PREFIX, BOS};
+use tokenizers::Tokenizer;
 
+/// The recipe's model configuration with what its tokenizer decides: the vocabulary, the special
+/// tokens, and the format the model is asked in, which is the one its training text is written in.
+pub(super) fn trained_model_config(recipe: Config, tokenizer: &Tokenizer) -> Config {
+    Config {
+        vocab_size: tokenizer.get_vocab_size(true),
+        bos_token_id: tokenizer.token_to_id(BOS),
+        eos_token_id: tokenizer.token_to_id(EOS_TOKEN),
+        prompt_format: Some(worked_problem_format()),
+        ..recipe
+    }
+}
 /// How a run is carried out, beside what it learns (the configuration).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -94,11 +106,7 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         train: train_tokens,
         val: val_tokens,
     } = Corpus::prepare(&config.data, saved_tokenizer.as_deref())?;
-    config.model.vocab_size = tokenizer.get_vocab_size(true);
-    config.model.bos_token_id = tokenizer.token_to_id(BOS);
-    config.model.eos_token_id = tokenizer.token_to_id(EOS_TOKEN);
-    // The model is asked as it was taught: in the format the training text is written in.
-    config.model.prompt_format = Some(worked_problem_format());
+    config.model = trained_model_config(config.model, &tokenizer);
     config
         .model
         .validate()

@@ -22,6 +22,24 @@ fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
         .collect())
 }
 
+/// The vocabulary size, the logits [m, v] and the m targets, each checked to be below v.
+fn logits_and_targets<'a>(
+    s1: &'a CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(usize, &'a [f32], Vec<usize>)> {
+    let (m, v) = l1.shape().dims2()?;
+    let (logits, targets) = (contiguous_f32(s1, l1, "token_nll")?, target_ids(s2, l2)?);
+    if targets.len() != m || targets.iter().any(|&t| t >= v) {
+        candle_core::bail!(
+            "token_nll: {} targets for {m} rows of {v} logits (or a target out of range)",
+            targets.len()
+        );
+    }
+    Ok((v, logits, targets))
+}
+
 impl CustomOp2 for TokenNll {
     fn name(&self) -> &'static str {
         "token-nll"
@@ -34,20 +52,13 @@ impl CustomOp2 for TokenNll {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, v) = l1.shape().dims2()?;
-        let (logits, targets) = (contiguous_f32(s1, l1, "token_nll")?, target_ids(s2, l2)?);
-        if targets.len() != m || targets.iter().any(|&t| t >= v) {
-            candle_core::bail!(
-                "token_nll: {} targets for {m} rows of {v} logits (or a target out of range)",
-                targets.len()
-            );
-        }
+        let (v, logits, targets) = logits_and_targets(s1, l1, s2, l2)?;
         let nll: Vec<f32> = logits
             .par_chunks(v)
             .zip(targets.par_iter())
             .map(|(row, &t)| log_sum_exp(row) - row[t])
             .collect();
-        Ok((CpuStorage::F32(nll), Shape::from(m)))
+        Ok((CpuStorage::F32(nll), Shape::from(targets.len())))
     }
 
     fn bwd(
@@ -83,12 +94,8 @@ impl CustomOp3 for TokenNllGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, v) = l1.shape().dims2()?;
-        let (logits, targets, scaled) = (
-            contiguous_f32(s1, l1, "token_nll")?,
-            target_ids(s2, l2)?,
-            contiguous_f32(s3, l3, "token_nll")?,
-        );
+        let (v, logits, targets) = logits_and_targets(s1, l1, s2, l2)?;
+        let (m, scaled) = (targets.len(), contiguous_f32(s3, l3, "token_nll")?);
         let mut grad = vec![0f32; m * v];
         grad.par_chunks_mut(v)
             .zip(logits.par_chunks(v))
