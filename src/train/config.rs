@@ -333,3 +333,56 @@ pub(super) fn fast_lr(o: &OptimConfig, iter: usize) -> f64 {
     let t = iter as f64 / o.max_iters.max(1) as f64;
     o.initial_fast_lr + t * (o.final_fast_lr - o.initial_fast_lr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_steps_are_powers_of_two_up_to_the_maximum_and_fixed_by_iteration() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut o = toml::from_str::<TrainConfig>(&text).unwrap().optim;
+        (o.fast_steps, o.max_fast_steps) = (1, 0);
+        assert!((0..50).all(|i| fast_steps(&o, i) == 1));
+        o.max_fast_steps = 20;
+        let drawn: Vec<usize> = (0..400).map(|i| fast_steps(&o, i)).collect();
+        for budget in [1, 2, 4, 8, 16] {
+            assert!(drawn.contains(&budget), "{budget} never drawn");
+        }
+        assert!(drawn.iter().all(|s| [1, 2, 4, 8, 16].contains(s)));
+        assert_eq!(
+            drawn,
+            (0..400).map(|i| fast_steps(&o, i)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_share_of_batches_thinks_not_at_all() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut config = toml::from_str::<TrainConfig>(&text).unwrap();
+        config.optim.unthought_share = 0.25;
+        let unthought = (0..4000)
+            .filter(|&i| fast_steps(&config.optim, i) == 0)
+            .count();
+        assert!((800..1200).contains(&unthought), "{unthought} of 4000");
+        assert!((0..4000).all(|i| [0, 1].contains(&fast_steps(&config.optim, i))));
+        config.optim.unthought_share = 1.5;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("optim.unthought_share"), "{err}");
+    }
+
+    #[test]
+    fn a_resumed_stage_warms_up_and_anneals_on_its_own_schedule() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut o = toml::from_str::<TrainConfig>(&text).unwrap().optim;
+        (o.warmup_iters, o.learning_rate, o.min_lr) = (10, 1e-3, 1e-4);
+        (o.stage_start, o.max_iters) = (1500, 2500);
+        assert!((learning_rate(&o, 1500) - 1e-4).abs() < 1e-12);
+        assert!((learning_rate(&o, 1509) - 1e-3).abs() < 1e-12);
+        assert!(learning_rate(&o, 2000) < learning_rate(&o, 1600));
+        assert!((learning_rate(&o, 2500) - 1e-4).abs() < 1e-12);
+        // Without a stage the schedule starts at iteration 0.
+        o.stage_start = 0;
+        assert!((learning_rate(&o, 9) - 1e-3).abs() < 1e-12);
+    }
+}
