@@ -103,7 +103,7 @@ pub enum FastOptimizer {
     Adam,
     /// Plain gradient steps scaled to a root mean square of lr over each sequence's thought:
     /// coordinates keep their gradient's proportions, so those the prompt says little about stay
-    /// near the prior.
+    /// near the prior (on the bundled model no better than Adam: see its model card).
     Normalized,
 }
 

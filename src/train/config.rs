@@ -184,7 +184,8 @@ pub struct OptimConfig {
     #[serde(default)]
     pub max_fast_steps: usize,
     /// Share of batches whose thought is not fitted (0 steps, the app's `off`): the decoder also
-    /// learns to answer without a thought, so that one it cannot read steers it less (0: none).
+    /// learns to answer without a thought, so that one it cannot read steers it less (0: none;
+    /// on the bundled model it did not make thinking pay: see its model card).
     #[serde(default)]
     pub unthought_share: f64,
     pub initial_fast_lr: f64,
