@@ -14,60 +14,42 @@ pub struct Limit<T> {
     pub open: bool,
 }
 
-pub const STEPS: Limit<usize> = Limit {
-    name: "thinking steps",
-    min: 0,
-    max: 10_000,
-    open: false,
-};
-pub const LR: Limit<f64> = Limit {
-    name: "the fast learning rate",
-    min: 0.0,
-    max: 100.0,
-    open: true,
-};
-pub const TOLERANCE: Limit<f64> = Limit {
-    name: "the adaptive tolerance",
-    min: 0.0,
-    max: 1e6,
-    open: true,
-};
-pub const SAMPLES: Limit<usize> = Limit {
-    name: "thought samples",
-    min: 1,
-    max: 64,
-    open: false,
-};
-pub const TEMPERATURE: Limit<f64> = Limit {
-    name: "the temperature",
-    min: 0.0,
-    max: 10.0,
-    open: false,
-};
-pub const TOP_K: Limit<usize> = Limit {
-    name: "top-k",
-    min: 1,
-    max: 1_000_000,
-    open: false,
-};
-pub const TOP_P: Limit<f64> = Limit {
-    name: "top-p",
-    min: 0.0,
-    max: 1.0,
-    open: true,
-};
-pub const SHOTS: Limit<usize> = Limit {
-    name: "worked examples (shots)",
-    min: 0,
-    max: 1_000,
-    open: false,
-};
-pub const MAX_TOKENS: Limit<usize> = Limit {
-    name: "max tokens",
-    min: 1,
-    max: 100_000,
-    open: false,
-};
+pub const STEPS: Limit<usize> = Limit::within("thinking steps", 0, 10_000);
+pub const LR: Limit<f64> = Limit::above("the fast learning rate", 0.0, 100.0);
+pub const TOLERANCE: Limit<f64> = Limit::above("the adaptive tolerance", 0.0, 1e6);
+pub const SAMPLES: Limit<usize> = Limit::within("thought samples", 1, 64);
+pub const TEMPERATURE: Limit<f64> = Limit::within("the temperature", 0.0, 10.0);
+pub const TOP_K: Limit<usize> = Limit::within("top-k", 1, 1_000_000);
+pub const TOP_P: Limit<f64> = Limit::above("top-p", 0.0, 1.0);
+pub const SHOTS: Limit<usize> = Limit::within("worked examples (shots)", 0, 1_000);
+pub const MAX_TOKENS: Limit<usize> = Limit::within("max tokens", 1, 100_000);
+
+impl<T> Limit<T> {
+    /// From `min` to `max`, both included.
+    pub const fn within(name: &'static str, min: T, max: T) -> Self {
+        Self {
+            name,
+            min,
+            max,
+            open: false,
+        }
+    }
+
+    /// Above `min`, at most `max`.
+    pub const fn above(name: &'static str, min: T, max: T) -> Self {
+        Self {
+            name,
+            min,
+            max,
+            open: true,
+        }
+    }
+
+    /// The same range under another name (a config key that takes the setting's values).
+    pub fn named(self, name: &'static str) -> Self {
+        Self { name, ..self }
+    }
+}
 
 impl<T: Copy + PartialOrd + Display + FromStr> Limit<T> {
     /// `value` if it is within the limit (NaN never is), else what is wrong with it.

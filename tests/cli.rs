@@ -3,7 +3,10 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{FIXTURE, char_tokenizer, ltm, one_line_error, stderr, stdout, tiny_model};
+use common::{
+    FIXTURE, char_tokenizer, error_says, ltm, one_line_error, refused, stderr, stderr_has, stdout,
+    succeeded, tiny_model,
+};
 use ltm::think::Posterior;
 use serde_json::Value;
 
@@ -139,7 +142,7 @@ fn the_seed_makes_output_reproducible() {
         ]
         .into_iter()
         .chain(["--max-tokens", "12", "--temperature", "1.0", "--seed", seed]));
-        assert!(out.status.success(), "{}", stderr(&out));
+        succeeded(&out);
         stdout(&out)
     };
     assert_eq!(run("3"), run("3"));
@@ -199,7 +202,7 @@ fn a_converted_reference_checkpoint_writes_the_reference_tokens() {
         "--tokenizer",
         tokenizer.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(model.join(file).is_file(), "{file} written");
     }
@@ -270,12 +273,8 @@ fn a_long_prompt_is_cut_with_a_warning() {
         "--max-tokens",
         "2",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("warning: the prompt has 100 tokens"),
-        "{}",
-        stderr(&out)
-    );
+    succeeded(&out);
+    stderr_has(&out, "warning: the prompt has 100 tokens");
     // An answer prefix that leaves no room to write is refused before anything runs.
     let out = ltm([
         "generate",
@@ -297,7 +296,7 @@ fn info_describes_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let out = ltm(["info", "--model", model.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     let info: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(info["config"]["n_layers"], 2);
     assert_eq!(info["z_per_layer"], 4);
@@ -410,7 +409,7 @@ fn bad_files_exit_1_with_one_line_naming_them() {
         .env("LTM_MODEL", dir.path().join("absent"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     assert!(stdout(&out).contains("bundled"));
     assert!(stderr(&out).contains("warning: $LTM_MODEL") && stderr(&out).contains("absent"));
     // Names with escape sequences are shown, not run: a model directory's and an unreadable
@@ -425,7 +424,7 @@ fn bad_files_exit_1_with_one_line_naming_them() {
         .env("LTM_DATA_DIR", dir.path().join("data"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     let (listed, warned) = (stdout(&out), stderr(&out));
     assert!(
         listed.contains("evil\\u{1b}]0;TITLE\\u{7}\\u{1b}[2J"),
@@ -591,7 +590,7 @@ fn eval_reports_with_and_without_the_calculator() {
     );
     assert_eq!(reports[1]["tallies"]["0"]["0"]["problems"], 2);
     let out = ltm(args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     let table = stdout(&out);
     let (on, off) = (
         table.find("calculator on:").unwrap(),
@@ -639,7 +638,7 @@ fn curves_draw_several_runs_and_refuse_a_directory_without_one() {
         "--out",
         svg.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     for label in ["recipe A", "second", "Training loss", "tokens seen"] {
         assert!(svg_text.contains(label), "{label} missing");
@@ -652,12 +651,7 @@ fn curves_draw_several_runs_and_refuse_a_directory_without_one() {
         "--out",
         svg.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
-    assert!(
-        one_line_error(&out).contains("no training state"),
-        "{}",
-        stderr(&out)
-    );
+    error_says(&out, "no training state");
     assert_eq!(
         std::fs::read_to_string(&svg).unwrap(),
         svg_text,
@@ -704,7 +698,7 @@ fn a_copy_of_the_binary_finds_its_model_with_an_empty_home() {
         serde_json::from_str(include_str!("../models/ltm-arith-tiny/prompts.json")).unwrap();
     let question = prompts[0]["prompt"].as_str().unwrap();
     let out = run(&["generate", "--prompt", question, "--max-tokens", "40"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     let want = format!("#### {}", prompts[0]["answer"].as_str().unwrap());
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
 
@@ -718,7 +712,7 @@ fn a_copy_of_the_binary_finds_its_model_with_an_empty_home() {
     assert!(installed.starts_with(&home), "{}", installed.display());
     tiny_model(&installed.parent().unwrap().join("tiny"));
     let info = run(&["info", "-m", "tiny", "--json"]);
-    assert!(info.status.success(), "{}", stderr(&info));
+    succeeded(&info);
     let listed = json_lines(&run(&["models", "--json"]));
     assert!(
         listed
@@ -806,7 +800,7 @@ fn the_prompt_comes_as_an_argument_or_on_stdin_and_quiet_prints_only_the_answer(
     let model = tiny_model(dir.path());
     let m = model.to_str().unwrap();
     let positional = ltm(["generate", "-m", m, "-n", "5", "-s", "3", "-q", "abc"]);
-    assert!(positional.status.success(), "{}", stderr(&positional));
+    succeeded(&positional);
     assert!(
         stderr(&positional).is_empty(),
         "quiet: {}",
@@ -843,13 +837,7 @@ fn every_command_bounds_its_thinking_steps() {
         vec!["eval", "arith", "--steps", &format!("2,{huge}")],
         vec!["generate", "--steps", huge, "abc"],
     ] {
-        let out = ltm(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            stderr(&out).contains("thinking steps must be from 0 to"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        refused(&ltm(&args), 2, "thinking steps must be from 0 to");
     }
 }
 
@@ -861,12 +849,7 @@ fn an_empty_or_endless_prompt_is_refused() {
     // An empty argument, and nothing on stdin (`output` gives the child a closed stdin).
     for args in [vec!["generate", "-m", m, " "], vec!["generate", "-m", m]] {
         let out = ltm(&args);
-        assert!(!out.status.success());
-        assert!(
-            one_line_error(&out).contains("the prompt is empty"),
-            "{}",
-            stderr(&out)
-        );
+        error_says(&out, "the prompt is empty");
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltm"))
         .env("LTM_DEVICE", "cpu")
@@ -874,12 +857,7 @@ fn an_empty_or_endless_prompt_is_refused() {
         .stdin(std::fs::File::open("/dev/zero").unwrap())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        one_line_error(&out).contains("over 16 MiB"),
-        "{}",
-        stderr(&out)
-    );
+    error_says(&out, "over 16 MiB");
 }
 
 #[test]
@@ -939,7 +917,7 @@ fn convert_keeps_a_model_directorys_own_tokenizer_and_says_when_gpt2_does_not_fi
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(done.status.success(), "{}", stderr(&done));
+    succeeded(&done);
     assert_eq!(
         std::fs::read(out.join("tokenizer.json")).unwrap(),
         std::fs::read(model.join("tokenizer.json")).unwrap()
@@ -1011,7 +989,7 @@ fn a_model_with_a_scope_notes_a_prompt_that_gives_no_number() {
     let m = model.to_str().unwrap();
     let note = |prompt: &str| {
         let out = ltm(["generate", "-m", m, "--steps", "0", "-n", "2", prompt]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        succeeded(&out);
         stderr(&out).contains("note: no number given: ")
     };
     assert!(!note("ab"), "a model without a scope never notes it");

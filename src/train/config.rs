@@ -63,12 +63,7 @@ impl TrainConfig {
             .validate()
             .map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
         let (d, o) = (&self.data, &self.optim);
-        let count = |name, min, max| Limit {
-            name,
-            min,
-            max,
-            open: false,
-        };
+        let count = Limit::<usize>::within;
         let counts = [
             (count("data.train_problems", 0, 5_000_000), d.train_problems),
             (count("data.val_problems", 0, 1_000_000), d.val_problems),
@@ -82,59 +77,31 @@ impl TrainConfig {
                 o.eval_interval,
             ),
             (count("optim.eval_batches", 1, 100_000), o.eval_batches),
-            (
-                Limit {
-                    name: "optim.fast_steps",
-                    ..STEPS
-                },
-                o.fast_steps,
-            ),
-            (
-                Limit {
-                    name: "optim.max_fast_steps",
-                    ..STEPS
-                },
-                o.max_fast_steps,
-            ),
+            (STEPS.named("optim.fast_steps"), o.fast_steps),
+            (STEPS.named("optim.max_fast_steps"), o.max_fast_steps),
         ];
         for (limit, value) in counts {
             limit.check(value).map_err(anyhow::Error::msg)?;
         }
-        let real = |name, min, max, open| Limit {
-            name,
-            min,
-            max,
-            open,
-        };
+        let (within, above) = (Limit::<f64>::within, Limit::<f64>::above);
         let reals = [
-            (real("optim.learning_rate", 0.0, 1.0, true), o.learning_rate),
-            (real("optim.min_lr", 0.0, o.learning_rate, false), o.min_lr),
-            (real("optim.weight_decay", 0.0, 10.0, false), o.weight_decay),
-            (real("optim.beta1", 0.0, 0.9999, false), o.beta1),
-            (real("optim.beta2", 0.0, 0.9999, false), o.beta2),
-            (real("optim.grad_clip", 0.0, 1e6, true), o.grad_clip),
+            (above("optim.learning_rate", 0.0, 1.0), o.learning_rate),
+            (within("optim.min_lr", 0.0, o.learning_rate), o.min_lr),
+            (within("optim.weight_decay", 0.0, 10.0), o.weight_decay),
+            (within("optim.beta1", 0.0, 0.9999), o.beta1),
+            (within("optim.beta2", 0.0, 0.9999), o.beta2),
+            (above("optim.grad_clip", 0.0, 1e6), o.grad_clip),
+            (LR.named("optim.initial_fast_lr"), o.initial_fast_lr),
+            (LR.named("optim.final_fast_lr"), o.final_fast_lr),
             (
-                Limit {
-                    name: "optim.initial_fast_lr",
-                    ..LR
-                },
-                o.initial_fast_lr,
-            ),
-            (
-                Limit {
-                    name: "optim.final_fast_lr",
-                    ..LR
-                },
-                o.final_fast_lr,
-            ),
-            (
-                real("optim.question_loss_weight", 0.0, 100.0, false),
+                within("optim.question_loss_weight", 0.0, 100.0),
                 o.question_loss_weight,
             ),
             (
-                real("optim.unthought_share", 0.0, 1.0, false),
-                o.unthought_share,
+                within("optim.thought_question_weight", 0.0, 100.0),
+                o.thought_question_weight.unwrap_or(0.0),
             ),
+            (within("optim.unthought_share", 0.0, 1.0), o.unthought_share),
         ];
         for (limit, value) in reals {
             limit.check(value).map_err(anyhow::Error::msg)?;
@@ -198,6 +165,12 @@ pub struct OptimConfig {
     /// the questions' text that thinking is fitted to.
     #[serde(default = "one")]
     pub question_loss_weight: f64,
+    /// Weight of the tokens a batch's thought was fitted to (with `think_on = "question"`, the
+    /// window's first question) when that batch thinks; unset: `question_loss_weight`. At 0 the
+    /// decoder is never taught to read a question back out of the thought fitted to it, only
+    /// to answer from it.
+    #[serde(default)]
+    pub thought_question_weight: Option<f64>,
     /// Iteration at which this stage's warm-up and cosine begin: a run resumed with a larger
     /// `max_iters` starts a new schedule here instead of jumping back up the old one.
     #[serde(default)]
@@ -244,6 +217,7 @@ impl OptimConfig {
             eval_batches: 1,
             seed: 0,
             question_loss_weight: 1.0,
+            thought_question_weight: None,
             stage_start: 0,
             think_on: ThinkOn::Window,
         }

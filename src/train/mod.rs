@@ -44,9 +44,16 @@ fn window_starts(tokens: &[u32], bos: Option<u32>, len: usize) -> Vec<usize> {
 }
 
 /// Weights of a window's targets: 1 in an answer (after `marker`, up to and including the BOS
-/// that ends it), `question` elsewhere. A window starts at a problem's BOS, so its first targets
-/// are question text.
-fn answer_weights(targets: &[u32], bos: Option<u32>, marker: &[u32], question: f32) -> Vec<f32> {
+/// that ends it), `question` elsewhere, and `fitted` (where given) on the first question's,
+/// those a thought was fitted to. A window starts at a problem's BOS, so its first targets are
+/// question text.
+fn target_weights(
+    targets: &[u32],
+    bos: Option<u32>,
+    marker: &[u32],
+    question: f32,
+    fitted: Option<f32>,
+) -> Vec<f32> {
     let mut in_answer = false;
     let mut weights = Vec::with_capacity(targets.len());
     for (i, &t) in targets.iter().enumerate() {
@@ -59,6 +66,9 @@ fn answer_weights(targets: &[u32], bos: Option<u32>, marker: &[u32], question: f
         {
             in_answer = true;
         }
+    }
+    if let Some(w) = fitted {
+        weights[..first_question_len(targets, marker)].fill(w);
     }
     weights
 }
@@ -465,17 +475,23 @@ impl Trainer {
         })
     }
 
-    /// The decoder loss's weight of each target (see [`answer_weights`]).
-    fn loss_weights(&self, targets: &Tensor) -> Result<Tensor> {
+    /// The decoder loss's weight of each target (see [`target_weights`]).
+    fn loss_weights(&self, targets: &Tensor, thought_fitted: bool) -> Result<Tensor> {
+        let o = &self.config.optim;
+        let fitted = o
+            .thought_question_weight
+            .filter(|_| thought_fitted && o.think_on == ThinkOn::Question)
+            .map(|w| w as f32);
         let rows = targets.to_vec2::<u32>()?;
         let weights = rows
             .iter()
             .flat_map(|row| {
-                answer_weights(
+                target_weights(
                     row,
                     self.config.model.bos_token_id,
                     &self.answer_marker,
-                    self.config.optim.question_loss_weight as f32,
+                    o.question_loss_weight as f32,
+                    fitted,
                 )
             })
             .collect();
@@ -535,11 +551,12 @@ impl Trainer {
         let iter = self.state.iter;
         let text = self.batch(&self.train_tokens, &self.train_starts, iter, 1)?;
         let started = Instant::now();
+        let steps = fast_steps(&o, iter);
         let (z, elbo) = self
             .think(
                 &self.model(false)?,
                 &self.thinking_text(&text)?,
-                (fast_steps(&o, iter), fast_lr(&o, iter)),
+                (steps, fast_lr(&o, iter)),
                 false,
                 o.seed.wrapping_add(iter as u64),
             )
@@ -549,10 +566,11 @@ impl Trainer {
         let prefix = model.prefix(&text.inputs, Pass::Train)?;
         let nll = model.token_nll(&prefix, &text.targets, &z.detach(), Pass::Train)?;
         let tokens = text.inputs.elem_count();
-        let loss = if o.question_loss_weight == 1.0 || self.answer_marker.is_empty() {
+        let uniform = o.question_loss_weight == 1.0 && o.thought_question_weight.is_none();
+        let loss = if uniform || self.answer_marker.is_empty() {
             (nll.sum_all()? / tokens as f64)?
         } else {
-            let weights = self.loss_weights(&text.targets)?;
+            let weights = self.loss_weights(&text.targets, steps > 0)?;
             (nll * &weights)?
                 .sum_all()?
                 .broadcast_div(&weights.sum_all()?)?
@@ -694,14 +712,20 @@ mod tests {
     fn answers_weigh_one_and_questions_their_weight() {
         // BOS = 0; the marker is [7, 8]; question tokens 1–3, answer tokens 4–5.
         let targets = [1, 2, 7, 8, 4, 5, 0, 3, 7, 8, 4];
-        let w = answer_weights(&targets, Some(0), &[7, 8], 0.25);
+        let w = target_weights(&targets, Some(0), &[7, 8], 0.25, None);
         assert_eq!(
             w,
             [0.25, 0.25, 0.25, 0.25, 1.0, 1.0, 1.0, 0.25, 0.25, 0.25, 1.0]
         );
+        // The first question, which the thought was fitted to, may weigh otherwise.
+        let w = target_weights(&targets, Some(0), &[7, 8], 0.25, Some(0.0));
+        assert_eq!(
+            w,
+            [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.25, 0.25, 0.25, 1.0]
+        );
         // Without a marker everything is question text.
         assert!(
-            answer_weights(&targets, Some(0), &[], 0.5)
+            target_weights(&targets, Some(0), &[], 0.5, None)
                 .iter()
                 .all(|&x| x == 0.5)
         );

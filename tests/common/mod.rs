@@ -73,6 +73,31 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
+/// The command succeeded; its stdout.
+pub fn succeeded(out: &Output) -> String {
+    assert!(out.status.success(), "ltm failed: {}", stderr(out));
+    stdout(out)
+}
+
+/// The command exited with `code` (1: an error, 2: bad usage), saying `says` on stderr.
+pub fn refused(out: &Output, code: i32, says: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(says), "{says:?} not in: {err}");
+}
+
+/// The command failed with one error line (see [`one_line_error`]) that says `says`.
+pub fn error_says(out: &Output, says: &str) {
+    let err = one_line_error(out);
+    assert!(err.contains(says), "{says:?} not in: {err}");
+}
+
+/// stderr holds `text`.
+pub fn stderr_has(out: &Output, text: &str) {
+    let err = stderr(out);
+    assert!(err.contains(text), "{text:?} not in: {err}");
+}
+
 /// The command failed with exit code 1 and exactly one line on stderr: `error: …`; returns it.
 pub fn one_line_error(out: &Output) -> String {
     let err = stderr(out);
