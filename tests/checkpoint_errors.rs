@@ -29,6 +29,18 @@ fn valid() -> (Config, HashMap<String, Tensor>) {
     (config, tensors)
 }
 
+/// A model directory of [`valid`]'s configuration and weights after `spoil`, and the
+/// temporary directory that holds it.
+fn spoilt(
+    spoil: impl FnOnce(&mut Config, &mut HashMap<String, Tensor>),
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, mut tensors) = valid();
+    spoil(&mut config, &mut tensors);
+    let model = write_model(dir.path(), &config, &tensors);
+    (dir, model)
+}
+
 /// `ltm info` on `model` fails with one line containing every one of `names`.
 fn fails_naming(model: &Path, names: &[&str]) {
     let err = one_line_error(&ltm(["info", "--model", model.to_str().unwrap()]));
@@ -39,10 +51,9 @@ fn fails_naming(model: &Path, names: &[&str]) {
 
 #[test]
 fn a_missing_tensor() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, mut tensors) = valid();
-    tensors.remove("layers.1.cross_attention.wv.weight");
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|_, tensors| {
+        tensors.remove("layers.1.cross_attention.wv.weight");
+    });
     fails_naming(
         &model,
         &[
@@ -55,25 +66,23 @@ fn a_missing_tensor() {
 
 #[test]
 fn an_extra_tensor() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, mut tensors) = valid();
-    tensors.insert(
-        "layers.0.adapter.weight".into(),
-        Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|_, tensors| {
+        tensors.insert(
+            "layers.0.adapter.weight".into(),
+            Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
     fails_naming(&model, &["model.safetensors", "layers.0.adapter.weight"]);
 }
 
 #[test]
 fn a_misshapen_tensor() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, mut tensors) = valid();
-    tensors.insert(
-        "layers.0.ffn_norm.weight".into(),
-        Tensor::ones(33, candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|_, tensors| {
+        tensors.insert(
+            "layers.0.ffn_norm.weight".into(),
+            Tensor::ones(33, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
     fails_naming(
         &model,
         &[
@@ -87,28 +96,25 @@ fn a_misshapen_tensor() {
 
 #[test]
 fn a_nan_weight() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, mut tensors) = valid();
     let name = "layers.1.attention.wq.weight";
-    let mut values = tensors[name]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    values[5] = f32::NAN;
-    tensors.insert(
-        name.into(),
-        Tensor::from_vec(values, tensors[name].dims(), &Device::Cpu).unwrap(),
-    );
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|_, tensors| {
+        let mut values = tensors[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        values[5] = f32::NAN;
+        tensors.insert(
+            name.into(),
+            Tensor::from_vec(values, tensors[name].dims(), &Device::Cpu).unwrap(),
+        );
+    });
     fails_naming(&model, &["model.safetensors", name, "NaN"]);
 }
 
 #[test]
 fn a_truncated_safetensors_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, tensors) = valid();
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|_, _| {});
     let weights = model.join("model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
@@ -126,11 +132,10 @@ fn a_truncated_pt_file() {
 
 #[test]
 fn a_config_whose_heads_do_not_divide_dim() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut config, tensors) = valid();
-    config.n_heads = 5;
-    config.n_kv_heads = Some(5);
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|config, _| {
+        config.n_heads = 5;
+        config.n_kv_heads = Some(5);
+    });
     fails_naming(
         &model,
         &[
@@ -144,10 +149,9 @@ fn a_config_whose_heads_do_not_divide_dim() {
 
 #[test]
 fn a_config_whose_layers_do_not_divide_the_thoughts() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut config, tensors) = valid();
-    config.max_z_len = 7;
-    let model = write_model(dir.path(), &config, &tensors);
+    let (_dir, model) = spoilt(|config, _| {
+        config.max_z_len = 7;
+    });
     fails_naming(
         &model,
         &[

@@ -4,8 +4,8 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{
-    FIXTURE, char_tokenizer, error_says, ltm, one_line_error, refused, stderr, stderr_has, stdout,
-    succeeded, tiny_model,
+    FIXTURE, char_tokenizer, error_says, json_out, ltm, one_line_error, refused, set_config,
+    stderr, stderr_has, stdout, succeeded, tiny_model,
 };
 use ltm::think::Posterior;
 use serde_json::Value;
@@ -296,8 +296,7 @@ fn info_describes_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let out = ltm(["info", "--model", model.to_str().unwrap(), "--json"]);
-    succeeded(&out);
-    let info: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let info = json_out(&out);
     assert_eq!(info["config"]["n_layers"], 2);
     assert_eq!(info["z_per_layer"], 4);
     assert_eq!(info["tokenizer"]["vocab_size"], 97);
@@ -725,11 +724,11 @@ fn a_copy_of_the_binary_finds_its_model_with_an_empty_home() {
 fn think_levels_set_the_budget_and_bad_values_are_refused_before_thinking() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let config_path = model.join("config.json");
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config["think_levels"] = serde_json::json!({"low": 1, "medium": 2, "high": 3, "max": 5});
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    set_config(
+        &model,
+        "think_levels",
+        serde_json::json!({"low": 1, "medium": 2, "high": 3, "max": 5}),
+    );
     let m = model.to_str().unwrap();
     for (level, steps) in [
         ("off", 0),
@@ -983,9 +982,6 @@ fn bench_reports_decoding_and_the_bytes_it_reads() {
 fn a_model_with_a_scope_notes_a_prompt_that_gives_no_number() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let config_path = model.join("config.json");
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     let m = model.to_str().unwrap();
     let note = |prompt: &str| {
         let out = ltm(["generate", "-m", m, "--steps", "0", "-n", "2", prompt]);
@@ -993,8 +989,7 @@ fn a_model_with_a_scope_notes_a_prompt_that_gives_no_number() {
         stderr(&out).contains("note: no number given: ")
     };
     assert!(!note("ab"), "a model without a scope never notes it");
-    config["scope"] = "a model for sums".into();
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    set_config(&model, "scope", "a model for sums".into());
     assert!(note("ab"));
     assert!(!note("a 2 b"), "a prompt with a number is in scope");
 }

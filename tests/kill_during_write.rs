@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 fn run_whole(args: &[&str]) -> Duration {
     let start = Instant::now();
     let out = common::ltm(args);
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::succeeded(&out);
     start.elapsed()
 }
 
@@ -196,7 +196,7 @@ fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
     let left = kill_at_random_moments(40, &args, &out, 3, reset, |i| {
         // The next reader finishes a save the kill interrupted during its renames.
         let info = common::ltm(["info", "--model", out.to_str().unwrap()]);
-        assert!(info.status.success(), "{}", common::stderr(&info));
+        common::succeeded(&info);
         let state: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
         let iter = state["iter"].as_u64().unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{error_says, ltm, refused, stderr, stdout, succeeded, tiny_model};
+use common::{error_says, json_out, ltm, refused, stderr, stdout, succeeded, tiny_model};
 use serde_json::Value;
 
 #[test]
@@ -116,8 +116,7 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
         "2",
         "--json",
     ]);
-    succeeded(&out);
-    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let v = json_out(&out);
     let ppl = v["ppl_bound"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl > 1.0, "{v}");
 
@@ -209,8 +208,7 @@ fn huge_inputs_are_cut_before_tokenising() {
         "640",
         "--json",
     ]);
-    succeeded(&out);
-    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let v = json_out(&out);
     // Ten windows of 64 tokens, the first token of each is context only.
     assert_eq!(v["tokens"], 630, "{v}");
     let out = ltm(["ppl", "--model", model, "--data", "x", "--limit", "1"]);

@@ -56,18 +56,23 @@ fn weights(t: &Trainer) -> Vec<(String, Vec<f32>)> {
     v
 }
 
-/// A new tiny run on the toy corpus, saving into `out`.
-fn fresh_run(out: &std::path::Path) -> Trainer {
+/// A tiny run on the toy corpus from `start`, saving into `out`.
+fn run(out: &std::path::Path, start: Start) -> Trainer {
     Trainer::new(
         tiny_config(),
         tokens(4000, 0),
         tokens(500, 3),
         vec![],
         out,
-        Start::Fresh,
+        start,
         Device::Cpu,
     )
     .unwrap()
+}
+
+/// A new tiny run on the toy corpus, saving into `out`.
+fn fresh_run(out: &std::path::Path) -> Trainer {
+    run(out, Start::Fresh)
 }
 
 #[test]
@@ -92,44 +97,17 @@ fn a_few_steps_lower_the_loss() {
 #[test]
 fn resume_continues_exactly_as_an_uninterrupted_run() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut straight = Trainer::new(
-        tiny_config(),
-        tokens(4000, 0),
-        tokens(500, 3),
-        vec![],
-        a.path(),
-        Start::Fresh,
-        Device::Cpu,
-    )
-    .unwrap();
+    let mut straight = fresh_run(a.path());
     for _ in 0..4 {
         straight.step().unwrap();
     }
-    let mut first = Trainer::new(
-        tiny_config(),
-        tokens(4000, 0),
-        tokens(500, 3),
-        vec![],
-        b.path(),
-        Start::Fresh,
-        Device::Cpu,
-    )
-    .unwrap();
+    let mut first = fresh_run(b.path());
     for _ in 0..2 {
         first.step().unwrap();
     }
     first.save(b.path()).unwrap();
     drop(first);
-    let mut resumed = Trainer::new(
-        tiny_config(),
-        tokens(4000, 0),
-        tokens(500, 3),
-        vec![],
-        b.path(),
-        Start::Resume,
-        Device::Cpu,
-    )
-    .unwrap();
+    let mut resumed = run(b.path(), Start::Resume);
     assert_eq!(resumed.state.iter, 2);
     for _ in 0..2 {
         resumed.step().unwrap();

@@ -79,6 +79,20 @@ pub fn succeeded(out: &Output) -> String {
     stdout(out)
 }
 
+/// The command succeeded; its stdout read as one JSON value.
+pub fn json_out(out: &Output) -> serde_json::Value {
+    serde_json::from_str(succeeded(out).trim()).expect("stdout is one JSON value")
+}
+
+/// Sets `key` of the model in `model`'s config.json to `value`.
+pub fn set_config(model: &Path, key: &str, value: serde_json::Value) {
+    let path = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config[key] = value;
+    std::fs::write(&path, config.to_string()).unwrap();
+}
+
 /// The command exited with `code` (1: an error, 2: bad usage), saying `says` on stderr.
 pub fn refused(out: &Output, code: i32, says: &str) {
     let err = stderr(out);
