@@ -11,8 +11,7 @@ use ltm::think::Posterior;
 use serde_json::Value;
 
 fn json_lines(out: &std::process::Output) -> Vec<Value> {
-    assert!(out.status.success(), "ltm failed: {}", stderr(out));
-    stdout(out)
+    succeeded(out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
