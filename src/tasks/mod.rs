@@ -5,6 +5,7 @@ pub mod arith;
 pub mod compose;
 pub mod extract;
 pub mod families;
+pub mod first_step;
 pub mod problem;
 pub mod prompt;
 pub mod renumber;

@@ -56,7 +56,7 @@ const NUMBER_WORDS: &[(&str, i128)] = &[
 ];
 
 /// The values the question's words give (see [`NUMBER_WORDS`]).
-fn worded(question: &str) -> Vec<Ratio> {
+pub(super) fn worded(question: &str) -> Vec<Ratio> {
     let lower = question.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphabetic()).collect();
     NUMBER_WORDS
@@ -71,10 +71,10 @@ const TRIES: usize = 40;
 
 /// A number as written in a text: where, its value, and how it was written.
 #[derive(Debug, Clone)]
-struct Written {
-    start: usize,
-    end: usize,
-    value: Ratio,
+pub(super) struct Written {
+    pub start: usize,
+    pub end: usize,
+    pub value: Ratio,
     decimals: usize,
     commas: bool,
     /// Followed by `%`.
@@ -83,7 +83,7 @@ struct Written {
 
 /// The numbers of `text`: digits with optional thousands commas and decimals, not part of a
 /// word (`x2`, `3rd` are left alone).
-fn numbers(text: &str) -> Vec<Written> {
+pub(super) fn numbers(text: &str) -> Vec<Written> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -151,15 +151,15 @@ fn numbers(text: &str) -> Vec<Written> {
 }
 
 /// One `<<expr=result>>` of a worked answer, with where it is.
-struct Step {
+pub(super) struct Step {
     /// Where `<<` is, and where the text after `>>` begins.
-    open: usize,
-    after: usize,
-    expr: String,
-    result: Ratio,
+    pub open: usize,
+    pub after: usize,
+    pub expr: String,
+    pub result: Ratio,
 }
 
-fn steps(answer: &str) -> Option<Vec<Step>> {
+pub(super) fn steps(answer: &str) -> Option<Vec<Step>> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(open) = answer[at..].find("<<") {

@@ -39,6 +39,11 @@ pub struct DataConfig {
     /// the problem itself; problems whose numbers cannot be traced get none.
     #[serde(default)]
     pub gsm8k_renumbered: usize,
+    /// Problems made of each GSM8K training problem's first calculation, asked on its own
+    /// (`tasks::first_step`): people's sentences over one step. The first as written, the
+    /// others with new numbers.
+    #[serde(default)]
+    pub gsm8k_first_steps: usize,
 }
 
 impl TrainConfig {
@@ -68,6 +73,7 @@ impl TrainConfig {
             (count("data.train_problems", 0, 5_000_000), d.train_problems),
             (count("data.val_problems", 0, 1_000_000), d.val_problems),
             (count("data.gsm8k_renumbered", 0, 100), d.gsm8k_renumbered),
+            (count("data.gsm8k_first_steps", 0, 100), d.gsm8k_first_steps),
             (count("optim.batch_size", 1, 4096), o.batch_size),
             (count("optim.seq_len", 1, self.model.max_seq_len), o.seq_len),
             (count("optim.max_iters", 1, 100_000_000), o.max_iters),
@@ -125,6 +131,7 @@ impl DataConfig {
             gsm8k: None,
             gsm8k_val_every: default_gsm8k_val_every(),
             gsm8k_renumbered: 0,
+            gsm8k_first_steps: 0,
         }
     }
 }

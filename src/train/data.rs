@@ -6,11 +6,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use rand::Rng;
+use rand::rngs::StdRng;
 use tokenizers::Tokenizer;
 
 use super::DataConfig;
 use super::tokenizer::{encode, train_bpe};
 use crate::fsutil::{DATA_FILE, MEDIUM_FILE, read_limited, read_text_limited};
+use crate::tasks::first_step::first_step;
 use crate::tasks::renumber::Template;
 use crate::tasks::{BOS, Example, Split, few_shot_prompt, load_jsonl, problems};
 
@@ -61,18 +63,15 @@ fn synthetic(n: usize, seed: u64) -> Vec<Example> {
         .collect()
 }
 
-/// GSM8K's training problems less its validation part (every `val_every`-th line), each
-/// followed by `renumbered` copies with new numbers where it has them.
-fn gsm8k_train(
-    path: &Path,
-    val_every: usize,
-    renumbered: usize,
-    seed: u64,
-) -> Result<Vec<Example>> {
+/// GSM8K's training problems less its validation part (every `gsm8k_val_every`-th line), each
+/// followed by `gsm8k_renumbered` copies with new numbers where it has them and by
+/// `gsm8k_first_steps` problems of its first calculation where it has one.
+fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
     let text =
         read_text_limited(path, DATA_FILE).context("cannot read GSM8K's training problems")?;
     let records = load_jsonl(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let mut rng = crate::noise::rng(seed ^ 0x7265_6e75);
+    let mut rng = crate::noise::rng(d.seed ^ 0x7265_6e75);
+    let val_every = d.gsm8k_val_every;
     let mut out = Vec::new();
     for (_, r) in records
         .into_iter()
@@ -80,15 +79,39 @@ fn gsm8k_train(
         .filter(|(i, r)| (val_every == 0 || i % val_every != 0) && r.answer.is_some())
     {
         let answer = r.answer.as_deref().unwrap_or_default();
-        if let Some(template) = Template::new(&r.question, answer).filter(|_| renumbered > 0) {
-            out.extend((0..renumbered).filter_map(|_| {
-                let (question, answer, _) = template.draw(&mut rng)?;
-                Some(Example { question, answer })
-            }));
+        out.extend(renumbered(
+            &r.question,
+            answer,
+            d.gsm8k_renumbered,
+            &mut rng,
+        ));
+        if d.gsm8k_first_steps > 0
+            && let Some((question, answer)) = first_step(&r.question, answer)
+        {
+            out.extend(renumbered(
+                &question,
+                &answer,
+                d.gsm8k_first_steps - 1,
+                &mut rng,
+            ));
+            out.push(Example { question, answer });
         }
         out.push(Example::from_record(&r));
     }
     Ok(out)
+}
+
+/// `copies` draws of a problem with new numbers (none when its numbers cannot be traced).
+fn renumbered(question: &str, answer: &str, copies: usize, rng: &mut StdRng) -> Vec<Example> {
+    let Some(template) = Template::new(question, answer).filter(|_| copies > 0) else {
+        return Vec::new();
+    };
+    (0..copies)
+        .filter_map(|_| {
+            let (question, answer, _) = template.draw(rng)?;
+            Some(Example { question, answer })
+        })
+        .collect()
 }
 
 /// The training problems: synthetic ones with GSM8K's (when configured) at random places.
@@ -97,7 +120,7 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
     let Some(path) = &d.gsm8k else {
         return Ok(examples);
     };
-    let extra = gsm8k_train(path, d.gsm8k_val_every, d.gsm8k_renumbered, d.seed)?;
+    let extra = gsm8k_train(path, d)?;
     let mut rng = crate::noise::rng(d.seed ^ 0x6753_4d38);
     let mut places: Vec<usize> = extra
         .iter()
@@ -114,4 +137,35 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
     }
     mixed.extend(extra.map(|(x, _)| x));
     Ok(mixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gsm8k_problems_bring_their_first_steps_and_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.jsonl");
+        let natalia = r#"{"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?", "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"}"#;
+        std::fs::write(&path, format!("{natalia}\n{natalia}\n")).unwrap();
+        let config = |renumbered, first_steps| DataConfig {
+            gsm8k_val_every: 2, // the first line is validation
+            gsm8k_renumbered: renumbered,
+            gsm8k_first_steps: first_steps,
+            ..DataConfig::none()
+        };
+        let questions = |d: &DataConfig| -> Vec<String> {
+            let examples = gsm8k_train(&path, d).unwrap();
+            examples.into_iter().map(|e| e.question).collect()
+        };
+        assert_eq!(questions(&config(0, 0)).len(), 1);
+        let q = questions(&config(1, 3));
+        assert_eq!(q.len(), 5, "{q:#?}");
+        let asks = |q: &String| q.ends_with("Natalia sold how many clips in May?");
+        assert_eq!(q.iter().filter(|q| asks(q)).count(), 3, "{q:#?}");
+        // The first step as written, its copies with new numbers, then the problem itself.
+        assert!(q[3].contains(" 48 ") && q[4].starts_with("Natalia sold clips to 48 "));
+        assert!(!q[1].contains(" 48 ") && !q[2].contains(" 48 "), "{q:#?}");
+    }
 }
