@@ -66,12 +66,10 @@ pub fn first_step(question: &str, answer: &str) -> Option<(String, String)> {
         (false, false) => "how many",
         (false, true) => return None,
     };
-    let ask = [lead, how, tail]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let ask = match tail {
+        "" => format!("{lead} {how}"),
+        _ => format!("{lead} {how} {tail}"),
+    };
     let final_answer = calculator::format(step.result)?;
     Some((
         format!("{context} {ask}?"),
