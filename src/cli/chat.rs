@@ -76,6 +76,10 @@ pub struct SettingsArgs {
     /// GSM8K's calculator: `<<EXPR=` gets its exact result (`auto`: the model's config).
     #[arg(long, value_name = "on|off|auto")]
     pub calculator: Option<String>,
+    /// Keep the numbers written to the question's, earlier results and constants (`auto`: the
+    /// model's config).
+    #[arg(long, value_name = "on|off|auto")]
+    pub copy_numbers: Option<String>,
 }
 
 impl ChatArgs {
@@ -97,6 +101,7 @@ impl ChatArgs {
             ("adaptive", "--tolerance", s.tolerance.clone()),
             ("warm", "--warm-start", s.warm_start.clone()),
             ("calc", "--calculator", s.calculator.clone()),
+            ("copy", "--copy-numbers", s.copy_numbers.clone()),
         ];
         given
             .into_iter()

@@ -64,6 +64,10 @@ pub struct ArithArgs {
     /// [default: the model's config, on for ours].
     #[arg(long, value_name = "on|off|both")]
     pub calculator: Option<Calculator>,
+    /// Keep the numbers written to the question's, earlier results and constants [default: the
+    /// model's config].
+    #[arg(long, value_name = "on|off")]
+    pub copy_numbers: Option<super::Switch>,
     /// One JSON line per problem (with `calculator`), then one `report` line per calculator setting.
     #[arg(long)]
     pub json: bool,
@@ -220,6 +224,7 @@ pub fn run(args: Args) -> Result<()> {
                 temperature: Some(0.0),
                 max_tokens: args.max_tokens,
                 calculator: Some(calculator),
+                copy_numbers: args.copy_numbers.map(super::Switch::on),
                 seed: args.seed + i as u64,
                 ..Choices::default()
             };

@@ -163,6 +163,9 @@ fn human(i: &Info) -> String {
     if c.calculator {
         out += "calculator    on (`<<EXPR=` gets its computed result)\n";
     }
+    if c.copy_numbers {
+        out += "copy numbers  on (numbers written: the question's, results, constants)\n";
+    }
     out += &format!("files         {}\n", files.join(", "));
     out
 }

@@ -14,6 +14,7 @@ pub struct Defaults {
     pub steps: usize,
     pub lr: f64,
     pub calculator: bool,
+    pub copy_numbers: bool,
     pub temperature: f64,
     pub levels: LevelSteps,
 }
@@ -25,6 +26,7 @@ impl Default for Defaults {
             steps: DEFAULT_NUM_STEPS,
             lr: DEFAULT_FAST_LR,
             calculator: false,
+            copy_numbers: false,
             temperature: SampleSettings::default().temperature,
             levels: LevelSteps::around(DEFAULT_NUM_STEPS),
         }
@@ -39,6 +41,7 @@ impl ModelInfo {
             steps: self.default_steps,
             lr: self.default_lr,
             calculator: self.calculator,
+            copy_numbers: self.copy_numbers,
             temperature: self
                 .default_temperature
                 .unwrap_or(Defaults::default().temperature),
@@ -67,6 +70,8 @@ pub struct Choices {
     pub warm_start: bool,
     /// GSM8K's calculator while writing.
     pub calculator: Option<bool>,
+    /// Numbers kept to the prompt's, earlier results and constants while writing.
+    pub copy_numbers: Option<bool>,
 }
 
 impl Default for Choices {
@@ -84,6 +89,7 @@ impl Default for Choices {
             tolerance: None,
             warm_start: false,
             calculator: None,
+            copy_numbers: None,
         }
     }
 }
@@ -97,6 +103,7 @@ impl Choices {
         (t.samples, t.warm_start) = (self.samples, self.warm_start);
         (s.max_tokens, s.temperature, s.seed) = (self.max_tokens, self.temperature(d), self.seed);
         (s.top_k, s.top_p, s.calculator) = (self.top_k, self.top_p, self.calculator(d));
+        s.copy_numbers = self.copy_numbers(d);
         r
     }
 
@@ -125,6 +132,10 @@ impl Choices {
 
     pub fn calculator(&self, d: &Defaults) -> bool {
         self.calculator.unwrap_or(d.calculator)
+    }
+
+    pub fn copy_numbers(&self, d: &Defaults) -> bool {
+        self.copy_numbers.unwrap_or(d.copy_numbers)
     }
 
     /// The thinking level these choices are, if they are one.
@@ -175,6 +186,7 @@ mod tests {
             steps: 2,
             lr: 0.3,
             calculator: true,
+            copy_numbers: true,
             temperature: 0.7,
             levels: LevelSteps::around(2),
         };
@@ -185,7 +197,11 @@ mod tests {
             (r.think.steps, r.think.lr, r.think.tolerance),
             (2, 0.3, None)
         );
-        assert_eq!((r.sample.temperature, r.sample.calculator), (0.7, true));
+        let s = &r.sample;
+        assert_eq!(
+            (s.temperature, s.calculator, s.copy_numbers),
+            (0.7, true, true)
+        );
         assert_eq!(r.sample.max_tokens, DEFAULT_MAX_TOKENS);
         let chosen = Choices {
             level: Some(ThinkLevel::Max),
@@ -196,6 +212,7 @@ mod tests {
             max_tokens: 40,
             seed: 9,
             calculator: Some(false),
+            copy_numbers: Some(false),
             ..Choices::default()
         };
         let r = chosen.request(6, prompt(), &d);
@@ -203,8 +220,15 @@ mod tests {
         assert!(r.think.tolerance.is_some(), "max thinks adaptively");
         let s = &r.sample;
         assert_eq!(
-            (s.temperature, s.top_k, s.max_tokens, s.seed, s.calculator),
-            (0.0, Some(5), 40, 9, false)
+            (
+                s.temperature,
+                s.top_k,
+                s.max_tokens,
+                s.seed,
+                s.calculator,
+                s.copy_numbers
+            ),
+            (0.0, Some(5), 40, 9, false, false)
         );
         r.validate().unwrap();
     }

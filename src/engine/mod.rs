@@ -171,6 +171,7 @@ impl Worker {
             levels: c.level_steps(),
             prompt_format: c.prompt_format.clone(),
             calculator: c.calculator,
+            copy_numbers: c.copy_numbers,
             default_temperature: c.temperature,
             default_shots: c.shots,
             scope: c.scope.clone(),

@@ -208,6 +208,9 @@ pub struct ModelInfo {
     /// Whether the calculator is on by default for this model (its config's `calculator`).
     #[serde(default)]
     pub calculator: bool,
+    /// Whether numbers are kept to the prompt's by default (its config's `copy_numbers`).
+    #[serde(default)]
+    pub copy_numbers: bool,
     /// The sampling temperature the model's config asks front ends to default to.
     #[serde(default)]
     pub default_temperature: Option<f64>,

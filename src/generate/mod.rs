@@ -3,6 +3,7 @@
 //! computed result is forced into a sample's text after `<<EXPR=` (see [`calculator`]).
 
 pub mod calculator;
+pub mod numbers;
 
 use anyhow::{Result, bail};
 use candle_core::{D, Tensor};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Ltm;
 pub use calculator::{Calculator, Codec};
+pub use numbers::NumberGuard;
 
 /// Tokens written per sample unless a front end asks otherwise.
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -31,6 +33,10 @@ pub struct SampleSettings {
     /// GSM8K's calculator: after `<<EXPR=` the exact result and `>>` are forced (needs a [`Codec`]).
     #[serde(default)]
     pub calculator: bool,
+    /// Numbers only as the prompt gives them, earlier results or constants (see [`numbers`];
+    /// needs a [`Codec`]).
+    #[serde(default)]
+    pub copy_numbers: bool,
 }
 
 /// Greedy, no calculator, [`DEFAULT_MAX_TOKENS`], seed 0, no stop strings.
@@ -44,6 +50,7 @@ impl Default for SampleSettings {
             seed: 0,
             stop: Vec::new(),
             calculator: false,
+            copy_numbers: false,
         }
     }
 }
@@ -135,6 +142,17 @@ pub fn generate(
         (true, Some(codec)) => Some(Calculator::new(codec, samples)),
         (true, None) => bail!("the calculator needs a tokenizer"),
     };
+    let guard = match (settings.copy_numbers, codec) {
+        (false, _) => None,
+        (true, Some(codec)) => {
+            let vocab = model.config().vocab_size;
+            Some((
+                NumberGuard::new(codec, vocab, &codec.decode(prompt)?)?,
+                codec,
+            ))
+        }
+        (true, None) => bail!("copying numbers needs a tokenizer"),
+    };
     let device = model.device();
     let mut processors: Vec<_> = (0..samples).map(|i| settings.processor(i)).collect();
     let mut written = vec![Vec::new(); samples];
@@ -154,7 +172,12 @@ pub fn generate(
                 .and_then(|c| c.next_forced(i));
             let id = match forced {
                 Some(id) => id,
-                None if active[i] => processor.sample(&row)?,
+                None if active[i] => match &guard {
+                    Some((guard, codec)) => {
+                        processor.sample(&guard.filter(&row, &codec.decode(&written[i])?)?)?
+                    }
+                    None => processor.sample(&row)?,
+                },
                 None => row.argmax(D::Minus1)?.to_scalar::<u32>()?,
             };
             next.push(id);
@@ -195,7 +218,7 @@ mod tests {
     use crate::model::{Checkpoint, Config};
     use candle_core::{DType, Device};
 
-    fn tiny() -> Ltm {
+    pub(super) fn tiny() -> Ltm {
         let mut c = Config::paper_shape(2);
         (
             c.dim,
@@ -243,7 +266,7 @@ mod tests {
 
     /// A codec over the tiny model's ids: id → its text in `texts`; encoding finds each
     /// character's id.
-    struct Table(Vec<String>);
+    pub(super) struct Table(pub(super) Vec<String>);
 
     impl Codec for Table {
         fn encode(&self, text: &str) -> Result<Vec<u32>> {

@@ -75,6 +75,10 @@ pub struct Config {
     /// Absent: off, so the authors' checkpoints keep plain sampling.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub calculator: bool,
+    /// Whether writing keeps numbers to those the prompt gives, earlier results and constants
+    /// by default (`generate::numbers`). Absent: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy_numbers: bool,
     /// The sampling temperature front ends use by default (0: greedy, as for arithmetic models);
     /// absent: each front end's own default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +321,7 @@ impl Config {
             eos_token_id: None,
             prompt_format: None,
             calculator: false,
+            copy_numbers: false,
             temperature: None,
             shots: None,
             scope: None,

@@ -4,8 +4,9 @@
 //! "Natalia sold clips to 48 … in May. Natalia sold how many clips in May?" with that line as
 //! its answer: people's sentences over a one-step structure, where their problem takes four.
 
-use super::renumber::{numbers, steps, worded};
+use super::renumber::{numbers, steps};
 use crate::generate::calculator::{self, Ratio};
+use crate::generate::numbers::worded;
 
 /// The first calculation of `answer` as a problem of its own: (question, worked answer), or
 /// `None` when it cannot be asked plainly — a calculation of other than two numbers, a number

@@ -12,59 +12,7 @@ use rand::rngs::StdRng;
 
 use super::problem::with_thousands;
 use crate::generate::calculator::{self, Ratio};
-
-/// Numbers that keep their meaning whatever the problem says: they are never redrawn, and a
-/// calculation may use them without the question giving them.
-const CONSTANTS: &[i128] = &[1, 2, 7, 12, 24, 30, 52, 60, 100, 365, 1000];
-/// Fractions a calculation may use as constants (a half, a quarter, a percent), in hundredths.
-const FRACTIONS: &[i128] = &[1, 10, 25, 50, 75];
-
-/// Numbers a question may give in words; a calculation may use them as it uses constants.
-const NUMBER_WORDS: &[(&str, i128)] = &[
-    ("half", 2),
-    ("twice", 2),
-    ("double", 2),
-    ("two", 2),
-    ("three", 3),
-    ("triple", 3),
-    ("thrice", 3),
-    ("four", 4),
-    ("quarter", 4),
-    ("five", 5),
-    ("six", 6),
-    ("seven", 7),
-    ("eight", 8),
-    ("nine", 9),
-    ("ten", 10),
-    ("eleven", 11),
-    ("twelve", 12),
-    ("dozen", 12),
-    ("fifteen", 15),
-    ("twenty", 20),
-    ("thirty", 30),
-    ("forty", 40),
-    ("fifty", 50),
-    ("hundred", 100),
-    ("third", 3),
-    ("fourth", 4),
-    ("fifth", 5),
-    ("week", 7),
-    ("hour", 60),
-    ("minute", 60),
-    ("year", 12),
-    ("day", 24),
-];
-
-/// The values the question's words give (see [`NUMBER_WORDS`]).
-pub(super) fn worded(question: &str) -> Vec<Ratio> {
-    let lower = question.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphabetic()).collect();
-    NUMBER_WORDS
-        .iter()
-        .filter(|(w, _)| words.iter().any(|x| x.strip_suffix('s').unwrap_or(x) == *w))
-        .filter_map(|&(_, v)| Ratio::new(v, 1))
-        .collect()
-}
+use crate::generate::numbers::{is_constant, worded};
 
 /// Draws tried before a problem's numbers are given up on.
 const TRIES: usize = 40;
@@ -175,12 +123,6 @@ pub(super) fn steps(answer: &str) -> Option<Vec<Step>> {
         at = close + 2;
     }
     (!out.is_empty()).then_some(out)
-}
-
-fn is_constant(v: Ratio) -> bool {
-    let hundredths = (100 % v.denom() == 0).then(|| v.numer() * (100 / v.denom()));
-    v.denom() == 1 && CONSTANTS.contains(&v.numer())
-        || v.denom() > 1 && hundredths.is_some_and(|h| FRACTIONS.contains(&h))
 }
 
 /// Where a problem's numbers come from, found once; [`Template::draw`] gives it new numbers.

@@ -147,10 +147,11 @@ pub enum Field {
     Adaptive,
     Warm,
     Calculator,
+    CopyNumbers,
 }
 
 impl Field {
-    pub const ALL: [Field; 11] = [
+    pub const ALL: [Field; 12] = [
         Field::Steps,
         Field::Lr,
         Field::Samples,
@@ -162,6 +163,7 @@ impl Field {
         Field::Adaptive,
         Field::Warm,
         Field::Calculator,
+        Field::CopyNumbers,
     ];
 
     /// The `/command` that sets this field.
@@ -178,6 +180,7 @@ impl Field {
             Field::Adaptive => "adaptive",
             Field::Warm => "warm",
             Field::Calculator => "calc",
+            Field::CopyNumbers => "copy",
         }
     }
 
@@ -194,6 +197,7 @@ impl Field {
             Field::Adaptive => "adaptive tolerance",
             Field::Warm => "warm start",
             Field::Calculator => "calculator",
+            Field::CopyNumbers => "copy numbers",
         }
     }
 
@@ -208,7 +212,7 @@ impl Field {
             Field::TopP => "X | off",
             Field::Adaptive => "X | off",
             Field::Warm => "on | off",
-            Field::Calculator => "on | off | auto",
+            Field::Calculator | Field::CopyNumbers => "on | off | auto",
         }
     }
 
@@ -242,6 +246,10 @@ impl Field {
             Field::Calculator => match s.calculator {
                 Some(on) => on_off(on).into(),
                 None => format!("auto ({})", on_off(d.calculator)),
+            },
+            Field::CopyNumbers => match s.copy_numbers {
+                Some(on) => on_off(on).into(),
+                None => format!("auto ({})", on_off(d.copy_numbers)),
             },
         }
     }
@@ -286,6 +294,8 @@ impl Field {
             Field::Warm => s.warm_start = switch(arg).ok_or_else(bad)?,
             Field::Calculator if matches!(arg, "auto" | "default") => s.calculator = None,
             Field::Calculator => s.calculator = Some(switch(arg).ok_or_else(bad)?),
+            Field::CopyNumbers if matches!(arg, "auto" | "default") => s.copy_numbers = None,
+            Field::CopyNumbers => s.copy_numbers = Some(switch(arg).ok_or_else(bad)?),
         }
         Ok(())
     }
@@ -334,6 +344,7 @@ impl Field {
             }
             Field::Warm => s.warm_start = !s.warm_start,
             Field::Calculator => s.calculator = Some(!s.calculator(d)),
+            Field::CopyNumbers => s.copy_numbers = Some(!s.copy_numbers(d)),
         }
     }
 }

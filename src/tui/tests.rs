@@ -40,6 +40,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         },
         prompt_format: prompt_format.map(str::to_string),
         calculator: true,
+        copy_numbers: false,
         default_temperature: None,
         default_shots: None,
         scope: None,
@@ -402,7 +403,7 @@ fn the_calculator_follows_the_model_until_set() {
     assert_eq!(app.settings.choices.calculator, None);
     assert_eq!(app.command("calc maybe"), vec![]);
     assert!(app.flash.as_ref().unwrap().text.contains("/calc expects"));
-    // In the settings panel: last row, ←/→ toggles.
+    // In the settings panel: the eleventh row, ←/→ toggles.
     app.command("settings");
     for _ in 0..10 {
         press(&mut app, KeyCode::Down);
@@ -413,6 +414,32 @@ fn the_calculator_follows_the_model_until_set() {
     assert_eq!(app.settings.choices.calculator, Some(false));
     press(&mut app, KeyCode::Esc);
     assert!(!send(&mut app, "q").sample.calculator);
+}
+
+#[test]
+fn copying_numbers_follows_the_model_until_set() {
+    let mut app = ready();
+    let r = send(&mut app, "q");
+    assert!(!r.sample.copy_numbers, "the model's default");
+    app.on_event(Event::Cancelled { request: r.id });
+    assert_eq!(app.command("copy on"), vec![Action::SaveSettings]);
+    assert_eq!(app.settings.choices.copy_numbers, Some(true));
+    // The last row of the settings panel.
+    app.command("settings");
+    for _ in 0..11 {
+        press(&mut app, KeyCode::Down);
+    }
+    let s = screen(&app);
+    assert!(s.contains("copy numbers") && s.contains("on"), "{s}");
+    press(&mut app, KeyCode::Left);
+    assert_eq!(app.settings.choices.copy_numbers, Some(false));
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.command("copy auto"), vec![Action::SaveSettings]);
+    let r = send(&mut app, "q");
+    assert!(!r.sample.copy_numbers);
+    app.on_event(Event::Cancelled { request: r.id });
+    assert_eq!(app.command("copy"), vec![]);
+    assert!(app.flash.as_ref().unwrap().text.contains("/copy expects"));
 }
 
 #[test]
