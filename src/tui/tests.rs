@@ -12,7 +12,7 @@ use super::commands;
 use super::keymap::BINDINGS;
 use super::session::draw_examples;
 use super::session::{Entry, Mode, Session, Status, Verdict};
-use super::settings::Settings;
+use super::settings::{Field, Settings};
 use super::theme::Themes;
 use super::ui;
 use crate::device::DeviceChoice;
@@ -382,6 +382,16 @@ fn slash_commands_change_settings() {
     assert!(screen(&app).contains("Alt+Enter, Shift+Enter"));
 }
 
+/// The settings panel opened and moved down to `field`'s row; the screen.
+fn settings_at(app: &mut App, field: Field) -> String {
+    app.command("settings");
+    let row = Field::ALL.iter().position(|f| *f == field).unwrap();
+    for _ in 0..row {
+        press(app, KeyCode::Down);
+    }
+    screen(app)
+}
+
 #[test]
 fn the_calculator_follows_the_model_until_set() {
     let mut app = ready();
@@ -403,12 +413,8 @@ fn the_calculator_follows_the_model_until_set() {
     assert_eq!(app.settings.choices.calculator, None);
     assert_eq!(app.command("calc maybe"), vec![]);
     assert!(app.flash.as_ref().unwrap().text.contains("/calc expects"));
-    // In the settings panel: the eleventh row, ←/→ toggles.
-    app.command("settings");
-    for _ in 0..10 {
-        press(&mut app, KeyCode::Down);
-    }
-    let s = screen(&app);
+    // In the settings panel, ←/→ toggles.
+    let s = settings_at(&mut app, Field::Calculator);
     assert!(s.contains("calculator") && s.contains("auto (on)"), "{s}");
     press(&mut app, KeyCode::Right);
     assert_eq!(app.settings.choices.calculator, Some(false));
@@ -424,12 +430,7 @@ fn copying_numbers_follows_the_model_until_set() {
     app.on_event(Event::Cancelled { request: r.id });
     assert_eq!(app.command("copy on"), vec![Action::SaveSettings]);
     assert_eq!(app.settings.choices.copy_numbers, Some(true));
-    // The last row of the settings panel.
-    app.command("settings");
-    for _ in 0..11 {
-        press(&mut app, KeyCode::Down);
-    }
-    let s = screen(&app);
+    let s = settings_at(&mut app, Field::CopyNumbers);
     assert!(s.contains("copy numbers") && s.contains("on"), "{s}");
     press(&mut app, KeyCode::Left);
     assert_eq!(app.settings.choices.copy_numbers, Some(false));
