@@ -2,7 +2,7 @@
 //!
 //! A calculation in a worked answer uses the question's numbers (written, or said in words),
 //! earlier results, and a few numbers a problem leaves unsaid (12 in a dozen, 60 minutes,
-//! 100 %). A small model miscopies long numbers ("4938" written back as "5738"); with the
+//! 100 %). A small model miscopies long numbers ("3946" written back as "3496"); with the
 //! guard on, a sample may only write numbers of those kinds, and among them it chooses by its
 //! own probabilities. The calculator's forced results count as written.
 
@@ -260,27 +260,33 @@ mod tests {
         let mut texts: Vec<String> = (0..10).map(|d| d.to_string()).collect();
         texts.extend([" ", ">>", "."].map(String::from));
         let table = Table(texts);
-        let guard = NumberGuard::new(&table, 13, "Sam had 4938 and got 805.").unwrap();
-        let best = |logits: Vec<f32>, written: &str| {
+        let guard = NumberGuard::new(&table, 13, "Sam had 3946 and got 817.").unwrap();
+        let best = |logits: &[f32], written: &str| {
             let t = Tensor::new(logits, &Device::Cpu).unwrap();
             let filtered = guard.filter(&t, written).unwrap();
             let v = filtered.to_vec1::<f32>().unwrap();
             (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
         };
-        // The model prefers 5 after "49"; only 3 continues a number the prompt gives.
-        let mut logits = vec![0.0; 13];
-        (logits[5], logits[3]) = (9.0, 1.0);
-        assert_eq!(best(logits.clone(), "it is 49"), 3);
-        // A space would end "49", which the prompt does not give; after "4938" it may.
-        (logits[5], logits[12 - 2]) = (-1.0, 8.0);
-        assert_eq!(best(logits.clone(), "it is 49"), 3);
-        assert_eq!(best(logits.clone(), "it is 4938"), 10);
-        // A result written earlier (the calculator's) may be copied; a small number is free.
-        logits[10] = -1.0;
-        (logits[6], logits[7], logits[4]) = (9.0, 2.0, 2.0);
-        assert_eq!(best(logits.clone(), "<<4938+805=5743>>5743 so 5"), 7);
-        assert_eq!(best(logits.clone(), "<<4938+805=5743>>5743 so 57"), 4);
-        assert_eq!(best(logits, "so "), 6, "6 may begin 60 or stand alone");
+        let (space, point) = (10, 12);
+        // The model prefers 5 after "39"; only 4 continues a number the prompt gives.
+        let mut logits = [0.0; 13];
+        (logits[5], logits[4]) = (9.0, 1.0);
+        assert_eq!(best(&logits, "it is 39"), 4);
+        // A space would end "39", which the prompt does not give; after "3946" it may.
+        (logits[5], logits[space]) = (-1.0, 8.0);
+        assert_eq!(best(&logits, "it is 39"), 4);
+        assert_eq!(best(&logits, "it is 3946"), space);
+        // "3946." may be the end of a sentence, "39." the start of 39.46 (the percent).
+        logits[point] = 9.0;
+        assert_eq!(best(&logits, "it is 3946"), point);
+        assert_eq!(best(&logits, "it is 39"), point);
+        // A result written earlier (the calculator's) may be copied.
+        let mut logits = [0.0; 13];
+        (logits[8], logits[7]) = (9.0, 2.0);
+        assert_eq!(best(&logits, "<<3946+817=4763>>4763 so 4"), 7);
+        assert_eq!(best(&logits, "<<3946+817=4763>>4763 so 47"), 6);
+        // A small whole number is free.
+        assert_eq!(best(&logits, "so "), 8);
     }
 
     #[test]
@@ -293,7 +299,7 @@ mod tests {
         let table = Table(texts);
         let word = 12;
         let mut prompt = vec![word];
-        for n in ["4938", "805", "2.5"] {
+        for n in ["3946", "817", "2.5"] {
             prompt.extend(table.encode(n).unwrap());
             prompt.push(word);
         }
@@ -301,7 +307,7 @@ mod tests {
         let mut sampling = Sampling::greedy(48);
         (sampling.settings.temperature, sampling.settings.seed) = (1.0, 3);
         let mut allowed: Vec<String> = (0..=12).map(|n| n.to_string()).collect();
-        allowed.extend(["4938", "805", "2.5", "49.38", "8.05", "0.025", "0.5"].map(String::from));
+        allowed.extend(["3946", "817", "2.5", "39.46", "8.17", "0.025", "0.5"].map(String::from));
         allowed.extend(
             [
                 "24", "30", "52", "60", "100", "365", "1000", "0.01", "0.1", "0.25", "0.75",
