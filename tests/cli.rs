@@ -312,6 +312,18 @@ fn info_describes_the_model() {
         "{}",
         stdout(&human)
     );
+    assert!(
+        !stdout(&human).contains("copy numbers"),
+        "off unless the config says"
+    );
+    // The bundled model copies numbers by default.
+    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny");
+    let out = ltm(["info", "--model", bundled.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("copy numbers  on"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -321,6 +333,8 @@ fn bad_flags_exit_2_with_the_reason_first() {
         &["generate", "--no-such-flag"],
         &["bench", "--shape", "huge"],
         &["generate", "--device", "tpu"],
+        &["generate", "--copy-numbers", "maybe"],
+        &["eval", "arith", "--copy-numbers", "yes"],
     ] {
         let out = ltm(args);
         let err = stderr(&out);
