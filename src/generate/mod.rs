@@ -147,7 +147,7 @@ pub fn generate(
         (true, Some(codec)) => {
             let vocab = model.config().vocab_size;
             Some((
-                NumberGuard::new(codec, vocab, &codec.decode(prompt)?)?,
+                NumberGuard::new(codec, vocab, &codec.decode(prompt)?),
                 codec,
             ))
         }
