@@ -195,7 +195,7 @@ impl NumberGuard {
         let mut blocked = 0;
         for (id, text) in self.texts.iter().enumerate() {
             let touches = open || text.bytes().any(|c| c.is_ascii_digit() || c == b'.');
-            if touches && !self.writes_allowed(tail, text, &allowed) {
+            if touches && !writes_allowed(tail, text, &allowed) {
                 values[id] = f32::NEG_INFINITY;
                 blocked += 1;
             }
@@ -205,20 +205,20 @@ impl NumberGuard {
         }
         Ok(Tensor::from_vec(values, logits.shape(), logits.device())?)
     }
+}
 
-    /// Whether `text` written after `tail` keeps every number it touches allowed: a finished
-    /// number is one of `allowed`, an unfinished one begins one.
-    fn writes_allowed(&self, tail: &str, text: &str, allowed: &[&str]) -> bool {
-        // A token without text (end of text) finishes the number before it.
-        let joined = format!("{tail}{}", if text.is_empty() { " " } else { text });
-        let is = |d: &str| allowed.contains(&trimmed(d));
-        let begins = |d: &str| allowed.iter().any(|a| a.starts_with(d)) || is(d);
-        scan(&joined).iter().all(|(digits, end)| match end {
-            End::Closed => is(digits),
-            End::Digit | End::Comma => begins(digits),
-            End::Point => begins(&format!("{digits}.")) || is(digits),
-        })
-    }
+/// Whether `text` written after `tail` keeps every number it touches allowed: a finished
+/// number is one of `allowed`, an unfinished one begins one.
+fn writes_allowed(tail: &str, text: &str, allowed: &[&str]) -> bool {
+    // A token without text (end of text) finishes the number before it.
+    let joined = format!("{tail}{}", if text.is_empty() { " " } else { text });
+    let is = |d: &str| allowed.contains(&trimmed(d));
+    let begins = |d: &str| allowed.iter().any(|a| a.starts_with(d)) || is(d);
+    scan(&joined).iter().all(|(digits, end)| match end {
+        End::Closed => is(digits),
+        End::Digit | End::Comma => begins(digits),
+        End::Point => begins(&format!("{digits}.")) || is(digits),
+    })
 }
 
 #[cfg(test)]
