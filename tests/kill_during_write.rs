@@ -263,6 +263,40 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
     assert!(forced_s < resumed_s, "{forced_s} s after {resumed_s} s");
 }
 
+/// A run given its minutes with `--schedule-minutes` ends where its pace puts the end of the
+/// schedule, far short of `max_iters`, and records the fitted `max_iters` for a resume.
+#[test]
+fn a_fitted_schedule_ends_by_the_clock_at_its_fitted_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (tiny_training(dir.path(), 1_000_000), dir.path().join("run"));
+    let args = [
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--schedule-minutes",
+        "0.1",
+    ];
+    let took = run_whole(&args);
+    assert!(took < Duration::from_secs(60), "stopped after {took:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
+    let reached = state["iter"].as_u64().unwrap();
+    let recipe: toml::Value = std::fs::read_to_string(out.join("train.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fitted = recipe["optim"]["max_iters"].as_integer().unwrap() as u64;
+    assert!(fitted < 1_000_000, "max_iters not fitted: {fitted}");
+    // Ended at the fitted end, or by the clock close to it (the pace is re-estimated every 10
+    // iterations).
+    assert!(
+        reached <= fitted && reached * 10 >= fitted * 8,
+        "reached {reached} of a schedule fitted to {fitted}"
+    );
+}
+
 /// Two runs never write one directory: the second is refused while the first runs, and a run
 /// that was killed leaves nothing behind that stops a resume.
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::device::select;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use candle_core::DType;
 
@@ -35,6 +35,12 @@ pub struct Args {
     /// Stop after this many minutes of training (validated and saved; --resume continues it).
     #[arg(long, value_name = "MINUTES", value_parser = minutes)]
     pub minutes: Option<f64>,
+    /// End within this many minutes from now (preparing the data included) with the whole
+    /// learning-rate schedule fitted into them: the run ends, decayed to min_lr, at the
+    /// iteration its pace reaches by then (re-estimated as it goes), or at max_iters if sooner.
+    /// For a machine lent for a fixed time.
+    #[arg(long, value_name = "MINUTES", value_parser = minutes, conflicts_with = "minutes")]
+    pub schedule_minutes: Option<f64>,
     /// Also save a checkpoint at least every this many minutes, between validations.
     #[arg(long, value_name = "MINUTES", value_parser = minutes)]
     pub save_minutes: Option<f64>,
@@ -71,6 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         force: args.force,
         init,
         stop_after: duration(args.minutes),
+        schedule_deadline: duration(args.schedule_minutes).map(|d| Instant::now() + d),
         save_every: duration(args.save_minutes),
         compute: if args.bf16 { DType::BF16 } else { DType::F32 },
     };

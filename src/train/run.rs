@@ -40,10 +40,31 @@ pub struct RunOptions {
     /// Stop (validated, saved, with a model card) once this process has trained this long: for
     /// machines lent for a fixed time, where a run cut off must still leave its weights.
     pub stop_after: Option<std::time::Duration>,
+    /// End by then, the schedule fitted to it: `max_iters` becomes the iteration this
+    /// process's pace reaches by then ([`fitted_max_iters`]).
+    pub schedule_deadline: Option<std::time::Instant>,
     /// Save a checkpoint at least this often, besides every validation.
     pub save_every: Option<std::time::Duration>,
     /// The decoder's compute type (see [`Trainer::set_compute_dtype`]).
     pub compute: candle_core::DType,
+}
+
+/// Iterations a fitted schedule lets pass before measuring its pace, and between re-estimates.
+const PACE_WARMUP: usize = 10;
+/// Re-estimates a fitted schedule's pace spans, at most: recent enough to follow a machine
+/// that slows down (another run starts beside it), long enough to smooth over validations.
+const PACE_MARKS: usize = 20;
+
+/// The iteration a run at `iter` reaches in `left_s` seconds at `pace` iterations a second:
+/// where a schedule fitted to the time given ends, never past the configured `max_iters`.
+fn fitted_max_iters(iter: usize, pace: f64, left_s: f64, max_iters: usize) -> usize {
+    let more = (pace * left_s).floor();
+    let more = if more.is_finite() && more > 0.0 {
+        more as usize
+    } else {
+        0
+    };
+    iter.saturating_add(more).min(max_iters).max(iter)
 }
 
 /// Trains (or resumes) the run described by `config` into `out`.
@@ -136,7 +157,7 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         device,
     )?;
     trainer.set_compute_dtype(options.compute)?;
-    let o = config.optim.clone();
+    let mut o = config.optim.clone();
     eprintln!(
         "training {} parameters on {} tokens ({} problems), {} iterations of {}×{} tokens, {} thinking steps each",
         trainer.parameter_count(),
@@ -159,6 +180,10 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
     let mut loss_sum = 0.0;
     let mut loss_count = 0;
     let mut saved = std::time::Instant::now();
+    // Where a fitted schedule's recent iterations were reached, past the first ones (which
+    // compile kernels and warm caches): its pace is measured over them.
+    let mut pace_marks: std::collections::VecDeque<(usize, std::time::Instant)> =
+        std::collections::VecDeque::new();
     while trainer.state.iter < o.max_iters {
         let super::StepReport {
             loss,
@@ -168,6 +193,23 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         loss_sum += loss;
         loss_count += 1;
         let iter = trainer.state.iter;
+        if let Some(deadline) = options.schedule_deadline
+            && iter >= first_iter + PACE_WARMUP
+            && iter % PACE_WARMUP == 0
+        {
+            let now = std::time::Instant::now();
+            if let Some(&(from, since)) = pace_marks.front() {
+                let pace = (iter - from) as f64 / (now - since).as_secs_f64();
+                let left = deadline.saturating_duration_since(now).as_secs_f64();
+                o.max_iters = fitted_max_iters(iter, pace, left, config.optim.max_iters);
+                trainer.config.optim.max_iters = o.max_iters;
+                bar.set_length(o.max_iters as u64);
+            }
+            if pace_marks.len() == PACE_MARKS {
+                pace_marks.pop_front();
+            }
+            pace_marks.push_back((iter, now));
+        }
         let elapsed = started.elapsed().as_secs_f64();
         trainer.state.elapsed_s = elapsed;
         let here = this_start.elapsed().as_secs_f64().max(1e-9);
@@ -190,7 +232,10 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         }
         let out_of_time = options
             .stop_after
-            .is_some_and(|t| this_start.elapsed() >= t);
+            .is_some_and(|t| this_start.elapsed() >= t)
+            || options
+                .schedule_deadline
+                .is_some_and(|d| std::time::Instant::now() >= d);
         if iter % o.eval_interval == 0 || iter == o.max_iters || out_of_time {
             let val = trainer.validate()?;
             let point = HistoryPoint {
@@ -224,9 +269,16 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         }
     }
     bar.finish_and_clear();
+    if options.schedule_deadline.is_some() {
+        // The schedule as fitted, so that `--resume --config OUT/train.toml` goes on with it.
+        write_atomic(
+            &out.join("train.toml"),
+            toml::to_string_pretty(&trainer.config)?.as_bytes(),
+        )?;
+    }
     write_atomic(
         &out.join("README.md"),
-        model_card(&config, &trainer.state, train_tokens.len()).as_bytes(),
+        model_card(&trainer.config, &trainer.state, train_tokens.len()).as_bytes(),
     )?;
     eprintln!(
         "done: {} in {}",
@@ -234,4 +286,19 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         humantime(trainer.state.elapsed_s)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitted_max_iters;
+
+    #[test]
+    fn a_fitted_schedule_ends_where_the_pace_reaches_within_max_iters() {
+        assert_eq!(fitted_max_iters(100, 2.0, 60.0, 10_000), 220);
+        assert_eq!(fitted_max_iters(100, 2.0, 60.0, 150), 150);
+        // No time left, or a pace that cannot be read: it ends now.
+        assert_eq!(fitted_max_iters(100, 2.0, 0.0, 10_000), 100);
+        assert_eq!(fitted_max_iters(100, f64::NAN, 60.0, 10_000), 100);
+        assert_eq!(fitted_max_iters(100, f64::INFINITY, 60.0, 10_000), 100);
+    }
 }

@@ -2,6 +2,7 @@
 //! numbers are spelled digit by digit, as arithmetic needs), two special tokens.
 
 use anyhow::{Result, anyhow};
+use rayon::prelude::*;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -69,8 +70,9 @@ pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 /// Encodes `text` a piece of about `piece_len` bytes at a time, each cut just before a
 /// `<|beginoftext|>` (where the tokenizer splits anyway, so the ids are the same): an encoding
 /// keeps a string and offsets for every token, which for a whole training corpus is gigabytes.
+/// The pieces are encoded in parallel, a few at a time per thread.
 fn encode_in_pieces(tokenizer: &Tokenizer, text: &str, piece_len: usize) -> Result<Vec<u32>> {
-    let mut ids = Vec::new();
+    let mut pieces = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
         let end = rest
@@ -78,11 +80,21 @@ fn encode_in_pieces(tokenizer: &Tokenizer, text: &str, piece_len: usize) -> Resu
             .map(|(at, _)| at)
             .find(|&at| at >= piece_len)
             .unwrap_or(rest.len());
-        let encoding = tokenizer
-            .encode(&rest[..end], false)
-            .map_err(|e| anyhow!("cannot tokenize: {e}"))?;
-        ids.extend_from_slice(encoding.get_ids());
+        pieces.push(&rest[..end]);
         rest = &rest[end..];
+    }
+    let mut ids = Vec::new();
+    for batch in pieces.chunks(4 * rayon::current_num_threads()) {
+        let encoded: Vec<Vec<u32>> = batch
+            .par_iter()
+            .map(|piece| {
+                tokenizer
+                    .encode(*piece, false)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| anyhow!("cannot tokenize: {e}"))
+            })
+            .collect::<Result<_>>()?;
+        ids.extend(encoded.into_iter().flatten());
     }
     Ok(ids)
 }
