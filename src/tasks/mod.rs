@@ -5,11 +5,11 @@ pub mod arith;
 pub mod compose;
 pub mod extract;
 pub mod families;
-pub mod first_step;
 pub mod problem;
 pub mod prompt;
 pub mod renumber;
 pub mod score;
+pub mod step_problems;
 pub mod vote;
 
 pub use arith::{problem_stream, problems, template_names};

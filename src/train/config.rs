@@ -40,10 +40,14 @@ pub struct DataConfig {
     #[serde(default)]
     pub gsm8k_renumbered: usize,
     /// Problems made of each GSM8K training problem's first calculation, asked on its own
-    /// (`tasks::first_step`): people's sentences over one step. The first as written, the
+    /// (`tasks::step_problems`): people's sentences over one step. The first as written, the
     /// others with new numbers.
     #[serde(default)]
     pub gsm8k_first_steps: usize,
+    /// The same for each later calculation that can be asked, with the earlier results it
+    /// needs given as sentences ("Natalia sold 24 clips in May.").
+    #[serde(default)]
+    pub gsm8k_later_steps: usize,
 }
 
 impl TrainConfig {
@@ -74,6 +78,7 @@ impl TrainConfig {
             (count("data.val_problems", 0, 1_000_000), d.val_problems),
             (count("data.gsm8k_renumbered", 0, 100), d.gsm8k_renumbered),
             (count("data.gsm8k_first_steps", 0, 100), d.gsm8k_first_steps),
+            (count("data.gsm8k_later_steps", 0, 100), d.gsm8k_later_steps),
             (count("optim.batch_size", 1, 4096), o.batch_size),
             (count("optim.seq_len", 1, self.model.max_seq_len), o.seq_len),
             (count("optim.max_iters", 1, 100_000_000), o.max_iters),
@@ -132,6 +137,7 @@ impl DataConfig {
             gsm8k_val_every: default_gsm8k_val_every(),
             gsm8k_renumbered: 0,
             gsm8k_first_steps: 0,
+            gsm8k_later_steps: 0,
         }
     }
 }

@@ -12,8 +12,8 @@ use tokenizers::Tokenizer;
 use super::DataConfig;
 use super::tokenizer::{encode, train_bpe};
 use crate::fsutil::{DATA_FILE, MEDIUM_FILE, read_limited, read_text_limited};
-use crate::tasks::first_step::first_step;
 use crate::tasks::renumber::Template;
+use crate::tasks::step_problems::step_problems;
 use crate::tasks::{BOS, Example, Split, few_shot_prompt, load_jsonl, problems};
 
 /// A run's tokens and the tokenizer that made them.
@@ -65,7 +65,8 @@ fn synthetic(n: usize, seed: u64) -> Vec<Example> {
 
 /// GSM8K's training problems less its validation part (every `gsm8k_val_every`-th line), each
 /// followed by `gsm8k_renumbered` copies with new numbers where it has them and by
-/// `gsm8k_first_steps` problems of its first calculation where it has one.
+/// `gsm8k_first_steps` problems of its first calculation and `gsm8k_later_steps` of each later
+/// one, where they can be asked.
 fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
     let text =
         read_text_limited(path, DATA_FILE).context("cannot read GSM8K's training problems")?;
@@ -85,8 +86,9 @@ fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
             d.gsm8k_renumbered,
             &mut rng,
         ));
+        let first = step_problems(&r.question, answer).into_iter().next();
         if d.gsm8k_first_steps > 0
-            && let Some((question, answer)) = first_step(&r.question, answer)
+            && let Some((0, question, answer)) = first
         {
             out.extend(renumbered(
                 &question,
@@ -95,6 +97,25 @@ fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
                 &mut rng,
             ));
             out.push(Example { question, answer });
+        }
+        // A later step's given results are the problem's own: its copies come from copies of
+        // the whole problem, where new numbers keep them consistent with the setup.
+        if d.gsm8k_later_steps > 0 {
+            let mut wholes = vec![Example::from_record(&r)];
+            wholes.extend(renumbered(
+                &r.question,
+                answer,
+                d.gsm8k_later_steps - 1,
+                &mut rng,
+            ));
+            for whole in wholes {
+                out.extend(
+                    step_problems(&whole.question, &whole.answer)
+                        .into_iter()
+                        .filter(|(step, ..)| *step > 0)
+                        .map(|(_, question, answer)| Example { question, answer }),
+                );
+            }
         }
         out.push(Example::from_record(&r));
     }
@@ -167,5 +188,27 @@ mod tests {
         // The first step as written, its copies with new numbers, then the problem itself.
         assert!(q[3].contains(" 48 ") && q[4].starts_with("Natalia sold clips to 48 "));
         assert!(!q[1].contains(" 48 ") && !q[2].contains(" 48 "), "{q:#?}");
+        // Later steps come after the first, with the results they need given.
+        let later = DataConfig {
+            gsm8k_later_steps: 2,
+            ..config(0, 1)
+        };
+        let q = questions(&later);
+        assert_eq!(q.len(), 4, "{q:#?}");
+        let given = |q: &String| {
+            q.ends_with("clips in May. Natalia sold how many clips altogether in April and May?")
+        };
+        assert!(
+            given(&q[1]) && q[1].contains(" 48 ") && q[1].contains(" 24 "),
+            "{q:#?}"
+        );
+        // A copy of the whole problem, its given result still half the clips of April.
+        assert!(given(&q[2]) && !q[2].contains(" 48 "), "{q:#?}");
+        let numbers: Vec<u32> = q[2]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(numbers.len(), 2, "{q:#?}");
+        assert_eq!(numbers[0], 2 * numbers[1], "{q:#?}");
     }
 }
