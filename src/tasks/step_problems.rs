@@ -88,8 +88,8 @@ impl<'a> Statement<'a> {
 
 /// The calculations of `answer` that can be asked plainly, each as a problem of its own:
 /// (which calculation, counted from 0; question; worked answer). A calculation is asked when
-/// it has two numbers, each one the question's setup gives (in digits or in words, each
-/// writing used once) or the result of an earlier line that reads as a statement, and its
+/// it has two numbers, each the result of an earlier line that reads as a statement or else
+/// one the question's setup gives (in digits or in words, each writing used once), and its
 /// own line reads as one. The question is the setup's sentences up to the last one it needs,
 /// then the earlier lines it needs with their results given, then the line asked.
 pub fn step_problems(question: &str, answer: &str) -> Vec<(usize, String, String)> {
@@ -117,17 +117,19 @@ pub fn step_problems(question: &str, answer: &str) -> Vec<(usize, String, String
         };
         let (mut given, mut results) = (setup_numbers.clone(), Vec::new());
         let mut needed = 0;
+        // An earlier result first: a setup number of the same value is most often a
+        // coincidence ("75 %" beside a result of 75 dollars).
         let found = operands.iter().all(|n| {
-            if let Some(at) = given.iter().position(|(_, v)| *v == n.value) {
-                needed = needed.max(given.remove(at).0);
-                return true;
-            }
             let earlier = (0..k).find(|&j| {
                 !results.contains(&j) && lines[j].as_ref().is_some_and(|l| l.value == n.value)
             });
-            match earlier {
-                Some(j) => {
-                    results.push(j);
+            if let Some(j) = earlier {
+                results.push(j);
+                return true;
+            }
+            match given.iter().position(|(_, v)| *v == n.value) {
+                Some(at) => {
+                    needed = needed.max(given.remove(at).0);
                     true
                 }
                 None => false,
