@@ -168,21 +168,8 @@ fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
     let (out, start) = (dir.path().join("run"), dir.path().join("start"));
     let (short, long) = (tiny_training(dir.path(), 8), tiny_training(dir.path(), 24));
     // A run checkpointed at iteration 8, the start of every resumed run below.
-    run_whole(&[
-        "train",
-        "--config",
-        short.to_str().unwrap(),
-        "--out",
-        start.to_str().unwrap(),
-    ]);
-    let args = [
-        "train",
-        "--config",
-        long.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--resume",
-    ];
+    run_whole(&train_args(&short, &start, &[]));
+    let args = train_args(&long, &out, &["--resume"]);
     let reset = || {
         if out.exists() {
             std::fs::remove_dir_all(&out).unwrap();
@@ -211,21 +198,18 @@ fn train_killed_mid_checkpoint_keeps_a_consistent_checkpoint() {
     eprintln!("train: 40 kills, {left} left a temporary file behind");
 }
 
+/// `ltm train` of `config` into `out`, with `more` arguments.
+fn train_args<'a>(config: &'a Path, out: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
+    let paths = [config, out].map(|p| p.to_str().unwrap());
+    let mut a = vec!["train", "--config", paths[0], "--out", paths[1]];
+    a.extend(more);
+    a
+}
+
 /// `ltm train` of `config` into `out` for about a second (`--resume`d when `resume`).
 fn briefly<'a>(config: &'a Path, out: &'a Path, resume: bool) -> Vec<&'a str> {
-    let mut a = vec![
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--minutes",
-        "0.02",
-    ];
-    if resume {
-        a.push("--resume");
-    }
-    a
+    let resumed: &[&str] = if resume { &["--resume"] } else { &[] };
+    train_args(config, out, &[&["--minutes", "0.02"], resumed].concat())
 }
 
 /// A run given minutes stops by the clock, validated and saved with its model card, and a
@@ -269,21 +253,12 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
 fn a_fitted_schedule_ends_by_the_clock_at_its_fitted_end() {
     let dir = tempfile::tempdir().unwrap();
     let (config, out) = (tiny_training(dir.path(), 1_000_000), dir.path().join("run"));
-    let args = [
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--schedule-minutes",
-        "0.1",
-    ];
-    let took = run_whole(&args);
+    let took = run_whole(&train_args(&config, &out, &["--schedule-minutes", "0.1"]));
     assert!(took < Duration::from_secs(60), "stopped after {took:?}");
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
     let reached = state["iter"].as_u64().unwrap();
-    let recipe: toml::Value = std::fs::read_to_string(out.join("train.toml"))
+    let recipe: toml::Table = std::fs::read_to_string(out.join("train.toml"))
         .unwrap()
         .parse()
         .unwrap();
