@@ -90,8 +90,9 @@ impl<'a> Statement<'a> {
 /// (which calculation, counted from 0; question; worked answer). A calculation is asked when
 /// it has two numbers, each the result of an earlier line that reads as a statement or else
 /// one the question's setup gives (in digits or in words, each writing used once), and its
-/// own line reads as one. The question is the setup's sentences up to the last one it needs,
-/// then the earlier lines it needs with their results given, then the line asked.
+/// own line reads as one. The question is the setup's sentences up to the last one it needs
+/// (the first at least), then the earlier lines it needs with their results given, then the
+/// line asked.
 pub fn step_problems(question: &str, answer: &str) -> Vec<(usize, String, String)> {
     let lines: Vec<Option<Statement>> = answer
         .lines()
