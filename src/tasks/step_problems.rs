@@ -6,7 +6,7 @@
 //! sold 24 clips in May. Natalia sold how many clips altogether in April and May?" with the
 //! second: people's sentences over one-step structures, where their problem takes several.
 
-use super::renumber::{Written, numbers, steps};
+use super::renumber::{numbers, steps};
 use crate::generate::calculator::{self, Ratio};
 use crate::generate::numbers::worded;
 
@@ -105,7 +105,7 @@ pub fn step_problems(question: &str, answer: &str) -> Vec<(usize, String, String
         .iter()
         .enumerate()
         .flat_map(|(i, s)| {
-            let written = numbers(s).into_iter().map(|w: Written| w.value);
+            let written = numbers(s).into_iter().map(|w| w.value);
             written.chain(worded(s)).map(move |v| (i, v))
         })
         .collect();

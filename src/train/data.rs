@@ -86,9 +86,16 @@ fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
             d.gsm8k_renumbered,
             &mut rng,
         ));
-        let first = step_problems(&r.question, answer).into_iter().next();
+        let wanted = d.gsm8k_first_steps > 0 || d.gsm8k_later_steps > 0;
+        let steps = if wanted {
+            step_problems(&r.question, answer)
+        } else {
+            Vec::new()
+        };
+        let example = |(_, question, answer): (usize, String, String)| Example { question, answer };
+        let (first, later): (Vec<_>, Vec<_>) = steps.into_iter().partition(|(step, ..)| *step == 0);
         if d.gsm8k_first_steps > 0
-            && let Some((0, question, answer)) = first
+            && let Some(Example { question, answer }) = first.into_iter().next().map(example)
         {
             out.extend(renumbered(
                 &question,
@@ -101,19 +108,13 @@ fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
         // A later step's given results are the problem's own: its copies come from copies of
         // the whole problem, where new numbers keep them consistent with the setup.
         if d.gsm8k_later_steps > 0 {
-            let mut wholes = vec![Example::from_record(&r)];
-            wholes.extend(renumbered(
-                &r.question,
-                answer,
-                d.gsm8k_later_steps - 1,
-                &mut rng,
-            ));
-            for whole in wholes {
+            out.extend(later.into_iter().map(example));
+            for whole in renumbered(&r.question, answer, d.gsm8k_later_steps - 1, &mut rng) {
                 out.extend(
                     step_problems(&whole.question, &whole.answer)
                         .into_iter()
                         .filter(|(step, ..)| *step > 0)
-                        .map(|(_, question, answer)| Example { question, answer }),
+                        .map(example),
                 );
             }
         }
