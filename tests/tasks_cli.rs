@@ -87,6 +87,13 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
             problem["nelbo_per_token"].as_f64().unwrap() > 0.0,
             "{problem}"
         );
+        // What each thought sample wrote, beside the answer read from it.
+        let texts = problem["texts"].as_array().unwrap();
+        assert_eq!(texts.len(), 2, "{problem}");
+        assert!(
+            texts.iter().any(|t| !t.as_str().unwrap().is_empty()),
+            "{problem}"
+        );
     }
     let svg = std::fs::read_to_string(&chart).unwrap();
     for text in [

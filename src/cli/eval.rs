@@ -68,7 +68,7 @@ pub struct ArithArgs {
     /// model's config].
     #[arg(long, value_name = "on|off")]
     pub copy_numbers: Option<super::Switch>,
-    /// One JSON line per problem (with `calculator`), then one `report` line per calculator setting.
+    /// One JSON line per problem (with `calculator` and the texts written), then one `report` line per calculator setting.
     #[arg(long)]
     pub json: bool,
     /// Also draw the results as an SVG with two panels: accuracy (%) against thinking steps, one
@@ -231,6 +231,7 @@ pub fn run(args: Args) -> Result<()> {
             let prompt = few_shot(&shots, &problem.question);
             engine.submit(choices.request(id, prompt, &defaults));
             let mut answers = vec![None; args.samples];
+            let mut texts = vec![String::new(); args.samples];
             let mut nelbo = vec![f64::INFINITY; args.samples];
             // The prompt as the engine took it (it may drop worked examples to fit).
             let mut tokens = 0;
@@ -238,6 +239,7 @@ pub fn run(args: Args) -> Result<()> {
                 match inbox.recv().context("the engine stopped")? {
                     Event::Done { done, .. } => {
                         answers[done.sample] = answer_of(&done.text);
+                        texts[done.sample] = done.text;
                         nelbo[done.sample] = done.nelbo;
                         tokens = done.prompt_tokens;
                     }
@@ -257,7 +259,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.json {
                 let per_token = nelbo.iter().sum::<f64>() / (nelbo.len() * tokens) as f64;
                 let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
-                    "gold": problem.r#final, "answers": answers, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
+                    "gold": problem.r#final, "answers": answers, "texts": texts, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
                     "majority": scored.majority, "elbo_best": scored.elbo_best, "prompt_tokens": tokens,
                     "nelbo_per_token": Some(per_token).filter(|x| x.is_finite())});
                 println!("{line}");

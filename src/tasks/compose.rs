@@ -177,6 +177,8 @@ enum Schema {
     Sum3,
     /// a − b, a > b
     Difference,
+    /// a − b − c, a > b + c
+    Difference3,
     /// a · k
     Times,
     /// a ÷ k, whole when a is a count
@@ -199,6 +201,7 @@ impl Schema {
             "a+b" => Schema::Sum,
             "a+b+c" => Schema::Sum3,
             "a-b" => Schema::Difference,
+            "a-b-c" => Schema::Difference3,
             "a*k" => Schema::Times,
             "a/k" => Schema::Share,
             "(a+b)-c" => Schema::SumThenDifference,
@@ -353,6 +356,13 @@ impl Composer {
                 w.set("unit", many.into());
                 w.large = cat.large;
                 w.noun = (one.to_string(), many.to_string());
+                w.sibling = cat
+                    .things
+                    .iter()
+                    .filter(|t| **t != thing)
+                    .collect::<Vec<_>>()
+                    .choose(rng)
+                    .map(|t| split_forms(t).1.to_string());
                 cat.verbs.clone()
             }
             Kind::Money => {
@@ -401,8 +411,10 @@ impl Composer {
         w
     }
 
-    /// The question with a sentence about something else, with a number, before its last
-    /// sentence (or first, when the question comes first).
+    /// The question with a number that does not matter: beside the first given count, other
+    /// things of its kind ("42 turnips and 38 carrots"), half of the time where it can; else a
+    /// sentence about something else before its last sentence (or first, when the question
+    /// comes first).
     fn with_distractor(
         &self,
         question: &str,
@@ -410,6 +422,29 @@ impl Composer {
         words: &Words,
         rng: &mut StdRng,
     ) -> String {
+        let first = words.get("A");
+        // Where the first count is written, not inside a longer number ("4 apples" in "14 apples").
+        let at = question.match_indices(first).map(|(i, _)| i).find(|&i| {
+            !question[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '.' || c == ',')
+        });
+        // Only where the other counts name their things too: "11 times as many" or "5 more
+        // than Sam" beside two kinds of things would not say which.
+        if let (Some(sibling), Some(at)) = (&words.sibling, at)
+            && kind == Kind::Count
+            && question.contains(words.get("B"))
+            && !first.is_empty()
+            && rng.random_bool(0.5)
+        {
+            let n = say_count(quantity(kind, words.large, rng) / SCALE, rng);
+            let other = format!("{n} {sibling}");
+            let pair = if rng.random_bool(0.5) {
+                format!("{first} and {other}")
+            } else {
+                format!("{other} and {first}")
+            };
+            let rest = &question[at + first.len()..];
+            return capitalised(&format!("{}{pair}{rest}", &question[..at]));
+        }
         let cat = self.spec.category.choose(rng).expect("categories");
         let other = cat.things.choose(rng).expect("things");
         let many = other.split_once('/').map_or(other.as_str(), |(_, m)| m);
@@ -474,6 +509,7 @@ impl Numbers {
         };
         match schema {
             Schema::Difference if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
+            Schema::Difference3 if n.a <= n.b + n.c => n.a += n.b + n.c,
             Schema::Times | Schema::TimesThenTotal if kind == Kind::Count && !large => {
                 n.a = rng.random_range(2..=30) * SCALE
             }
@@ -511,6 +547,7 @@ impl Numbers {
             Schema::Sum => vec![Step::new(format!("{da}+{db}"), a + b)?],
             Schema::Sum3 => vec![Step::new(format!("{da}+{db}+{dc}"), a + b + c)?],
             Schema::Difference => vec![Step::new(format!("{da}-{db}"), a - b)?],
+            Schema::Difference3 => vec![Step::new(format!("{da}-{db}-{dc}"), a - b - c)?],
             Schema::Times => vec![Step::new(format!("{da}*{k}"), a * k)?],
             Schema::Share => vec![Step::new(format!("{da}/{k}"), a / k)?],
             Schema::SumThenDifference => {
@@ -642,6 +679,8 @@ struct Words {
     noun: (String, String),
     /// Whether counts in the thousands fit the things.
     large: bool,
+    /// Other things of the counted things' kind (plural), for a number that does not matter.
+    sibling: Option<String>,
 }
 
 impl Words {
@@ -885,6 +924,65 @@ mod tests {
             "no number words"
         );
         assert!(situation_names().len() >= 20);
+    }
+
+    #[test]
+    fn other_things_of_the_kind_may_stand_beside_the_first_count() {
+        let mut words = Words::default();
+        words.set("A", "4 apples".into());
+        words.set("B", "14 apples".into());
+        words.set("He", "He".into());
+        words.set("P3", "Tim".into());
+        words.sibling = Some("pears".into());
+        let question = "Ann gave Sam 14 apples. He had 4 apples. How many apples does he have?";
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut beside = 0;
+        for _ in 0..200 {
+            let q = COMPOSER.with_distractor(question, Kind::Count, &words, &mut rng);
+            assert!(q.contains("gave Sam 14 apples. "), "not inside 14: {q}");
+            let had = q
+                .split_once("He had ")
+                .unwrap()
+                .1
+                .split_once(". ")
+                .unwrap()
+                .0;
+            if had != "4 apples" {
+                let other = had
+                    .strip_prefix("4 apples and ")
+                    .or_else(|| had.strip_suffix(" and 4 apples"))
+                    .unwrap_or_else(|| panic!("{q}"));
+                let (n, things) = other.split_once(' ').unwrap();
+                assert_eq!(things, "pears", "{q}");
+                assert!(!n.is_empty(), "{q}");
+                beside += 1;
+            }
+        }
+        assert!(
+            (40..=160).contains(&beside),
+            "{beside} of 200 beside the count"
+        );
+        // Money has no other things of its kind: a sentence of its own only.
+        for _ in 0..50 {
+            let q = COMPOSER.with_distractor(question, Kind::Money, &words, &mut rng);
+            assert!(q.contains("He had 4 apples. "), "{q}");
+        }
+    }
+
+    #[test]
+    fn three_quantities_may_join_or_leave_in_one_step() {
+        let problems = many(6000);
+        for schema in ["+", "-"] {
+            let three = problems.iter().find(|p| {
+                p.steps == 1 && {
+                    let expr = p.answer.split("<<").nth(1).unwrap_or("");
+                    let expr = expr.split('=').next().unwrap_or("");
+                    expr.matches(schema).count() == 2 && !expr.contains(['*', '/'])
+                }
+            });
+            assert!(three.is_some(), "no one-step {schema} of three quantities");
+        }
+        assert!(situation_names().contains(&"separate_twice"));
     }
 
     #[test]
