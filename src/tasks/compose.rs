@@ -290,7 +290,7 @@ impl Composer {
         let frame = s.question.choose(rng)?;
         let mut question = words.fill(frame, rng);
         if rng.random_bool(DISTRACTOR_RATE) {
-            question = self.with_distractor(&question, kind, &words, rng);
+            question = self.with_distractor(&question, kind, schema, &words, rng);
         }
         Some(Problem {
             question,
@@ -411,17 +411,47 @@ impl Composer {
         w
     }
 
-    /// The question with a number that does not matter: beside the first given count, other
-    /// things of its kind ("42 turnips and 38 carrots"), half of the time where it can; else a
-    /// sentence about something else before its last sentence (or first, when the question
-    /// comes first).
+    /// The question with a number that does not matter: a span of time before it ("In 2
+    /// weeks, …"); beside the first given count, other things of its kind ("42 turnips and 38
+    /// carrots"); else a sentence about something else before its last sentence (or first,
+    /// when the question comes first).
     fn with_distractor(
         &self,
         question: &str,
         kind: Kind,
+        schema: Schema,
         words: &Words,
         rng: &mut StdRng,
     ) -> String {
+        // A span of time that is not a rate ("In 1 week, …") before a sum or difference, whose
+        // answer no "per day" could change.
+        let additive = matches!(
+            schema,
+            Schema::Sum | Schema::Sum3 | Schema::Difference | Schema::Difference3
+        );
+        if additive && rng.random_bool(0.25) {
+            let n = rng.random_range(1..=12);
+            let unit = ["day", "week", "hour", "month", "year"]
+                .choose(rng)
+                .expect("units");
+            let (when, s) = (
+                ["In", "Over", "During"].choose(rng).expect("words"),
+                if n == 1 { "" } else { "s" },
+            );
+            let named = ["P", "P2", "P3"]
+                .iter()
+                .map(|p| words.get(p))
+                .any(|name| !name.is_empty() && question.starts_with(name));
+            let rest = if named {
+                question.to_string()
+            } else {
+                let mut c = question.chars();
+                c.next()
+                    .map(|f| f.to_lowercase().chain(c).collect())
+                    .unwrap_or_default()
+            };
+            return format!("{when} {} {unit}{s}, {rest}", say_count(n, rng));
+        }
         let first = words.get("A");
         // Where the first count is written, not inside a longer number ("4 apples" in "14 apples").
         let at = question.match_indices(first).map(|(i, _)| i).find(|&i| {
@@ -938,7 +968,9 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         let mut beside = 0;
         for _ in 0..200 {
-            let q = COMPOSER.with_distractor(question, Kind::Count, &words, &mut rng);
+            // (A schema that takes no span of time before it.)
+            let q =
+                COMPOSER.with_distractor(question, Kind::Count, Schema::Times, &words, &mut rng);
             assert!(q.contains("gave Sam 14 apples. "), "not inside 14: {q}");
             let had = q
                 .split_once("He had ")
@@ -964,9 +996,45 @@ mod tests {
         );
         // Money has no other things of its kind: a sentence of its own only.
         for _ in 0..50 {
-            let q = COMPOSER.with_distractor(question, Kind::Money, &words, &mut rng);
+            let q =
+                COMPOSER.with_distractor(question, Kind::Money, Schema::Times, &words, &mut rng);
             assert!(q.contains("He had 4 apples. "), "{q}");
         }
+    }
+
+    #[test]
+    fn a_span_of_time_may_come_before_a_sum_or_difference() {
+        let mut words = Words::default();
+        words.set("P", "Ann".into());
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut spans = 0;
+        for (question, schema) in [
+            ("Ann had 4 apples. How many?", Schema::Sum),
+            ("There were 4 apples. How many?", Schema::Difference),
+            ("Ann had 4 apples. How many?", Schema::Share),
+        ] {
+            for _ in 0..200 {
+                let q = COMPOSER.with_distractor(question, Kind::Count, schema, &words, &mut rng);
+                let Some((span, rest)) = q.split_once(", ") else {
+                    continue;
+                };
+                let mut span = span.split(' ');
+                assert!(
+                    ["In", "Over", "During"].contains(&span.next().unwrap()),
+                    "{q}"
+                );
+                assert_eq!(span.count(), 2, "{q}");
+                assert_ne!(
+                    schema,
+                    Schema::Share,
+                    "a span of time could be a rate's: {q}"
+                );
+                let expected = question.replace("There", "there");
+                assert_eq!(rest, expected, "{q}");
+                spans += 1;
+            }
+        }
+        assert!((50..=150).contains(&spans), "{spans} of 400");
     }
 
     #[test]
