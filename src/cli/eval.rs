@@ -68,7 +68,8 @@ pub struct ArithArgs {
     /// model's config].
     #[arg(long, value_name = "on|off")]
     pub copy_numbers: Option<super::Switch>,
-    /// One JSON line per problem (with `calculator` and the texts written), then one `report` line per calculator setting.
+    /// One JSON line per problem (with `calculator` and the texts written), then one `report`
+    /// line per calculator setting.
     #[arg(long)]
     pub json: bool,
     /// Also draw the results as an SVG with two panels: accuracy (%) against thinking steps, one

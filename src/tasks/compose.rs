@@ -434,10 +434,8 @@ impl Composer {
             let unit = ["day", "week", "hour", "month", "year"]
                 .choose(rng)
                 .expect("units");
-            let (when, s) = (
-                ["In", "Over", "During"].choose(rng).expect("words"),
-                if n == 1 { "" } else { "s" },
-            );
+            let when = ["In", "Over", "During"].choose(rng).expect("words");
+            let s = if n == 1 { "" } else { "s" };
             let named = ["P", "P2", "P3"]
                 .iter()
                 .map(|p| words.get(p))
