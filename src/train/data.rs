@@ -95,7 +95,7 @@ fn gsm8k_train(path: &Path, d: &DataConfig) -> Result<Vec<Example>> {
         let example = |(_, question, answer): (usize, String, String)| Example { question, answer };
         let (first, later): (Vec<_>, Vec<_>) = steps.into_iter().partition(|(step, ..)| *step == 0);
         if d.gsm8k_first_steps > 0
-            && let Some(Example { question, answer }) = first.into_iter().next().map(example)
+            && let Some((_, question, answer)) = first.into_iter().next()
         {
             out.extend(renumbered(
                 &question,
