@@ -189,29 +189,28 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Option<Ratio> {
-        let mut value = self.term()?;
-        while let Some(Token::Op(op @ (b'+' | b'-'))) = self.peek() {
-            self.at += 1;
-            let right = self.term()?;
-            value = if op == b'+' {
-                value.add(right)?
-            } else {
-                value.sub(right)?
-            };
-        }
-        Some(value)
+        self.chain(b"+-", Self::term)
     }
 
     fn term(&mut self) -> Option<Ratio> {
-        let mut value = self.unary()?;
-        while let Some(Token::Op(op @ (b'*' | b'/'))) = self.peek() {
+        self.chain(b"*/", Self::unary)
+    }
+
+    /// `operand (op operand)*` for the operators `ops`, taken left to right.
+    fn chain(&mut self, ops: &[u8], operand: fn(&mut Self) -> Option<Ratio>) -> Option<Ratio> {
+        let mut value = operand(self)?;
+        while let Some(Token::Op(op)) = self
+            .peek()
+            .filter(|t| matches!(t, Token::Op(o) if ops.contains(o)))
+        {
             self.at += 1;
-            let right = self.unary()?;
-            value = if op == b'*' {
-                value.mul(right)?
-            } else {
-                value.div(right)?
-            };
+            let right = operand(self)?;
+            value = match op {
+                b'+' => value.add(right),
+                b'-' => value.sub(right),
+                b'*' => value.mul(right),
+                _ => value.div(right),
+            }?;
         }
         Some(value)
     }
