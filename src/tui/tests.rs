@@ -143,6 +143,12 @@ fn screen(app: &App) -> String {
     render(app, 120, 40).0
 }
 
+fn assert_shows(screen: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(screen.contains(want), "missing {want:?} in\n{screen}");
+    }
+}
+
 // ---------------------------------------------------------------- key state machine
 
 #[test]
@@ -664,18 +670,19 @@ fn chat_screen_streams_the_reply() {
         calc: false,
     });
     let s = screen(&app);
-    for want in [
-        "ltm-tiny",
-        "cpu",
-        "12.3M params",
-        "F1 Chat",
-        "you",
-        "hello model",
-        "Hello there▍",
-        "Esc stop",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "ltm-tiny",
+            "cpu",
+            "12.3M params",
+            "F1 Chat",
+            "you",
+            "hello model",
+            "Hello there▍",
+            "Esc stop",
+        ],
+    );
 }
 
 #[test]
@@ -689,19 +696,20 @@ fn thinking_panel_mid_thought_shows_progress_curves_and_layers() {
         });
     }
     let s = screen(&app);
-    for want in [
-        "step 3/16",
-        "−ELBO 87.25",
-        "NLL/tok",
-        "ppl ≤",
-        "lr 0.3000",
-        "KL per layer",
-        "L1",
-        "L4",
-        "thinking · step 3/16 · NLL 4.36/token, −27 %",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "step 3/16",
+            "−ELBO 87.25",
+            "NLL/tok",
+            "ppl ≤",
+            "lr 0.3000",
+            "KL per layer",
+            "L1",
+            "L4",
+            "thinking · step 3/16 · NLL 4.36/token, −27 %",
+        ],
+    );
 }
 
 #[test]
@@ -724,15 +732,16 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
     app.on_event(done(r.id, 0, "The answer is 42.", 85.0));
     app.on_event(Event::Finished { request: r.id });
     let s = screen(&app);
-    for want in [
-        "▸ thought 16 steps · NLL 1.50 nats/token (ppl 4.5), −25 % by thinking, KL +12 nats",
-        "190 ms",
-        "Ctrl+T expand",
-        "The answer is 42.",
-        "100.0 tok/s",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "▸ thought 16 steps · NLL 1.50 nats/token (ppl 4.5), −25 % by thinking, KL +12 nats",
+            "190 ms",
+            "Ctrl+T expand",
+            "The answer is 42.",
+            "100.0 tok/s",
+        ],
+    );
     assert!(!s.contains("KL per layer"));
     press_with(&mut app, KeyCode::Char('t'), KeyModifiers::CONTROL);
     assert!(screen(&app).contains("KL per layer"));
@@ -767,13 +776,14 @@ fn the_answer_comes_first_and_ctrl_w_unfolds_its_working() {
     assert!(!s.contains("14+9"), "the working is folded:\n{s}");
     press_with(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
     let s = screen(&app);
-    for want in [
-        "Answer: 23",
-        "He has 14+9 = 23 apples.",
-        "Ctrl+W folds the working",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "Answer: 23",
+            "He has 14+9 = 23 apples.",
+            "Ctrl+W folds the working",
+        ],
+    );
     // A model without an answer format (a text model) shows its text as it is.
     let mut app = app_with(false);
     app.on_event(Event::Ready(info(None)));
@@ -807,18 +817,19 @@ fn few_shot_screen_shows_samples_answers_and_votes() {
     }
     app.on_event(Event::Finished { request: r.id });
     let s = screen(&app);
-    for want in [
-        "F2 Few-shot",
-        "worked examples (4)",
-        "What is 40 + 2?",
-        "#1 → 42",
-        "#2 → 41",
-        "agreement 2/3",
-        "majority 42",
-        "ELBO-best 41",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "F2 Few-shot",
+            "worked examples (4)",
+            "What is 40 + 2?",
+            "#1 → 42",
+            "#2 → 41",
+            "agreement 2/3",
+            "majority 42",
+            "ELBO-best 41",
+        ],
+    );
 }
 
 #[test]
@@ -863,18 +874,19 @@ fn ladder_screen_shows_four_columns() {
         }
     }
     let s = screen(&app);
-    for want in [
-        "F3 Ladder",
-        "0 steps",
-        "4 steps",
-        "16 steps",
-        "64 steps",
-        "prior thought",
-        "→ 17",
-        "→ 18",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "F3 Ladder",
+            "0 steps",
+            "4 steps",
+            "16 steps",
+            "64 steps",
+            "prior thought",
+            "→ 17",
+            "→ 18",
+        ],
+    );
     let header = s.lines().find(|l| l.contains("0 steps")).unwrap();
     assert!(
         header.find("4 steps") < header.find("64 steps"),
@@ -911,14 +923,15 @@ fn engine_errors_become_messages() {
     }
     let s = screen(&app);
     assert_eq!(s.matches("prompt cut").count(), 1, "{s}");
-    for want in [
-        "request 1 failed: out of memory",
-        "engine error: device lost",
-        "prompt cut",
-        "failed",
-    ] {
-        assert!(s.contains(want), "missing {want:?} in\n{s}");
-    }
+    assert_shows(
+        &s,
+        &[
+            "request 1 failed: out of memory",
+            "engine error: device lost",
+            "prompt cut",
+            "failed",
+        ],
+    );
 }
 
 #[test]
