@@ -29,7 +29,9 @@ pub struct Args {
     /// Start from a trained model's weights and tokenizer (a name or a model directory) with a
     /// fresh optimizer and schedule: a new stage on other data or another recipe. Its shape
     /// must be the configuration's, except that a configuration 2, 3, … times as deep grows it
-    /// (each layer followed by copies that start out adding nothing).
+    /// (each layer followed by copies that start out adding nothing), and one 2, 3, … times as
+    /// wide, with as many times the heads, widens it (new heads and units that start out adding
+    /// nothing).
     #[arg(long, value_name = "MODEL")]
     pub init: Option<String>,
     /// Stop after this many minutes of training (validated and saved; --resume continues it).

@@ -20,6 +20,7 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// A checkpoint in memory: configuration and weights under their plain names.
+#[derive(Clone)]
 pub struct Checkpoint {
     pub config: Config,
     pub tensors: HashMap<String, Tensor>,
@@ -305,6 +306,80 @@ impl Checkpoint {
         })
     }
 
+    /// The same decoder `factor` times as wide: `factor` times the width, the heads and the
+    /// key/value heads (the head size kept, so a new query head reads a new key/value head), and
+    /// the feed-forward width of the wider shape. Old weights keep their places. Rows of new
+    /// heads and hidden units start random (N(0, 0.02²), from `seed`) so that gradients reach
+    /// them; everything that would carry them into the old computation starts at zero (old rows'
+    /// new inputs, and every output into a new dimension of the residual stream or out of a new
+    /// head or hidden unit). The norms' weights shrink by √factor, as their root mean square now
+    /// runs over `factor` times the dimensions, the new ones zero. So it computes what this one
+    /// computes, whatever the thought's new dimensions hold, up to the norms' ε (negligible where
+    /// activations are far above it, as in a trained model).
+    pub fn widened(&self, factor: usize, seed: u64) -> Result<Self> {
+        if factor == 0 {
+            bail!("a model cannot be made 0 times as wide");
+        }
+        let mut config = self.config.clone();
+        config.dim *= factor;
+        config.n_heads *= factor;
+        config.n_kv_heads = self.config.n_kv_heads.map(|n| n * factor);
+        config.hidden_dim = self.config.hidden_dim.map(|h| h * factor);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("the widened model: {e}"))?;
+        let mut rng = crate::noise::rng(seed);
+        let mut random = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    0.02 * rand_distr::Distribution::<f32>::sample(
+                        &rand_distr::StandardNormal,
+                        &mut rng,
+                    )
+                })
+                .collect()
+        };
+        let shrink = (1.0 / factor as f64).sqrt();
+        let mut tensors = HashMap::new();
+        for (name, shape) in parameter_shapes(&config) {
+            let old = self
+                .tensors
+                .get(&name)
+                .with_context(|| format!("{}: no tensor {name}", self.source.display()))?
+                .to_dtype(DType::F32)?
+                .to_device(&Device::Cpu)?;
+            let t = if shape.len() == 1 {
+                let old = (old * shrink)?;
+                let mean = old.mean_all()?.to_scalar::<f32>()?;
+                let grown = shape[0] - old.dim(0)?;
+                Tensor::cat(&[old, Tensor::full(mean, grown, &Device::Cpu)?], 0)?
+            } else {
+                let (rows, cols) = old.dims2()?;
+                let writes = name.ends_with("wo.weight") || name.ends_with("w2.weight");
+                // Old rows read nothing from new inputs; new rows (new heads, hidden units) read
+                // everything, unless they write the residual stream's new dimensions.
+                let old_rows = old.pad_with_zeros(1, 0, shape[1] - cols)?;
+                let new_rows = shape[0] - rows;
+                let new = if writes || new_rows == 0 {
+                    Tensor::zeros((new_rows, shape[1]), DType::F32, &Device::Cpu)?
+                } else {
+                    Tensor::from_vec(
+                        random(new_rows * shape[1]),
+                        (new_rows, shape[1]),
+                        &Device::Cpu,
+                    )?
+                };
+                Tensor::cat(&[old_rows, new], 0)?
+            };
+            tensors.insert(name, t);
+        }
+        Ok(Self {
+            config,
+            tensors,
+            source: self.source.clone(),
+        })
+    }
+
     /// The decoder on `device` in `dtype`.
     pub fn model(&self, dtype: DType, device: &Device) -> Result<Ltm> {
         let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
@@ -491,6 +566,75 @@ mod tests {
         moved.tensors.insert(name.into(), w2);
         let c2 = logits(&moved, &deep_z);
         assert!(a.iter().zip(&c2).any(|(x, y)| (x - y).abs() > 1e-4));
+    }
+
+    #[test]
+    fn a_widened_model_computes_what_it_was_grown_from_and_its_new_parts_learn() {
+        let c: Config = serde_json::from_str(
+            r#"{"dim":32,"n_layers":2,"n_heads":4,"n_kv_heads":2,"vocab_size":101,"multiple_of":16,
+                "max_seq_len":64,"window_size":16,"max_z_len":8}"#,
+        )
+        .unwrap();
+        let mut small = Checkpoint::random(c.clone(), 3).unwrap();
+        // Activations of a trained model's size, far above the norms' ε.
+        let emb = "tok_embeddings.weight";
+        small
+            .tensors
+            .insert(emb.into(), (&small.tensors[emb] * 50.0).unwrap());
+        let wide = small.widened(2, 7).unwrap();
+        assert_eq!(
+            (
+                wide.config.dim,
+                wide.config.n_heads,
+                wide.config.n_kv_heads()
+            ),
+            (64, 8, 4)
+        );
+        assert_eq!(wide.config.head_dim(), c.head_dim());
+        for (name, shape) in parameter_shapes(&wide.config) {
+            assert_eq!(wide.tensors[&name].dims(), &shape[..], "{name}");
+        }
+
+        let dev = Device::Cpu;
+        let tokens = Tensor::new(&[[1u32, 5, 9, 2, 7, 3]], &dev).unwrap();
+        let (b, n, d) = small.model(DType::F32, &dev).unwrap().thought_shape(1);
+        let z = Tensor::randn(0f32, 1.0, (b, n, d), &dev).unwrap();
+        // Whatever the thought's new dimensions hold.
+        let wide_z = Tensor::cat(
+            &[&z, &Tensor::randn(0f32, 1.0, (b, n, d), &dev).unwrap()],
+            2,
+        )
+        .unwrap();
+        let logits = |ckpt: &Checkpoint, z: &Tensor| {
+            let model = ckpt.model(DType::F32, &dev).unwrap();
+            let logits = model.forward(&tokens, z, Pass::Infer).unwrap();
+            logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let (a, w) = (logits(&small, &z), logits(&wide, &wide_z));
+        let worst = a
+            .iter()
+            .zip(&w)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        let largest = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5 * largest,
+            "largest difference {worst} of {largest}"
+        );
+
+        // The new parts learn: a gradient reaches the weights that carry a new head's output
+        // into the old dimensions (zero now), so the next step connects the new heads.
+        let mut trained = wide.clone();
+        let wo = "layers.0.attention.wo.weight";
+        let var = candle_core::Var::from_tensor(&wide.tensors[wo]).unwrap();
+        trained.tensors.insert(wo.into(), var.as_tensor().clone());
+        let model = trained.model(DType::F32, &dev).unwrap();
+        let loss = model.forward(&tokens, &wide_z, Pass::Train).unwrap();
+        let grads = loss.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let new_heads_out = grads.get(var.as_tensor()).unwrap().narrow(0, 0, d).unwrap();
+        let new_heads_out = new_heads_out.narrow(1, d, d).unwrap();
+        let largest = new_heads_out.abs().unwrap().max_all().unwrap();
+        assert!(largest.to_scalar::<f32>().unwrap() > 0.0);
     }
 
     #[test]

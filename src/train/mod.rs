@@ -317,8 +317,8 @@ pub enum Start {
     /// The run saved in the output directory: weights, optimizer moments and state.
     Resume,
     /// A trained model's weights, with a fresh optimizer and state: a new stage on other data
-    /// or another recipe. A configuration a whole number of times as deep, and otherwise of the
-    /// same shape, grows the model first.
+    /// or another recipe. A configuration a whole number of times as wide or as deep, and
+    /// otherwise of the same shape, grows the model first.
     From(Box<Checkpoint>),
 }
 
@@ -357,7 +357,12 @@ impl Trainer {
             }
             Start::From(ckpt) => {
                 let mut ckpt = *ckpt;
-                // A deeper configuration of the same width grows the model (`Checkpoint::deepened`).
+                // A wider configuration (width and heads alike) grows the model's width
+                // (`Checkpoint::widened`), a deeper one its depth (`Checkpoint::deepened`).
+                let (have, want) = (ckpt.config.dim, config.model.dim);
+                if want > have && want % have == 0 {
+                    ckpt = ckpt.widened(want / have, config.optim.seed)?;
+                }
                 let (have, want) = (ckpt.config.n_layers, config.model.n_layers);
                 if want > have && want % have == 0 {
                     ckpt = ckpt.deepened(want / have)?;
