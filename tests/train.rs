@@ -211,8 +211,27 @@ fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
 
     let mut wider = tiny_config();
     wider.model.dim = 64;
-    let err = start_from(wider).err().unwrap().to_string();
+    let err = start_from(wider.clone()).err().unwrap().to_string();
     assert!(err.contains("dim = 32, the configuration 64"), "{err}");
+
+    // Twice as wide, heads too: the model widens, the trained weights in the first rows.
+    (wider.model.n_heads, wider.model.n_kv_heads) = (4, Some(2));
+    let widened = weights(&start_from(wider).unwrap());
+    let norm = |w: &[(String, Vec<f32>)]| {
+        w.iter()
+            .find(|(n, _)| n == "norm.weight")
+            .unwrap()
+            .1
+            .clone()
+    };
+    let (old_norm, new_norm) = (norm(&weights(&trained)), norm(&widened));
+    assert_eq!(new_norm.len(), 2 * old_norm.len());
+    assert!(
+        old_norm
+            .iter()
+            .zip(&new_norm)
+            .all(|(a, b)| (a / 2f32.sqrt() - b).abs() < 1e-6)
+    );
 
     // Twice as deep: the model grows, its first layers the trained ones.
     let mut deeper = tiny_config();

@@ -246,6 +246,14 @@ fn stamped_iter(file: &Path) -> Result<Option<usize>> {
 }
 
 /// Refuses to start a run of shape `want` from weights of another shape.
+/// How many times as wide `want` is as `have`, width, heads and key/value heads alike, if it is
+/// a whole number above one.
+fn widening(have: &Config, want: &Config) -> Option<usize> {
+    let factor = want.dim / have.dim;
+    let times = |c: &Config, f: usize| (c.dim * f, c.n_heads * f, c.n_kv_heads() * f);
+    (factor > 1 && times(want, 1) == times(have, factor)).then_some(factor)
+}
+
 fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
     let shape = |c: &Config| {
         [
@@ -359,9 +367,8 @@ impl Trainer {
                 let mut ckpt = *ckpt;
                 // A wider configuration (width and heads alike) grows the model's width
                 // (`Checkpoint::widened`), a deeper one its depth (`Checkpoint::deepened`).
-                let (have, want) = (ckpt.config.dim, config.model.dim);
-                if want > have && want % have == 0 {
-                    ckpt = ckpt.widened(want / have, config.optim.seed)?;
+                if let Some(factor) = widening(&ckpt.config, &config.model) {
+                    ckpt = ckpt.widened(factor, config.optim.seed)?;
                 }
                 let (have, want) = (ckpt.config.n_layers, config.model.n_layers);
                 if want > have && want % have == 0 {
