@@ -499,13 +499,26 @@ mod tests {
     use super::*;
     use crate::model::decoder::Pass;
 
+    /// Two layers of width `dim`, 4 heads with 2 key/value heads.
+    fn two_layers(dim: usize) -> Config {
+        serde_json::from_value(serde_json::json!({"dim": dim, "n_layers": 2, "n_heads": 4,
+            "n_kv_heads": 2, "vocab_size": 101, "multiple_of": 16, "max_seq_len": 64,
+            "window_size": 16, "max_z_len": 8}))
+        .unwrap()
+    }
+
+    /// The logits of a fixed six-token text given the thought `z`, flattened.
+    fn logits(ckpt: &Checkpoint, z: &Tensor) -> Vec<f32> {
+        let dev = Device::Cpu;
+        let tokens = Tensor::new(&[[1u32, 5, 9, 2, 7, 3]], &dev).unwrap();
+        let model = ckpt.model(DType::F32, &dev).unwrap();
+        let logits = model.forward(&tokens, z, Pass::Infer).unwrap();
+        logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
     #[test]
     fn a_deepened_model_computes_what_it_was_grown_from() {
-        let c: Config = serde_json::from_str(
-            r#"{"dim":64,"n_layers":2,"n_heads":4,"n_kv_heads":2,"vocab_size":101,"multiple_of":16,
-                "max_seq_len":64,"window_size":16,"max_z_len":8}"#,
-        )
-        .unwrap();
+        let c = two_layers(64);
         let small = Checkpoint::random(c.clone(), 3).unwrap();
         let deep = small.deepened(2).unwrap();
         assert_eq!(deep.config.n_layers, 2 * c.n_layers);
@@ -520,7 +533,6 @@ mod tests {
         assert_eq!(names, want);
 
         let dev = Device::Cpu;
-        let tokens = Tensor::new(&[[1u32, 5, 9, 2, 7, 3]], &dev).unwrap();
         let (b, n, d) = small.model(DType::F32, &dev).unwrap().thought_shape(1);
         let z = Tensor::randn(0f32, 1.0, (b, n, d), &dev).unwrap();
         // Each layer's thought vectors go to it and to its copies (which do not read them).
@@ -535,16 +547,6 @@ mod tests {
             1,
         )
         .unwrap();
-        let logits = |ckpt: &Checkpoint, z: &Tensor| {
-            let model = ckpt.model(DType::F32, &dev).unwrap();
-            model
-                .forward(&tokens, z, Pass::Infer)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
         let (a, b) = (logits(&small, &z), logits(&deep, &deep_z));
         let moved_thoughts = a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4);
         assert!(moved_thoughts, "the thought keys' positions came closer");
@@ -570,11 +572,7 @@ mod tests {
 
     #[test]
     fn a_widened_model_computes_what_it_was_grown_from_and_its_new_parts_learn() {
-        let c: Config = serde_json::from_str(
-            r#"{"dim":32,"n_layers":2,"n_heads":4,"n_kv_heads":2,"vocab_size":101,"multiple_of":16,
-                "max_seq_len":64,"window_size":16,"max_z_len":8}"#,
-        )
-        .unwrap();
+        let c = two_layers(32);
         let mut small = Checkpoint::random(c.clone(), 3).unwrap();
         // Activations of a trained model's size, far above the norms' ε.
         let emb = "tok_embeddings.weight";
@@ -605,11 +603,6 @@ mod tests {
             2,
         )
         .unwrap();
-        let logits = |ckpt: &Checkpoint, z: &Tensor| {
-            let model = ckpt.model(DType::F32, &dev).unwrap();
-            let logits = model.forward(&tokens, z, Pass::Infer).unwrap();
-            logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-        };
         let (a, w) = (logits(&small, &z), logits(&wide, &wide_z));
         let worst = a
             .iter()
