@@ -242,15 +242,7 @@ impl Checkpoint {
                     Tensor::ones(shape, DType::F32, &Device::Cpu)?
                 } else {
                     let n: usize = shape.iter().product();
-                    let v: Vec<f32> = (0..n)
-                        .map(|_| {
-                            0.02 * rand_distr::Distribution::<f32>::sample(
-                                &rand_distr::StandardNormal,
-                                &mut rng,
-                            )
-                        })
-                        .collect();
-                    Tensor::from_vec(v, shape, &Device::Cpu)?
+                    Tensor::from_vec(initial(n, &mut rng), shape, &Device::Cpu)?
                 };
                 Ok((name, t))
             })
@@ -329,16 +321,6 @@ impl Checkpoint {
             .validate()
             .map_err(|e| anyhow::anyhow!("the widened model: {e}"))?;
         let mut rng = crate::noise::rng(seed);
-        let mut random = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    0.02 * rand_distr::Distribution::<f32>::sample(
-                        &rand_distr::StandardNormal,
-                        &mut rng,
-                    )
-                })
-                .collect()
-        };
         let shrink = (1.0 / factor as f64).sqrt();
         let mut tensors = HashMap::new();
         for (name, shape) in parameter_shapes(&config) {
@@ -359,15 +341,14 @@ impl Checkpoint {
                 // Old rows read nothing from new inputs; new rows (new heads, hidden units) read
                 // everything, unless they write the residual stream's new dimensions.
                 let old_rows = old.pad_with_zeros(1, 0, shape[1] - cols)?;
-                let new_rows = shape[0] - rows;
+                let new_rows = shape[0]
+                    .checked_sub(rows)
+                    .with_context(|| format!("the widened model's {name} has fewer rows"))?;
                 let new = if writes || new_rows == 0 {
                     Tensor::zeros((new_rows, shape[1]), DType::F32, &Device::Cpu)?
                 } else {
-                    Tensor::from_vec(
-                        random(new_rows * shape[1]),
-                        (new_rows, shape[1]),
-                        &Device::Cpu,
-                    )?
+                    let n = new_rows * shape[1];
+                    Tensor::from_vec(initial(n, &mut rng), (new_rows, shape[1]), &Device::Cpu)?
                 };
                 Tensor::cat(&[old_rows, new], 0)?
             };
@@ -492,6 +473,14 @@ fn plain_value(o: Object) -> Option<serde_json::Value> {
         Object::None => Value::Null,
         _ => return None,
     })
+}
+
+/// `n` initial weights, N(0, 0.02²) (the reference's initialisation).
+fn initial(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+    use rand_distr::Distribution;
+    (0..n)
+        .map(|_| 0.02 * Distribution::<f32>::sample(&rand_distr::StandardNormal, rng))
+        .collect()
 }
 
 #[cfg(test)]
