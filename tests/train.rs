@@ -214,7 +214,7 @@ fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
     let err = start_from(wider.clone()).err().unwrap().to_string();
     assert!(err.contains("dim = 32, the configuration 64"), "{err}");
 
-    // Twice as wide, heads too: the model widens, the trained weights in the first rows.
+    // Twice as wide, heads too: the model widens, its trained norm weights first, shrunk by √2.
     (wider.model.n_heads, wider.model.n_kv_heads) = (4, Some(2));
     let widened = weights(&start_from(wider).unwrap());
     let norm = |w: &[(String, Vec<f32>)]| {

@@ -245,7 +245,6 @@ fn stamped_iter(file: &Path) -> Result<Option<usize>> {
         .and_then(|v| v.parse().ok()))
 }
 
-/// Refuses to start a run of shape `want` from weights of another shape.
 /// How many times as wide `want` is as `have`, width, heads and key/value heads alike, if it is
 /// a whole number above one.
 fn widening(have: &Config, want: &Config) -> Option<usize> {
@@ -254,6 +253,7 @@ fn widening(have: &Config, want: &Config) -> Option<usize> {
     (factor > 1 && times(want, 1) == times(have, factor)).then_some(factor)
 }
 
+/// Refuses to start a run of shape `want` from weights of another shape.
 fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
     let shape = |c: &Config| {
         [
