@@ -281,7 +281,7 @@ impl Checkpoint {
                 tensors.insert(name.clone(), t.clone());
                 continue;
             };
-            let output = rest.ends_with("wo.weight") || rest == "feed_forward.w2.weight";
+            let output = writes_residual(rest);
             for copy in 0..factor {
                 let t = if copy > 0 && output {
                     t.zeros_like()?
@@ -337,7 +337,7 @@ impl Checkpoint {
                 Tensor::cat(&[old, Tensor::full(mean, grown, &Device::Cpu)?], 0)?
             } else {
                 let (rows, cols) = old.dims2()?;
-                let writes = name.ends_with("wo.weight") || name.ends_with("w2.weight");
+                let writes = writes_residual(&name);
                 // Old rows read nothing from new inputs; new rows (new heads, hidden units) read
                 // everything, unless they write the residual stream's new dimensions.
                 let old_rows = old.pad_with_zeros(1, 0, shape[1] - cols)?;
@@ -473,6 +473,12 @@ fn plain_value(o: Object) -> Option<serde_json::Value> {
         Object::None => Value::Null,
         _ => return None,
     })
+}
+
+/// Whether the weight `name` writes into the residual stream (attention's and cross-attention's
+/// `wo`, the feed-forward's `w2`): what a grown model's new parts must start at zero in.
+fn writes_residual(name: &str) -> bool {
+    name.ends_with("wo.weight") || name.ends_with("feed_forward.w2.weight")
 }
 
 /// `n` initial weights, N(0, 0.02²) (the reference's initialisation).
