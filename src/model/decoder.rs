@@ -57,17 +57,12 @@ impl Pass {
         }
     }
 
-    fn attention(
-        self,
-        (q, k, v): (&Tensor, &Tensor, &Tensor),
-        mask: Option<&Tensor>,
-        scale: f64,
-    ) -> Result<Tensor> {
+    fn attention(self, qkv: ops::Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
         match self {
             Pass::Infer => {
-                ops::composite::attention(q, k, v, mask, scale, candle_nn::ops::softmax_last_dim)
+                ops::composite::attention(qkv, mask, scale, candle_nn::ops::softmax_last_dim)
             }
-            Pass::Think | Pass::Train => ops::attention(q, k, v, mask, scale),
+            Pass::Think | Pass::Train => ops::attention(qkv, mask, scale),
         }
     }
 
@@ -228,18 +223,11 @@ impl Attention {
     }
 
     /// softmax(q kᵀ/√d + mask) v, then the output projection: [B, T, dim].
-    fn attend(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        pass: Pass,
-    ) -> Result<Tensor> {
-        let (b, _, t, _) = q.dims4()?;
+    fn attend(&self, qkv: ops::Qkv, mask: Option<&Tensor>, pass: Pass) -> Result<Tensor> {
+        let (b, _, t, _) = qkv.0.dims4()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let out = pass
-            .attention((q, k, v), mask, scale)?
+            .attention(qkv, mask, scale)?
             .transpose(1, 2)?
             .reshape((b, t, self.n_heads * self.head_dim))?;
         pass.linear(&out, &self.wo)
@@ -315,7 +303,7 @@ impl Block {
         if let Some(kept) = window {
             (k, v) = kept.push(&k, &v)?;
         }
-        x + attn.attend(&q, &k, &v, at.mask.as_ref(), pass)?
+        x + attn.attend((&q, &k, &v), at.mask.as_ref(), pass)?
     }
 
     /// The cross-attention's queries of x.
@@ -332,7 +320,7 @@ impl Block {
         (zk, zv): &Kv,
         pass: Pass,
     ) -> Result<Tensor> {
-        let x = (x + self.cross_attention.attend(queries, zk, zv, None, pass)?)?;
+        let x = (x + self.cross_attention.attend((queries, zk, zv), None, pass)?)?;
         let h = self.ffn_norm.forward(&x, pass)?;
         &x + self.feed_forward.forward(&h, pass)?
     }

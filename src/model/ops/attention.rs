@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use super::gemm::{View, product};
 use super::pointwise::{exp_in_place, row_max};
-use super::{composite, contiguous_f32, fused, with_values};
+use super::{Qkv, composite, contiguous_f32, fused, with_values};
 
 /// The shapes of one attention: q [B, H, T, D], k and v [B, G, S, D] with H a multiple of G.
 #[derive(Clone, Copy)]
@@ -356,18 +356,12 @@ fn visible_ranges(mask: &[f32], s: usize) -> Option<Vec<Range<usize>>> {
         .collect()
 }
 
-/// softmax(q kᵀ · scale + mask) v for q [B, H, T, D] and k, v [B, G, S, D] (G divides H: each
-/// key/value head serves H/G query heads), `mask` [T, S] additive. Differentiable in q, k and
-/// v; one fused op on the CPU in f32, the composite elsewhere.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    scale: f64,
-) -> Result<Tensor> {
+/// softmax(q kᵀ · scale + mask) v, `mask` [T, S] additive. Differentiable in q, k and v; one
+/// fused op on the CPU in f32, the composite elsewhere.
+pub fn attention(qkv: Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let (q, k, v) = qkv;
     if !fused(q) {
-        return composite::attention(q, k, v, mask, scale, super::softmax_last_dim);
+        return composite::attention(qkv, mask, scale, super::softmax_last_dim);
     }
     let (t, s) = (q.dim(2)?, k.dim(2)?);
     let visible = match mask {
@@ -379,7 +373,7 @@ pub fn attention(
             match visible_ranges(&values, s) {
                 Some(ranges) => Some(ranges),
                 None => {
-                    return composite::attention(q, k, v, Some(m), scale, super::softmax_last_dim);
+                    return composite::attention(qkv, Some(m), scale, super::softmax_last_dim);
                 }
             }
         }
@@ -430,16 +424,10 @@ mod tests {
             let k = Var::randn(0f32, 1., (2, 2, s, 8), &dev)?;
             let v = Var::randn(0f32, 1., (2, 2, s, 8), &dev)?;
             let scale = 1.0 / 8f64.sqrt();
-            let (q_, k_, v_) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
-            let y = attention(q_, k_, v_, mask.as_ref(), scale)?;
-            let y_ref = composite::attention(
-                q_,
-                k_,
-                v_,
-                mask.as_ref(),
-                scale,
-                composite::softmax_last_dim,
-            )?;
+            let qkv = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            let y = attention(qkv, mask.as_ref(), scale)?;
+            let y_ref =
+                composite::attention(qkv, mask.as_ref(), scale, composite::softmax_last_dim)?;
             let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
                 a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()
             };

@@ -23,6 +23,10 @@ use nll::per_row;
 pub use nll::{output_nll, token_nll};
 pub use pointwise::{rms_norm, rope_interleaved, softmax_last_dim, swiglu};
 
+/// An attention's queries [B, H, T, D], keys and values [B, G, S, D] (G divides H: each
+/// key/value head serves H/G query heads).
+pub type Qkv<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
+
 /// Whether `x` takes the fused kernels below: f32 on the CPU. Other devices and dtypes take the
 /// [`composite`]s, which every backend has.
 pub fn fused(x: &Tensor) -> bool {
@@ -69,9 +73,7 @@ pub mod composite {
     /// [`super::attention`] with the key/value heads repeated, the scores stored and `softmax`
     /// taken in f32: differentiable with a differentiable `softmax`.
     pub fn attention(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
+        (q, k, v): Qkv,
         mask: Option<&Tensor>,
         scale: f64,
         softmax: impl Fn(&Tensor) -> Result<Tensor>,

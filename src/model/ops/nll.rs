@@ -1,7 +1,7 @@
 //! The cross-entropies: the NLL of each target token given its logits (`token_nll`), and given
 //! the hidden states and the tied output layer, without storing the logits (`output_nll`).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, DType, Layout, Result, Shape, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -22,24 +22,6 @@ fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// The vocabulary size, the logits [m, v] and the m targets, each checked to be below v.
-fn logits_and_targets<'a>(
-    s1: &'a CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-) -> Result<(usize, &'a [f32], Vec<usize>)> {
-    let (m, v) = l1.shape().dims2()?;
-    let (logits, targets) = (contiguous_f32(s1, l1, "token_nll")?, target_ids(s2, l2)?);
-    if targets.len() != m || targets.iter().any(|&t| t >= v) {
-        candle_core::bail!(
-            "token_nll: {} targets for {m} rows of {v} logits (or a target out of range)",
-            targets.len()
-        );
-    }
-    Ok((v, logits, targets))
-}
-
 impl CustomOp2 for TokenNll {
     fn name(&self) -> &'static str {
         "token-nll"
@@ -52,7 +34,14 @@ impl CustomOp2 for TokenNll {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (v, logits, targets) = logits_and_targets(s1, l1, s2, l2)?;
+        let (m, v) = l1.shape().dims2()?;
+        let (logits, targets) = (contiguous_f32(s1, l1, "token_nll")?, target_ids(s2, l2)?);
+        if targets.len() != m || targets.iter().any(|&t| t >= v) {
+            candle_core::bail!(
+                "token_nll: {} targets for {m} rows of {v} logits (or a target out of range)",
+                targets.len()
+            );
+        }
         let nll: Vec<f32> = logits
             .par_chunks(v)
             .zip(targets.par_iter())
@@ -70,40 +59,42 @@ impl CustomOp2 for TokenNll {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // log Σ exp = nll + the target's logit: the backward pass needs no second reduction.
         let lse = (nll + logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)?;
-        let scaled = Tensor::stack(&[&lse, &dnll.contiguous()?], 1)?;
-        let dlogits = logits.apply_op3_no_bwd(targets, &scaled, &TokenNllGrad)?;
-        Ok((Some(dlogits), None))
+        let grad = TokenNllGrad {
+            targets: targets.to_vec1::<u32>()?,
+            lse: lse.to_vec1()?,
+            dnll: dnll.to_vec1()?,
+        };
+        Ok((Some(logits.apply_op1_no_bwd(&grad)?), None))
     }
 }
 
-/// d nll / d logits = (softmax(logits) − onehot(target)) · dnll, in one pass.
-/// Its third argument holds (log Σ exp, dnll) per row.
-struct TokenNllGrad;
+/// d nll / d logits = (softmax(logits) − onehot(target)) · dnll, in one pass, given each row's
+/// target, log Σ exp and dnll (a few numbers a row, where the logits are a vocabulary's).
+struct TokenNllGrad {
+    targets: Vec<u32>,
+    lse: Vec<f32>,
+    dnll: Vec<f32>,
+}
 
-impl CustomOp3 for TokenNllGrad {
+impl CustomOp1 for TokenNllGrad {
     fn name(&self) -> &'static str {
         "token-nll-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (v, logits, targets) = logits_and_targets(s1, l1, s2, l2)?;
-        let (m, scaled) = (targets.len(), contiguous_f32(s3, l3, "token_nll")?);
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (m, v) = l.shape().dims2()?;
+        let logits = contiguous_f32(s, l, "token_nll")?;
+        let in_range = self.targets.iter().all(|&t| (t as usize) < v);
+        if [self.targets.len(), self.lse.len(), self.dnll.len()] != [m; 3] || !in_range {
+            candle_core::bail!("token_nll: the gradient's rows do not match {m} rows of {v} logits")
+        }
         let mut grad = vec![0f32; m * v];
         grad.par_chunks_mut(v)
             .zip(logits.par_chunks(v))
-            .zip(targets.par_iter().zip(scaled.par_chunks(2)))
-            .for_each(|((g, row), (&t, ld))| {
-                let (lse, d) = (ld[0], ld[1]);
+            .zip(self.targets.par_iter().zip(&self.lse).zip(&self.dnll))
+            .for_each(|((g, row), ((&t, &lse), &d))| {
                 softmax_times(g, row, lse, d);
-                g[t] -= d;
+                g[t as usize] -= d;
             });
         Ok((CpuStorage::F32(grad), Shape::from((m, v))))
     }
