@@ -161,6 +161,14 @@ impl Fixture {
         self.tensors[name].to_device(&self.target.device).unwrap()
     }
 
+    /// The posterior the reference started thinking from.
+    fn initial_posterior(&self) -> Posterior {
+        Posterior {
+            mu: self.t("mu0"),
+            log_var: self.t("log_var0"),
+        }
+    }
+
     fn ids(&self, name: &str) -> Vec<Vec<u32>> {
         let t = self
             .t(name)
@@ -322,10 +330,7 @@ fn assert_elbo_figures(name: &str, fx: &Fixture, got: &ltm::think::Elbo, pointer
 #[test]
 fn elbo_at_the_initial_posterior_matches() {
     for fx in cases() {
-        let q = Posterior {
-            mu: fx.t("mu0"),
-            log_var: fx.t("log_var0"),
-        };
+        let q = fx.initial_posterior();
         for (name, model) in fx.models() {
             let (loss, figures) = elbo(&model, &text(&fx), &q, &fx.t("eps"), Pass::Think).unwrap();
             assert_rel(
@@ -342,10 +347,7 @@ fn elbo_at_the_initial_posterior_matches() {
 #[test]
 fn fast_learning_trace_and_final_posterior_match() {
     for fx in cases() {
-        let init = Posterior {
-            mu: fx.t("mu0"),
-            log_var: fx.t("log_var0"),
-        };
+        let init = fx.initial_posterior();
         let settings = FastLearning {
             steps: fx.f("/posterior/steps") as usize,
             lr: fx.f("/posterior/lr"),

@@ -70,15 +70,19 @@ fn run(out: &std::path::Path, start: Start) -> Trainer {
     .unwrap()
 }
 
-/// A new tiny run on the toy corpus, saving into `out`.
-fn fresh_run(out: &std::path::Path) -> Trainer {
-    run(out, Start::Fresh)
+/// A new tiny run on the toy corpus, saving into `out`, `steps` steps in.
+fn fresh_run(out: &std::path::Path, steps: usize) -> Trainer {
+    let mut t = run(out, Start::Fresh);
+    for _ in 0..steps {
+        t.step().unwrap();
+    }
+    t
 }
 
 #[test]
 fn a_few_steps_lower_the_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = fresh_run(dir.path());
+    let mut t = fresh_run(dir.path(), 0);
     let first: f64 = (0..3).map(|_| t.step().unwrap().loss).sum::<f64>() / 3.0;
     for _ in 0..30 {
         t.step().unwrap();
@@ -97,14 +101,8 @@ fn a_few_steps_lower_the_loss() {
 #[test]
 fn resume_continues_exactly_as_an_uninterrupted_run() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut straight = fresh_run(a.path());
-    for _ in 0..4 {
-        straight.step().unwrap();
-    }
-    let mut first = fresh_run(b.path());
-    for _ in 0..2 {
-        first.step().unwrap();
-    }
+    let straight = fresh_run(a.path(), 4);
+    let first = fresh_run(b.path(), 2);
     first.save(b.path()).unwrap();
     drop(first);
     let mut resumed = run(b.path(), Start::Resume);
@@ -133,7 +131,7 @@ fn fifty_iterations_learn_what_the_composite_trainer_learnt() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut t = fresh_run(dir.path());
+    let mut t = fresh_run(dir.path(), 0);
     for (i, want) in recorded.iter().enumerate() {
         let got = t.step().unwrap().loss;
         assert!(
@@ -190,10 +188,7 @@ fn a_thought_fitted_to_the_question_never_sees_the_answer() {
 #[test]
 fn a_run_started_from_a_model_has_its_weights_and_a_fresh_state() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut trained = fresh_run(a.path());
-    for _ in 0..3 {
-        trained.step().unwrap();
-    }
+    let trained = fresh_run(a.path(), 3);
     let start_from = |config: TrainConfig| {
         Trainer::new(
             config,

@@ -188,6 +188,15 @@ fn chat_in_tmux(
     Some((scratch, tmux))
 }
 
+/// The one session saved in `scratch`'s data directory, as text; `screen` for the message.
+fn the_saved_session(scratch: &tempfile::TempDir, screen: &str) -> String {
+    let sessions: Vec<_> = std::fs::read_dir(scratch.path().join("data/sessions"))
+        .unwrap_or_else(|e| panic!("{e}: no sessions after\n{screen}"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "not one saved session after\n{screen}");
+    std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap()
+}
+
 #[test]
 fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     let args = "--steps 8 --max-tokens 24 --temperature 0";
@@ -196,7 +205,6 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     }) else {
         return;
     };
-    let data = scratch.path().join("data");
     let minute = Duration::from_secs(60);
     tmux.ask("What is 2 + 3?");
     let screen = tmux.wait_for("the answer", minute, |s| s.contains("Answer: "));
@@ -234,9 +242,7 @@ fn chat_in_tmux_thinks_answers_and_restores_the_terminal() {
     assert!(!screen.contains('│'), "the TUI is still drawn:\n{screen}");
 
     // The saved session holds the question and a non-empty answer.
-    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions")).unwrap().collect();
-    assert_eq!(sessions.len(), 1);
-    let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
+    let session = the_saved_session(&scratch, &screen);
     let session: serde_json::Value = serde_json::from_str(&session).unwrap();
     let text = session.to_string();
     assert!(text.contains("What is 2 + 3?"), "{text}");
@@ -262,11 +268,10 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
     }) else {
         return;
     };
-    let data = scratch.path().join("data");
-    let minute = Duration::from_secs(60);
     tmux.ask("What is 2 + 3?");
     // Thinking's progress, "step N/1000": the model's scope on screen says "four-step", so "step "
     // alone can be seen before the question is even sent.
+    let minute = Duration::from_secs(60);
     let screen = tmux.wait_for("thinking", minute, |s| s.contains("/1000"));
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let killed = Command::new("kill")
@@ -275,15 +280,8 @@ fn a_question_killed_mid_thought_is_in_the_saved_session() {
         .unwrap();
     assert!(killed.success());
 
-    let sessions: Vec<_> = std::fs::read_dir(data.join("sessions"))
-        .unwrap_or_else(|e| panic!("{e}: no sessions after\n{screen}"))
-        .collect();
-    assert_eq!(
-        sessions.len(),
-        1,
-        "the session was saved when the question was asked"
-    );
-    let session = std::fs::read_to_string(sessions[0].as_ref().unwrap().path()).unwrap();
+    // Saved when the question was asked.
+    let session = the_saved_session(&scratch, &screen);
     assert!(session.contains("What is 2 + 3?"), "{session}");
 }
 
@@ -321,8 +319,7 @@ fn an_ending_signal_restores_the_terminal_and_saves_the_session() {
             !tmux.alternate_screen(),
             "SIG{signal}: still on the alternate screen"
         );
-        let sessions = std::fs::read_dir(scratch.path().join("data/sessions")).unwrap();
-        assert_eq!(sessions.count(), 1, "SIG{signal}");
+        the_saved_session(&scratch, &format!("SIG{signal}:\n{screen}"));
     }
 }
 

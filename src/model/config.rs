@@ -177,9 +177,9 @@ impl Config {
             .unwrap_or(LevelSteps::around(self.num_steps))
     }
 
-    /// Checks that the sizes fit together; the message names the offending keys.
-    pub fn validate(&self) -> Result<(), String> {
-        let positive = [
+    /// The sizes the model is built from, by key.
+    pub fn sizes(&self) -> [(&'static str, usize); 9] {
+        [
             ("dim", self.dim),
             ("n_layers", self.n_layers),
             ("n_heads", self.n_heads),
@@ -189,8 +189,12 @@ impl Config {
             ("max_seq_len", self.max_seq_len),
             ("window_size", self.window_size),
             ("max_z_len", self.max_z_len),
-        ];
-        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        ]
+    }
+
+    /// Checks that the sizes fit together; the message names the offending keys.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some((key, _)) = self.sizes().iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{key}` must be positive"));
         }
         // Sizes far beyond any model this app runs, so that a typo or a hostile file is refused

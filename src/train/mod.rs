@@ -255,16 +255,12 @@ fn widening(have: &Config, want: &Config) -> Option<usize> {
 
 /// Refuses to start a run of shape `want` from weights of another shape.
 fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
+    // Positions and windows shape no weight; the feed-forward width stands for multiple_of.
     let shape = |c: &Config| {
-        [
-            ("dim", c.dim),
-            ("n_layers", c.n_layers),
-            ("n_heads", c.n_heads),
-            ("n_kv_heads", c.n_kv_heads()),
-            ("max_z_len", c.max_z_len),
-            ("vocab_size", c.vocab_size),
-            ("ffn width", c.ffn_dim()),
-        ]
+        c.sizes()
+            .into_iter()
+            .filter(|(key, _)| !["multiple_of", "max_seq_len", "window_size"].contains(key))
+            .chain([("ffn width", c.ffn_dim())])
     };
     for ((name, a), (_, b)) in shape(have).into_iter().zip(shape(want)) {
         if a != b {

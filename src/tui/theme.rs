@@ -2,7 +2,6 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::str::FromStr;
 
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
@@ -13,31 +12,9 @@ const BUILT_IN: [&str; 3] = [
     include_str!("../../themes/high-contrast.toml"),
 ];
 
-/// The theme file's shape: every colour as text.
-#[derive(Deserialize)]
+/// A theme, as its file spells it (`themes/*.toml`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ThemeFile {
-    name: String,
-    background: String,
-    foreground: String,
-    muted: String,
-    accent: String,
-    border: String,
-    border_focus: String,
-    user: String,
-    assistant: String,
-    thinking: String,
-    success: String,
-    warning: String,
-    error: String,
-    selection: String,
-    /// Text written by the calculator; optional (older theme files), else `accent`.
-    #[serde(default)]
-    computed: Option<String>,
-    series: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct Theme {
     pub name: String,
     pub background: Color,
@@ -53,36 +30,19 @@ pub struct Theme {
     pub warning: Color,
     pub error: Color,
     pub selection: Color,
-    /// Text written by the calculator.
-    pub computed: Color,
+    /// Text written by the calculator; absent (older theme files): `accent`, see
+    /// [`Theme::computed`].
+    #[serde(default)]
+    pub computed: Option<Color>,
     pub series: Vec<Color>,
     /// `NO_COLOR`: every style is colourless; emphasis comes from bold / reversed only.
+    #[serde(skip)]
     pub no_color: bool,
 }
 
 impl Theme {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let f: ThemeFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        let c = |s: &str| Color::from_str(s).map_err(|_| format!("{}: bad colour {s:?}", f.name));
-        Ok(Self {
-            background: c(&f.background)?,
-            foreground: c(&f.foreground)?,
-            muted: c(&f.muted)?,
-            accent: c(&f.accent)?,
-            border: c(&f.border)?,
-            border_focus: c(&f.border_focus)?,
-            user: c(&f.user)?,
-            assistant: c(&f.assistant)?,
-            thinking: c(&f.thinking)?,
-            success: c(&f.success)?,
-            warning: c(&f.warning)?,
-            error: c(&f.error)?,
-            selection: c(&f.selection)?,
-            computed: c(f.computed.as_deref().unwrap_or(&f.accent))?,
-            series: f.series.iter().map(|s| c(s)).collect::<Result<_, _>>()?,
-            name: f.name,
-            no_color: false,
-        })
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 
     /// Text in colour `c` (no colour at all under `NO_COLOR`).
@@ -108,7 +68,7 @@ impl Theme {
         if self.no_color {
             Style::default().add_modifier(Modifier::UNDERLINED)
         } else {
-            Style::default().fg(self.computed)
+            Style::default().fg(self.computed.unwrap_or(self.accent))
         }
     }
 
@@ -225,7 +185,7 @@ mod tests {
         assert_eq!(themes.get_or_default("nope").name, "dark");
         assert_eq!(
             themes.get("dark").unwrap().computed,
-            Color::Rgb(0x73, 0xda, 0xca)
+            Some(Color::Rgb(0x73, 0xda, 0xca))
         );
     }
 
@@ -237,7 +197,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let t = Theme::parse(&old).unwrap();
-        assert_eq!(t.computed, t.accent);
+        assert_eq!(t.computed, None);
         assert_eq!(t.computed(), Style::default().fg(t.accent));
     }
 

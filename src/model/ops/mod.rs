@@ -209,38 +209,39 @@ mod tests {
             |x| token_nll(&(x * 3.0)?, &targets),
             |x| composite::token_nll(&(x * 3.0)?, &targets),
         )?;
-        let e = Tensor::randn(0f32, 1., (13, 8), &Device::Cpu)?;
-        let targets = Tensor::new(&[[0u32, 12, 5], [7, 7, 1]], &Device::Cpu)?;
-        same_value_and_gradient(
-            &[2, 3, 8],
-            |h| output_nll(h, &e, &targets, true),
-            |h| composite::output_nll(h, &e, &targets),
-        )?;
-        // Several vocabulary blocks, a short last one, and logits large enough that each
-        // block's maximum moves the running one.
-        let e = (Tensor::randn(0f32, 1., (3 * VOCAB_BLOCK + 77, 8), &Device::Cpu)? * 4.0)?;
-        let targets = Tensor::new(&[[0u32, 1600, 513], [1611, 7, 1024]], &Device::Cpu)?;
-        same_value_and_gradient(
-            &[2, 3, 8],
-            |h| output_nll(h, &e, &targets, true),
-            |h| composite::output_nll(h, &e, &targets),
-        )?;
-        // More rows than a row block.
+        // One vocabulary block; several, a short last one, and logits large enough that each
+        // block's maximum moves the running one; more rows than a row block.
+        let small = Tensor::randn(0f32, 1., (13, 8), &Device::Cpu)?;
+        let blocks = (Tensor::randn(0f32, 1., (3 * VOCAB_BLOCK + 77, 8), &Device::Cpu)? * 4.0)?;
         let rows = ROW_BLOCK + 44;
         let ids: Vec<u32> = (0..2 * rows as u32).map(|i| (i * 37) % 1613).collect();
-        let targets = Tensor::from_vec(ids, (2, rows), &Device::Cpu)?;
-        let unit = (&e / 4.0)?;
-        same_value_and_gradient(
-            &[2, rows, 8],
-            |h| output_nll(h, &unit, &targets, true),
-            |h| composite::output_nll(h, &unit, &targets),
-        )?;
-        let targets = Tensor::new(&[[0u32, 1600, 513], [1611, 7, 1024]], &Device::Cpu)?;
+        let cases = [
+            (
+                small,
+                Tensor::new(&[[0u32, 12, 5], [7, 7, 1]], &Device::Cpu)?,
+            ),
+            (
+                blocks.clone(),
+                Tensor::new(&[[0u32, 1600, 513], [1611, 7, 1024]], &Device::Cpu)?,
+            ),
+            (
+                (&blocks / 4.0)?,
+                Tensor::from_vec(ids, (2, rows), &Device::Cpu)?,
+            ),
+        ];
+        for (e, targets) in &cases {
+            same_value_and_gradient(
+                &[2, targets.dim(1)?, 8],
+                |h| output_nll(h, e, targets, true),
+                |h| composite::output_nll(h, e, targets),
+            )?;
+        }
+        let (e, targets) = &cases[1];
         // Without a gradient, the same values.
         let h = Tensor::randn(0f32, 1., (2, 3, 8), &Device::Cpu)?;
         let diff = max_diff(
-            &output_nll(&h, &e, &targets, false)?,
-            &output_nll(&h, &e, &targets, true)?,
+            &output_nll(&h, e, targets, false)?,
+            &output_nll(&h, e, targets, true)?,
         )?;
         assert_eq!(diff, 0.0);
         Ok(())
