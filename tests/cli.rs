@@ -10,6 +10,18 @@ use common::{
 use ltm::think::Posterior;
 use serde_json::Value;
 
+/// `ltm generate` of `prompt` on `model`, with `options` as a command line would have them.
+fn generate<'a>(
+    model: &'a std::path::Path,
+    prompt: &'a str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> std::process::Output {
+    let model = model.to_str().unwrap();
+    ltm(["generate", "--model", model, "--prompt", prompt]
+        .into_iter()
+        .chain(options))
+}
+
 fn json_lines(out: &std::process::Output) -> Vec<Value> {
     succeeded(out)
         .lines()
@@ -25,25 +37,8 @@ fn of_kind<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
 fn generate_json_has_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let out = ltm([
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "2+3=",
-        "--steps",
-        "3",
-    ]
-    .into_iter()
-    .chain([
-        "--samples",
-        "2",
-        "--max-tokens",
-        "5",
-        "--temperature",
-        "1",
-        "--json",
-    ]));
+    let options = "--steps 3 --samples 2 --max-tokens 5 --temperature 1 --json";
+    let out = generate(&model, "2+3=", options.split_whitespace());
     let lines = json_lines(&out);
 
     let ready = of_kind(&lines, "ready");
@@ -130,17 +125,8 @@ fn the_seed_makes_output_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let run = |seed: &str| {
-        let out = ltm([
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--prompt",
-            "Once upon a time",
-            "--steps",
-            "2",
-        ]
-        .into_iter()
-        .chain(["--max-tokens", "12", "--temperature", "1.0", "--seed", seed]));
+        let options = "--steps 2 --max-tokens 12 --temperature 1.0 --seed".split_whitespace();
+        let out = generate(&model, "Once upon a time", options.chain([seed]));
         succeeded(&out);
         stdout(&out)
     };
@@ -154,25 +140,12 @@ fn a_saved_thought_reproduces_the_answer() {
     let model = tiny_model(&dir.path().join("model"));
     let thought = dir.path().join("thought.safetensors");
     let run = |thought_flags: &[&str]| {
-        let out = ltm([
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--prompt",
-            "Think about it",
-        ]
-        .into_iter()
-        .chain([
-            "--max-tokens",
-            "12",
-            "--temperature",
-            "1",
-            "--seed",
-            "11",
-            "--json",
-        ])
-        .chain(thought_flags.iter().copied())
-        .chain([thought.to_str().unwrap()]));
+        let options = "--max-tokens 12 --temperature 1 --seed 11 --json".split_whitespace();
+        let thought = thought_flags
+            .iter()
+            .copied()
+            .chain([thought.to_str().unwrap()]);
+        let out = generate(&model, "Think about it", options.chain(thought));
         json_lines(&out)
             .into_iter()
             .filter(|l| l["event"] == "done")
@@ -261,17 +234,7 @@ fn a_long_prompt_is_cut_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let long = "a".repeat(100);
-    let out = ltm([
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        &long,
-        "--steps",
-        "1",
-        "--max-tokens",
-        "2",
-    ]);
+    let out = generate(&model, &long, ["--steps", "1", "--max-tokens", "2"]);
     succeeded(&out);
     stderr_has(&out, "warning: the prompt has 100 tokens");
     // An answer prefix that leaves no room to write is refused before anything runs.
@@ -349,25 +312,12 @@ fn bad_files_exit_1_with_one_line_naming_them() {
     let model = tiny_model(&dir.path().join("model"));
     let m = model.to_str().unwrap();
 
-    let err = one_line_error(&ltm([
-        "generate",
-        "--model",
-        "/no/such/model",
-        "--prompt",
-        "hi",
-    ]));
+    let err = one_line_error(&generate("/no/such/model".as_ref(), "hi", []));
     assert!(err.contains("/no/such/model"), "{err}");
 
     let missing = dir.path().join("nope.safetensors");
-    let err = one_line_error(&ltm([
-        "generate",
-        "--model",
-        m,
-        "--prompt",
-        "hi",
-        "--thought",
-        missing.to_str().unwrap(),
-    ]));
+    let thought = ["--thought", missing.to_str().unwrap()];
+    let err = one_line_error(&generate(&model, "hi", thought));
     assert!(err.contains("nope.safetensors"), "{err}");
 
     let err = one_line_error(&ltm(["generate", "--model", m, "--prompt-ids", "1,2,999"]));
@@ -481,23 +431,9 @@ fn calculator_model(dir: &std::path::Path, calculator: bool) -> std::path::PathB
 
 /// The token events of `generate --json` on `model` with `extra` flags, per sample.
 fn calc_tokens(model: &std::path::Path, extra: &[&str]) -> Vec<Vec<Value>> {
-    let args = [
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "123",
-        "--steps",
-        "0",
-        "--max-tokens",
-        "24",
-        "--samples",
-        "2",
-        "--temperature",
-        "1",
-        "--json",
-    ];
-    let lines = json_lines(&ltm(args.iter().chain(extra)));
+    let options = "--steps 0 --max-tokens 24 --samples 2 --temperature 1 --json";
+    let options = options.split_whitespace().chain(extra.iter().copied());
+    let lines = json_lines(&generate(model, "123", options));
     (0..2)
         .map(|s| {
             of_kind(&lines, "token")

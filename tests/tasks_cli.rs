@@ -5,6 +5,14 @@ mod common;
 use common::{error_says, json_out, ltm, refused, stderr, stdout, succeeded, tiny_model};
 use serde_json::Value;
 
+/// `ltm ppl --json` of `data` with one more option: its result.
+fn ppl_json(model: &str, data: &std::path::Path, [option, value]: [&str; 2]) -> Value {
+    let data = data.to_str().unwrap();
+    json_out(&ltm([
+        "ppl", "--model", model, "--data", data, option, value, "--json",
+    ]))
+}
+
 #[test]
 fn data_arith_writes_valid_problems() {
     let out = ltm([
@@ -113,17 +121,7 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
 
     let data = dir.path().join("text.txt");
     std::fs::write(&data, "abc abc abc abc 1+2=3 2+2=4").unwrap();
-    let out = ltm([
-        "ppl",
-        "--model",
-        model,
-        "--data",
-        data.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--json",
-    ]);
-    let v = json_out(&out);
+    let v = ppl_json(model, &data, ["--steps", "2"]);
     let ppl = v["ppl_bound"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl > 1.0, "{v}");
 
@@ -205,17 +203,7 @@ fn huge_inputs_are_cut_before_tokenising() {
     // `ppl --limit` scores only the first N tokens of a long text.
     let text = dir.path().join("long.txt");
     std::fs::write(&text, "abc 1+2=3 ".repeat(200_000)).unwrap();
-    let out = ltm([
-        "ppl",
-        "--model",
-        model,
-        "--data",
-        text.to_str().unwrap(),
-        "--limit",
-        "640",
-        "--json",
-    ]);
-    let v = json_out(&out);
+    let v = ppl_json(model, &text, ["--limit", "640"]);
     // Ten windows of 64 tokens, the first token of each is context only.
     assert_eq!(v["tokens"], 630, "{v}");
     let out = ltm(["ppl", "--model", model, "--data", "x", "--limit", "1"]);

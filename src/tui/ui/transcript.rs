@@ -92,6 +92,15 @@ impl Lines<'_> {
     fn push(&mut self, spans: Vec<Span<'static>>) {
         self.out.push(Line::from(spans));
     }
+
+    /// A question's first line: `label` in the user's colour, the question in bold.
+    fn question(&mut self, label: &'static str, question: &str) {
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        self.push(vec![
+            Span::styled(label, self.t.fg(self.t.user).patch(bold)),
+            Span::styled(question.to_string(), bold),
+        ]);
+    }
 }
 
 fn transcript_lines(app: &App, width: usize) -> Vec<Line<'static>> {
@@ -121,24 +130,12 @@ fn transcript_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 reply_body(&mut l, app, run);
             }
             Entry::FewShot { question, run } => {
-                l.push(vec![
-                    Span::styled("▍Q  ", t.fg(t.user).add_modifier(Modifier::BOLD)),
-                    Span::styled(
-                        question.clone(),
-                        Style::default().add_modifier(Modifier::BOLD),
-                    ),
-                ]);
+                l.question("▍Q  ", question);
                 l.text(3, &run_meta(run), t.fg(t.muted));
                 few_shot_body(&mut l, app, run);
             }
             Entry::Ladder { question, runs } => {
-                l.push(vec![
-                    Span::styled("▍ladder  ", t.fg(t.user).add_modifier(Modifier::BOLD)),
-                    Span::styled(
-                        question.clone(),
-                        Style::default().add_modifier(Modifier::BOLD),
-                    ),
-                ]);
+                l.question("▍ladder  ", question);
                 ladder_body(&mut l, app, runs);
             }
             Entry::Notice { level, text } => {
