@@ -174,10 +174,16 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("broken.toml"), "name = 3").unwrap();
+        let bad_colour = BUILT_IN[0].replace("\"dark\"", "\"odd\"");
+        let bad_colour = bad_colour.replacen("accent = \"", "accent = \"#zz", 1);
+        std::fs::write(dir.join("odd.toml"), bad_colour).unwrap();
         std::fs::write(dir.join("notes.txt"), "not a theme").unwrap();
         let (themes, warnings) = Themes::load(Some(dir), false);
         assert_eq!(themes.names(), ["dark", "light", "high-contrast", "mine"]);
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        // A bad colour is named with its line.
+        let odd = &warnings[1];
+        assert!(odd.contains("odd.toml") && odd.contains("accent = \"#zz"), "{odd}");
         assert_eq!(
             themes.get("light").unwrap().accent,
             Color::Rgb(0x09, 0x69, 0xda)
