@@ -117,6 +117,39 @@ fn resume_continues_exactly_as_an_uninterrupted_run() {
     );
 }
 
+/// A batch's rows shared among threads (one graph each) learn what one thread learns.
+#[test]
+fn threads_sharing_a_batch_learn_what_one_thread_learns() {
+    let after_two_steps = |threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut t = fresh_run(dir.path(), 0);
+        let losses: Vec<f64> = pool.install(|| (0..2).map(|_| t.step().unwrap().loss).collect());
+        (losses, weights(&t))
+    };
+    let (one, one_weights) = after_two_steps(1);
+    for threads in [2, 3] {
+        let (shared, shared_weights) = after_two_steps(threads);
+        for (a, b) in one.iter().zip(&shared) {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{threads} threads: loss {b} against {a}"
+            );
+        }
+        for ((name, a), (_, b)) in one_weights.iter().zip(&shared_weights) {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-5, "{threads} threads: {name} differs by {diff}");
+        }
+    }
+}
+
 /// The trainer's kernels may change; what it learns may not. The losses of the first 50
 /// iterations of the tiny run, as the trainer before the fused training kernels computed them
 /// (composite attention, candle's RMSNorm; commit 4aebe5f).

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
@@ -129,12 +131,7 @@ impl AdamW {
 
     /// One update; `decay` params get decoupled weight decay. Gradients are clipped to a
     /// global norm of `o.grad_clip` first. Returns the norm before clipping.
-    fn step(
-        &mut self,
-        grads: &candle_core::backprop::GradStore,
-        o: &OptimConfig,
-        lr: f64,
-    ) -> Result<f64> {
+    fn step(&mut self, grads: &GradStore, o: &OptimConfig, lr: f64) -> Result<f64> {
         let gs: Vec<Tensor> = self
             .params
             .iter()
@@ -553,6 +550,63 @@ impl Trainer {
         Ok((thought.z()?, thought.elbo))
     }
 
+    /// The decoder's loss given the thoughts `z`, each target weighted by `weights` (else all
+    /// alike), and its gradients. The batch's rows are shared among the threads, each share's
+    /// graph built and differentiated on a thread of its own: candle keeps a backward pass's
+    /// gradient sums on the thread that runs it, which leaves the other cores idle for much of
+    /// one whole-batch pass (PERFORMANCE.md). The shares' losses and gradients add up to the
+    /// batch's.
+    fn decoder_gradients(
+        &self,
+        text: &Sequences,
+        z: &Tensor,
+        weights: Option<&Tensor>,
+    ) -> Result<(f64, GradStore)> {
+        let model = self.model(true)?;
+        let total_weight = match weights {
+            Some(w) => w.sum_all()?.to_scalar::<f32>()? as f64,
+            None => text.inputs.elem_count() as f64,
+        };
+        let rows = text.inputs.dim(0)?;
+        let shares = rayon::current_num_threads().clamp(1, rows);
+        let share = |k: usize| -> Result<(f64, GradStore)> {
+            let (from, to) = (k * rows / shares, (k + 1) * rows / shares);
+            let rows_of = |t: &Tensor| t.narrow(0, from, to - from);
+            let prefix = model.prefix(&rows_of(&text.inputs)?, Pass::Train)?;
+            let nll = model.token_nll(
+                &prefix,
+                &rows_of(&text.targets)?,
+                &rows_of(z)?.detach(),
+                Pass::Train,
+            )?;
+            let weighted = match weights {
+                Some(w) => (nll * rows_of(w)?)?,
+                None => nll,
+            };
+            let loss = (weighted.sum_all()? / total_weight)?;
+            Ok((loss.to_scalar::<f32>()? as f64, loss.backward()?))
+        };
+        let mut parts = (0..shares)
+            .into_par_iter()
+            .map(share)
+            .collect::<Result<Vec<_>>>()?
+            .into_iter();
+        let (mut loss, mut grads) = parts.next().context("a batch without rows")?;
+        for (part_loss, part_grads) in parts {
+            loss += part_loss;
+            for (_, var) in &self.vars {
+                if let Some(g) = part_grads.get(var) {
+                    let sum = match grads.get(var) {
+                        Some(sum) => (sum + g)?,
+                        None => g.clone(),
+                    };
+                    grads.insert(var, sum);
+                }
+            }
+        }
+        Ok((loss, grads))
+    }
+
     /// One iteration: think, then one AdamW step on the decoder.
     pub fn step(&mut self) -> Result<StepReport> {
         let o = self.config.optim.clone();
@@ -570,27 +624,20 @@ impl Trainer {
             )
             .map_err(|e| diverged(e, &o, iter))?;
         let thought = Instant::now();
-        let model = self.model(true)?;
-        let prefix = model.prefix(&text.inputs, Pass::Train)?;
-        let nll = model.token_nll(&prefix, &text.targets, &z.detach(), Pass::Train)?;
         let tokens = text.inputs.elem_count();
         let uniform = o.question_loss_weight == 1.0 && o.thought_question_weight.is_none();
-        let loss = if uniform || self.answer_marker.is_empty() {
-            (nll.sum_all()? / tokens as f64)?
+        let weights = if uniform || self.answer_marker.is_empty() {
+            None
         } else {
-            let weights = self.loss_weights(&text.targets, steps > 0)?;
-            (nll * &weights)?
-                .sum_all()?
-                .broadcast_div(&weights.sum_all()?)?
+            Some(self.loss_weights(&text.targets, steps > 0)?)
         };
-        let loss_value = loss.to_scalar::<f32>()? as f64;
+        let (loss_value, grads) = self.decoder_gradients(&text, &z, weights.as_ref())?;
         if !loss_value.is_finite() {
             bail!(
                 "training diverged at iteration {iter}: the loss is not finite; lower learning_rate ({:.2e} here)",
                 learning_rate(&o, iter)
             );
         }
-        let grads = loss.backward()?;
         let decoded = Instant::now();
         self.opt.step(&grads, &o, learning_rate(&o, iter))?;
         let updated = Instant::now();

@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         // A bad colour is named with its line.
         let odd = &warnings[1];
-        assert!(odd.contains("odd.toml") && odd.contains("accent = \"#zz"), "{odd}");
+        assert!(
+            odd.contains("odd.toml") && odd.contains("accent = \"#zz"),
+            "{odd}"
+        );
         assert_eq!(
             themes.get("light").unwrap().accent,
             Color::Rgb(0x09, 0x69, 0xda)
