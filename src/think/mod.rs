@@ -6,6 +6,7 @@ mod level;
 
 pub use level::{MAX_LEVEL_TOLERANCE, ThinkLevel};
 
+use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use anyhow::{Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
+use rayon::prelude::*;
 
 use crate::model::{FastOptimizer, Ltm, Pass, Prefix};
 use crate::noise::{gaussian, rng};
@@ -125,6 +127,18 @@ pub struct Elbo {
 }
 
 impl Elbo {
+    /// The figures of a batch made of `parts`, in order.
+    fn concat(parts: &[Elbo]) -> Elbo {
+        let rows: usize = parts.iter().map(|e| e.nll.len()).sum();
+        let scored: usize = parts.iter().map(|e| e.tokens * e.nll.len()).sum();
+        Elbo {
+            nll: parts.iter().flat_map(|e| e.nll.clone()).collect(),
+            kl: parts.iter().flat_map(|e| e.kl.clone()).collect(),
+            layer_kl: parts.iter().flat_map(|e| e.layer_kl.clone()).collect(),
+            tokens: (scored as f64 / rows.max(1) as f64).round() as usize,
+        }
+    }
+
     pub fn nelbo(&self, i: usize) -> f64 {
         self.nll[i] + self.kl[i]
     }
@@ -169,6 +183,26 @@ impl Sequences {
             scored: None,
         })
     }
+
+    /// Sequences `rows` of the batch.
+    pub fn rows(&self, rows: &Range<usize>) -> Result<Self> {
+        let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
+        Ok(Self {
+            inputs: take(&self.inputs)?,
+            targets: take(&self.targets)?,
+            scored: self.scored.as_ref().map(take).transpose()?,
+        })
+    }
+}
+
+/// A batch of `rows` sequences shared among the threads, a run of rows each. Graphs built and
+/// differentiated on threads of their own keep every core busy where one graph does not:
+/// candle keeps a backward pass's gradient sums on the thread that runs it (PERFORMANCE.md).
+pub fn thread_shares(rows: usize) -> Vec<Range<usize>> {
+    let shares = rayon::current_num_threads().clamp(1, rows.max(1));
+    (0..shares)
+        .map(|k| k * rows / shares..(k + 1) * rows / shares)
+        .collect()
 }
 
 /// −ELBO of `text` under posterior `q` with noise `eps`: the scalar loss (Σ over the batch) and its figures.
@@ -427,19 +461,44 @@ pub fn think_afresh(
     let shape = model.thought_shape(text.inputs.dim(0)?);
     let init = Posterior::initial(shape, 0.0, rng, model.device())?;
     let eps = gaussian(shape, rng, model.device())?;
-    fast_learning(
-        model,
-        text,
-        &init,
-        &eps,
-        &FastLearning {
-            steps,
-            lr,
-            tolerance: None,
-            measure_final,
+    let settings = FastLearning {
+        steps,
+        lr,
+        tolerance: None,
+        measure_final,
+    };
+    // Each sequence's thought is fitted on its own (the loss is a sum over sequences), so the
+    // batch's rows can be shared among the threads.
+    let parts = thread_shares(shape.0)
+        .into_par_iter()
+        .map(|rows| {
+            let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
+            let init = Posterior {
+                mu: take(&init.mu)?,
+                log_var: take(&init.log_var)?,
+            };
+            fast_learning(
+                model,
+                &text.rows(&rows)?,
+                &init,
+                &take(&eps)?,
+                &settings,
+                |_| true,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cat =
+        |part: fn(&Thought) -> &Tensor| Tensor::cat(&parts.iter().map(part).collect::<Vec<_>>(), 0);
+    Ok(Thought {
+        posterior: Posterior {
+            mu: cat(|t| &t.posterior.mu)?,
+            log_var: cat(|t| &t.posterior.log_var)?,
         },
-        |_| true,
-    )
+        eps,
+        elbo: Elbo::concat(&parts.iter().map(|t| t.elbo.clone()).collect::<Vec<_>>()),
+        start: Elbo::concat(&parts.iter().map(|t| t.start.clone()).collect::<Vec<_>>()),
+        steps: parts.iter().map(|t| t.steps).max().unwrap_or(0),
+    })
 }
 
 /// −ELBO and token count of a long text: cut into windows of the model's context, each

@@ -10,6 +10,7 @@ pub mod run;
 pub mod tokenizer;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -551,11 +552,8 @@ impl Trainer {
     }
 
     /// The decoder's loss given the thoughts `z`, each target weighted by `weights` (else all
-    /// alike), and its gradients. The batch's rows are shared among the threads, each share's
-    /// graph built and differentiated on a thread of its own: candle keeps a backward pass's
-    /// gradient sums on the thread that runs it, which leaves the other cores idle for much of
-    /// one whole-batch pass (PERFORMANCE.md). The shares' losses and gradients add up to the
-    /// batch's.
+    /// alike), and its gradients, the batch's rows shared among the threads
+    /// ([`think::thread_shares`]): the shares' losses and gradients add up to the batch's.
     fn decoder_gradients(
         &self,
         text: &Sequences,
@@ -567,26 +565,19 @@ impl Trainer {
             Some(w) => w.sum_all()?.to_scalar::<f32>()? as f64,
             None => text.inputs.elem_count() as f64,
         };
-        let rows = text.inputs.dim(0)?;
-        let shares = rayon::current_num_threads().clamp(1, rows);
-        let share = |k: usize| -> Result<(f64, GradStore)> {
-            let (from, to) = (k * rows / shares, (k + 1) * rows / shares);
-            let rows_of = |t: &Tensor| t.narrow(0, from, to - from);
-            let prefix = model.prefix(&rows_of(&text.inputs)?, Pass::Train)?;
-            let nll = model.token_nll(
-                &prefix,
-                &rows_of(&text.targets)?,
-                &rows_of(z)?.detach(),
-                Pass::Train,
-            )?;
+        let share = |rows: Range<usize>| -> Result<(f64, GradStore)> {
+            let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
+            let text = text.rows(&rows)?;
+            let prefix = model.prefix(&text.inputs, Pass::Train)?;
+            let nll = model.token_nll(&prefix, &text.targets, &take(z)?.detach(), Pass::Train)?;
             let weighted = match weights {
-                Some(w) => (nll * rows_of(w)?)?,
+                Some(w) => (nll * take(w)?)?,
                 None => nll,
             };
             let loss = (weighted.sum_all()? / total_weight)?;
             Ok((loss.to_scalar::<f32>()? as f64, loss.backward()?))
         };
-        let mut parts = (0..shares)
+        let mut parts = think::thread_shares(text.inputs.dim(0)?)
             .into_par_iter()
             .map(share)
             .collect::<Result<Vec<_>>>()?
