@@ -195,11 +195,17 @@ impl Sequences {
     }
 }
 
-/// A batch of `rows` sequences shared among the threads, a run of rows each. Graphs built and
-/// differentiated on threads of their own keep every core busy where one graph does not:
-/// candle keeps a backward pass's gradient sums on the thread that runs it (PERFORMANCE.md).
-pub fn thread_shares(rows: usize) -> Vec<Range<usize>> {
-    let shares = rayon::current_num_threads().clamp(1, rows.max(1));
+/// A batch of `rows` sequences on `device` shared among the CPU's threads, a run of rows each.
+/// Graphs built and differentiated on threads of their own keep every core busy where one graph
+/// does not: candle keeps a backward pass's gradient sums on the thread that runs it
+/// (PERFORMANCE.md). An accelerator takes the batch whole.
+pub fn thread_shares(rows: usize, device: &Device) -> Vec<Range<usize>> {
+    let threads = if device.is_cpu() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let shares = threads.clamp(1, rows.max(1));
     (0..shares)
         .map(|k| k * rows / shares..(k + 1) * rows / shares)
         .collect()
@@ -469,7 +475,7 @@ pub fn think_afresh(
     };
     // Each sequence's thought is fitted on its own (the loss is a sum over sequences), so the
     // batch's rows can be shared among the threads.
-    let parts = thread_shares(shape.0)
+    let parts = thread_shares(shape.0, model.device())
         .into_par_iter()
         .map(|rows| {
             let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());

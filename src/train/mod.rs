@@ -577,7 +577,7 @@ impl Trainer {
             let loss = (weighted.sum_all()? / total_weight)?;
             Ok((loss.to_scalar::<f32>()? as f64, loss.backward()?))
         };
-        let mut parts = think::thread_shares(text.inputs.dim(0)?)
+        let mut parts = think::thread_shares(text.inputs.dim(0)?, &self.device)
             .into_par_iter()
             .map(share)
             .collect::<Result<Vec<_>>>()?
