@@ -75,6 +75,21 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
         4,
         "2 problems × 2 budgets"
     );
+    // Jobs side by side, each with a model of its own, give the same lines in the same order.
+    let options = [
+        "--limit",
+        "3",
+        "--shots",
+        "1",
+        "--steps",
+        "0,2",
+        "--max-tokens",
+        "4",
+    ];
+    let alone = eval_json(&options);
+    let beside = eval_json(&[&options[..], &["--jobs", "2"]].concat());
+    assert_eq!(alone.len(), 7, "3 problems × 2 budgets and a report");
+    assert_eq!(alone, beside);
     let report = lines.last().unwrap();
     assert_eq!(report["event"], "report");
     for budget in ["0", "2"] {

@@ -3,6 +3,7 @@
 //! the prompts per budget; and, with `--chart`, both against thinking steps as an SVG.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
@@ -59,6 +60,10 @@ pub struct ArithArgs {
     pub max_tokens: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Problems evaluated at once, each job with a model of its own: on a CPU, N jobs of one
+    /// thread each do more than one job on N threads. The results do not depend on it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     /// GSM8K's calculator while writing (`<<EXPR=` gets its exact result): on, off, or both,
     /// which evaluates every problem with and without it and prints a table for each, labelled
     /// [default: the model's config, on for ours].
@@ -100,6 +105,44 @@ impl Calculator {
 
 fn shots(text: &str) -> Result<usize, String> {
     crate::limits::SHOTS.parse(text)
+}
+
+/// What the engine wrote for one request: each sample's answer, text and −ELBO, the prompt's
+/// tokens as the engine took it (it may drop worked examples to fit), and its first warning.
+struct Answered {
+    answers: Vec<Option<String>>,
+    texts: Vec<String>,
+    nelbo: Vec<f64>,
+    tokens: usize,
+    warning: Option<String>,
+}
+
+/// The engine's answer to the request just submitted, `samples` thought samples.
+fn answer(inbox: &mpsc::Receiver<Event>, samples: usize) -> Result<Answered> {
+    let mut a = Answered {
+        answers: vec![None; samples],
+        texts: vec![String::new(); samples],
+        nelbo: vec![f64::INFINITY; samples],
+        tokens: 0,
+        warning: None,
+    };
+    loop {
+        match inbox.recv().context("the engine stopped")? {
+            Event::Done { done, .. } => {
+                a.answers[done.sample] = answer_of(&done.text);
+                a.texts[done.sample] = done.text;
+                a.nelbo[done.sample] = done.nelbo;
+                a.tokens = done.prompt_tokens;
+            }
+            Event::Warning { message, .. } => {
+                a.warning.get_or_insert(message);
+            }
+            Event::Finished { .. } => return Ok(a),
+            Event::Error { message, .. } => bail!("{message}"),
+            Event::Cancelled { .. } => bail!("cancelled"),
+            _ => {}
+        }
+    }
 }
 
 fn on_off(on: bool) -> &'static str {
@@ -206,63 +249,90 @@ pub fn run(args: Args) -> Result<()> {
         args.steps.clone()
     };
     let defaults = info.defaults();
-    let total = problems.len() * budgets.len() * calcs.len();
-    let bar = crate::progress::bar(total as u64, 0, "evaluating");
+    // Every run, in the order they are reported: each problem at each budget and setting.
+    let mut runs = Vec::new();
+    for i in 0..problems.len() {
+        for &steps in &budgets {
+            runs.extend(calcs.iter().map(|&calculator| (i, steps, calculator)));
+        }
+    }
+    let bar = crate::progress::bar(runs.len() as u64, 0, "evaluating");
     let mut reports = vec![Report::default(); calcs.len()];
-    let mut id = 0;
-    for (i, problem) in problems.iter().enumerate() {
-        let mut first_warning = None;
-        for (&steps, &calculator) in budgets
-            .iter()
-            .flat_map(|s| calcs.iter().map(move |c| (s, c)))
-        {
-            id += 1;
-            let choices = Choices {
-                steps: Some(steps),
-                lr: args.lr,
-                samples: args.samples,
-                // Greedy, whatever the model's temperature: thought samples are what vary.
-                temperature: Some(0.0),
-                max_tokens: args.max_tokens,
-                calculator: Some(calculator),
-                copy_numbers: args.copy_numbers.map(super::Switch::on),
-                seed: args.seed + i as u64,
-                ..Choices::default()
-            };
-            let prompt = few_shot(&shots, &problem.question);
-            engine.submit(choices.request(id, prompt, &defaults));
-            let mut answers = vec![None; args.samples];
-            let mut texts = vec![String::new(); args.samples];
-            let mut nelbo = vec![f64::INFINITY; args.samples];
-            // The prompt as the engine took it (it may drop worked examples to fit).
-            let mut tokens = 0;
-            loop {
-                match inbox.recv().context("the engine stopped")? {
-                    Event::Done { done, .. } => {
-                        answers[done.sample] = answer_of(&done.text);
-                        texts[done.sample] = done.text;
-                        nelbo[done.sample] = done.nelbo;
-                        tokens = done.prompt_tokens;
+    let ask = |k: usize, engine: &engine::EngineHandle, inbox: &mpsc::Receiver<Event>| {
+        let (i, steps, calculator) = runs[k];
+        let choices = Choices {
+            steps: Some(steps),
+            lr: args.lr,
+            samples: args.samples,
+            // Greedy, whatever the model's temperature: thought samples are what vary.
+            temperature: Some(0.0),
+            max_tokens: args.max_tokens,
+            calculator: Some(calculator),
+            copy_numbers: args.copy_numbers.map(super::Switch::on),
+            seed: args.seed + i as u64,
+            ..Choices::default()
+        };
+        let prompt = few_shot(&shots, &problems[i].question);
+        engine.submit(choices.request(k as u64 + 1, prompt, &defaults));
+        answer(inbox, args.samples).with_context(|| format!("problem {}", i + 1))
+    };
+    let jobs = usize::from(args.jobs).min(runs.len()).max(1);
+    let (done, answered) = mpsc::channel();
+    std::thread::scope(|scope| -> Result<()> {
+        // Job j takes runs j, j + jobs, …; the first one has the engine already loaded.
+        let mut first = Some((engine, inbox));
+        for j in 0..jobs {
+            let (done, first) = (done.clone(), first.take());
+            let (ask, source, runs) = (&ask, &args.engine, &runs);
+            scope.spawn(move || {
+                let (engine, inbox) = match first {
+                    Some(loaded) => loaded,
+                    None => match source.source().and_then(engine::start) {
+                        Ok((engine, inbox, _)) => (engine, inbox),
+                        // In the place of its first run.
+                        Err(e) => return drop(done.send((j, Err(e)))),
+                    },
+                };
+                for k in (j..runs.len()).step_by(jobs) {
+                    let result = ask(k, &engine, &inbox);
+                    let failed = result.is_err();
+                    if done.send((k, result)).is_err() || failed {
+                        break;
                     }
-                    Event::Warning { message, .. } => {
-                        first_warning.get_or_insert(message);
-                    }
-                    Event::Finished { .. } => break,
-                    Event::Error { message, .. } => bail!("problem {}: {message}", i + 1),
-                    Event::Cancelled { .. } => bail!("cancelled"),
-                    _ => {}
                 }
+                engine.shutdown();
+            });
+        }
+        drop(done);
+        // Results come as the jobs finish them and are taken in order. On an error the receiver
+        // goes with this closure, and the other jobs stop at their next result.
+        let answered = answered;
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut first_warning = None;
+        for k in 0..runs.len() {
+            let run = loop {
+                if let Some(run) = waiting.remove(&k) {
+                    break run;
+                }
+                let (j, result) = answered.recv().context("the evaluation stopped")?;
+                waiting.insert(j, result);
+            }?;
+            let (i, steps, calculator) = runs[k];
+            let problem = &problems[i];
+            if let Some(message) = run.warning {
+                first_warning.get_or_insert(message);
             }
-            let scored = score(&problem.r#final, &answers, &nelbo);
+            let scored = score(&problem.r#final, &run.answers, &run.nelbo);
             let c = calcs.iter().position(|&c| c == calculator).unwrap_or(0);
             reports[c].add(steps, reasoning_steps(problem.answer.as_deref()), scored);
-            reports[c].add_elbo(steps, &nelbo, tokens);
+            reports[c].add_elbo(steps, &run.nelbo, run.tokens);
             if args.json {
-                let per_token = nelbo.iter().sum::<f64>() / (nelbo.len() * tokens) as f64;
+                let per_token =
+                    run.nelbo.iter().sum::<f64>() / (run.nelbo.len() * run.tokens) as f64;
                 let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
-                    "gold": problem.r#final, "answers": answers, "texts": texts, "nelbo": nelbo, "pass_at_k": scored.pass_at_k,
-                    "majority": scored.majority, "elbo_best": scored.elbo_best, "prompt_tokens": tokens,
-                    "nelbo_per_token": Some(per_token).filter(|x| x.is_finite())});
+                    "gold": problem.r#final, "answers": run.answers, "texts": run.texts, "nelbo": run.nelbo,
+                    "pass_at_k": scored.pass_at_k, "majority": scored.majority, "elbo_best": scored.elbo_best,
+                    "prompt_tokens": run.tokens, "nelbo_per_token": Some(per_token).filter(|x| x.is_finite())});
                 println!("{line}");
             }
             bar.set_message(format!(
@@ -272,14 +342,18 @@ pub fn run(args: Args) -> Result<()> {
                 on_off(calculator)
             ));
             bar.inc(1);
-        }
-        if let Some(message) = first_warning {
-            if shortened_problems == 0 {
-                bar.suspend(|| eprintln!("warning: problem {}: {}", i + 1, printable(&message)));
+            let problem_done = runs.get(k + 1).is_none_or(|next| next.0 != i);
+            if let Some(message) = first_warning.take_if(|_| problem_done) {
+                if shortened_problems == 0 {
+                    bar.suspend(|| {
+                        eprintln!("warning: problem {}: {}", i + 1, printable(&message))
+                    });
+                }
+                shortened_problems += 1;
             }
-            shortened_problems += 1;
         }
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     if shortened_problems > 0 {
         eprintln!(
@@ -287,7 +361,6 @@ pub fn run(args: Args) -> Result<()> {
             problems.len()
         );
     }
-    engine.shutdown();
     if args.json {
         for (report, calculator) in reports.iter().zip(&calcs) {
             println!(
