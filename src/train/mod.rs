@@ -1,8 +1,10 @@
 //! Slow learning, the dual-rate algorithm: for each batch, fast learning fits a
 //! posterior over z per sequence (decoder weights held constant), then one AdamW step on the
 //! decoder given the detached z, in the spirit of nanoGPT's loop: the configuration, the batches
-//! and the step here; `run` drives it (`data` makes its corpus; `card` its chart and model card).
+//! and the step here; `run` drives it (`data` makes its corpus, `adamw` updates the weights,
+//! `card` draws its chart and writes its model card).
 
+mod adamw;
 pub mod card;
 pub mod config;
 mod data;
@@ -26,6 +28,7 @@ use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
 use crate::model::checkpoint::WEIGHTS_FILE;
 use crate::model::{Checkpoint, Config, Ltm, Pass};
 use crate::think::{self, Diverged, Sequences};
+use adamw::AdamW;
 pub use config::{
     DataConfig, HistoryPoint, OptimConfig, ThinkOn, TrainConfig, TrainState, learning_rate,
 };
@@ -102,71 +105,6 @@ fn diverged(e: anyhow::Error, o: &OptimConfig, iter: usize) -> anyhow::Error {
             fast_lr(o, iter)
         )),
         None => e,
-    }
-}
-
-/// AdamW with PyTorch's semantics, state kept in plain tensors so that it can be saved.
-struct AdamW {
-    params: Vec<(String, Var, bool)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    step: usize,
-}
-
-impl AdamW {
-    fn new(params: Vec<(String, Var, bool)>) -> Result<Self> {
-        let zeros = |p: &Var| p.as_tensor().zeros_like();
-        Ok(Self {
-            m: params
-                .iter()
-                .map(|(_, p, _)| zeros(p))
-                .collect::<candle_core::Result<_>>()?,
-            v: params
-                .iter()
-                .map(|(_, p, _)| zeros(p))
-                .collect::<candle_core::Result<_>>()?,
-            params,
-            step: 0,
-        })
-    }
-
-    /// One update; `decay` params get decoupled weight decay. Gradients are clipped to a
-    /// global norm of `o.grad_clip` first. Returns the norm before clipping.
-    fn step(&mut self, grads: &GradStore, o: &OptimConfig, lr: f64) -> Result<f64> {
-        let gs: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|(n, p, _)| {
-                grads
-                    .get(p)
-                    .cloned()
-                    .with_context(|| format!("no gradient for `{n}`"))
-            })
-            .collect::<Result<_>>()?;
-        let norm = gs
-            .iter()
-            .map(|g| Ok(g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64))
-            .sum::<Result<f64>>()?
-            .sqrt();
-        let clip = (o.grad_clip / (norm + 1e-6)).min(1.0);
-        self.step += 1;
-        let (bc1, bc2) = (
-            1.0 - o.beta1.powi(self.step as i32),
-            1.0 - o.beta2.powi(self.step as i32),
-        );
-        for (i, ((_, p, decay), g)) in self.params.iter().zip(gs).enumerate() {
-            let g = (g * clip)?;
-            self.m[i] = ((&self.m[i] * o.beta1)? + (&g * (1.0 - o.beta1))?)?;
-            self.v[i] = ((&self.v[i] * o.beta2)? + (g.sqr()? * (1.0 - o.beta2))?)?;
-            let decayed = if *decay {
-                (p.as_tensor() * (1.0 - lr * o.weight_decay))?
-            } else {
-                p.as_tensor().clone()
-            };
-            let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + 1e-8)?)?;
-            p.set(&(decayed - (update * lr)?)?)?;
-        }
-        Ok(norm)
     }
 }
 
