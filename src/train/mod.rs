@@ -198,7 +198,7 @@ fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
             .filter(|(key, _)| !["multiple_of", "max_seq_len", "window_size"].contains(key))
             .chain([("ffn width", c.ffn_dim())])
     };
-    for ((name, a), (_, b)) in shape(have).into_iter().zip(shape(want)) {
+    for ((name, a), (_, b)) in shape(have).zip(shape(want)) {
         if a != b {
             bail!("the starting weights have {name} = {a}, the configuration {b}");
         }
