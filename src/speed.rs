@@ -258,6 +258,8 @@ pub struct TrainBenchSettings {
     pub seq_len: usize,
     pub fast_steps: usize,
     pub iters: usize,
+    /// The decoder's compute type (`Trainer::set_compute_dtype`).
+    pub compute: DType,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,6 +339,7 @@ fn measure_training(
         Start::Fresh,
         device.clone(),
     )?;
+    trainer.set_compute_dtype(s.compute)?;
     trainer.step()?; // allocation warm-up
     let times: Vec<PhaseTimes> = (0..s.iters.max(1))
         .map(|_| Ok(trainer.step()?.times))

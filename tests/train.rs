@@ -150,6 +150,37 @@ fn threads_sharing_a_batch_learn_what_one_thread_learns() {
     }
 }
 
+/// `--bf16` on the CPU: where it has AMX, the products with weight matrices round their
+/// operands to bf16, and training learns what f32 learns to that precision; elsewhere it is
+/// refused with the reason.
+#[test]
+fn bf16_products_learn_what_f32_learns_to_their_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bf16 = fresh_run(dir.path(), 0);
+    if !ltm::model::ops::amx::available() {
+        let refused = bf16.set_compute_dtype(DType::BF16).unwrap_err().to_string();
+        assert!(refused.contains("AMX"), "{refused}");
+        eprintln!("bf16 products not measured: this CPU or OS has no AMX");
+        return;
+    }
+    bf16.set_compute_dtype(DType::BF16).unwrap();
+    let f32_dir = tempfile::tempdir().unwrap();
+    let mut f32 = fresh_run(f32_dir.path(), 0);
+    let mut largest = 0f64;
+    for i in 0..10 {
+        let (a, b) = (f32.step().unwrap().loss, bf16.step().unwrap().loss);
+        assert!(
+            (a - b).abs() < 0.02 * a,
+            "iteration {i}: loss {b} against f32's {a}"
+        );
+        largest = largest.max((a - b).abs());
+    }
+    assert!(
+        largest > 1e-7,
+        "bf16 products gave f32's losses exactly: not used"
+    );
+}
+
 /// The trainer's kernels may change; what it learns may not. The losses of the first 50
 /// iterations of the tiny run, as the trainer before the fused training kernels computed them
 /// (composite attention, candle's RMSNorm; commit 4aebe5f).

@@ -49,6 +49,10 @@ pub struct Args {
     /// Fast-learning steps per training iteration.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "train")]
     pub fast_steps: usize,
+    /// Train with bf16 products (as `ltm train --bf16`: on a CPU with AMX-BF16, the products
+    /// with weight matrices; on a GPU, the whole decoder).
+    #[arg(long, requires = "train")]
+    pub bf16: bool,
     /// Timed training iterations (after one to warm up).
     #[arg(long, value_name = "N", default_value_t = 5, requires = "train")]
     pub iters: usize,
@@ -299,6 +303,11 @@ fn train(args: &Args, device: &candle_core::Device) -> Result<()> {
             seq_len: args.seq_len,
             fast_steps,
             iters: args.iters,
+            compute: if args.bf16 {
+                candle_core::DType::BF16
+            } else {
+                candle_core::DType::F32
+            },
         };
         let r = speed::train(&config, &settings, device, describe(device))?;
         if !args.json {

@@ -46,7 +46,9 @@ pub struct Args {
     /// Also save a checkpoint at least every this many minutes, between validations.
     #[arg(long, value_name = "MINUTES", value_parser = minutes)]
     pub save_minutes: Option<f64>,
-    /// The decoder's products in bf16 (GPU only), with f32 weights, moments, thoughts and losses.
+    /// The decoder's products in bf16, with f32 weights, moments, thoughts and losses: on a GPU
+    /// the whole decoder, on a CPU with AMX-BF16 (Intel Xeon, 4th generation on) its products
+    /// with weight matrices.
     #[arg(long)]
     pub bf16: bool,
     #[command(flatten)]

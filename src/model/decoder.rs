@@ -26,6 +26,9 @@ impl Pass {
     /// x · wᵀ over the last dimension of x.
     fn linear(self, x: &Tensor, w: &Weight) -> Result<Tensor> {
         let full = &w.full;
+        if w.bf16_products && self != Pass::Infer {
+            return ops::bf16_linear(x, full, self == Pass::Train);
+        }
         if self == Pass::Think {
             return ops::linear_input_grad(x, full);
         }
@@ -74,15 +77,21 @@ impl Pass {
     }
 }
 
-/// A weight matrix [out, in], and where decoding reads a narrower copy, that copy.
+/// A weight matrix [out, in], where decoding reads a narrower copy, that copy, and whether
+/// thinking and training multiply by it in bf16 ([`Ltm::set_bf16_products`]).
 struct Weight {
     full: Tensor,
     decode: Option<Tensor>,
+    bf16_products: bool,
 }
 
 impl Weight {
     fn new(full: Tensor) -> Self {
-        Self { full, decode: None }
+        Self {
+            full,
+            decode: None,
+            bf16_products: false,
+        }
     }
 
     /// The bytes one decoding step reads of this weight.
@@ -414,6 +423,22 @@ impl Ltm {
         Ok(())
     }
 
+    /// Thinking and training multiply by the weight matrices in bf16 with f32 accumulation
+    /// (`ops::amx`: several times the f32 rate on CPUs with AMX), or in f32 as stored. The
+    /// weights, activations and every other op stay f32; writing is unaffected.
+    pub fn set_bf16_products(&mut self, on: bool) -> Result<()> {
+        if on && !(ops::fused(&self.tok_embeddings.full) && ops::amx::available()) {
+            candle_core::bail!(
+                "bf16 products need f32 weights on a CPU with AMX-BF16 (Intel Xeon 4th generation or later)"
+            );
+        }
+        let blocks = self.layers.iter_mut().flat_map(Block::weights_mut);
+        for w in blocks.chain([&mut self.tok_embeddings]) {
+            w.bf16_products = on;
+        }
+        Ok(())
+    }
+
     /// Number of parameters (the tied output layer counted once).
     pub fn parameter_count(&self) -> usize {
         let blocks = self.layers.iter().flat_map(Block::weights);
@@ -568,8 +593,11 @@ impl Ltm {
         pass: Pass,
     ) -> Result<Tensor> {
         let hidden = self.walk_after(prefix, &self.thought_kv(z, pass)?, pass)?;
+        // With bf16 products the logits are worth storing: their product runs on AMX tiles.
+        let bf16 = self.tok_embeddings.bf16_products;
         match pass {
             Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
+            Pass::Think if bf16 => ops::token_nll(&self.logits(&hidden, pass)?, targets),
             Pass::Infer | Pass::Think => ops::output_nll(
                 &hidden,
                 &self.tok_embeddings.full,

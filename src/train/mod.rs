@@ -136,10 +136,13 @@ impl PhaseTimes {
 }
 
 /// Whether the decoder can be trained in `dtype` on `device`: f32 anywhere, narrower types on
-/// a GPU only (candle has no bf16 matmul on the CPU).
+/// a GPU, and on the CPU bf16 products where it has AMX (candle has no fast bf16 matmul there).
 pub fn check_compute_dtype(dtype: DType, device: &Device) -> Result<()> {
-    if dtype != DType::F32 && device.is_cpu() {
-        bail!("training in {dtype:?} needs a GPU: candle has no {dtype:?} matmul on the CPU");
+    let amx = dtype == DType::BF16 && crate::model::ops::amx::available();
+    if dtype != DType::F32 && device.is_cpu() && !amx {
+        bail!(
+            "training in {dtype:?} on the CPU needs AMX-BF16 (Intel Xeon of the 4th generation or later), which this one lacks; train in f32 or on a GPU"
+        );
     }
     Ok(())
 }
@@ -162,6 +165,8 @@ pub struct Trainer {
     /// The weights' type in the decoder's products; the weights themselves, their moments and
     /// the thoughts stay f32.
     compute: DType,
+    /// The CPU's way to bf16: f32 tensors, products with weight matrices on AMX tiles.
+    bf16_products: bool,
 }
 
 const STATE_FILE: &str = "train_state.json";
@@ -368,6 +373,7 @@ impl Trainer {
             answer_marker,
             device,
             compute: DType::F32,
+            bf16_products: false,
         })
     }
 
@@ -387,10 +393,12 @@ impl Trainer {
                 Ok((n.clone(), weight.to_dtype(self.compute)?))
             })
             .collect::<Result<_>>()?;
-        Ok(Ltm::new(
+        let mut model = Ltm::new(
             &self.config.model,
             VarBuilder::from_tensors(tensors, self.compute, &self.device),
-        )?)
+        )?;
+        model.set_bf16_products(self.bf16_products)?;
+        Ok(model)
     }
 
     /// `batch` random windows of `seq_len + 1` tokens, reproducible from (seed, iter, stream).
@@ -604,11 +612,16 @@ impl Trainer {
         Ok((total / count as f64).exp())
     }
 
-    /// Computes the decoder in `dtype` (bf16 on a GPU: products at twice the rate or more),
-    /// keeping f32 weights, moments, thoughts and losses.
+    /// Computes the decoder in `dtype`, keeping f32 weights, moments, thoughts and losses: bf16
+    /// on a GPU (products at twice the rate or more), and on a CPU with AMX the products with
+    /// weight matrices alone ([`Ltm::set_bf16_products`]).
     pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
         check_compute_dtype(dtype, &self.device)?;
-        self.compute = dtype;
+        if self.device.is_cpu() {
+            self.bf16_products = dtype == DType::BF16;
+        } else {
+            self.compute = dtype;
+        }
         Ok(())
     }
 

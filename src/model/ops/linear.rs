@@ -6,7 +6,9 @@ use candle_core::{CpuStorage, CustomOp2, D, Layout, Result, Shape, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::amx;
 use super::contiguous_f32;
+use super::gemm::View;
 
 /// y = x · wᵀ (x: [m, k], w: [n, k]); backward gives dx only.
 struct InputGradLinear;
@@ -78,12 +80,129 @@ impl CustomOp2 for InputGradLinear {
 
 /// x · wᵀ over the last dimension of x, differentiable in x only.
 pub fn linear_input_grad(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    over_last_dim(x, w, InputGradLinear)
+}
+
+/// `op`, a product x · wᵀ of 2-D tensors, over the last dimension of x.
+fn over_last_dim(
+    x: &Tensor,
+    w: &Tensor,
+    op: impl CustomOp2 + Send + Sync + 'static,
+) -> Result<Tensor> {
     let (rows, k) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().expect("x has a last dimension") = w.dim(0)?;
     let x2 = x.reshape((rows, k))?.contiguous()?;
-    x2.apply_op2(&w.contiguous()?, InputGradLinear)?
-        .reshape(out_shape)
+    x2.apply_op2(&w.contiguous()?, op)?.reshape(out_shape)
+}
+
+/// a · b of 2-D f32 tensors, a read as its transpose with `transpose_a` and b with
+/// `transpose_b`, both rounded to bf16 and multiplied on AMX tiles (`amx`); no backward.
+struct Bf16Product {
+    transpose_a: bool,
+    transpose_b: bool,
+}
+
+impl Bf16Product {
+    fn view(l: &Layout, transpose: bool) -> Result<View> {
+        let (rows, cols) = l.shape().dims2()?;
+        let v = View::row_major(rows, cols);
+        Ok(if transpose { v.t() } else { v })
+    }
+}
+
+impl CustomOp2 for Bf16Product {
+    fn name(&self) -> &'static str {
+        "bf16-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (
+            contiguous_f32(a, la, "bf16 product")?,
+            contiguous_f32(b, lb, "bf16 product")?,
+        );
+        let (av, bv) = (
+            Self::view(la, self.transpose_a)?,
+            Self::view(lb, self.transpose_b)?,
+        );
+        if av.cols != bv.rows {
+            candle_core::bail!(
+                "bf16 product: {:?} does not fit {:?}",
+                la.shape(),
+                lb.shape()
+            );
+        }
+        let out = amx::product(a, av, b, bv);
+        Ok((CpuStorage::F32(out), Shape::from((av.rows, bv.cols))))
+    }
+}
+
+/// y = x · wᵀ (x: [m, k], w: [n, k]) in bf16 products; backward gives dx, and dw with
+/// `weight_grad`.
+struct Bf16Linear {
+    weight_grad: bool,
+}
+
+impl CustomOp2 for Bf16Linear {
+    fn name(&self) -> &'static str {
+        "bf16-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let product = Bf16Product {
+            transpose_a: false,
+            transpose_b: true,
+        };
+        product.cpu_fwd(x, lx, w, lw)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let product = |a: &Tensor, b: &Tensor, transpose_a| {
+            let op = Bf16Product {
+                transpose_a,
+                transpose_b: false,
+            };
+            a.apply_op2_no_bwd(b, &op)
+        };
+        let dx = product(&dy, w, false)?;
+        if !self.weight_grad {
+            return Ok((Some(dx), None));
+        }
+        // dw = dyᵀ · x, or (xᵀ · dy)ᵀ: the first operand is read transposed, which costs more
+        // than the product's other work; the narrower of the two is chosen.
+        let (n, k) = w.dims2()?;
+        let dw = if n <= k {
+            product(&dy, x, true)?
+        } else {
+            product(x, &dy, true)?.t()?.contiguous()?
+        };
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// x · wᵀ over the last dimension of x with bf16 products and f32 accumulation, where
+/// [`amx::available`] (f32 on the CPU); differentiable in x, and in w with `weight_grad`.
+pub fn bf16_linear(x: &Tensor, w: &Tensor, weight_grad: bool) -> Result<Tensor> {
+    over_last_dim(x, w, Bf16Linear { weight_grad })
 }
 
 /// y = x · wᵀ for a handful of rows (generation: one token per sample). Streams each weight
@@ -215,6 +334,46 @@ mod tests {
     use super::*;
     use crate::model::ops::max_diff;
     use candle_core::{DType, Device};
+
+    /// bf16 products and their gradients (dw both ways round) are f32's to bf16's precision.
+    #[test]
+    fn bf16_linear_and_its_gradients_match_f32() -> Result<()> {
+        if !amx::available() {
+            eprintln!("skipped: this CPU or OS has no AMX bf16");
+            return Ok(());
+        }
+        let x = candle_core::Var::randn(0f32, 1., (3, 37, 50), &Device::Cpu)?;
+        for n in [20, 70] {
+            let w = candle_core::Var::randn(0f32, 1., (n, 50), &Device::Cpu)?;
+            let r = Tensor::randn(0f32, 1., (3, 37, n), &Device::Cpu)?;
+            let grads = |y: Tensor| -> Result<(Tensor, Option<Tensor>)> {
+                let g = (y * &r)?.sum_all()?.backward()?;
+                Ok((g.get(&x).unwrap().clone(), g.get(&w).cloned()))
+            };
+            let want_y = x.broadcast_matmul(&w.t()?)?;
+            let got_y = bf16_linear(&x, &w, true)?;
+            let (want, got) = (grads(want_y.clone())?, grads(got_y.clone())?);
+            let relative = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                Ok(max_diff(a, b)? / a.abs()?.max_all()?.to_scalar::<f32>()?)
+            };
+            let (want_dw, got_dw) = (want.1.unwrap(), got.1.unwrap());
+            for (what, a, b) in [
+                ("y", &want_y, &got_y),
+                ("dx", &want.0, &got.0),
+                ("dw", &want_dw, &got_dw),
+            ] {
+                let e = relative(a, b)?;
+                assert!(
+                    e < 1e-2 && e > 1e-6,
+                    "{n} outputs, {what}: relative error {e}"
+                );
+            }
+            let (dx, dw) = grads(bf16_linear(&x, &w, false)?)?;
+            assert!(dw.is_none(), "without weight_grad, w gets no gradient");
+            assert_eq!(max_diff(&dx, &got.0)?, 0.0);
+        }
+        Ok(())
+    }
 
     #[test]
     fn few_rows_linear_matches_matmul() -> Result<()> {

@@ -12,13 +12,14 @@
 
 use candle_core::{CpuStorage, D, DType, Layout, Result, Tensor};
 
+pub mod amx;
 mod attention;
 mod gemm;
 mod linear;
 mod nll;
 mod pointwise;
 pub use attention::attention;
-pub use linear::{FEW_ROWS, few_rows_linear, linear_input_grad};
+pub use linear::{FEW_ROWS, bf16_linear, few_rows_linear, linear_input_grad};
 use nll::per_row;
 pub use nll::{output_nll, token_nll};
 pub use pointwise::{rms_norm, rope_interleaved, softmax_last_dim, swiglu};
