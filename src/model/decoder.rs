@@ -593,18 +593,17 @@ impl Ltm {
         pass: Pass,
     ) -> Result<Tensor> {
         let hidden = self.walk_after(prefix, &self.thought_kv(z, pass)?, pass)?;
-        // With bf16 products the logits are worth storing: their product runs on AMX tiles.
-        let bf16 = self.tok_embeddings.bf16_products;
-        match pass {
-            Pass::Train => ops::token_nll(&self.logits(&hidden, pass)?, targets),
-            Pass::Think if bf16 => ops::token_nll(&self.logits(&hidden, pass)?, targets),
-            Pass::Infer | Pass::Think => ops::output_nll(
-                &hidden,
-                &self.tok_embeddings.full,
-                targets,
-                pass == Pass::Think,
-            ),
+        // Training needs the logits' weight gradient; with bf16 products thinking also takes
+        // the stored logits, whose product runs on AMX tiles. Otherwise they are never stored.
+        if pass == Pass::Train || self.tok_embeddings.bf16_products && pass == Pass::Think {
+            return ops::token_nll(&self.logits(&hidden, pass)?, targets);
         }
+        ops::output_nll(
+            &hidden,
+            &self.tok_embeddings.full,
+            targets,
+            pass == Pass::Think,
+        )
     }
 
     /// A generation cache for thought z (its cross-attention K/V are computed here, once).
