@@ -7,8 +7,8 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::amx;
-use super::contiguous_f32;
 use super::gemm::View;
+use super::{contiguous_f32, contiguous_f32_pair};
 
 /// y = x · wᵀ (x: [m, k], w: [n, k]); backward gives dx only.
 struct InputGradLinear;
@@ -123,10 +123,7 @@ impl CustomOp2 for Bf16Product {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = (
-            contiguous_f32(a, la, "bf16 product")?,
-            contiguous_f32(b, lb, "bf16 product")?,
-        );
+        let (a, b) = contiguous_f32_pair((a, la), (b, lb), "bf16 product")?;
         let (av, bv) = (
             Self::view(la, self.transpose_a)?,
             Self::view(lb, self.transpose_b)?,

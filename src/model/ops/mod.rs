@@ -126,6 +126,15 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [
     }
 }
 
+/// Both operands of a binary op, each as [`contiguous_f32`].
+fn contiguous_f32_pair<'a>(
+    (a, la): (&'a CpuStorage, &Layout),
+    (b, lb): (&'a CpuStorage, &Layout),
+    what: &str,
+) -> Result<(&'a [f32], &'a [f32])> {
+    Ok((contiguous_f32(a, la, what)?, contiguous_f32(b, lb, what)?))
+}
+
 /// The largest difference between two tensors' values, for the rooms' tests.
 #[cfg(test)]
 fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {

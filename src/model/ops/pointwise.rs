@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Te
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::{composite, contiguous_f32, fused, with_values};
+use super::{composite, contiguous_f32, contiguous_f32_pair, fused, with_values};
 
 /// exp(x) to within a few ulp, written so that the compiler vectorises it (libm's expf is
 /// a call per element and dominated the cross-entropy passes over the vocabulary).
@@ -221,10 +221,7 @@ impl CustomOp2 for RmsNorm {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (
-            contiguous_f32(s, l, "rms_norm")?,
-            contiguous_f32(ws, wl, "rms_norm")?,
-        );
+        let (x, w) = contiguous_f32_pair((s, l), (ws, wl), "rms_norm")?;
         let d = w.len();
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
@@ -343,10 +340,7 @@ impl CustomOp2 for SwiGlu {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = (
-            contiguous_f32(a, la, "swiglu")?,
-            contiguous_f32(b, lb, "swiglu")?,
-        );
+        let (a, b) = contiguous_f32_pair((a, la), (b, lb), "swiglu")?;
         let mut y = vec![0f32; a.len()];
         y.par_chunks_mut(SWIGLU_CHUNK)
             .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
