@@ -1,5 +1,5 @@
-//! Products with a weight matrix: y = x · wᵀ with only the input's gradient (thinking), and for
-//! a handful of rows (writing).
+//! Products with a weight matrix: y = x · wᵀ with only the input's gradient (thinking), with
+//! bf16 products on AMX tiles (`ltm train --bf16`), and for a handful of rows (writing).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, D, Layout, Result, Shape, Tensor};
@@ -10,8 +10,12 @@ use super::amx;
 use super::gemm::View;
 use super::{contiguous_f32, contiguous_f32_pair};
 
-/// y = x · wᵀ (x: [m, k], w: [n, k]); backward gives dx only.
-struct InputGradLinear;
+/// y = x · wᵀ (x: [m, k], w: [n, k]), in f32 with dx alone as its backward (thinking), or
+/// with bf16 products on AMX tiles (see [`Bf16Product`]) and dw too with `weight_grad`.
+enum Linear {
+    InputGrad,
+    Bf16 { weight_grad: bool },
+}
 
 fn matmul_transposed<S: BackendStorage>(
     x: &S,
@@ -32,9 +36,12 @@ fn matmul_transposed<S: BackendStorage>(
     Ok((out, Shape::from((m, n))))
 }
 
-impl CustomOp2 for InputGradLinear {
+impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
-        "linear-input-grad"
+        match self {
+            Linear::InputGrad => "linear-input-grad",
+            Linear::Bf16 { .. } => "bf16-linear",
+        }
     }
 
     fn cpu_fwd(
@@ -44,7 +51,14 @@ impl CustomOp2 for InputGradLinear {
         w: &CpuStorage,
         lw: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        matmul_transposed(x, lx, w, lw)
+        match self {
+            Linear::InputGrad => matmul_transposed(x, lx, w, lw),
+            Linear::Bf16 { .. } => Bf16Product {
+                transpose_a: false,
+                transpose_b: true,
+            }
+            .cpu_fwd(x, lx, w, lw),
+        }
     }
 
     fn cuda_fwd(
@@ -69,18 +83,48 @@ impl CustomOp2 for InputGradLinear {
 
     fn bwd(
         &self,
-        _x: &Tensor,
+        x: &Tensor,
         w: &Tensor,
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(dy.matmul(w)?), None))
+        let weight_grad = match self {
+            Linear::InputGrad => return Ok((Some(dy.matmul(w)?), None)),
+            Linear::Bf16 { weight_grad } => *weight_grad,
+        };
+        let dy = dy.contiguous()?;
+        let product = |a: &Tensor, b: &Tensor, transpose_a| {
+            let op = Bf16Product {
+                transpose_a,
+                transpose_b: false,
+            };
+            a.apply_op2_no_bwd(b, &op)
+        };
+        let dx = product(&dy, w, false)?;
+        if !weight_grad {
+            return Ok((Some(dx), None));
+        }
+        // dw = dyᵀ · x, or (xᵀ · dy)ᵀ: the first operand is read transposed, which costs more
+        // than the product's other work; the narrower of the two is chosen.
+        let (n, k) = w.dims2()?;
+        let dw = if n <= k {
+            product(&dy, x, true)?
+        } else {
+            product(x, &dy, true)?.t()?.contiguous()?
+        };
+        Ok((Some(dx), Some(dw)))
     }
 }
 
 /// x · wᵀ over the last dimension of x, differentiable in x only.
 pub fn linear_input_grad(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    over_last_dim(x, w, InputGradLinear)
+    over_last_dim(x, w, Linear::InputGrad)
+}
+
+/// x · wᵀ over the last dimension of x with bf16 products and f32 accumulation, where
+/// [`amx::available`] (f32 on the CPU); differentiable in x, and in w with `weight_grad`.
+pub fn bf16_linear(x: &Tensor, w: &Tensor, weight_grad: bool) -> Result<Tensor> {
+    over_last_dim(x, w, Linear::Bf16 { weight_grad })
 }
 
 /// `op`, a product x · wᵀ of 2-D tensors, over the last dimension of x.
@@ -138,68 +182,6 @@ impl CustomOp2 for Bf16Product {
         let out = amx::product(a, av, b, bv);
         Ok((CpuStorage::F32(out), Shape::from((av.rows, bv.cols))))
     }
-}
-
-/// y = x · wᵀ (x: [m, k], w: [n, k]) in bf16 products; backward gives dx, and dw with
-/// `weight_grad`.
-struct Bf16Linear {
-    weight_grad: bool,
-}
-
-impl CustomOp2 for Bf16Linear {
-    fn name(&self) -> &'static str {
-        "bf16-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        lx: &Layout,
-        w: &CpuStorage,
-        lw: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let product = Bf16Product {
-            transpose_a: false,
-            transpose_b: true,
-        };
-        product.cpu_fwd(x, lx, w, lw)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        let product = |a: &Tensor, b: &Tensor, transpose_a| {
-            let op = Bf16Product {
-                transpose_a,
-                transpose_b: false,
-            };
-            a.apply_op2_no_bwd(b, &op)
-        };
-        let dx = product(&dy, w, false)?;
-        if !self.weight_grad {
-            return Ok((Some(dx), None));
-        }
-        // dw = dyᵀ · x, or (xᵀ · dy)ᵀ: the first operand is read transposed, which costs more
-        // than the product's other work; the narrower of the two is chosen.
-        let (n, k) = w.dims2()?;
-        let dw = if n <= k {
-            product(&dy, x, true)?
-        } else {
-            product(x, &dy, true)?.t()?.contiguous()?
-        };
-        Ok((Some(dx), Some(dw)))
-    }
-}
-
-/// x · wᵀ over the last dimension of x with bf16 products and f32 accumulation, where
-/// [`amx::available`] (f32 on the CPU); differentiable in x, and in w with `weight_grad`.
-pub fn bf16_linear(x: &Tensor, w: &Tensor, weight_grad: bool) -> Result<Tensor> {
-    over_last_dim(x, w, Bf16Linear { weight_grad })
 }
 
 /// y = x · wᵀ for a handful of rows (generation: one token per sample). Streams each weight
