@@ -16,16 +16,15 @@ pub(super) struct AdamW {
 
 impl AdamW {
     pub(super) fn new(params: Vec<(String, Var, bool)>) -> Result<Self> {
-        let zeros = |p: &Var| p.as_tensor().zeros_like();
+        let zeros = || -> candle_core::Result<Vec<Tensor>> {
+            params
+                .iter()
+                .map(|(_, p, _)| p.as_tensor().zeros_like())
+                .collect()
+        };
         Ok(Self {
-            m: params
-                .iter()
-                .map(|(_, p, _)| zeros(p))
-                .collect::<candle_core::Result<_>>()?,
-            v: params
-                .iter()
-                .map(|(_, p, _)| zeros(p))
-                .collect::<candle_core::Result<_>>()?,
+            m: zeros()?,
+            v: zeros()?,
             params,
             step: 0,
         })

@@ -178,7 +178,7 @@ mod imp {
         rows: [u8; 16],
     }
 
-    const TILES: TileConfig = {
+    static TILES: TileConfig = {
         let mut c = TileConfig {
             palette: 1,
             start_row: 0,
