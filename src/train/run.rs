@@ -222,7 +222,14 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
             bar.set_position(iter as u64);
             bar.set_message(figures);
         } else if iter <= first_iter + 3 || iter % 10 == 0 {
-            let eta = (o.max_iters - iter) as f64 * here / (iter - first_iter) as f64;
+            // A fitted schedule ends at its deadline; the average pace, slow at first, would
+            // overstate what is left.
+            let eta = match options.schedule_deadline {
+                Some(deadline) => deadline
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs_f64(),
+                None => (o.max_iters - iter) as f64 * here / (iter - first_iter) as f64,
+            };
             eprintln!(
                 "iter {iter}/{} · {figures} · {:.0} min elapsed, {:.0} min to go",
                 o.max_iters,
