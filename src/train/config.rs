@@ -113,6 +113,7 @@ impl TrainConfig {
                 o.thought_question_weight.unwrap_or(0.0),
             ),
             (within("optim.unthought_share", 0.0, 1.0), o.unthought_share),
+            (within("optim.question_share", 0.0, 1.0), o.question_share),
         ];
         for (limit, value) in reals {
             limit.check(value).map_err(anyhow::Error::msg)?;
@@ -191,6 +192,11 @@ pub struct OptimConfig {
     /// The text each batch's thoughts are fitted to.
     #[serde(default)]
     pub think_on: ThinkOn,
+    /// With `think_on = "window"`, the share of batches whose thought is fitted to the
+    /// question alone, as the app fits it (drawn per iteration): the decoder learns to read
+    /// what a thought can carry and also the thought it is given when asked (0: none).
+    #[serde(default)]
+    pub question_share: f64,
 }
 
 /// What fast learning fits a training window's thought to.
@@ -233,6 +239,7 @@ impl OptimConfig {
             thought_question_weight: None,
             stage_start: 0,
             think_on: ThinkOn::Window,
+            question_share: 0.0,
         }
     }
 
@@ -316,6 +323,18 @@ pub(super) fn fast_steps(o: &OptimConfig, iter: usize) -> usize {
     }
 }
 
+/// The text the thought of the batch of `iter` is fitted to (see
+/// [`OptimConfig::question_share`]), drawn as [`fast_steps`] draws, from a stream of its own.
+pub(super) fn think_on(o: &OptimConfig, iter: usize) -> ThinkOn {
+    let mut rng = crate::noise::rng(!o.seed ^ (iter as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    if o.think_on == ThinkOn::Window && o.question_share > 0.0 && rng.random_bool(o.question_share)
+    {
+        ThinkOn::Question
+    } else {
+        o.think_on
+    }
+}
+
 /// The fast learning rate moves linearly over training.
 pub(super) fn fast_lr(o: &OptimConfig, iter: usize) -> f64 {
     let t = iter as f64 / o.max_iters.max(1) as f64;
@@ -357,6 +376,29 @@ mod tests {
         config.optim.unthought_share = 1.5;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("optim.unthought_share"), "{err}");
+    }
+
+    #[test]
+    fn a_share_of_window_batches_thinks_on_the_question() {
+        let text = std::fs::read_to_string("models/ltm-arith-tiny.toml").unwrap();
+        let mut config = toml::from_str::<TrainConfig>(&text).unwrap();
+        config.optim.think_on = ThinkOn::Window;
+        assert!((0..1000).all(|i| think_on(&config.optim, i) == ThinkOn::Window));
+        config.optim.question_share = 0.25;
+        let on_question = |o: &OptimConfig| {
+            (0..4000)
+                .filter(|&i| think_on(o, i) == ThinkOn::Question)
+                .count()
+        };
+        let drawn = on_question(&config.optim);
+        assert!((800..1200).contains(&drawn), "{drawn} of 4000");
+        // A resumed run draws the same batches.
+        assert_eq!(on_question(&config.optim), drawn);
+        config.optim.think_on = ThinkOn::Question;
+        assert_eq!(on_question(&config.optim), 4000);
+        config.optim.question_share = -0.1;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("optim.question_share"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use adamw::AdamW;
 pub use config::{
     DataConfig, HistoryPoint, OptimConfig, ThinkOn, TrainConfig, TrainState, learning_rate,
 };
-use config::{fast_lr, fast_steps};
+use config::{fast_lr, fast_steps, think_on};
 
 /// The positions where a window of `len` tokens may start: every BOS token that leaves room for
 /// one, or every position when there is no BOS token (or none leaves room).
@@ -428,11 +428,16 @@ impl Trainer {
     }
 
     /// The decoder loss's weight of each target (see [`target_weights`]).
-    fn loss_weights(&self, targets: &Tensor, thought_fitted: bool) -> Result<Tensor> {
+    fn loss_weights(
+        &self,
+        targets: &Tensor,
+        thought_fitted: bool,
+        think_on: ThinkOn,
+    ) -> Result<Tensor> {
         let o = &self.config.optim;
         let fitted = o
             .thought_question_weight
-            .filter(|_| thought_fitted && o.think_on == ThinkOn::Question)
+            .filter(|_| thought_fitted && think_on == ThinkOn::Question)
             .map(|w| w as f32);
         let rows = targets.to_vec2::<u32>()?;
         let weights = rows
@@ -456,8 +461,8 @@ impl Trainer {
 
     /// What fast learning sees of a batch (see [`ThinkOn`]): the whole windows, or their first
     /// questions, cut to the longest of them with the rest of each row not scored.
-    fn thinking_text(&self, text: &Sequences) -> Result<Sequences> {
-        if self.config.optim.think_on == ThinkOn::Window {
+    fn thinking_text(&self, text: &Sequences, think_on: ThinkOn) -> Result<Sequences> {
+        if think_on == ThinkOn::Window {
             return Ok(Sequences {
                 inputs: text.inputs.clone(),
                 targets: text.targets.clone(),
@@ -550,11 +555,11 @@ impl Trainer {
         let iter = self.state.iter;
         let text = self.batch(&self.train_tokens, &self.train_starts, iter, 1)?;
         let started = Instant::now();
-        let steps = fast_steps(&o, iter);
+        let (steps, on) = (fast_steps(&o, iter), think_on(&o, iter));
         let (z, elbo) = self
             .think(
                 &self.model(false)?,
-                &self.thinking_text(&text)?,
+                &self.thinking_text(&text, on)?,
                 (steps, fast_lr(&o, iter)),
                 false,
                 o.seed.wrapping_add(iter as u64),
@@ -566,7 +571,7 @@ impl Trainer {
         let weights = if uniform || self.answer_marker.is_empty() {
             None
         } else {
-            Some(self.loss_weights(&text.targets, steps > 0)?)
+            Some(self.loss_weights(&text.targets, steps > 0, on)?)
         };
         let (loss_value, grads) = self.decoder_gradients(&text, &z, weights.as_ref())?;
         if !loss_value.is_finite() {
