@@ -220,11 +220,12 @@ fn problems(n: u32, answer_seed: u32) -> Vec<u32> {
 
 #[test]
 fn a_thought_fitted_to_the_question_never_sees_the_answer() {
-    // The first step's thinking figures, on two corpora that differ only in their answers.
-    let first_thought = |think_on: ThinkOn, answer_seed: u32| {
+    // The first step's thinking figures, on two corpora that differ only in their answers;
+    // `question_share` 1 makes a window run's every batch think on the question.
+    let first_thought = |think_on: ThinkOn, question_share: f64, answer_seed: u32| {
         let mut c = tiny_config();
         c.model.bos_token_id = Some(0);
-        c.optim.think_on = think_on;
+        (c.optim.think_on, c.optim.question_share) = (think_on, question_share);
         let dir = tempfile::tempdir().unwrap();
         let (train, val) = (problems(300, answer_seed), problems(40, answer_seed));
         let mut t = Trainer::new(
@@ -239,13 +240,12 @@ fn a_thought_fitted_to_the_question_never_sees_the_answer() {
         .unwrap();
         t.step().unwrap().ppl_bound
     };
-    assert_eq!(
-        first_thought(ThinkOn::Question, 0),
-        first_thought(ThinkOn::Question, 1)
-    );
+    let on_question = first_thought(ThinkOn::Question, 0.0, 0);
+    assert_eq!(on_question, first_thought(ThinkOn::Question, 0.0, 1));
+    assert_eq!(on_question, first_thought(ThinkOn::Window, 1.0, 1));
     assert_ne!(
-        first_thought(ThinkOn::Window, 0),
-        first_thought(ThinkOn::Window, 1)
+        first_thought(ThinkOn::Window, 0.0, 0),
+        first_thought(ThinkOn::Window, 0.0, 1)
     );
 }
 
