@@ -335,12 +335,12 @@ impl CustomOp2 for SwiGlu {
 
     fn cpu_fwd(
         &self,
-        a: &CpuStorage,
-        la: &Layout,
-        b: &CpuStorage,
-        lb: &Layout,
+        gate: &CpuStorage,
+        gate_layout: &Layout,
+        input: &CpuStorage,
+        input_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = contiguous_f32_pair((a, la), (b, lb), "swiglu")?;
+        let (a, b) = contiguous_f32_pair((gate, gate_layout), (input, input_layout), "swiglu")?;
         let mut y = vec![0f32; a.len()];
         y.par_chunks_mut(SWIGLU_CHUNK)
             .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
@@ -349,7 +349,7 @@ impl CustomOp2 for SwiGlu {
                     *y = a * sigmoid(a) * b;
                 }
             });
-        Ok((CpuStorage::F32(y), la.shape().clone()))
+        Ok((CpuStorage::F32(y), gate_layout.shape().clone()))
     }
 
     fn bwd(
