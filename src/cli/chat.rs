@@ -80,6 +80,10 @@ pub struct SettingsArgs {
     /// model's config).
     #[arg(long, value_name = "on|off|auto")]
     pub copy_numbers: Option<String>,
+    /// Check answers: drafts at several depths of thought, the likeliest kept (`auto`: the
+    /// model's config).
+    #[arg(long, value_name = "on|off|auto")]
+    pub check: Option<String>,
 }
 
 impl ChatArgs {
@@ -102,6 +106,7 @@ impl ChatArgs {
             ("warm", "--warm-start", s.warm_start.clone()),
             ("calc", "--calculator", s.calculator.clone()),
             ("copy", "--copy-numbers", s.copy_numbers.clone()),
+            ("check", "--check", s.check.clone()),
         ];
         given
             .into_iter()

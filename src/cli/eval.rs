@@ -73,6 +73,10 @@ pub struct ArithArgs {
     /// model's config].
     #[arg(long, value_name = "on|off")]
     pub copy_numbers: Option<super::Switch>,
+    /// Check each answer (with `--samples 1`): drafts at several depths of thought, the
+    /// likeliest kept [default: the model's config].
+    #[arg(long, value_name = "on|off")]
+    pub check: Option<super::Switch>,
     /// One JSON line per problem (with `calculator` and the texts written), then one `report`
     /// line per calculator setting.
     #[arg(long)]
@@ -108,12 +112,14 @@ fn shots(text: &str) -> Result<usize, String> {
 }
 
 /// What the engine wrote for one request: each sample's answer, text and −ELBO, the prompt's
-/// tokens as the engine took it (it may drop worked examples to fit), and its first warning.
+/// tokens as the engine took it (it may drop worked examples to fit), the check's drafts when
+/// it checked, and its first warning.
 struct Answered {
     answers: Vec<Option<String>>,
     texts: Vec<String>,
     nelbo: Vec<f64>,
     tokens: usize,
+    check: Option<engine::Check>,
     warning: Option<String>,
 }
 
@@ -124,6 +130,7 @@ fn answer(inbox: &mpsc::Receiver<Event>, samples: usize) -> Result<Answered> {
         texts: vec![String::new(); samples],
         nelbo: vec![f64::INFINITY; samples],
         tokens: 0,
+        check: None,
         warning: None,
     };
     loop {
@@ -133,6 +140,7 @@ fn answer(inbox: &mpsc::Receiver<Event>, samples: usize) -> Result<Answered> {
                 a.texts[done.sample] = done.text;
                 a.nelbo[done.sample] = done.nelbo;
                 a.tokens = done.prompt_tokens;
+                a.check = done.check;
             }
             Event::Warning { message, .. } => {
                 a.warning.get_or_insert(message);
@@ -269,6 +277,7 @@ pub fn run(args: Args) -> Result<()> {
             max_tokens: args.max_tokens,
             calculator: Some(calculator),
             copy_numbers: args.copy_numbers.map(super::Switch::on),
+            check: args.check.map(super::Switch::on),
             seed: args.seed + i as u64,
             ..Choices::default()
         };
@@ -332,7 +341,8 @@ pub fn run(args: Args) -> Result<()> {
                 let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
                     "gold": problem.r#final, "answers": run.answers, "texts": run.texts, "nelbo": run.nelbo,
                     "pass_at_k": scored.pass_at_k, "majority": scored.majority, "elbo_best": scored.elbo_best,
-                    "prompt_tokens": run.tokens, "nelbo_per_token": Some(per_token).filter(|x| x.is_finite())});
+                    "prompt_tokens": run.tokens, "nelbo_per_token": Some(per_token).filter(|x| x.is_finite()),
+                    "check": run.check});
                 println!("{line}");
             }
             bar.set_message(format!(

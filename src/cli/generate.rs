@@ -86,6 +86,11 @@ pub struct Args {
     /// [default: the model's config].
     #[arg(long, value_name = "on|off")]
     pub copy_numbers: Option<super::Switch>,
+    /// Check the answer (one sample): drafts written under thoughts of the steps asked, a
+    /// quarter of them and none; of different answers, the one the model finds likeliest with
+    /// a thought fitted to question and draft is kept [default: the model's config].
+    #[arg(long, value_name = "on|off")]
+    pub check: Option<super::Switch>,
     /// One JSON object per event and line on stdout, tagged by `event` (ready, warning, think,
     /// token, done, finished, error; the README lists their fields); computed tokens carry
     /// `"calc": true`.
@@ -212,6 +217,7 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
         warm_start: false,
         calculator: args.calculator.map(super::Switch::on),
         copy_numbers: args.copy_numbers.map(super::Switch::on),
+        check: args.check.map(super::Switch::on),
     };
     let mut r = choices.request(0, asked, &info.defaults());
     r.prompt_ids = args.prompt_ids;
@@ -364,6 +370,7 @@ impl Report for Human {
                     level,
                     think_ms,
                     tok_s,
+                    check,
                     ..
                 } = done;
                 self.answers.push((answer.clone(), *nelbo));
@@ -373,6 +380,14 @@ impl Report for Human {
                     }
                 } else if self.samples == 1 {
                     writeln!(out)?;
+                    // The draft streamed is the request's own; the check may keep another.
+                    if let Some(c) = check.as_ref().filter(|c| c.kept != 0) {
+                        let steps = c.drafts.get(c.kept).map_or(0, |d| d.steps);
+                        writeln!(
+                            out,
+                            "── checked: kept the draft of {steps} steps ──\n{text}"
+                        )?;
+                    }
                 } else {
                     writeln!(
                         out,
@@ -392,6 +407,9 @@ impl Report for Human {
                     eprintln!(
                         "[{tokens} tokens · thought {think_steps} steps{level} in {think_ms:.0} ms · {tok_s:.1} tok/s{figures}]"
                     );
+                    if let Some(c) = check {
+                        eprintln!("[check: {}]", c.line());
+                    }
                 }
             }
             Event::Finished { .. } if self.samples > 1 => {

@@ -166,6 +166,9 @@ fn human(i: &Info) -> String {
     if c.copy_numbers {
         out += "copy numbers  on (numbers written: the question's, results, constants)\n";
     }
+    if c.check {
+        out += "check         on (drafts at several depths of thought, the likeliest kept)\n";
+    }
     out += &format!("files         {}\n", files.join(", "));
     out
 }

@@ -15,6 +15,7 @@ pub struct Defaults {
     pub lr: f64,
     pub calculator: bool,
     pub copy_numbers: bool,
+    pub check: bool,
     pub temperature: f64,
     pub levels: LevelSteps,
 }
@@ -27,6 +28,7 @@ impl Default for Defaults {
             lr: DEFAULT_FAST_LR,
             calculator: false,
             copy_numbers: false,
+            check: false,
             temperature: SampleSettings::default().temperature,
             levels: LevelSteps::around(DEFAULT_NUM_STEPS),
         }
@@ -42,6 +44,7 @@ impl ModelInfo {
             lr: self.default_lr,
             calculator: self.calculator,
             copy_numbers: self.copy_numbers,
+            check: self.check,
             temperature: self
                 .default_temperature
                 .unwrap_or(Defaults::default().temperature),
@@ -72,6 +75,8 @@ pub struct Choices {
     pub calculator: Option<bool>,
     /// Numbers kept to the prompt's, earlier results and constants while writing.
     pub copy_numbers: Option<bool>,
+    /// Answers checked: drafts at several depths of thought, the likeliest kept (one sample).
+    pub check: Option<bool>,
 }
 
 impl Default for Choices {
@@ -90,6 +95,7 @@ impl Default for Choices {
             warm_start: false,
             calculator: None,
             copy_numbers: None,
+            check: None,
         }
     }
 }
@@ -100,7 +106,7 @@ impl Choices {
         let mut r = Request::new(id, prompt);
         let (t, s) = (&mut r.think, &mut r.sample);
         (t.steps, t.tolerance, t.lr) = (self.steps(d), self.tolerance(d), self.lr(d));
-        (t.samples, t.warm_start) = (self.samples, self.warm_start);
+        (t.samples, t.warm_start, t.check) = (self.samples, self.warm_start, self.check(d));
         (s.max_tokens, s.temperature, s.seed) = (self.max_tokens, self.temperature(d), self.seed);
         (s.top_k, s.top_p, s.calculator) = (self.top_k, self.top_p, self.calculator(d));
         s.copy_numbers = self.copy_numbers(d);
@@ -136,6 +142,10 @@ impl Choices {
 
     pub fn copy_numbers(&self, d: &Defaults) -> bool {
         self.copy_numbers.unwrap_or(d.copy_numbers)
+    }
+
+    pub fn check(&self, d: &Defaults) -> bool {
+        self.check.unwrap_or(d.check)
     }
 
     /// The thinking level these choices are, if they are one.
@@ -187,6 +197,7 @@ mod tests {
             lr: 0.3,
             calculator: true,
             copy_numbers: true,
+            check: true,
             temperature: 0.7,
             levels: LevelSteps::around(2),
         };
@@ -194,8 +205,8 @@ mod tests {
         let r = Choices::default().request(5, prompt(), &d);
         assert_eq!(r.id, 5);
         assert_eq!(
-            (r.think.steps, r.think.lr, r.think.tolerance),
-            (2, 0.3, None)
+            (r.think.steps, r.think.lr, r.think.tolerance, r.think.check),
+            (2, 0.3, None, true)
         );
         let s = &r.sample;
         assert_eq!(
@@ -213,10 +224,14 @@ mod tests {
             seed: 9,
             calculator: Some(false),
             copy_numbers: Some(false),
+            check: Some(false),
             ..Choices::default()
         };
         let r = chosen.request(6, prompt(), &d);
-        assert_eq!((r.think.steps, r.think.lr, r.think.samples), (8, 0.1, 3));
+        assert_eq!(
+            (r.think.steps, r.think.lr, r.think.samples, r.think.check),
+            (8, 0.1, 3, false)
+        );
         assert!(r.think.tolerance.is_some(), "max thinks adaptively");
         let s = &r.sample;
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The engine: one worker thread owns the model, the tokenizer and the device, takes requests in
 //! order and answers with typed events (`protocol`). Front ends never touch tensors.
 
+mod check;
 mod choices;
 pub mod protocol;
 
@@ -11,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
+use candle_core::Tensor;
 
 use crate::device::describe;
 use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
@@ -19,11 +21,14 @@ use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
 use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
-use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
+use crate::think::{
+    Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning, think_afresh,
+};
 use crate::threads;
 pub use choices::{Choices, Defaults, ladder};
 pub use protocol::{
-    Done, Event, Fit, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings, ThinkStep,
+    Check, Done, Draft, Event, Fit, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings,
+    ThinkStep,
 };
 
 pub struct EngineHandle {
@@ -172,6 +177,7 @@ impl Worker {
             prompt_format: c.prompt_format.clone(),
             calculator: c.calculator,
             copy_numbers: c.copy_numbers,
+            check: c.check,
             default_temperature: c.temperature,
             default_shots: c.shots,
             scope: c.scope.clone(),
@@ -195,7 +201,7 @@ impl Worker {
         r.validate().map_err(|e| anyhow!(e))?;
         let ids = self.prompt_ids(r, emit)?;
         match self.think(&ids, r, cancelled, emit)? {
-            Some((thought, think_ms)) => self.write(ids, &thought, think_ms, r, cancelled, emit),
+            Some(thinking) => self.write(ids, &thinking, r, cancelled, emit),
             None => Ok(Ended::Cancelled),
         }
     }
@@ -257,14 +263,15 @@ impl Worker {
         Ok(ids)
     }
 
-    /// Fits the posterior to the prompt; `None` when cancelled. Also returns thinking's wall time.
+    /// Fits the posterior to the prompt, and for a check the drafts' thoughts; `None` when
+    /// cancelled.
     fn think(
         &mut self,
         ids: &[u32],
         r: &Request,
         cancelled: &dyn Fn() -> bool,
         emit: &dyn Fn(Event),
-    ) -> Result<Option<(Thought, f64)>> {
+    ) -> Result<Option<Thinking>> {
         let s = &r.think;
         if s.samples == 0 {
             bail!("at least one thought sample is needed");
@@ -319,24 +326,54 @@ impl Worker {
             Err(e) if e.is::<Cancelled>() => return Ok(None),
             fitted => fitted?,
         };
-        let think_ms = start.elapsed().as_secs_f64() * 1e3;
+        // A check's other drafts: the same start, fitted for fewer steps, unseen.
+        let depths = match s.check && s.samples == 1 {
+            true => check::draft_depths(thought.steps),
+            false => Vec::new(),
+        };
+        let mut z = vec![thought.z()?];
+        for &steps in depths.iter().skip(1) {
+            let settings = FastLearning {
+                steps,
+                tolerance: None,
+                measure_final: false,
+                ..settings
+            };
+            match fast_learning(&self.model, &text, &init, &eps, &settings, |_| !cancelled()) {
+                Err(e) if e.is::<Cancelled>() => return Ok(None),
+                draft => z.push(draft?.z()?),
+            }
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3;
         if let Some(path) = &s.save_thought {
             thought.posterior.save(path)?;
         }
         self.last_mu = Some(thought.posterior.mu.clone());
-        Ok(Some((thought, think_ms)))
+        Ok(Some(Thinking {
+            thought,
+            z: Tensor::cat(&z, 0)?,
+            depths,
+            ms,
+        }))
     }
 
-    /// Writes a continuation per thought sample, streaming tokens; `Ended::Cancelled` when cancelled.
+    /// Writes a continuation per thought sample, streaming tokens, or a check's drafts,
+    /// streaming the request's own; `Ended::Cancelled` when cancelled.
     fn write(
         &self,
         mut ids: Vec<u32>,
-        thought: &Thought,
-        think_ms: f64,
+        thinking: &Thinking,
         r: &Request,
         cancelled: &dyn Fn() -> bool,
         emit: &dyn Fn(Event),
     ) -> Result<Ended> {
+        let Thinking {
+            thought,
+            z,
+            depths,
+            ms: think_ms,
+        } = thinking;
+        let checking = !depths.is_empty();
         ids.extend(self.tokenizer.encode(&r.answer_prefix)?);
         let s = &r.sample;
         let c = self.model.config();
@@ -347,14 +384,13 @@ impl Worker {
                 .flatten()
                 .collect(),
         };
-        let mut writers: Vec<_> = (0..r.think.samples)
+        let mut writers: Vec<_> = (0..z.dim(0)?)
             .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))
             .collect();
         let mut failure = None;
         let start = Instant::now();
         let codec: &dyn Codec = &self.tokenizer;
-        let z = thought.z()?;
-        let (_, ended) = generate(&self.model, &ids, &z, &sampling, Some(codec), |token| {
+        let (_, ended) = generate(&self.model, &ids, z, &sampling, Some(codec), |token| {
             let Token {
                 sample,
                 id,
@@ -367,13 +403,16 @@ impl Worker {
             let last = writer.tokens + 1 == s.max_tokens || sampling.stop_tokens.contains(&id);
             match writer.push(id, last) {
                 Ok((text, stopped)) => {
-                    emit(Event::Token {
-                        request: r.id,
-                        sample,
-                        id,
-                        text,
-                        calc: computed,
-                    });
+                    // A check's other drafts are not shown as they are written.
+                    if !checking || sample == 0 {
+                        emit(Event::Token {
+                            request: r.id,
+                            sample,
+                            id,
+                            text,
+                            calc: computed,
+                        });
+                    }
                     if stopped || last {
                         writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
                     }
@@ -396,6 +435,24 @@ impl Worker {
             return Ok(Ended::Cancelled);
         }
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut check = None;
+        if checking {
+            let answers: Vec<_> = writers.iter().map(|w| answered(&w.text)).collect();
+            let chosen = check::choose(depths, &answers, |i| {
+                if cancelled() {
+                    return Err(Cancelled.into());
+                }
+                self.nelbo_with(&ids, &writers[i].text, thought.steps, r)
+            });
+            let chosen = match chosen {
+                Err(e) if e.is::<Cancelled>() => return Ok(Ended::Cancelled),
+                chosen => chosen?,
+            };
+            // The kept draft stands as the request's one sample.
+            writers.swap(0, chosen.kept);
+            writers.truncate(1);
+            check = Some(chosen);
+        }
         for (sample, w) in writers.into_iter().enumerate() {
             let gen_ms = w.ms.unwrap_or(total_ms);
             let done = Done {
@@ -406,11 +463,7 @@ impl Worker {
                 } else {
                     w.tokens as f64 / (gen_ms / 1e3)
                 },
-                answer: w
-                    .text
-                    .contains("####")
-                    .then(|| answer_of(&w.text))
-                    .flatten(),
+                answer: answered(&w.text),
                 text: w.text,
                 nelbo: thought.elbo.nelbo(sample),
                 fit: Some(Fit {
@@ -422,8 +475,9 @@ impl Worker {
                 prompt_tokens: thought.elbo.tokens,
                 think_steps: thought.steps,
                 level: ThinkLevel::of(r.think.steps, r.think.tolerance, &self.info.levels),
-                think_ms,
+                think_ms: *think_ms,
                 gen_ms,
+                check: check.take(),
             };
             emit(Event::Done {
                 request: r.id,
@@ -432,6 +486,39 @@ impl Worker {
         }
         Ok(Ended::Finished)
     }
+
+    /// −ELBO of the prompt `ids` followed by `draft`, with a thought fitted to both for `steps`
+    /// steps from the request's seed: how likely the model finds the draft as an answer.
+    fn nelbo_with(&self, ids: &[u32], draft: &str, steps: usize, r: &Request) -> Result<f64> {
+        let mut text = ids.to_vec();
+        text.extend(self.tokenizer.encode(draft)?);
+        text.drain(..text.len().saturating_sub(self.model.config().max_seq_len));
+        let sequence = Sequences::new(&text, 1, self.model.device())?;
+        let fitted = think_afresh(
+            &self.model,
+            &sequence,
+            steps,
+            r.think.lr,
+            true,
+            &mut rng(r.sample.seed),
+        )?;
+        Ok(fitted.elbo.nelbo(0))
+    }
+}
+
+/// What thinking gives writing: the request's thought, the thoughts to write under (one per
+/// sample, or a check's drafts, the request's own first) and the drafts' thinking steps (none
+/// without a check), and thinking's wall time.
+struct Thinking {
+    thought: Thought,
+    z: Tensor,
+    depths: Vec<usize>,
+    ms: f64,
+}
+
+/// The answer a worked solution ends with (`#### N`), when it has one.
+fn answered(text: &str) -> Option<String> {
+    text.contains("####").then(|| answer_of(text)).flatten()
 }
 
 fn think_step(sample: usize, step: &Step) -> ThinkStep {
@@ -641,6 +728,29 @@ mod tests {
             }
         }
         assert_eq!(done, 2);
+
+        // A checked answer: drafts of 2, 1 and 0 steps, the request's own streamed, one done.
+        let mut checked = request(5, "Hello world", 2);
+        (checked.think.samples, checked.think.check) = (1, true);
+        engine.submit(checked);
+        let mut check = None;
+        loop {
+            match next() {
+                Event::Think { request: 5, .. } => {}
+                Event::Token {
+                    request: 5, sample, ..
+                } => assert_eq!(sample, 0, "only the request's own draft is streamed"),
+                Event::Done { request: 5, done } => {
+                    assert!(check.is_none(), "one sample is done");
+                    assert_eq!(done.sample, 0);
+                    check = Some(done.check.expect("the done event says how it was checked"));
+                }
+                Event::Finished { request: 5 } => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let depths: Vec<usize> = check.unwrap().drafts.iter().map(|d| d.steps).collect();
+        assert_eq!(depths, [2, 1, 0]);
         engine.shutdown();
     }
 

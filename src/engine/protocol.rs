@@ -29,6 +29,10 @@ pub struct ThinkSettings {
     /// Save the fitted posterior here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save_thought: Option<std::path::PathBuf>,
+    /// Check the answer (with one sample and some thinking): write drafts under thoughts of
+    /// several depths and keep the one the model finds likeliest ([`Check`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
 /// One job: think on `prompt`, then write a continuation per thought sample.
@@ -57,6 +61,7 @@ impl Default for ThinkSettings {
             tolerance: None,
             thought: None,
             save_thought: None,
+            check: false,
         }
     }
 }
@@ -211,6 +216,9 @@ pub struct ModelInfo {
     /// Whether numbers are kept to the prompt's by default (its config's `copy_numbers`).
     #[serde(default)]
     pub copy_numbers: bool,
+    /// Whether answers are checked by default (its config's `check`).
+    #[serde(default)]
+    pub check: bool,
     /// The sampling temperature the model's config asks front ends to default to.
     #[serde(default)]
     pub default_temperature: Option<f64>,
@@ -314,6 +322,47 @@ pub struct Done {
     pub think_ms: f64,
     pub gen_ms: f64,
     pub tok_s: f64,
+    /// How the check chose this text among its drafts, when the request asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// The check of an answer: drafts written under thoughts fitted to the question for fewer
+/// steps than the request's (the request's own thought first), and of the drafts with
+/// different answers the one whose −ELBO, with a thought fitted to question and draft
+/// together, is lowest: the draft the model finds likeliest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub drafts: Vec<Draft>,
+    /// Which draft was kept (its text is the sample's).
+    pub kept: usize,
+}
+
+/// One draft of a checked answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    /// Thinking steps of the thought it was written under.
+    pub steps: usize,
+    pub answer: Option<String>,
+    /// −ELBO of question and draft (nats); absent when it needed no check (no answer, or an
+    /// answer an earlier draft gave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nelbo: Option<f64>,
+}
+
+impl Check {
+    /// "drafts 17 · 17 · 15 (2, 1, 0 steps): kept 17".
+    pub fn line(&self) -> String {
+        let show = |a: &Option<String>| a.clone().unwrap_or_else(|| "—".into());
+        let answers: Vec<String> = self.drafts.iter().map(|d| show(&d.answer)).collect();
+        let steps: Vec<String> = self.drafts.iter().map(|d| d.steps.to_string()).collect();
+        format!(
+            "drafts {} ({} steps): kept {}",
+            answers.join(" · "),
+            steps.join(", "),
+            show(&self.drafts.get(self.kept).and_then(|d| d.answer.clone()))
+        )
+    }
 }
 
 /// Everything the engine says. As JSON (`ltm generate --json`, README "JSON events") each

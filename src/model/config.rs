@@ -79,6 +79,10 @@ pub struct Config {
     /// by default (`generate::numbers`). Absent: off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub copy_numbers: bool,
+    /// Whether answers are checked by default: drafts written under thoughts of several depths,
+    /// the likeliest kept (`engine::Check`). Absent: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
     /// The sampling temperature front ends use by default (0: greedy, as for arithmetic models);
     /// absent: each front end's own default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,6 +330,7 @@ impl Config {
             prompt_format: None,
             calculator: false,
             copy_numbers: false,
+            check: false,
             temperature: None,
             shots: None,
             scope: None,

@@ -584,6 +584,7 @@ mod tests {
                 think_ms: 1.0,
                 gen_ms: 1.0,
                 tok_s: 1.0,
+                check: None,
                 sample: 0,
                 text: String::new(),
                 answer: None,

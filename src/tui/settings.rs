@@ -148,10 +148,11 @@ pub enum Field {
     Warm,
     Calculator,
     CopyNumbers,
+    Check,
 }
 
 impl Field {
-    pub const ALL: [Field; 12] = [
+    pub const ALL: [Field; 13] = [
         Field::Steps,
         Field::Lr,
         Field::Samples,
@@ -164,6 +165,7 @@ impl Field {
         Field::Warm,
         Field::Calculator,
         Field::CopyNumbers,
+        Field::Check,
     ];
 
     /// The `/command` that sets this field.
@@ -181,6 +183,7 @@ impl Field {
             Field::Warm => "warm",
             Field::Calculator => "calc",
             Field::CopyNumbers => "copy",
+            Field::Check => "check",
         }
     }
 
@@ -198,6 +201,7 @@ impl Field {
             Field::Warm => "warm start",
             Field::Calculator => "calculator",
             Field::CopyNumbers => "copy numbers",
+            Field::Check => "check answers",
         }
     }
 
@@ -212,7 +216,7 @@ impl Field {
             Field::TopP => "X | off",
             Field::Adaptive => "X | off",
             Field::Warm => "on | off",
-            Field::Calculator | Field::CopyNumbers => "on | off | auto",
+            Field::Calculator | Field::CopyNumbers | Field::Check => "on | off | auto",
         }
     }
 
@@ -250,6 +254,10 @@ impl Field {
             Field::CopyNumbers => match s.copy_numbers {
                 Some(on) => on_off(on).into(),
                 None => format!("auto ({})", on_off(d.copy_numbers)),
+            },
+            Field::Check => match s.check {
+                Some(on) => on_off(on).into(),
+                None => format!("auto ({})", on_off(d.check)),
             },
         }
     }
@@ -296,6 +304,8 @@ impl Field {
             Field::Calculator => s.calculator = Some(switch(arg).ok_or_else(bad)?),
             Field::CopyNumbers if matches!(arg, "auto" | "default") => s.copy_numbers = None,
             Field::CopyNumbers => s.copy_numbers = Some(switch(arg).ok_or_else(bad)?),
+            Field::Check if matches!(arg, "auto" | "default") => s.check = None,
+            Field::Check => s.check = Some(switch(arg).ok_or_else(bad)?),
         }
         Ok(())
     }
@@ -345,6 +355,7 @@ impl Field {
             Field::Warm => s.warm_start = !s.warm_start,
             Field::Calculator => s.calculator = Some(!s.calculator(d)),
             Field::CopyNumbers => s.copy_numbers = Some(!s.copy_numbers(d)),
+            Field::Check => s.check = Some(!s.check(d)),
         }
     }
 }

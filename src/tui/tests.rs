@@ -16,7 +16,7 @@ use super::settings::{Field, Settings};
 use super::theme::Themes;
 use super::ui;
 use crate::device::DeviceChoice;
-use crate::engine::protocol::{Done, Event, Fit, ModelInfo, Request, ThinkStep};
+use crate::engine::protocol::{Check, Done, Draft, Event, Fit, ModelInfo, Request, ThinkStep};
 use crate::model::config::LevelSteps;
 use crate::runtime::ModelSource;
 use crate::tasks::prompt::{ANSWER_PREFIX, BOS, answer_prompt, answer_stops, few_shot_prompt};
@@ -41,6 +41,7 @@ fn info(prompt_format: Option<&str>) -> ModelInfo {
         prompt_format: prompt_format.map(str::to_string),
         calculator: true,
         copy_numbers: false,
+        check: false,
         default_temperature: None,
         default_shots: None,
         scope: None,
@@ -122,6 +123,7 @@ fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
             think_ms: 190.0,
             gen_ms: 50.0,
             tok_s: 100.0,
+            check: None,
         },
     }
 }
@@ -745,6 +747,56 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
     assert!(!s.contains("KL per layer"));
     press_with(&mut app, KeyCode::Char('t'), KeyModifiers::CONTROL);
     assert!(screen(&app).contains("KL per layer"));
+}
+
+#[test]
+fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
+    let mut app = ready();
+    let r = send(&mut app, "Sam has 14 apples and buys 9 more. How many now?");
+    app.on_event(Event::Token {
+        request: r.id,
+        sample: 0,
+        id: 1,
+        text: " He has 14+9 = 24 apples.\n#### 24".into(),
+        calc: false,
+    });
+    let Event::Done {
+        request,
+        done: mut d,
+    } = done(r.id, 0, " He has 14+9 = 23 apples.\n#### 23", 85.0)
+    else {
+        unreachable!()
+    };
+    let draft = |steps, answer: &str, nelbo| Draft {
+        steps,
+        answer: Some(answer.into()),
+        nelbo,
+    };
+    d.answer = Some("23".into());
+    d.check = Some(Check {
+        drafts: vec![
+            draft(8, "24", Some(30.0)),
+            draft(2, "23", Some(20.0)),
+            draft(0, "23", None),
+        ],
+        kept: 1,
+    });
+    app.on_event(Event::Done { request, done: d });
+    app.on_event(Event::Finished { request: r.id });
+    press_with(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
+    let s = screen(&app);
+    assert_shows(
+        &s,
+        &[
+            "Answer: 23",
+            "checked: drafts 24 · 23 · 23 (8, 2, 0 steps): kept 23",
+            "He has 14+9 = 23 apples.",
+        ],
+    );
+    assert!(
+        !s.contains("= 24"),
+        "the streamed draft gives way to the one kept:\n{s}"
+    );
 }
 
 #[test]

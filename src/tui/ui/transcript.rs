@@ -175,6 +175,9 @@ fn reply_body(l: &mut Lines, app: &App, run: &Run) {
                 Span::styled(a.to_string(), t.fg(t.accent).add_modifier(Modifier::BOLD)),
             ]);
         }
+        if let Some(check) = s.done.as_ref().and_then(|d| d.check.as_ref()) {
+            l.text(2, &format!("checked: {}", check.line()), t.fg(t.muted));
+        }
         if folded(app, s) {
             continue;
         }
