@@ -44,15 +44,18 @@ pub fn choose(
         [] => 0,
         [only] => *only,
         _ => {
-            let mut best: Option<(usize, f64)> = None;
-            for &i in &firsts {
-                let v = nelbo(i)?;
+            let judged = firsts
+                .iter()
+                .map(|&i| Ok((i, nelbo(i)?)))
+                .collect::<Result<Vec<_>>>()?;
+            for &(i, v) in &judged {
                 drafts[i].nelbo = Some(v);
-                if best.is_none_or(|(_, b)| v < b) {
-                    best = Some((i, v));
-                }
             }
-            best.map_or(0, |(i, _)| i)
+            // The first of equal minima.
+            judged
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |&(i, _)| i)
         }
     };
     Ok(Check { drafts, kept })
@@ -62,8 +65,10 @@ pub fn choose(
 mod tests {
     use super::*;
 
-    fn answers(xs: &[Option<&str>]) -> Vec<Option<String>> {
-        xs.iter().map(|x| x.map(String::from)).collect()
+    /// Answers written as "5 7 —", "—" for a draft without one.
+    fn answers(written: &str) -> Vec<Option<String>> {
+        let answer = |a: &str| (a != "—").then(|| a.to_string());
+        written.split(' ').map(answer).collect()
     }
 
     #[test]
@@ -76,10 +81,10 @@ mod tests {
     }
 
     /// The check of drafts at 8, 2 and 0 steps judged 30, 20 and 10, and the drafts it judged.
-    fn judged(xs: &[Option<&str>]) -> (Check, Vec<usize>) {
+    fn judged(written: &str) -> (Check, Vec<usize>) {
         let scores = [30.0, 20.0, 10.0];
         let mut asked = Vec::new();
-        let check = choose(&[8, 2, 0][..xs.len()], &answers(xs), |i| {
+        let check = choose(&[8, 2, 0], &answers(written), |i| {
             asked.push(i);
             Ok(scores[i])
         })
@@ -90,18 +95,18 @@ mod tests {
     #[test]
     fn the_likeliest_answer_is_kept_and_agreeing_drafts_are_not_checked() {
         // Two answers: the first draft of each is judged, the likelier kept.
-        let (c, asked) = judged(&[Some("5"), Some("7"), Some("7")]);
+        let (c, asked) = judged("5 7 7");
         assert_eq!((c.kept, asked), (1, vec![0, 1]));
         assert_eq!(c.drafts[1].nelbo, Some(20.0));
         assert_eq!(c.drafts[2].nelbo, None, "an answer already judged");
         assert_eq!(c.line(), "drafts 5 · 7 · 7 (8, 2, 0 steps): kept 7");
         // One answer among them: nothing to judge, and a draft without an answer is not kept.
-        let (c, asked) = judged(&[None, Some("4"), Some("4")]);
+        let (c, asked) = judged("— 4 4");
         assert_eq!((c.kept, asked.len()), (1, 0));
-        let (c, asked) = judged(&[None, None, None]);
+        let (c, asked) = judged("— — —");
         assert_eq!((c.kept, asked.len()), (0, 0));
         // A tie keeps the earlier draft.
-        let c = choose(&[1, 0], &answers(&[Some("1"), Some("2")]), |_| Ok(3.0)).unwrap();
+        let c = choose(&[1, 0], &answers("1 2"), |_| Ok(3.0)).unwrap();
         assert_eq!(c.kept, 0);
     }
 }

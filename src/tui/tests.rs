@@ -102,6 +102,17 @@ fn step(sample: usize, step: usize, steps: usize, nelbo: f64) -> ThinkStep {
     }
 }
 
+/// Text of sample 0 as the engine streams it.
+fn token(request: u64, text: &str) -> Event {
+    Event::Token {
+        request,
+        sample: 0,
+        id: 1,
+        text: text.into(),
+        calc: false,
+    }
+}
+
 fn done(request: u64, sample: usize, text: &str, nelbo: f64) -> Event {
     Event::Done {
         request,
@@ -277,13 +288,7 @@ fn esc_cancels_at_once_and_later_output_is_ignored() {
         vec![Action::Cancel, Action::SaveSession]
     );
     assert!(!app.busy());
-    app.on_event(Event::Token {
-        request: r.id,
-        sample: 0,
-        id: 1,
-        text: "late".into(),
-        calc: false,
-    });
+    app.on_event(token(r.id, "late"));
     assert_eq!(app.on_event(Event::Cancelled { request: r.id }), vec![]);
     let run = &app.session.entries[1].runs()[0];
     assert_eq!(run.status, Status::Cancelled);
@@ -657,20 +662,8 @@ fn page_keys_pause_and_resume_auto_follow() {
 fn chat_screen_streams_the_reply() {
     let mut app = ready();
     let r = send(&mut app, "hello model");
-    app.on_event(Event::Token {
-        request: r.id,
-        sample: 0,
-        id: 1,
-        text: " Hello".into(),
-        calc: false,
-    });
-    app.on_event(Event::Token {
-        request: r.id,
-        sample: 0,
-        id: 2,
-        text: " there".into(),
-        calc: false,
-    });
+    app.on_event(token(r.id, " Hello"));
+    app.on_event(token(r.id, " there"));
     let s = screen(&app);
     assert_shows(
         &s,
@@ -724,13 +717,7 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
             step: step(0, i, 16, 100.0 - i as f64),
         });
     }
-    app.on_event(Event::Token {
-        request: r.id,
-        sample: 0,
-        id: 1,
-        text: "42".into(),
-        calc: false,
-    });
+    app.on_event(token(r.id, "42"));
     app.on_event(done(r.id, 0, "The answer is 42.", 85.0));
     app.on_event(Event::Finished { request: r.id });
     let s = screen(&app);
@@ -753,13 +740,7 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
 fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
     let mut app = ready();
     let r = send(&mut app, "Sam has 14 apples and buys 9 more. How many now?");
-    app.on_event(Event::Token {
-        request: r.id,
-        sample: 0,
-        id: 1,
-        text: " He has 14+9 = 24 apples.\n#### 24".into(),
-        calc: false,
-    });
+    app.on_event(token(r.id, " He has 14+9 = 24 apples.\n#### 24"));
     let Event::Done {
         request,
         done: mut d,
@@ -804,13 +785,7 @@ fn the_answer_comes_first_and_ctrl_w_unfolds_its_working() {
     let mut app = ready();
     let r = send(&mut app, "Sam has 14 apples and buys 9 more. How many now?");
     let working = " He has 14+9 = 23 apples.\n#### 23";
-    app.on_event(Event::Token {
-        request: r.id,
-        sample: 0,
-        id: 1,
-        text: working.into(),
-        calc: false,
-    });
+    app.on_event(token(r.id, working));
     assert!(screen(&app).contains("He has 14+9 = 23 apples."), "streams");
     let Event::Done {
         request,
