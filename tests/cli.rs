@@ -853,6 +853,38 @@ fn the_bundled_models_prompts_to_try_are_answered_right() {
     assert_eq!(of_kind(&lines, "done")[0]["answer"], answer);
 }
 
+/// The bundled model checks its answers: of drafts that disagree, the one kept has the lowest
+/// −ELBO of those checked, and only the request's own draft streams.
+#[test]
+fn a_checked_answer_is_the_likeliest_of_its_drafts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny");
+    let m = dir.to_str().unwrap();
+    // An everyday question whose drafts disagree (the one without thinking divides by 7).
+    let prompt = "Five friends split a bill of 75 dollars evenly. How much does each friend pay?";
+    let lines = json_lines(&ltm(["generate", "-m", m, "--json", prompt]));
+    assert!(of_kind(&lines, "token").iter().all(|t| t["sample"] == 0));
+    let done = of_kind(&lines, "done");
+    assert_eq!(done.len(), 1);
+    let check = &done[0]["check"];
+    let drafts = check["drafts"].as_array().unwrap();
+    let steps: Vec<u64> = drafts
+        .iter()
+        .map(|d| d["steps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [2, 1, 0], "the default level's drafts");
+    let kept = &drafts[check["kept"].as_u64().unwrap() as usize];
+    assert_eq!(done[0]["answer"], kept["answer"]);
+    let checked: Vec<f64> = drafts.iter().filter_map(|d| d["nelbo"].as_f64()).collect();
+    assert!(checked.len() >= 2, "the drafts disagree: {check}");
+    let lowest = checked.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(kept["nelbo"].as_f64(), Some(lowest), "{check}");
+    // Unchecked, the done event says nothing of drafts.
+    let lines = json_lines(&ltm([
+        "generate", "-m", m, "--check", "off", "--json", prompt,
+    ]));
+    assert!(of_kind(&lines, "done")[0].get("check").is_none());
+}
+
 #[test]
 fn convert_keeps_a_model_directorys_own_tokenizer_and_says_when_gpt2_does_not_fit() {
     let dir = tempfile::tempdir().unwrap();
