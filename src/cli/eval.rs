@@ -69,14 +69,8 @@ pub struct ArithArgs {
     /// [default: the model's config, on for ours].
     #[arg(long, value_name = "on|off|both")]
     pub calculator: Option<Calculator>,
-    /// Keep the numbers written to the question's, earlier results and constants [default: the
-    /// model's config].
-    #[arg(long, value_name = "on|off")]
-    pub copy_numbers: Option<super::Switch>,
-    /// Check each answer (with `--samples 1`): drafts at several depths of thought, the
-    /// likeliest kept [default: the model's config].
-    #[arg(long, value_name = "on|off")]
-    pub check: Option<super::Switch>,
+    #[command(flatten)]
+    pub answers: super::AnswerArgs,
     /// One JSON line per problem (with `calculator` and the texts written), then one `report`
     /// line per calculator setting.
     #[arg(long)]
@@ -276,8 +270,8 @@ pub fn run(args: Args) -> Result<()> {
             temperature: Some(0.0),
             max_tokens: args.max_tokens,
             calculator: Some(calculator),
-            copy_numbers: args.copy_numbers.map(super::Switch::on),
-            check: args.check.map(super::Switch::on),
+            copy_numbers: args.answers.copy_numbers(),
+            check: args.answers.check(),
             seed: args.seed + i as u64,
             ..Choices::default()
         };

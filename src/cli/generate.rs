@@ -81,16 +81,8 @@ pub struct Args {
     /// [default: the model's config, on for ours].
     #[arg(long, value_name = "on|off")]
     pub calculator: Option<super::Switch>,
-    /// Keep the numbers written to those the prompt gives (as digits or words), earlier
-    /// results and constants such as 12 in a dozen: a miscopied number is not written
-    /// [default: the model's config].
-    #[arg(long, value_name = "on|off")]
-    pub copy_numbers: Option<super::Switch>,
-    /// Check the answer (one sample): drafts written under thoughts of the steps asked, a
-    /// quarter of them and none; of different answers, the one the model finds likeliest with
-    /// a thought fitted to question and draft is kept [default: the model's config].
-    #[arg(long, value_name = "on|off")]
-    pub check: Option<super::Switch>,
+    #[command(flatten)]
+    pub answers: super::AnswerArgs,
     /// One JSON object per event and line on stdout, tagged by `event` (ready, warning, think,
     /// token, done, finished, error; the README lists their fields); computed tokens carry
     /// `"calc": true`.
@@ -216,8 +208,8 @@ fn request(args: Args, info: &ModelInfo, prompt: String) -> Request {
         seed: args.seed,
         warm_start: false,
         calculator: args.calculator.map(super::Switch::on),
-        copy_numbers: args.copy_numbers.map(super::Switch::on),
-        check: args.check.map(super::Switch::on),
+        copy_numbers: args.answers.copy_numbers(),
+        check: args.answers.check(),
     };
     let mut r = choices.request(0, asked, &info.defaults());
     r.prompt_ids = args.prompt_ids;

@@ -82,6 +82,31 @@ impl EngineArgs {
     }
 }
 
+/// How answers are written, for `generate` and `eval`: numbers copied, answers checked.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct AnswerArgs {
+    /// Keep the numbers written to those the prompt gives (as digits or words), earlier
+    /// results and constants such as 12 in a dozen: a miscopied number is not written
+    /// [default: the model's config].
+    #[arg(long, value_name = "on|off")]
+    copy_numbers: Option<Switch>,
+    /// Check the answer (with one sample): drafts written under thoughts of the steps asked, a
+    /// quarter of them and none; of different answers, the one the model finds likeliest with
+    /// a thought fitted to question and draft is kept [default: the model's config].
+    #[arg(long, value_name = "on|off")]
+    check: Option<Switch>,
+}
+
+impl AnswerArgs {
+    pub fn copy_numbers(&self) -> Option<bool> {
+        self.copy_numbers.map(Switch::on)
+    }
+
+    pub fn check(&self) -> Option<bool> {
+        self.check.map(Switch::on)
+    }
+}
+
 /// An on/off switch on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {

@@ -764,19 +764,13 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
     });
     app.on_event(Event::Done { request, done: d });
     app.on_event(Event::Finished { request: r.id });
+    let check = "checked: drafts 24 · 23 · 23 (8, 2, 0 steps): kept 23";
+    assert_shows(&screen(&app), &["Answer: 23", check]);
     press_with(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
-    let s = screen(&app);
-    assert_shows(
-        &s,
-        &[
-            "Answer: 23",
-            "checked: drafts 24 · 23 · 23 (8, 2, 0 steps): kept 23",
-            "He has 14+9 = 23 apples.",
-        ],
-    );
+    let working = screen(&app);
     assert!(
-        !s.contains("= 24"),
-        "the streamed draft gives way to the one kept:\n{s}"
+        working.contains("14+9 = 23") && !working.contains("= 24"),
+        "the streamed draft gives way to the one kept:\n{working}"
     );
 }
 
