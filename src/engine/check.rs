@@ -8,8 +8,12 @@ use anyhow::Result;
 use super::protocol::{Check, Draft};
 
 /// Thinking steps of the drafts for a thought of `steps` steps: its own, a quarter of them
-/// (rounded up) and none, each once.
+/// (rounded up) and none, each once; no drafts for a thought of no steps, which has nothing
+/// to be compared with.
 pub fn draft_depths(steps: usize) -> Vec<usize> {
+    if steps == 0 {
+        return Vec::new();
+    }
     let mut depths = vec![steps, steps.div_ceil(4), 0];
     depths.dedup();
     depths
@@ -77,7 +81,7 @@ mod tests {
         assert_eq!(draft_depths(4), [4, 1, 0]);
         assert_eq!(draft_depths(2), [2, 1, 0]);
         assert_eq!(draft_depths(1), [1, 0]);
-        assert_eq!(draft_depths(0), [0]);
+        assert!(draft_depths(0).is_empty());
     }
 
     /// The check of drafts at 8, 2 and 0 steps judged 30, 20 and 10, and the drafts it judged.

@@ -344,8 +344,8 @@ pub struct Draft {
     /// Thinking steps of the thought it was written under.
     pub steps: usize,
     pub answer: Option<String>,
-    /// −ELBO of question and draft (nats); absent when it needed no check (no answer, or an
-    /// answer an earlier draft gave).
+    /// −ELBO of question and draft (nats); absent when it was not checked: the drafts agreed,
+    /// it has no answer, or an earlier draft gave its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nelbo: Option<f64>,
 }
