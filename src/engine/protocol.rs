@@ -7,6 +7,7 @@ pub use crate::generate::{DEFAULT_MAX_TOKENS, SampleSettings};
 use crate::model::config::{DEFAULT_FAST_LR, LevelSteps};
 use crate::runtime::Intro;
 use crate::tasks::Prompt;
+use crate::tasks::vote::shown;
 pub use crate::think::ThinkLevel;
 
 /// How hard to think: fast-learning settings for one request.
@@ -353,14 +354,13 @@ pub struct Draft {
 impl Check {
     /// "drafts 17 · 17 · 15 (2, 1, 0 steps): kept 17".
     pub fn line(&self) -> String {
-        let show = |a: &Option<String>| a.clone().unwrap_or_else(|| "—".into());
-        let answers: Vec<String> = self.drafts.iter().map(|d| show(&d.answer)).collect();
+        let answers: Vec<String> = self.drafts.iter().map(|d| shown(&d.answer)).collect();
         let steps: Vec<String> = self.drafts.iter().map(|d| d.steps.to_string()).collect();
         format!(
             "drafts {} ({} steps): kept {}",
             answers.join(" · "),
             steps.join(", "),
-            show(&self.drafts.get(self.kept).and_then(|d| d.answer.clone()))
+            shown(&self.drafts.get(self.kept).and_then(|d| d.answer.clone()))
         )
     }
 }

@@ -26,14 +26,18 @@ impl Verdict {
 
     /// "agreement 2/3 · majority 42 · ELBO-best 41" for `samples` samples.
     pub fn line(&self, samples: usize) -> String {
-        let show = |a: &Option<String>| a.clone().unwrap_or_else(|| "—".into());
         format!(
             "agreement {}/{samples}  ·  majority {}  ·  ELBO-best {}",
             self.agreement,
-            show(&self.majority),
-            show(&self.elbo_best)
+            shown(&self.majority),
+            shown(&self.elbo_best)
         )
     }
+}
+
+/// An answer as front ends show it: "—" for none.
+pub fn shown(answer: &Option<String>) -> String {
+    answer.clone().unwrap_or_else(|| "—".into())
 }
 
 /// Majority over the samples' extracted answers (`None` = no answer, never

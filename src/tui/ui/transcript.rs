@@ -11,6 +11,7 @@ use unicode_width::UnicodeWidthStr;
 use super::format::{live_label, ms, num, run_meta, steps_label, wrap, wrap_ranges};
 use crate::engine::ladder;
 use crate::tasks::prompt::answer_of;
+use crate::tasks::vote::shown;
 use crate::tui::app::{App, Focus};
 use crate::tui::session::{Entry, Level, Mode, Run, SampleText, Status};
 use crate::tui::theme::Theme;
@@ -244,7 +245,6 @@ fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
     let Some(verdict) = &run.verdict else {
         return;
     };
-    let show = |a: &Option<String>| a.clone().unwrap_or_else(|| "—".into());
     l.push(vec![
         Span::styled(
             format!("   agreement {}/{}", verdict.agreement, run.samples.len()),
@@ -252,12 +252,12 @@ fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
         ),
         Span::styled("  ·  majority ", t.fg(t.muted)),
         Span::styled(
-            show(&verdict.majority),
+            shown(&verdict.majority),
             t.fg(t.success).add_modifier(Modifier::BOLD),
         ),
         Span::styled("  ·  ELBO-best ", t.fg(t.muted)),
         Span::styled(
-            show(&verdict.elbo_best),
+            shown(&verdict.elbo_best),
             t.fg(t.success).add_modifier(Modifier::BOLD),
         ),
     ]);
