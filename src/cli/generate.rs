@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::engine::{
-    self, Choices, Done, EngineHandle, Event, Fit, ModelInfo, Request, ThinkLevel, ThinkStep,
+    self, Choices, Done, Draft, EngineHandle, Event, Fit, ModelInfo, Request, ThinkLevel, ThinkStep,
 };
 use crate::generate::DEFAULT_MAX_TOKENS;
 use crate::limits::{LR, MAX_TOKENS, SAMPLES, STEPS, TEMPERATURE, TOLERANCE, TOP_K, TOP_P};
@@ -374,10 +374,11 @@ impl Report for Human {
                     writeln!(out)?;
                     // The draft streamed is the request's own; the check may keep another.
                     if let Some(c) = check.as_ref().filter(|c| c.kept != 0) {
-                        let steps = c.drafts.get(c.kept).map_or(0, |d| d.steps);
+                        let thought = c.drafts.get(c.kept).map(Draft::thought);
                         writeln!(
                             out,
-                            "── checked: kept the draft of {steps} steps ──\n{text}"
+                            "── checked: kept the draft under {} ──\n{text}",
+                            thought.unwrap_or_default()
                         )?;
                     }
                 } else {

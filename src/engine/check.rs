@@ -1,46 +1,51 @@
-//! The check of an answer: drafts written under thoughts of several depths, and of those with
-//! different answers the one the model finds likeliest, each judged by thinking on question and
-//! draft together. On people's word problems it kept right answers that the request's own
-//! thought missed (model card, "The check").
+//! The check of an answer: drafts written under several thoughts, and of those with different
+//! answers the one the model finds likeliest, each judged by thinking on question and draft
+//! together. On people's word problems it kept right answers that the request's own thought
+//! missed (model card, "The check").
 
 use anyhow::Result;
 
 use super::protocol::{Check, Draft};
 
-/// Thinking steps of the drafts for a thought of `steps` steps: its own, a quarter of them
-/// (rounded up) and none, each once; no drafts for a thought of no steps, which has nothing
-/// to be compared with.
-pub fn draft_depths(steps: usize) -> Vec<usize> {
+/// Thoughts drawn from the prior N(0, I) for a check's further drafts. The thoughts fitted to
+/// a question differ little, and so do their drafts; the decoder writes under a drawn thought
+/// what it reads there, and across 16 of them a right answer turns up far more often (model
+/// card, "The check explores").
+pub const DRAWN: usize = 16;
+
+/// The drafts a check writes for a thought of `steps` steps, their answers not yet known:
+/// under the thought itself, under the same start fitted for a quarter of the steps (rounded
+/// up) and for none, each depth once, then under [`DRAWN`] thoughts drawn from the prior.
+/// None for a thought of no steps: the check is thinking, and that has none.
+pub fn drafts(steps: usize) -> Vec<Draft> {
     if steps == 0 {
         return Vec::new();
     }
     let mut depths = vec![steps, steps.div_ceil(4), 0];
     depths.dedup();
-    depths
+    let draft = |steps, drawn| Draft {
+        steps,
+        drawn,
+        answer: None,
+        nelbo: None,
+    };
+    let fitted = depths.into_iter().map(|steps| draft(steps, false));
+    fitted.chain((0..DRAWN).map(|_| draft(0, true))).collect()
 }
 
-/// Chooses among drafts written at `steps` with `answers`: a draft without an answer is kept
-/// only when none has one; drafts that agree need no check; otherwise the first draft of each
-/// answer is judged by `nelbo` (−ELBO of question and draft) and the lowest kept, the earlier
-/// on a tie.
+/// Chooses among `drafts`, their answers written: a draft without an answer is kept only when
+/// none has one; drafts that agree need no check; otherwise the first draft of each answer is
+/// judged by `nelbo` (−ELBO of question and draft, for all judged drafts at once) and kept is
+/// the one whose −ELBO less the log of how many drafts gave its answer is lowest, the earlier on
+/// a tie: an answer is about as likely as its likeliest draft times the drafts that reach it.
 pub fn choose(
-    steps: &[usize],
-    answers: &[Option<String>],
-    mut nelbo: impl FnMut(usize) -> Result<f64>,
+    mut drafts: Vec<Draft>,
+    nelbo: impl FnOnce(&[usize]) -> Result<Vec<f64>>,
 ) -> Result<Check> {
-    let mut drafts: Vec<Draft> = steps
-        .iter()
-        .zip(answers)
-        .map(|(&steps, answer)| Draft {
-            steps,
-            answer: answer.clone(),
-            nelbo: None,
-        })
-        .collect();
     // The first draft of each answer, in order.
     let mut firsts: Vec<usize> = Vec::new();
-    for (i, a) in answers.iter().enumerate() {
-        if a.is_some() && !firsts.iter().any(|&j| answers[j] == *a) {
+    for (i, d) in drafts.iter().enumerate() {
+        if d.answer.is_some() && !firsts.iter().any(|&j| drafts[j].answer == d.answer) {
             firsts.push(i);
         }
     }
@@ -48,18 +53,21 @@ pub fn choose(
         [] => 0,
         [only] => *only,
         _ => {
-            let judged = firsts
-                .iter()
-                .map(|&i| Ok((i, nelbo(i)?)))
-                .collect::<Result<Vec<_>>>()?;
-            for &(i, v) in &judged {
+            let judged = nelbo(&firsts)?;
+            let mut best: Option<(usize, f64)> = None;
+            for (&i, &v) in firsts.iter().zip(&judged) {
                 drafts[i].nelbo = Some(v);
+                let reached = drafts
+                    .iter()
+                    .filter(|d| d.answer == drafts[i].answer)
+                    .count();
+                let score = v - (reached as f64).ln();
+                // The first of equal minima.
+                if best.is_none_or(|(_, b)| score < b) {
+                    best = Some((i, score));
+                }
             }
-            // The first of equal minima.
-            judged
-                .iter()
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |&(i, _)| i)
+            best.map_or(0, |(i, _)| i)
         }
     };
     Ok(Check { drafts, kept })
@@ -69,28 +77,45 @@ pub fn choose(
 mod tests {
     use super::*;
 
-    /// Answers written as "5 7 —", "—" for a draft without one.
-    fn answers(written: &str) -> Vec<Option<String>> {
+    /// Drafts at `steps` (a "d" after a step count: drawn) with answers written as "5 7 —",
+    /// "—" for a draft without one.
+    fn written(steps: &str, answers: &str) -> Vec<Draft> {
         let answer = |a: &str| (a != "—").then(|| a.to_string());
-        written.split(' ').map(answer).collect()
+        steps
+            .split(' ')
+            .zip(answers.split(' '))
+            .map(|(s, a)| Draft {
+                steps: s.trim_end_matches('d').parse().unwrap(),
+                drawn: s.ends_with('d'),
+                answer: answer(a),
+                nelbo: None,
+            })
+            .collect()
     }
 
     #[test]
-    fn drafts_are_the_thought_a_quarter_of_it_and_none() {
-        assert_eq!(draft_depths(8), [8, 2, 0]);
-        assert_eq!(draft_depths(4), [4, 1, 0]);
-        assert_eq!(draft_depths(2), [2, 1, 0]);
-        assert_eq!(draft_depths(1), [1, 0]);
-        assert!(draft_depths(0).is_empty());
+    fn drafts_are_the_thought_a_quarter_of_it_none_and_the_drawn() {
+        let fitted = |steps| -> Vec<usize> {
+            let d = drafts(steps);
+            assert_eq!(d.iter().filter(|d| d.drawn && d.steps == 0).count(), DRAWN);
+            d.iter().filter(|d| !d.drawn).map(|d| d.steps).collect()
+        };
+        assert_eq!(fitted(8), [8, 2, 0]);
+        assert_eq!(fitted(4), [4, 1, 0]);
+        assert_eq!(fitted(2), [2, 1, 0]);
+        assert_eq!(fitted(1), [1, 0]);
+        assert!(drafts(0).is_empty());
+        assert!(!drafts(2)[0].drawn, "the request's own thought first");
     }
 
-    /// The check of drafts at 8, 2 and 0 steps judged 30, 20 and 10, and the drafts it judged.
-    fn judged(written: &str) -> (Check, Vec<usize>) {
-        let scores = [30.0, 20.0, 10.0];
+    /// The check of drafts at 8, 2 and 0 steps and one drawn, judged 30, 20, 10 and 40, and
+    /// the drafts it judged.
+    fn judged(answers: &str) -> (Check, Vec<usize>) {
+        let scores = [30.0, 20.0, 10.0, 40.0];
         let mut asked = Vec::new();
-        let check = choose(&[8, 2, 0], &answers(written), |i| {
-            asked.push(i);
-            Ok(scores[i])
+        let check = choose(written("8 2 0 0d", answers), |judged| {
+            asked.extend_from_slice(judged);
+            Ok(judged.iter().map(|&i| scores[i]).collect())
         })
         .unwrap();
         (check, asked)
@@ -99,18 +124,42 @@ mod tests {
     #[test]
     fn the_likeliest_answer_is_kept_and_agreeing_drafts_are_not_checked() {
         // Two answers: the first draft of each is judged, the likelier kept.
-        let (c, asked) = judged("5 7 7");
+        let (c, asked) = judged("5 7 7 5");
         assert_eq!((c.kept, asked), (1, vec![0, 1]));
         assert_eq!(c.drafts[1].nelbo, Some(20.0));
         assert_eq!(c.drafts[2].nelbo, None, "an answer already judged");
-        assert_eq!(c.line(), "drafts 5 · 7 · 7 (8, 2, 0 steps): kept 7");
+        assert_eq!(
+            c.line(),
+            "drafts 5 · 7 · 7 (8, 2, 0 steps) · 5 (1 drawn): kept 7"
+        );
+        // A drawn draft's answer of its own is judged like any.
+        let (c, asked) = judged("5 5 5 6");
+        assert_eq!((c.kept, asked), (0, vec![0, 3]));
         // One answer among them: nothing to judge, and a draft without an answer is not kept.
-        let (c, asked) = judged("— 4 4");
+        let (c, asked) = judged("— 4 4 4");
         assert_eq!((c.kept, asked.len()), (1, 0));
-        let (c, asked) = judged("— — —");
+        let (c, asked) = judged("— — — —");
         assert_eq!((c.kept, asked.len()), (0, 0));
         // A tie keeps the earlier draft.
-        let c = choose(&[1, 0], &answers("1 2"), |_| Ok(3.0)).unwrap();
+        let c = choose(written("1 0", "1 2"), |_| Ok(vec![3.0, 3.0])).unwrap();
         assert_eq!(c.kept, 0);
+        // An answer that more drafts reach may be kept though its draft is a little less likely:
+        // ln 3 ≈ 1.1 nats.
+        let c = choose(written("1 0 0d 0d", "1 2 2 2"), |_| Ok(vec![10.0, 11.0])).unwrap();
+        assert_eq!(c.kept, 1);
+        let c = choose(written("1 0 0d 0d", "1 2 2 2"), |_| Ok(vec![10.0, 11.5])).unwrap();
+        assert_eq!(c.kept, 0);
+    }
+
+    #[test]
+    fn the_line_counts_the_drawn_drafts_answers() {
+        let c = Check {
+            drafts: written("2 1 0 0d 0d 0d 0d", "15 15 9 15 — 15 12"),
+            kept: 0,
+        };
+        assert_eq!(
+            c.line(),
+            "drafts 15 · 15 · 9 (2, 1, 0 steps) · 15 ×2 · — · 12 (4 drawn): kept 15"
+        );
     }
 }

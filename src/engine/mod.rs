@@ -22,7 +22,7 @@ use crate::runtime::{Intro, ModelSource};
 use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{
-    Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning, think_afresh,
+    Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning, think_alike,
 };
 use crate::threads;
 pub use choices::{Choices, Defaults, ladder};
@@ -326,15 +326,17 @@ impl Worker {
             Err(e) if e.is::<Cancelled>() => return Ok(None),
             fitted => fitted?,
         };
-        // A check's other drafts: the same start, fitted for fewer steps, unseen.
-        let depths = match s.check && s.samples == 1 {
-            true => check::draft_depths(thought.steps),
+        // A check's other drafts, unseen: the same start fitted for fewer steps, then thoughts
+        // drawn from the prior.
+        let drafts = match s.check && s.samples == 1 {
+            true => check::drafts(thought.steps),
             false => Vec::new(),
         };
         let mut z = vec![thought.z()?];
-        for &steps in depths.iter().skip(1) {
+        let fitted = drafts.iter().filter(|d| !d.drawn);
+        for draft in fitted.skip(1) {
             let settings = FastLearning {
-                steps,
+                steps: draft.steps,
                 tolerance: None,
                 measure_final: false,
                 ..settings
@@ -344,6 +346,14 @@ impl Worker {
                 draft => z.push(draft?.z()?),
             }
         }
+        let drawn = drafts.iter().filter(|d| d.drawn).count();
+        if drawn > 0 {
+            z.push(gaussian(
+                self.model.thought_shape(drawn),
+                &mut rng,
+                &device,
+            )?);
+        }
         let ms = start.elapsed().as_secs_f64() * 1e3;
         if let Some(path) = &s.save_thought {
             thought.posterior.save(path)?;
@@ -352,7 +362,7 @@ impl Worker {
         Ok(Some(Thinking {
             thought,
             z: Tensor::cat(&z, 0)?,
-            depths,
+            drafts,
             ms,
         }))
     }
@@ -370,10 +380,10 @@ impl Worker {
         let Thinking {
             thought,
             z,
-            depths,
+            drafts,
             ms: think_ms,
         } = thinking;
-        let checking = !depths.is_empty();
+        let checking = !drafts.is_empty();
         ids.extend(self.tokenizer.encode(&r.answer_prefix)?);
         let s = &r.sample;
         let c = self.model.config();
@@ -388,6 +398,7 @@ impl Worker {
             .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))
             .collect();
         let mut failure = None;
+        let mut first_finished = None;
         let start = Instant::now();
         let codec: &dyn Codec = &self.tokenizer;
         let (_, ended) = generate(&self.model, &ids, z, &sampling, Some(codec), |token| {
@@ -415,8 +426,14 @@ impl Worker {
                     }
                     if stopped || last {
                         writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
+                        first_finished.get_or_insert(writer.tokens);
                     }
-                    if stopped {
+                    // A check's draft still going at twice the length of the first to finish
+                    // (and a little) rambles, and would keep the whole batch writing.
+                    let rambles = checking
+                        && sample > 0
+                        && first_finished.is_some_and(|n| writer.tokens >= 2 * n + RAMBLE_SLACK);
+                    if stopped || rambles {
                         Flow::StopSample
                     } else {
                         Flow::Continue
@@ -437,12 +454,16 @@ impl Worker {
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
         let mut check = None;
         if checking {
-            let answers: Vec<_> = writers.iter().map(|w| answered(&w.text)).collect();
-            let chosen = check::choose(depths, &answers, |i| {
+            let mut drafts = drafts.clone();
+            for (d, w) in drafts.iter_mut().zip(&writers) {
+                d.answer = answered(&w.text);
+            }
+            let chosen = check::choose(drafts, |judged| {
                 if cancelled() {
                     return Err(Cancelled.into());
                 }
-                self.nelbo_with(&ids, &writers[i].text, thought.steps, r)
+                let texts: Vec<&str> = judged.iter().map(|&i| writers[i].text.as_str()).collect();
+                self.nelbo_with(&ids, &texts, thought.steps, r)
             });
             let chosen = match chosen {
                 Err(e) if e.is::<Cancelled>() => return Ok(Ended::Cancelled),
@@ -487,32 +508,47 @@ impl Worker {
         Ok(Ended::Finished)
     }
 
-    /// −ELBO of the prompt `ids` followed by `draft`, with a thought fitted to both for `steps`
-    /// steps from the request's seed: how likely the model finds the draft as an answer.
-    fn nelbo_with(&self, ids: &[u32], draft: &str, steps: usize, r: &Request) -> Result<f64> {
-        let mut text = ids.to_vec();
-        text.extend(self.tokenizer.encode(draft)?);
-        text.drain(..text.len().saturating_sub(self.model.config().max_seq_len));
-        let sequence = Sequences::new(&text, 1, self.model.device())?;
-        let fitted = think_afresh(
+    /// −ELBO of the prompt `ids` followed by each of `drafts`, each with a thought fitted to
+    /// both for `steps` steps, all from the request's seed's one start and noise (as one batch):
+    /// how likely the model finds each draft as an answer.
+    fn nelbo_with(
+        &self,
+        ids: &[u32],
+        drafts: &[&str],
+        steps: usize,
+        r: &Request,
+    ) -> Result<Vec<f64>> {
+        let texts = drafts
+            .iter()
+            .map(|draft| {
+                let mut text = ids.to_vec();
+                text.extend(self.tokenizer.encode(draft)?);
+                text.drain(..text.len().saturating_sub(self.model.config().max_seq_len));
+                Ok(text)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sequences = Sequences::padded(&texts, self.model.device())?;
+        let fitted = think_alike(
             &self.model,
-            &sequence,
+            &sequences,
             steps,
             r.think.lr,
-            true,
             &mut rng(r.sample.seed),
         )?;
-        Ok(fitted.elbo.nelbo(0))
+        Ok((0..drafts.len()).map(|i| fitted.elbo.nelbo(i)).collect())
     }
 }
 
+/// Tokens a check's draft may write beyond twice the first finished draft's.
+const RAMBLE_SLACK: usize = 16;
+
 /// What thinking gives writing: the request's thought, the thoughts to write under (one per
-/// sample, or a check's drafts, the request's own first) and the drafts' thinking steps (none
-/// without a check), and thinking's wall time.
+/// sample, or one per check's draft, the request's own first), the check's drafts to write
+/// (none without a check), and thinking's wall time.
 struct Thinking {
     thought: Thought,
     z: Tensor,
-    depths: Vec<usize>,
+    drafts: Vec<Draft>,
     ms: f64,
 }
 
@@ -729,7 +765,8 @@ mod tests {
         }
         assert_eq!(done, 2);
 
-        // A checked answer: drafts of 2, 1 and 0 steps, the request's own streamed, one done.
+        // A checked answer: drafts of 2, 1 and 0 steps and the drawn, the request's own
+        // streamed, one done.
         let mut checked = request(5, "Hello world", 2);
         (checked.think.samples, checked.think.check) = (1, true);
         engine.submit(checked);
@@ -749,8 +786,11 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        let depths: Vec<usize> = check.unwrap().drafts.iter().map(|d| d.steps).collect();
-        assert_eq!(depths, [2, 1, 0]);
+        let thoughts = |d: &[Draft]| d.iter().map(|d| (d.steps, d.drawn)).collect::<Vec<_>>();
+        assert_eq!(
+            thoughts(&check.unwrap().drafts),
+            thoughts(&check::drafts(2))
+        );
         engine.shutdown();
     }
 

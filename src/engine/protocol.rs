@@ -7,7 +7,7 @@ pub use crate::generate::{DEFAULT_MAX_TOKENS, SampleSettings};
 use crate::model::config::{DEFAULT_FAST_LR, LevelSteps};
 use crate::runtime::Intro;
 use crate::tasks::Prompt;
-use crate::tasks::vote::shown;
+use crate::tasks::vote::{shown, tally};
 pub use crate::think::ThinkLevel;
 
 /// How hard to think: fast-learning settings for one request.
@@ -329,9 +329,9 @@ pub struct Done {
 }
 
 /// The check of an answer: drafts written under thoughts fitted to the question for fewer
-/// steps than the request's (the request's own thought first), and of the drafts with
-/// different answers the one whose −ELBO, with a thought fitted to question and draft
-/// together, is lowest: the draft the model finds likeliest.
+/// steps than the request's (the request's own thought first) and under thoughts drawn from
+/// the prior, and of the drafts with different answers the one whose −ELBO, with a thought
+/// fitted to question and draft together, is lowest: the draft the model finds likeliest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub drafts: Vec<Draft>,
@@ -344,6 +344,9 @@ pub struct Check {
 pub struct Draft {
     /// Thinking steps of the thought it was written under.
     pub steps: usize,
+    /// Written under a thought drawn from the prior N(0, I) (no steps) rather than fitted.
+    #[serde(default)]
+    pub drawn: bool,
     pub answer: Option<String>,
     /// −ELBO of question and draft (nats); absent when it was not checked: the drafts agreed,
     /// it has no answer, or an earlier draft gave its answer.
@@ -351,15 +354,41 @@ pub struct Draft {
     pub nelbo: Option<f64>,
 }
 
+impl Draft {
+    /// The thought it was written under, in words: "the thought of 2 steps".
+    pub fn thought(&self) -> String {
+        match self.drawn {
+            true => "a thought drawn from the prior".into(),
+            false => format!("the thought of {} steps", self.steps),
+        }
+    }
+}
+
 impl Check {
-    /// "drafts 17 · 17 · 15 (2, 1, 0 steps): kept 17".
+    /// "drafts 17 · 15 (2, 1, 0 steps) · 17 ×6 · 15 · 9 (6 drawn): kept 17": the fitted
+    /// thoughts' drafts, then the answers of the drawn ones, each with its count.
     pub fn line(&self) -> String {
-        let answers: Vec<String> = self.drafts.iter().map(|d| shown(&d.answer)).collect();
-        let steps: Vec<String> = self.drafts.iter().map(|d| d.steps.to_string()).collect();
-        format!(
-            "drafts {} ({} steps): kept {}",
+        let (drawn, fitted): (Vec<&Draft>, Vec<&Draft>) = self.drafts.iter().partition(|d| d.drawn);
+        let answers: Vec<String> = fitted.iter().map(|d| shown(&d.answer)).collect();
+        let steps: Vec<String> = fitted.iter().map(|d| d.steps.to_string()).collect();
+        let mut line = format!(
+            "drafts {} ({} steps)",
             answers.join(" · "),
-            steps.join(", "),
+            steps.join(", ")
+        );
+        if !drawn.is_empty() {
+            let shown: Vec<String> = drawn.iter().map(|d| shown(&d.answer)).collect();
+            let counted: Vec<String> = tally(shown.iter().map(String::as_str))
+                .into_iter()
+                .map(|(a, n)| match n {
+                    1 => a.to_string(),
+                    n => format!("{a} ×{n}"),
+                })
+                .collect();
+            line += &format!(" · {} ({} drawn)", counted.join(" · "), drawn.len());
+        }
+        format!(
+            "{line}: kept {}",
             shown(&self.drafts.get(self.kept).and_then(|d| d.answer.clone()))
         )
     }

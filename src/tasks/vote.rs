@@ -40,19 +40,23 @@ pub fn shown(answer: &Option<String>) -> String {
     answer.clone().unwrap_or_else(|| "—".into())
 }
 
+/// Each answer once with how many times it was given, in order of first occurrence.
+pub fn tally<'a>(answers: impl IntoIterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for a in answers {
+        match counts.iter_mut().find(|(s, _)| *s == a) {
+            Some(c) => c.1 += 1,
+            None => counts.push((a, 1)),
+        }
+    }
+    counts
+}
+
 /// Majority over the samples' extracted answers (`None` = no answer, never
 /// wins); ties broken by first occurrence. Returns the answer and its count.
 pub fn majority(answers: &[Option<String>]) -> Option<(String, usize)> {
-    // (answer, count), in order of first occurrence.
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for a in answers.iter().flatten() {
-        match counts.iter_mut().find(|(s, _)| *s == a.as_str()) {
-            Some(c) => c.1 += 1,
-            None => counts.push((a.as_str(), 1)),
-        }
-    }
     let mut best: Option<(&str, usize)> = None;
-    for &(s, c) in &counts {
+    for (s, c) in tally(answers.iter().flatten().map(String::as_str)) {
         if best.is_none_or(|(_, b)| c > b) {
             best = Some((s, c));
         }

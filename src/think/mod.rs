@@ -184,6 +184,35 @@ impl Sequences {
         })
     }
 
+    /// Texts of different lengths (at least 2 tokens each), one per sequence: the shorter are
+    /// padded at the end with their last token, unscored (attention is causal, so the padding
+    /// changes nothing before it).
+    pub fn padded(texts: &[Vec<u32>], device: &Device) -> Result<Self> {
+        let Some(n) = texts.iter().map(|t| t.len()).max() else {
+            bail!("no texts to think on");
+        };
+        if let Some(short) = texts.iter().find(|t| t.len() < 2) {
+            bail!(
+                "thinking needs a prompt of at least 2 tokens, got {}",
+                short.len()
+            );
+        }
+        let (mut ids, mut scored) = (Vec::<u32>::new(), Vec::<f32>::new());
+        for t in texts {
+            ids.extend(
+                t.iter()
+                    .chain(std::iter::repeat_n(&t[t.len() - 1], n - t.len())),
+            );
+            scored.extend((1..n).map(|i| if i < t.len() { 1f32 } else { 0.0 }));
+        }
+        let ids = Tensor::from_vec(ids, (texts.len(), n), device)?;
+        Ok(Self {
+            inputs: ids.narrow(1, 0, n - 1)?,
+            targets: ids.narrow(1, 1, n - 1)?,
+            scored: Some(Tensor::from_vec(scored, (texts.len(), n - 1), device)?),
+        })
+    }
+
     /// Sequences `rows` of the batch.
     pub fn rows(&self, rows: &Range<usize>) -> Result<Self> {
         let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
@@ -467,6 +496,41 @@ pub fn think_afresh(
     let shape = model.thought_shape(text.inputs.dim(0)?);
     let init = Posterior::initial(shape, 0.0, rng, model.device())?;
     let eps = gaussian(shape, rng, model.device())?;
+    fit_rows(model, text, &init, &eps, steps, lr, measure_final)
+}
+
+/// [`think_afresh`] with one start and one noise for every sequence (a sequence alone draws
+/// the same), so that their −ELBOs differ by their texts and not by their draws: for comparing
+/// texts.
+pub fn think_alike(
+    model: &Ltm,
+    text: &Sequences,
+    steps: usize,
+    lr: f64,
+    rng: &mut StdRng,
+) -> Result<Thought> {
+    let one = model.thought_shape(1);
+    let init = Posterior::initial(one, 0.0, rng, model.device())?;
+    let eps = gaussian(one, rng, model.device())?;
+    let every = |t: &Tensor| t.repeat((text.inputs.dim(0)?, 1, 1));
+    let init = Posterior {
+        mu: every(&init.mu)?,
+        log_var: every(&init.log_var)?,
+    };
+    fit_rows(model, text, &init, &every(&eps)?, steps, lr, true)
+}
+
+/// Fast learning of each sequence's thought from `init` with noise `eps`, the rows shared
+/// among the threads.
+fn fit_rows(
+    model: &Ltm,
+    text: &Sequences,
+    init: &Posterior,
+    eps: &Tensor,
+    steps: usize,
+    lr: f64,
+    measure_final: bool,
+) -> Result<Thought> {
     let settings = FastLearning {
         steps,
         lr,
@@ -475,7 +539,7 @@ pub fn think_afresh(
     };
     // Each sequence's thought is fitted on its own (the loss is a sum over sequences), so the
     // batch's rows can be shared among the threads.
-    let parts = thread_shares(shape.0, model.device())
+    let parts = thread_shares(text.inputs.dim(0)?, model.device())
         .into_par_iter()
         .map(|rows| {
             let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
@@ -487,7 +551,7 @@ pub fn think_afresh(
                 model,
                 &text.rows(&rows)?,
                 &init,
-                &take(&eps)?,
+                &take(eps)?,
                 &settings,
                 |_| true,
             )
@@ -500,7 +564,7 @@ pub fn think_afresh(
             mu: cat(|t| &t.posterior.mu)?,
             log_var: cat(|t| &t.posterior.log_var)?,
         },
-        eps,
+        eps: eps.clone(),
         elbo: Elbo::concat(&parts.iter().map(|t| t.elbo.clone()).collect::<Vec<_>>()),
         start: Elbo::concat(&parts.iter().map(|t| t.start.clone()).collect::<Vec<_>>()),
         steps: parts.iter().map(|t| t.steps).max().unwrap_or(0),
@@ -538,6 +602,38 @@ pub fn text_nelbo(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Checkpoint, Config};
+
+    #[test]
+    fn texts_thought_about_alike_differ_by_their_texts_alone() {
+        let mut c = Config::paper_shape(2);
+        (c.dim, c.n_heads, c.vocab_size, c.max_z_len) = (32, 2, 50, 4);
+        let model = Checkpoint::random(c, 3)
+            .unwrap()
+            .model(DType::F32, &Device::Cpu)
+            .unwrap();
+        let (short, long) = (vec![1, 2, 3, 4, 5], vec![1, 2, 3, 4, 9, 8, 7, 6, 5]);
+        let nelbo = |texts: &[&Vec<u32>]| -> Vec<f64> {
+            let texts: Vec<Vec<u32>> = texts.iter().map(|t| t.to_vec()).collect();
+            let seq = Sequences::padded(&texts, &Device::Cpu).unwrap();
+            let t = think_alike(&model, &seq, 2, 0.3, &mut crate::noise::rng(7)).unwrap();
+            (0..texts.len()).map(|i| t.elbo.nelbo(i)).collect()
+        };
+        let (alone, both, swapped) = (
+            nelbo(&[&short]),
+            nelbo(&[&short, &long]),
+            nelbo(&[&long, &short]),
+        );
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-4 * a.abs();
+        // Padding changes nothing before it, and every row starts from the same draws.
+        assert!(
+            near(alone[0], both[0]) && near(alone[0], swapped[1]),
+            "{alone:?} {both:?} {swapped:?}"
+        );
+        assert!(near(both[1], swapped[0]));
+        assert!(!near(both[0], both[1]), "different texts, different −ELBO");
+        assert!(Sequences::padded(&[vec![1]], &Device::Cpu).is_err());
+    }
 
     #[test]
     fn schedule_runs_from_lr_to_a_tenth() {

@@ -750,6 +750,7 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
     };
     let draft = |steps, answer: &str, nelbo| Draft {
         steps,
+        drawn: false,
         answer: Some(answer.into()),
         nelbo,
     };
