@@ -754,18 +754,25 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
         answer: Some(answer.into()),
         nelbo,
     };
+    let drawn = |answer: &str| Draft {
+        drawn: true,
+        ..draft(0, answer, None)
+    };
     d.answer = Some("23".into());
     d.check = Some(Check {
         drafts: vec![
             draft(8, "24", Some(30.0)),
             draft(2, "23", Some(20.0)),
             draft(0, "23", None),
+            drawn("23"),
+            drawn("24"),
+            drawn("23"),
         ],
         kept: 1,
     });
     app.on_event(Event::Done { request, done: d });
     app.on_event(Event::Finished { request: r.id });
-    let check = "checked: drafts 24 · 23 · 23 (8, 2, 0 steps): kept 23";
+    let check = "checked: drafts 24 · 23 · 23 (8, 2, 0 steps) · 23 ×2 · 24 (3 drawn): kept 23";
     assert_shows(&screen(&app), &["Answer: 23", check]);
     press_with(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
     let working = screen(&app);
