@@ -6,6 +6,10 @@
 use anyhow::Result;
 
 use super::protocol::{Check, Draft};
+use crate::model::Ltm;
+use crate::noise::rng;
+use crate::text::Tokenizer;
+use crate::think::{Sequences, think_alike};
 
 /// Thoughts drawn from the prior N(0, I) for a check's further drafts. The thoughts fitted to
 /// a question differ little, and so do their drafts; the decoder writes under a drawn thought
@@ -31,6 +35,42 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
     };
     let fitted = depths.into_iter().map(|steps| draft(steps, false));
     fitted.chain((0..DRAWN).map(|_| draft(0, true))).collect()
+}
+
+/// Tokens a draft may write beyond twice the first finished draft's.
+const RAMBLE_SLACK: usize = 16;
+
+/// Whether a draft of `tokens` tokens, still writing, rambles: it has gone on to twice the length
+/// of the first draft to finish (`first_finished` tokens), and a little more, and would keep the
+/// whole batch writing. The request's own draft is never cut.
+pub fn rambles(tokens: usize, first_finished: Option<usize>) -> bool {
+    first_finished.is_some_and(|n| tokens >= 2 * n + RAMBLE_SLACK)
+}
+
+/// −ELBO of the prompt `ids` followed by each of `drafts`, each with a thought fitted to both
+/// for `steps` steps at `lr`, all from `seed`'s one start and noise (as one batch): how likely
+/// the model finds each draft as an answer.
+pub fn judge(
+    model: &Ltm,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    drafts: &[&str],
+    steps: usize,
+    lr: f64,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    let texts = drafts
+        .iter()
+        .map(|draft| {
+            let mut text = ids.to_vec();
+            text.extend(tokenizer.encode(draft)?);
+            text.drain(..text.len().saturating_sub(model.config().max_seq_len));
+            Ok(text)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sequences = Sequences::padded(&texts, model.device())?;
+    let fitted = think_alike(model, &sequences, steps, lr, &mut rng(seed))?;
+    Ok((0..drafts.len()).map(|i| fitted.elbo.nelbo(i)).collect())
 }
 
 /// Chooses among `drafts`, their answers written: a draft without an answer is kept only when

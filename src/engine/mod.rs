@@ -21,9 +21,7 @@ use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
 use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
-use crate::think::{
-    Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning, think_alike,
-};
+use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
 pub use choices::{Choices, Defaults, ladder};
 pub use protocol::{
@@ -428,11 +426,8 @@ impl Worker {
                         writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
                         first_finished.get_or_insert(writer.tokens);
                     }
-                    // A check's draft still going at twice the length of the first to finish
-                    // (and a little) rambles, and would keep the whole batch writing.
-                    let rambles = checking
-                        && sample > 0
-                        && first_finished.is_some_and(|n| writer.tokens >= 2 * n + RAMBLE_SLACK);
+                    let rambles =
+                        checking && sample > 0 && check::rambles(writer.tokens, first_finished);
                     if stopped || rambles {
                         Flow::StopSample
                     } else {
@@ -463,7 +458,8 @@ impl Worker {
                     return Err(Cancelled.into());
                 }
                 let texts: Vec<&str> = judged.iter().map(|&i| writers[i].text.as_str()).collect();
-                self.nelbo_with(&ids, &texts, thought.steps, r)
+                let (steps, lr, seed) = (thought.steps, r.think.lr, r.sample.seed);
+                check::judge(&self.model, &self.tokenizer, &ids, &texts, steps, lr, seed)
             });
             let chosen = match chosen {
                 Err(e) if e.is::<Cancelled>() => return Ok(Ended::Cancelled),
@@ -507,40 +503,7 @@ impl Worker {
         }
         Ok(Ended::Finished)
     }
-
-    /// −ELBO of the prompt `ids` followed by each of `drafts`, each with a thought fitted to
-    /// both for `steps` steps, all from the request's seed's one start and noise (as one batch):
-    /// how likely the model finds each draft as an answer.
-    fn nelbo_with(
-        &self,
-        ids: &[u32],
-        drafts: &[&str],
-        steps: usize,
-        r: &Request,
-    ) -> Result<Vec<f64>> {
-        let texts = drafts
-            .iter()
-            .map(|draft| {
-                let mut text = ids.to_vec();
-                text.extend(self.tokenizer.encode(draft)?);
-                text.drain(..text.len().saturating_sub(self.model.config().max_seq_len));
-                Ok(text)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let sequences = Sequences::padded(&texts, self.model.device())?;
-        let fitted = think_alike(
-            &self.model,
-            &sequences,
-            steps,
-            r.think.lr,
-            &mut rng(r.sample.seed),
-        )?;
-        Ok((0..drafts.len()).map(|i| fitted.elbo.nelbo(i)).collect())
-    }
 }
-
-/// Tokens a check's draft may write beyond twice the first finished draft's.
-const RAMBLE_SLACK: usize = 16;
 
 /// What thinking gives writing: the request's thought, the thoughts to write under (one per
 /// sample, or one per check's draft, the request's own first), the check's drafts to write
