@@ -854,7 +854,8 @@ fn the_bundled_models_prompts_to_try_are_answered_right() {
 }
 
 /// The bundled model checks its answers: of drafts that disagree, the one kept has the lowest
-/// −ELBO of those checked, and only the request's own draft streams.
+/// −ELBO less the log of its answer's drafts among those checked, and only the request's own
+/// draft streams.
 #[test]
 fn a_checked_answer_is_the_likeliest_of_its_drafts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny");

@@ -75,7 +75,7 @@ pub struct Choices {
     pub calculator: Option<bool>,
     /// Numbers kept to the prompt's, earlier results and constants while writing.
     pub copy_numbers: Option<bool>,
-    /// Answers checked: drafts at several depths of thought, the likeliest kept (one sample).
+    /// Answers checked: drafts under several thoughts, the likeliest kept (one sample).
     pub check: Option<bool>,
 }
 

@@ -331,7 +331,8 @@ pub struct Done {
 /// The check of an answer: drafts written under thoughts fitted to the question for fewer
 /// steps than the request's (the request's own thought first) and under thoughts drawn from
 /// the prior, and of the drafts with different answers the one whose −ELBO, with a thought
-/// fitted to question and draft together, is lowest: the draft the model finds likeliest.
+/// fitted to question and draft together, less the log of how many drafts gave its answer, is
+/// lowest: the answer the model finds likeliest (`check::choose`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub drafts: Vec<Draft>,
@@ -377,8 +378,8 @@ impl Check {
             steps.join(", ")
         );
         if !drawn.is_empty() {
-            let shown: Vec<String> = drawn.iter().map(|d| shown(&d.answer)).collect();
-            let counted: Vec<String> = tally(shown.iter().map(String::as_str))
+            let answers: Vec<String> = drawn.iter().map(|d| shown(&d.answer)).collect();
+            let counted: Vec<String> = tally(answers.iter().map(String::as_str))
                 .into_iter()
                 .map(|(a, n)| match n {
                     1 => a.to_string(),
