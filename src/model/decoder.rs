@@ -61,12 +61,7 @@ impl Pass {
     }
 
     fn attention(self, qkv: ops::Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
-        match self {
-            Pass::Infer => {
-                ops::composite::attention(qkv, mask, scale, candle_nn::ops::softmax_last_dim)
-            }
-            Pass::Think | Pass::Train => ops::attention(qkv, mask, scale),
-        }
+        ops::attention(qkv, mask, scale)
     }
 
     fn swiglu(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {

@@ -222,22 +222,22 @@ impl Attention {
     }
 }
 
-/// Queries, keys and values as slices.
-type Inputs<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+/// Keys or values [B, G, S, D] whose [S, D] blocks are each contiguous, though the blocks may
+/// lie apart: a window of writing's cache, read where it is instead of copied every token.
+fn blocks_contiguous(l: &Layout) -> bool {
+    let (stride, dims) = (l.stride(), l.dims());
+    dims.len() == 4 && stride[3] == 1 && (dims[2] < 2 || stride[2] == dims[3])
+}
 
-/// The inputs of an attention op as slices.
-fn inputs<'a>(
-    (q, lq): (&'a CpuStorage, &Layout),
-    (k, lk): (&'a CpuStorage, &Layout),
-    (v, lv): (&'a CpuStorage, &Layout),
-) -> Result<(Inputs<'a>, Dims)> {
-    let dims = Dims::of(lq, lk, lv)?;
-    let slices = (
-        contiguous_f32(q, lq, "attention queries")?,
-        contiguous_f32(k, lk, "attention keys")?,
-        contiguous_f32(v, lv, "attention values")?,
-    );
-    Ok((slices, dims))
+/// Each (sequence, key/value head) block of `x` [B, G, S, D] (see [`blocks_contiguous`]).
+fn kv_blocks<'a>(x: &'a CpuStorage, l: &Layout, what: &str) -> Result<Vec<&'a [f32]>> {
+    if !blocks_contiguous(l) {
+        candle_core::bail!("{what}: each [S, D] block must be contiguous f32");
+    }
+    let (values, stride) = (x.as_slice::<f32>()?, l.stride());
+    let (b, g, s, d) = l.shape().dims4()?;
+    let at = |i: usize| l.start_offset() + (i / g) * stride[0] + (i % g) * stride[1];
+    Ok((0..b * g).map(|i| &values[at(i)..at(i) + s * d]).collect())
 }
 
 impl CustomOp3 for Attention {
@@ -254,7 +254,10 @@ impl CustomOp3 for Attention {
         v: &CpuStorage,
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let ((q, k, v), dims) = inputs((q, lq), (k, lk), (v, lv))?;
+        let dims = Dims::of(lq, lk, lv)?;
+        let q = contiguous_f32(q, lq, "attention queries")?;
+        let k = kv_blocks(k, lk, "attention keys")?;
+        let v = kv_blocks(v, lv, "attention values")?;
         let Dims { t, s, d, .. } = dims;
         let mut out = vec![0f32; q.len()];
         out.par_chunks_mut(t * d)
@@ -265,8 +268,7 @@ impl CustomOp3 for Attention {
                 |p, (head, (out, q))| {
                     // Query head `head` (of all sequences) reads key/value head `head / rep`.
                     let group = head / dims.rep();
-                    let kv = group * s * d..(group + 1) * s * d;
-                    self.head(out, p, q, &k[kv.clone()], &v[kv], dims);
+                    self.head(out, p, q, k[group], v[group], dims);
                 },
             );
         Ok((CpuStorage::F32(out), lq.shape().clone()))
@@ -379,9 +381,13 @@ pub fn attention(qkv: Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> 
         }
         None => None,
     };
+    let blocks = |x: &Tensor| match blocks_contiguous(x.layout()) {
+        true => Ok(x.clone()),
+        false => x.contiguous(),
+    };
     q.contiguous()?.apply_op3(
-        &k.contiguous()?,
-        &v.contiguous()?,
+        &blocks(k)?,
+        &blocks(v)?,
         Attention {
             scale: scale as f32,
             visible,
@@ -440,6 +446,34 @@ mod tests {
                 assert!(d < 1e-4, "d{name} differs by {d}");
             }
         }
+        Ok(())
+    }
+
+    /// Writing's keys and values are a window of a larger buffer: read where they are, they
+    /// give what their contiguous copy gives.
+    #[test]
+    fn keys_and_values_are_read_in_place_from_a_window() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1., (3, 4, 1, 8), &dev)?;
+        let buffer = |_| Tensor::randn(0f32, 1., (3, 2, 20, 8), &dev);
+        let (k, v) = (buffer(0)?.narrow(2, 5, 9)?, buffer(1)?.narrow(2, 5, 9)?);
+        assert!(!k.is_contiguous() && blocks_contiguous(k.layout()));
+        let scale = 1.0 / 8f64.sqrt();
+        let y = attention((&q, &k, &v), None, scale)?;
+        let want = attention((&q, &k.contiguous()?, &v.contiguous()?), None, scale)?;
+        assert_eq!(
+            y.flatten_all()?.to_vec1::<f32>()?,
+            want.flatten_all()?.to_vec1::<f32>()?
+        );
+        // Heads apart in memory (a transposed projection) are copied first.
+        let k = Tensor::randn(0f32, 1., (3, 9, 2, 8), &dev)?.transpose(1, 2)?;
+        assert!(!blocks_contiguous(k.layout()));
+        let y = attention((&q, &k, &v), None, scale)?;
+        let want = attention((&q, &k.contiguous()?, &v.contiguous()?), None, scale)?;
+        assert_eq!(
+            y.flatten_all()?.to_vec1::<f32>()?,
+            want.flatten_all()?.to_vec1::<f32>()?
+        );
         Ok(())
     }
 
