@@ -493,6 +493,7 @@ fn initial(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::model::decoder::Pass;
+    use crate::model::ops::largest_difference;
 
     /// Two layers of width `dim`, 4 heads with 2 key/value heads.
     fn two_layers(dim: usize) -> Config {
@@ -549,11 +550,7 @@ mod tests {
         let mut deep = deep;
         deep.config.max_seq_len *= 2;
         let b = logits(&deep, &deep_z);
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_difference(&a, &b);
         assert!(worst < 1e-5, "largest difference {worst}");
         // The copies really are there: moving one's output changes the result.
         let mut moved = small.deepened(2).unwrap();
@@ -599,11 +596,7 @@ mod tests {
         )
         .unwrap();
         let (a, w) = (logits(&small, &z), logits(&wide, &wide_z));
-        let worst = a
-            .iter()
-            .zip(&w)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_difference(&a, &w);
         let largest = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
         assert!(
             worst < 1e-5 * largest,

@@ -308,6 +308,7 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::largest_difference;
 
     /// The product of the bf16-rounded operands in f64, for comparison.
     fn rounded_product(a: &[f32], av: View, b: &[f32], bv: View) -> Vec<f32> {
@@ -356,11 +357,7 @@ mod tests {
                 ),
             ] {
                 let got = product(a, av, b, bv);
-                let diff = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(g, w)| (g - w).abs())
-                    .fold(0f32, f32::max);
+                let diff = largest_difference(&got, &want);
                 assert!(diff < 1e-4, "{m}×{k}·{k}×{n}: differs by {diff}");
             }
         }

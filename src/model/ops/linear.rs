@@ -411,7 +411,7 @@ pub fn few_rows_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::max_diff;
+    use crate::model::ops::{largest_difference, max_diff};
     use candle_core::{DType, Device};
 
     /// bf16 products and their gradients (dw both ways round) are f32's to bf16's precision.
@@ -488,11 +488,7 @@ mod tests {
         let (mut tiled, mut lanes) = (vec![0f32; 150 * FEW_ROWS], vec![0f32; 150 * FEW_ROWS]);
         dot_rows(&mut tiled, &w, &x, 37);
         dot_rows_lanes(&mut lanes, &w, &x, 37);
-        let worst = tiled
-            .iter()
-            .zip(&lanes)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_difference(&tiled, &lanes);
         assert!(worst < 1e-4, "the two kernels differ by {worst}");
         Ok(())
     }

@@ -141,6 +141,15 @@ fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
     a.sub(b)?.abs()?.max_all()?.to_scalar::<f32>()
 }
 
+/// The largest difference between two slices' values, for tests.
+#[cfg(test)]
+pub(crate) fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::nll::{ROW_BLOCK, VOCAB_BLOCK};
