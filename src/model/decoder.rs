@@ -61,7 +61,13 @@ impl Pass {
     }
 
     fn attention(self, qkv: ops::Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
-        ops::attention(qkv, mask, scale)
+        match self {
+            // Writing needs no gradient: an accelerator's own fused softmax.
+            Pass::Infer if !ops::fused(qkv.0) => {
+                ops::composite::attention(qkv, mask, scale, candle_nn::ops::softmax_last_dim)
+            }
+            _ => ops::attention(qkv, mask, scale),
+        }
     }
 
     fn swiglu(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
