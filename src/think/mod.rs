@@ -166,15 +166,21 @@ pub struct Sequences {
     pub scored: Option<Tensor>,
 }
 
+/// Thinking predicts each token from those before it, so it needs at least two.
+fn long_enough(ids: &[u32]) -> Result<()> {
+    if ids.len() < 2 {
+        bail!(
+            "thinking needs a prompt of at least 2 tokens, got {}",
+            ids.len()
+        );
+    }
+    Ok(())
+}
+
 impl Sequences {
     /// `ids` (at least 2 tokens) replicated over `batch` sequences.
     pub fn new(ids: &[u32], batch: usize, device: &Device) -> Result<Self> {
-        if ids.len() < 2 {
-            bail!(
-                "thinking needs a prompt of at least 2 tokens, got {}",
-                ids.len()
-            );
-        }
+        long_enough(ids)?;
         let n = ids.len() - 1;
         let row = Tensor::new(ids, device)?;
         Ok(Self {
@@ -191,12 +197,7 @@ impl Sequences {
         let Some(n) = texts.iter().map(|t| t.len()).max() else {
             bail!("no texts to think on");
         };
-        if let Some(short) = texts.iter().find(|t| t.len() < 2) {
-            bail!(
-                "thinking needs a prompt of at least 2 tokens, got {}",
-                short.len()
-            );
-        }
+        texts.iter().try_for_each(|t| long_enough(t))?;
         let (mut ids, mut scored) = (Vec::<u32>::new(), Vec::<f32>::new());
         for t in texts {
             ids.extend(
