@@ -480,7 +480,7 @@ mod tests {
                 );
             }
         }
-        // The kernel for CPUs without AVX-512 gives what this CPU's gives.
+        // The kernel for CPUs without AVX-512 gives what this CPU's gives (without AVX-512, both calls run it).
         let (x, w) = (
             x.flatten_all()?.to_vec1::<f32>()?,
             w.flatten_all()?.to_vec1::<f32>()?,
