@@ -6,8 +6,11 @@
 use anyhow::Result;
 
 use super::protocol::{Check, Draft};
-use crate::model::Ltm;
+use candle_core::{D, DType, Tensor};
+
+use crate::model::{Ltm, Pass};
 use crate::noise::rng;
+use crate::tasks::verdict::{RIGHT, WRONG};
 use crate::text::Tokenizer;
 use crate::think::{Sequences, think_alike};
 
@@ -73,6 +76,57 @@ pub fn judge(
     Ok((0..drafts.len()).map(|i| fitted.elbo.nelbo(i)).collect())
 }
 
+/// −log P(right) of each draft, for a model trained on verdicts (`tasks::verdict`): `prompts`
+/// are the verdict questions on the drafts, each ending in the answer prefix, and a draft is as
+/// likely right as the model finds " yes" against " no" after it, with a thought fitted for
+/// `steps` steps at `lr` to question and draft (not to the verdict), from `seed`'s one start
+/// and noise.
+pub fn verdicts(
+    model: &Ltm,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    steps: usize,
+    lr: f64,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    let replies = [RIGHT, WRONG].map(|v| tokenizer.encode(&format!(" {v}")));
+    let [yes, no] = replies.map(|r| r.unwrap_or_default());
+    let room = model.config().max_seq_len.saturating_sub(yes.len().max(no.len()));
+    let (mut texts, mut asked) = (Vec::new(), Vec::new());
+    for prompt in prompts {
+        let (ids, _) = tokenizer.encode_tail(prompt, room)?;
+        for reply in [&yes, &no] {
+            texts.push([ids.as_slice(), reply].concat());
+            asked.push((ids.len(), reply.len()));
+        }
+    }
+    let mut text = Sequences::padded(&texts, model.device())?;
+    let n = text.inputs.dim(1)?;
+    // Target i is token i + 1: the question and draft are the targets before `len − 1`.
+    let mask = |keep: &dyn Fn(usize, usize, usize) -> bool| -> Result<Tensor> {
+        let rows = asked.iter().flat_map(|&(len, reply)| {
+            (0..n).map(move |i| if keep(i, len, reply) { 1f32 } else { 0.0 })
+        });
+        Ok(Tensor::from_vec(rows.collect::<Vec<_>>(), (texts.len(), n), model.device())?)
+    };
+    text.scored = Some(mask(&|i, len, _| i + 1 < len)?);
+    let thought = think_alike(model, &text, steps, lr, &mut rng(seed))?;
+    let prefix = model.prefix(&text.inputs, Pass::Infer)?;
+    let nll = model.token_nll(&prefix, &text.targets, &thought.z()?, Pass::Infer)?;
+    let reply = mask(&|i, len, reply| i + 1 >= len && i + 1 < len + reply)?;
+    let nll: Vec<f32> = (nll.to_dtype(DType::F32)? * reply)?
+        .sum(D::Minus1)?
+        .to_vec1()?;
+    // −log of yes's share: softplus(nll(yes) − nll(no)).
+    Ok(nll
+        .chunks(2)
+        .map(|p| {
+            let d = (p[0] - p[1]) as f64;
+            d.max(0.0) + (-d.abs()).exp().ln_1p()
+        })
+        .collect())
+}
+
 /// Chooses among `drafts`, their answers written: a draft without an answer is kept only when
 /// none has one; drafts that agree need no check; otherwise the first draft of each answer is
 /// judged by `nelbo` (−ELBO of question and draft, for all judged drafts at once) and kept is
@@ -116,6 +170,29 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_draft_gets_the_same_verdict_judged_alone_or_beside_a_longer_one() {
+        let config = serde_json::from_str(
+            r#"{"dim":16,"n_layers":2,"n_heads":2,"vocab_size":50258,"multiple_of":16,"max_seq_len":64,"max_z_len":4}"#,
+        )
+        .unwrap();
+        let model = crate::model::Checkpoint::random(config, 7)
+            .unwrap()
+            .model(candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+        let tokenizer = Tokenizer::gpt2();
+        let short = "Question: 2 and 3?\nProposed answer: 5\nIs it right?\nAnswer:".to_string();
+        let long = "Question: Ann has 2 apples and gets 3 more. How many now?\nProposed answer: 2+3 = 5\nIs it right?\nAnswer:".to_string();
+        let judge = |prompts: &[String]| verdicts(&model, &tokenizer, prompts, 2, 0.3, 1).unwrap();
+        let alone = judge(std::slice::from_ref(&short));
+        let beside = judge(&[short.clone(), long.clone()]);
+        assert_eq!(beside.len(), 2);
+        // −log of a probability, and the padding of the shorter rows neither scored nor fitted to.
+        assert!(beside.iter().all(|v| v.is_finite() && *v > 0.0), "{beside:?}");
+        assert!((alone[0] - beside[0]).abs() < 1e-4, "{alone:?} {beside:?}");
+        assert!((beside[0] - beside[1]).abs() > 1e-6, "different drafts, different verdicts");
+    }
 
     /// Drafts at `steps` (a "d" after a step count: drawn) with answers written as "5 7 —",
     /// "—" for a draft without one.

@@ -19,6 +19,7 @@ use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
+use crate::tasks::verdict::verdict_question;
 use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
@@ -459,7 +460,15 @@ impl Worker {
                 }
                 let texts: Vec<&str> = judged.iter().map(|&i| writers[i].text.as_str()).collect();
                 let (steps, lr, seed) = (thought.steps, r.think.lr, r.sample.seed);
-                check::judge(&self.model, &self.tokenizer, &ids, &texts, steps, lr, seed)
+                if !self.model.config().verdicts || r.prompt_ids.is_some() {
+                    return check::judge(&self.model, &self.tokenizer, &ids, &texts, steps, lr, seed);
+                }
+                let asked = r.prompt.trim_end();
+                let prompts: Vec<String> = texts
+                    .iter()
+                    .map(|draft| format!("{}\n{}", verdict_question(asked, draft), r.answer_prefix))
+                    .collect();
+                check::verdicts(&self.model, &self.tokenizer, &prompts, steps, lr, seed)
             });
             let chosen = match chosen {
                 Err(e) if e.is::<Cancelled>() => return Ok(Ended::Cancelled),

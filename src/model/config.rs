@@ -83,6 +83,11 @@ pub struct Config {
     /// the likeliest kept (`engine::Check`). Absent: off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub check: bool,
+    /// Whether the check judges drafts by the model's verdict on each ("yes" after a draft
+    /// proposed under the question; trained with `data.verdicts`) instead of by −ELBO. Absent:
+    /// by −ELBO.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verdicts: bool,
     /// The sampling temperature front ends use by default (0: greedy, as for arithmetic models);
     /// absent: each front end's own default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,6 +336,7 @@ impl Config {
             calculator: false,
             copy_numbers: false,
             check: false,
+            verdicts: false,
             temperature: None,
             shots: None,
             scope: None,

@@ -10,6 +10,7 @@ pub mod prompt;
 pub mod renumber;
 pub mod score;
 pub mod step_problems;
+pub mod verdict;
 pub mod vote;
 
 pub use arith::{problem_stream, problems, template_names};

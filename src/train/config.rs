@@ -48,6 +48,12 @@ pub struct DataConfig {
     /// needs given as sentences ("Natalia sold 24 clips in May.").
     #[serde(default)]
     pub gsm8k_later_steps: usize,
+    /// Verdict examples (`tasks::verdict`) beside the training problems, as a share of them: a
+    /// problem drawn at random with its worked answer or a misreading of it proposed, and
+    /// whether that is right, half of each, at random places. A model trained on them judges
+    /// its check's drafts so (the model's `verdicts`).
+    #[serde(default)]
+    pub verdicts: f64,
 }
 
 impl TrainConfig {
@@ -114,6 +120,7 @@ impl TrainConfig {
             ),
             (within("optim.unthought_share", 0.0, 1.0), o.unthought_share),
             (within("optim.question_share", 0.0, 1.0), o.question_share),
+            (within("data.verdicts", 0.0, 1.0), d.verdicts),
         ];
         for (limit, value) in reals {
             limit.check(value).map_err(anyhow::Error::msg)?;
@@ -139,6 +146,7 @@ impl DataConfig {
             gsm8k_renumbered: 0,
             gsm8k_first_steps: 0,
             gsm8k_later_steps: 0,
+            verdicts: 0.0,
         }
     }
 }

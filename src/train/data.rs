@@ -14,6 +14,7 @@ use super::tokenizer::{encode, train_bpe};
 use crate::fsutil::{DATA_FILE, MEDIUM_FILE, read_limited, read_text_limited};
 use crate::tasks::renumber::Template;
 use crate::tasks::step_problems::step_problems;
+use crate::tasks::verdict::verdict_example;
 use crate::tasks::{BOS, Example, Split, few_shot_prompt, load_jsonl, problems};
 
 /// A run's tokens and the tokenizer that made them.
@@ -136,14 +137,31 @@ fn renumbered(question: &str, answer: &str, copies: usize, rng: &mut StdRng) -> 
         .collect()
 }
 
-/// The training problems: synthetic ones with GSM8K's (when configured) at random places.
+/// The training problems: synthetic ones with GSM8K's (when configured) at random places, then
+/// verdicts on some of them (when configured) at random places, away from the problems they
+/// judge.
 fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
-    let examples = synthetic(d.train_problems, d.seed);
-    let Some(path) = &d.gsm8k else {
-        return Ok(examples);
-    };
-    let extra = gsm8k_train(path, d)?;
-    let mut rng = crate::noise::rng(d.seed ^ 0x6753_4d38);
+    let mut examples = synthetic(d.train_problems, d.seed);
+    if let Some(path) = &d.gsm8k {
+        let extra = gsm8k_train(path, d)?;
+        examples = scatter(examples, extra, &mut crate::noise::rng(d.seed ^ 0x6753_4d38));
+    }
+    if d.verdicts > 0.0 {
+        let mut rng = crate::noise::rng(d.seed ^ 0x7665_7264);
+        let wanted = (d.verdicts * examples.len() as f64).round() as usize;
+        let verdicts: Vec<Example> = (0..wanted)
+            .filter_map(|k| {
+                let judged = &examples[rng.random_range(0..examples.len())];
+                verdict_example(judged, k % 2 == 1, &mut rng)
+            })
+            .collect();
+        examples = scatter(examples, verdicts, &mut rng);
+    }
+    Ok(examples)
+}
+
+/// `extra` placed among `examples` at random places, each keeping its order.
+fn scatter(examples: Vec<Example>, extra: Vec<Example>, rng: &mut StdRng) -> Vec<Example> {
     let mut places: Vec<usize> = extra
         .iter()
         .map(|_| rng.random_range(0..=examples.len()))
@@ -158,12 +176,39 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
         mixed.push(e);
     }
     mixed.extend(extra.map(|(x, _)| x));
-    Ok(mixed)
+    mixed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::verdict::{RIGHT, WRONG};
+
+    #[test]
+    fn verdicts_come_beside_the_problems_half_of_them_on_misreadings() {
+        let d = DataConfig {
+            train_problems: 400,
+            seed: 3,
+            verdicts: 0.5,
+            ..DataConfig::none()
+        };
+        let examples = training_examples(&d).unwrap();
+        let (verdicts, problems): (Vec<_>, Vec<_>) = examples
+            .iter()
+            .partition(|e| e.question.contains("\nProposed answer: "));
+        assert_eq!(problems.len(), 400);
+        let said = |v: &str| verdicts.iter().filter(|e| e.answer == v).count();
+        let (right, wrong) = (said(RIGHT), said(WRONG));
+        assert_eq!(right + wrong, verdicts.len());
+        assert!(right == 100 && wrong > 90, "{right} right, {wrong} wrong");
+        // A right verdict proposes the problem's own worked answer, a wrong one another result.
+        for v in &verdicts {
+            let (question, proposed) = v.question.split_once("\nProposed answer: ").unwrap();
+            let judged = problems.iter().find(|p| p.question == question).unwrap();
+            let own = judged.answer.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(proposed.starts_with(&format!("{own}\n")), v.answer == RIGHT, "{v:?}");
+        }
+    }
 
     #[test]
     fn gsm8k_problems_bring_their_first_steps_and_copies() {
