@@ -15,10 +15,13 @@ use crate::generate::calculator;
 pub const RIGHT: &str = "yes";
 pub const WRONG: &str = "no";
 
+/// The line that asks for a verdict, ending its question.
+pub const VERDICT_ASKED: &str = "\nIs the proposed answer right?";
+
 /// The question a verdict answers: `question`, then the proposed worked answer on one line.
 pub fn verdict_question(question: &str, draft: &str) -> String {
     let draft = draft.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{question}\nProposed answer: {draft}\nIs the proposed answer right?")
+    format!("{question}\nProposed answer: {draft}{VERDICT_ASKED}")
 }
 
 /// A verdict example on `e` (a worked problem), right or (`wrong`) with a misreading of it;

@@ -79,6 +79,22 @@ fn target_weights(
     weights
 }
 
+/// 1 for each target but those of a verdict: after `marker`, up to and including the next
+/// `bos`.
+pub(crate) fn unverdicted(targets: &[u32], marker: &[u32], bos: Option<u32>) -> Vec<f32> {
+    let mut in_verdict = false;
+    let mut scored = Vec::with_capacity(targets.len());
+    for (i, &t) in targets.iter().enumerate() {
+        scored.push(if in_verdict { 0.0 } else { 1.0 });
+        if in_verdict && Some(t) == bos {
+            in_verdict = false;
+        } else if i + 1 >= marker.len() && targets[i + 1 - marker.len()..=i] == *marker {
+            in_verdict = true;
+        }
+    }
+    scored
+}
+
 /// How many of a window's targets belong to its first question: up to and including the end
 /// of the first `marker` (all of them when there is none).
 fn first_question_len(targets: &[u32], marker: &[u32]) -> usize {
@@ -161,6 +177,8 @@ pub struct Trainer {
     val_starts: Vec<usize>,
     /// The tokens after which an answer begins (`\nAnswer:`), when known.
     answer_marker: Vec<u32>,
+    /// The tokens after which a verdict begins (`tasks::verdict`), when the data has verdicts.
+    verdict_marker: Vec<u32>,
     device: Device,
     /// The weights' type in the decoder's products; the weights themselves, their moments and
     /// the thoughts stay f32.
@@ -371,6 +389,7 @@ impl Trainer {
             train_tokens,
             val_tokens,
             answer_marker,
+            verdict_marker: Vec::new(),
             device,
             compute: DType::F32,
             bf16_products: false,
@@ -463,10 +482,24 @@ impl Trainer {
     /// questions, cut to the longest of them with the rest of each row not scored.
     fn thinking_text(&self, text: &Sequences, think_on: ThinkOn) -> Result<Sequences> {
         if think_on == ThinkOn::Window {
+            // A verdict is not thought about: the app's thought never sees the one it asks for.
+            let rows = match self.verdict_marker.is_empty() {
+                true => Vec::new(),
+                false => text.targets.to_vec2::<u32>()?,
+            };
+            let bos = self.config.model.bos_token_id;
+            let scored: Vec<f32> = rows
+                .iter()
+                .flat_map(|row| unverdicted(row, &self.verdict_marker, bos))
+                .collect();
+            let scored = match scored.contains(&0.0) {
+                true => Some(Tensor::from_vec(scored, text.targets.shape(), &self.device)?),
+                false => None,
+            };
             return Ok(Sequences {
                 inputs: text.inputs.clone(),
                 targets: text.targets.clone(),
-                scored: None,
+                scored,
             });
         }
         let lens: Vec<usize> = text
@@ -617,6 +650,12 @@ impl Trainer {
         Ok((total / count as f64).exp())
     }
 
+    /// Verdict examples in the data start their verdict after `marker`; thinking leaves those
+    /// targets out.
+    pub fn set_verdict_marker(&mut self, marker: Vec<u32>) {
+        self.verdict_marker = marker;
+    }
+
     /// Computes the decoder in `dtype`, keeping f32 weights, moments, thoughts and losses: bf16
     /// on a GPU (products at twice the rate or more), and on a CPU with AMX the products with
     /// weight matrices alone ([`Ltm::set_bf16_products`]).
@@ -708,6 +747,15 @@ mod tests {
         );
         assert!(fast.contains("fast learning rate"), "{fast}");
         assert!(!fast.contains("lower learning_rate"), "{fast}");
+    }
+
+    #[test]
+    fn thinking_leaves_out_a_verdict_up_to_the_next_text() {
+        // BOS = 0; the verdict marker is [7, 8]; a verdict (4) and its newline (5).
+        let targets = [1, 7, 8, 4, 5, 0, 3, 7, 8, 4];
+        let scored = unverdicted(&targets, &[7, 8], Some(0));
+        assert_eq!(scored, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
+        assert!(unverdicted(&[1, 7, 2, 8], &[7, 8], Some(0)).iter().all(|&s| s == 1.0));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::model::{Checkpoint, Config};
 use crate::tasks::prompt::worked_problem_format;
+use crate::tasks::verdict::VERDICT_ASKED;
 use crate::tasks::{ANSWER_PREFIX, BOS};
 use tokenizers::Tokenizer;
 
@@ -157,6 +158,9 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
         device,
     )?;
     trainer.set_compute_dtype(options.compute)?;
+    if config.data.verdicts > 0.0 {
+        trainer.set_verdict_marker(verdict_marker(&tokenizer)?);
+    }
     let mut o = config.optim.clone();
     eprintln!(
         "training {} parameters on {} tokens ({} problems), {} iterations of {}×{} tokens, {} thinking steps each",
@@ -295,9 +299,40 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
     Ok(())
 }
 
+/// The tokens after which a verdict begins, as the training text has them.
+fn verdict_marker(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    encode(tokenizer, &format!("{VERDICT_ASKED}\n{ANSWER_PREFIX}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fitted_max_iters;
+    use super::*;
+    use crate::tasks::verdict::verdict_example;
+    use crate::tasks::{Example, few_shot_prompt};
+
+    #[test]
+    fn thinking_in_training_leaves_out_exactly_the_verdicts() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny/tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&path).unwrap();
+        let e = Example {
+            question: "Ann has 5 apples and gets 3 more. How many apples does she have?".into(),
+            answer: "She has 5+3 = <<5+3=8>>8 apples.\n#### 8".into(),
+        };
+        let mut rng = crate::noise::rng(1);
+        let [right, wrong] = [false, true].map(|w| verdict_example(&e, w, &mut rng).unwrap());
+        let text = few_shot_prompt(&[right, e.clone(), wrong], "");
+        let ids = encode(&tokenizer, &text).unwrap();
+        let bos = tokenizer.token_to_id(BOS);
+        let scored = crate::train::unverdicted(&ids[1..], &verdict_marker(&tokenizer).unwrap(), bos);
+        let left_out: Vec<u32> = ids[1..]
+            .iter()
+            .zip(&scored)
+            .filter(|(_, s)| **s == 0.0)
+            .map(|(&t, _)| t)
+            .collect();
+        let verdicts = format!(" yes\n{BOS} no\n{BOS}");
+        assert_eq!(left_out, encode(&tokenizer, &verdicts).unwrap());
+    }
 
     #[test]
     fn a_fitted_schedule_ends_where_the_pace_reaches_within_max_iters() {
