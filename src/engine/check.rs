@@ -91,7 +91,10 @@ pub fn verdicts(
 ) -> Result<Vec<f64>> {
     let replies = [RIGHT, WRONG].map(|v| tokenizer.encode(&format!(" {v}")));
     let [yes, no] = replies.map(|r| r.unwrap_or_default());
-    let room = model.config().max_seq_len.saturating_sub(yes.len().max(no.len()));
+    let room = model
+        .config()
+        .max_seq_len
+        .saturating_sub(yes.len().max(no.len()));
     let (mut texts, mut asked) = (Vec::new(), Vec::new());
     for prompt in prompts {
         let (ids, _) = tokenizer.encode_tail(prompt, room)?;
@@ -107,7 +110,11 @@ pub fn verdicts(
         let rows = asked.iter().flat_map(|&(len, reply)| {
             (0..n).map(move |i| if keep(i, len, reply) { 1f32 } else { 0.0 })
         });
-        Ok(Tensor::from_vec(rows.collect::<Vec<_>>(), (texts.len(), n), model.device())?)
+        Ok(Tensor::from_vec(
+            rows.collect::<Vec<_>>(),
+            (texts.len(), n),
+            model.device(),
+        )?)
     };
     text.scored = Some(mask(&|i, len, _| i + 1 < len)?);
     let thought = think_alike(model, &text, steps, lr, &mut rng(seed))?;
@@ -189,9 +196,15 @@ mod tests {
         let beside = judge(&[short.clone(), long.clone()]);
         assert_eq!(beside.len(), 2);
         // −log of a probability, and the padding of the shorter rows neither scored nor fitted to.
-        assert!(beside.iter().all(|v| v.is_finite() && *v > 0.0), "{beside:?}");
+        assert!(
+            beside.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{beside:?}"
+        );
         assert!((alone[0] - beside[0]).abs() < 1e-4, "{alone:?} {beside:?}");
-        assert!((beside[0] - beside[1]).abs() > 1e-6, "different drafts, different verdicts");
+        assert!(
+            (beside[0] - beside[1]).abs() > 1e-6,
+            "different drafts, different verdicts"
+        );
     }
 
     /// Drafts at `steps` (a "d" after a step count: drawn) with answers written as "5 7 —",

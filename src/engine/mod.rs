@@ -461,7 +461,15 @@ impl Worker {
                 let texts: Vec<&str> = judged.iter().map(|&i| writers[i].text.as_str()).collect();
                 let (steps, lr, seed) = (thought.steps, r.think.lr, r.sample.seed);
                 if !self.model.config().verdicts || r.prompt_ids.is_some() {
-                    return check::judge(&self.model, &self.tokenizer, &ids, &texts, steps, lr, seed);
+                    return check::judge(
+                        &self.model,
+                        &self.tokenizer,
+                        &ids,
+                        &texts,
+                        steps,
+                        lr,
+                        seed,
+                    );
                 }
                 let asked = r.prompt.trim_end();
                 let prompts: Vec<String> = texts

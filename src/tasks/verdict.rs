@@ -153,13 +153,20 @@ mod tests {
             let result = calculator::format(last.result).unwrap();
             assert_ne!(result, "43", "{wrong}");
             assert!(last.result.numer() >= 0, "{wrong}");
-            let written = format!("She gave away {} = <<{}={result}>>{result} shells.\n#### {result}", last.expr, last.expr);
+            let written = format!(
+                "She gave away {} = <<{}={result}>>{result} shells.\n#### {result}",
+                last.expr, last.expr
+            );
             assert_eq!(wrong, written);
             seen.insert(last.expr);
         }
         // Turned, with the question's 5 more or instead of one; never reversed into a negative.
         assert!(seen.contains("70+27"), "{seen:?}");
-        assert!(seen.iter().any(|e| e.ends_with("-27+5") || e.ends_with("-27-5")), "{seen:?}");
+        assert!(
+            seen.iter()
+                .any(|e| e.ends_with("-27+5") || e.ends_with("-27-5")),
+            "{seen:?}"
+        );
         assert!(seen.contains("5-27") || seen.contains("70-5"), "{seen:?}");
         assert!(!seen.contains("27-70"), "{seen:?}");
     }
@@ -168,13 +175,19 @@ mod tests {
     fn an_answer_without_a_calculation_has_no_misreading() {
         let mut rng = crate::noise::rng(1);
         assert_eq!(misread(QUESTION, "#### 43", &mut rng), None);
-        assert_eq!(misread(QUESTION, "It is <<(2+3)*4=20>>20.\n#### 20", &mut rng), None);
+        assert_eq!(
+            misread(QUESTION, "It is <<(2+3)*4=20>>20.\n#### 20", &mut rng),
+            None
+        );
     }
 
     #[test]
     fn a_verdict_reads_as_a_question_with_its_draft_on_one_line() {
         let mut rng = crate::noise::rng(2);
-        let e = Example { question: QUESTION.into(), answer: ANSWER.into() };
+        let e = Example {
+            question: QUESTION.into(),
+            answer: ANSWER.into(),
+        };
         let right = verdict_example(&e, false, &mut rng).unwrap();
         assert_eq!(right.answer, RIGHT);
         assert!(right.question.ends_with("Proposed answer: She gave away 70-27 = <<70-27=43>>43 shells. #### 43\nIs the proposed answer right?"));

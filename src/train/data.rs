@@ -144,7 +144,11 @@ fn training_examples(d: &DataConfig) -> Result<Vec<Example>> {
     let mut examples = synthetic(d.train_problems, d.seed);
     if let Some(path) = &d.gsm8k {
         let extra = gsm8k_train(path, d)?;
-        examples = scatter(examples, extra, &mut crate::noise::rng(d.seed ^ 0x6753_4d38));
+        examples = scatter(
+            examples,
+            extra,
+            &mut crate::noise::rng(d.seed ^ 0x6753_4d38),
+        );
     }
     if d.verdicts > 0.0 {
         let mut rng = crate::noise::rng(d.seed ^ 0x7665_7264);
@@ -205,8 +209,16 @@ mod tests {
         for v in &verdicts {
             let (question, proposed) = v.question.split_once("\nProposed answer: ").unwrap();
             let judged = problems.iter().find(|p| p.question == question).unwrap();
-            let own = judged.answer.split_whitespace().collect::<Vec<_>>().join(" ");
-            assert_eq!(proposed.starts_with(&format!("{own}\n")), v.answer == RIGHT, "{v:?}");
+            let own = judged
+                .answer
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert_eq!(
+                proposed.starts_with(&format!("{own}\n")),
+                v.answer == RIGHT,
+                "{v:?}"
+            );
         }
     }
 

@@ -493,7 +493,11 @@ impl Trainer {
                 .flat_map(|row| unverdicted(row, &self.verdict_marker, bos))
                 .collect();
             let scored = match scored.contains(&0.0) {
-                true => Some(Tensor::from_vec(scored, text.targets.shape(), &self.device)?),
+                true => Some(Tensor::from_vec(
+                    scored,
+                    text.targets.shape(),
+                    &self.device,
+                )?),
                 false => None,
             };
             return Ok(Sequences {
@@ -755,7 +759,11 @@ mod tests {
         let targets = [1, 7, 8, 4, 5, 0, 3, 7, 8, 4];
         let scored = unverdicted(&targets, &[7, 8], Some(0));
         assert_eq!(scored, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
-        assert!(unverdicted(&[1, 7, 2, 8], &[7, 8], Some(0)).iter().all(|&s| s == 1.0));
+        assert!(
+            unverdicted(&[1, 7, 2, 8], &[7, 8], Some(0))
+                .iter()
+                .all(|&s| s == 1.0)
+        );
     }
 
     #[test]

@@ -312,7 +312,8 @@ mod tests {
 
     #[test]
     fn thinking_in_training_leaves_out_exactly_the_verdicts() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny/tokenizer.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ltm-arith-tiny/tokenizer.json");
         let tokenizer = Tokenizer::from_file(&path).unwrap();
         let e = Example {
             question: "Ann has 5 apples and gets 3 more. How many apples does she have?".into(),
@@ -323,7 +324,8 @@ mod tests {
         let text = few_shot_prompt(&[right, e.clone(), wrong], "");
         let ids = encode(&tokenizer, &text).unwrap();
         let bos = tokenizer.token_to_id(BOS);
-        let scored = crate::train::unverdicted(&ids[1..], &verdict_marker(&tokenizer).unwrap(), bos);
+        let scored =
+            crate::train::unverdicted(&ids[1..], &verdict_marker(&tokenizer).unwrap(), bos);
         let left_out: Vec<u32> = ids[1..]
             .iter()
             .zip(&scored)
