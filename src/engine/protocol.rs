@@ -349,8 +349,9 @@ pub struct Draft {
     #[serde(default)]
     pub drawn: bool,
     pub answer: Option<String>,
-    /// −ELBO of question and draft (nats); absent when it was not checked: the drafts agreed,
-    /// it has no answer, or an earlier draft gave its answer.
+    /// −ELBO of question and draft (nats), or for a model that judges by verdicts −log of its
+    /// "yes" (`check::verdicts`); absent when it was not checked: the drafts agreed, it has no
+    /// answer, or an earlier draft gave its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nelbo: Option<f64>,
 }
