@@ -19,7 +19,7 @@ use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
-use crate::tasks::verdict::verdict_question;
+use crate::tasks::verdict::verdict_prompt;
 use crate::tasks::{answer_of, default_examples, few_shot_prompt};
 use crate::text::{Stream, Tokenizer};
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
@@ -471,10 +471,9 @@ impl Worker {
                         seed,
                     );
                 }
-                let asked = r.prompt.trim_end();
                 let prompts: Vec<String> = texts
                     .iter()
-                    .map(|draft| format!("{}\n{}", verdict_question(asked, draft), r.answer_prefix))
+                    .map(|draft| verdict_prompt(&r.prompt, &r.answer_prefix, draft))
                     .collect();
                 check::verdicts(&self.model, &self.tokenizer, &prompts, steps, lr, seed)
             });

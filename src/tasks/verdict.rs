@@ -24,6 +24,13 @@ pub fn verdict_question(question: &str, draft: &str) -> String {
     format!("{question}\nProposed answer: {draft}{VERDICT_ASKED}")
 }
 
+/// The text a judge reads for `draft`, written after a prompt `prompt` (a question in the few-shot
+/// format, without its answer prefix `prefix`): the verdict question, as training writes it,
+/// then the prefix.
+pub fn verdict_prompt(prompt: &str, prefix: &str, draft: &str) -> String {
+    format!("{}\n{prefix}", verdict_question(prompt.trim_end(), draft))
+}
+
 /// A verdict example on `e` (a worked problem), right or (`wrong`) with a misreading of it;
 /// `None` when `e` has no calculation to misread.
 pub fn verdict_example(e: &Example, wrong: bool, rng: &mut StdRng) -> Option<Example> {
@@ -138,7 +145,7 @@ fn split_expression(expr: &str) -> Option<(Vec<String>, Vec<char>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::few_shot_prompt;
+    use crate::tasks::{ANSWER_PREFIX, few_shot_prompt};
 
     const QUESTION: &str = "Mia had 70 shells. She gave away 27 of them and found 5. How many shells did she give away?";
     const ANSWER: &str = "She gave away 70-27 = <<70-27=43>>43 shells.\n#### 43";
@@ -194,8 +201,9 @@ mod tests {
         let wrong = verdict_example(&e, true, &mut rng).unwrap();
         assert_eq!(wrong.answer, WRONG);
         assert!(!wrong.question.contains("#### 43\n"), "{}", wrong.question);
-        // The text the judge reads is the training text's prompt.
-        let prompt = few_shot_prompt(&[], &verdict_question(QUESTION, ANSWER));
-        assert!(prompt.starts_with(&few_shot_prompt(&[], QUESTION).trim_end().to_string()));
+        // The text the judge reads is the training text's, up to the verdict.
+        let trained = few_shot_prompt(&[], &verdict_question(QUESTION, ANSWER)) + ANSWER_PREFIX;
+        let asked = few_shot_prompt(&[], QUESTION);
+        assert_eq!(verdict_prompt(&asked, ANSWER_PREFIX, ANSWER), trained);
     }
 }
