@@ -89,39 +89,47 @@ pub fn verdicts(
     lr: f64,
     seed: u64,
 ) -> Result<Vec<f64>> {
-    let replies = [RIGHT, WRONG].map(|v| tokenizer.encode(&format!(" {v}")));
-    let [yes, no] = replies.map(|r| r.unwrap_or_default());
+    let [yes, no] = [RIGHT, WRONG].map(|v| tokenizer.encode(&format!(" {v}")));
+    let (yes, no) = (yes?, no?);
     let room = model
         .config()
         .max_seq_len
         .saturating_sub(yes.len().max(no.len()));
-    let (mut texts, mut asked) = (Vec::new(), Vec::new());
-    for prompt in prompts {
-        let (ids, _) = tokenizer.encode_tail(prompt, room)?;
-        for reply in [&yes, &no] {
-            texts.push([ids.as_slice(), reply].concat());
-            asked.push((ids.len(), reply.len()));
+    let asked = prompts
+        .iter()
+        .map(|prompt| Ok(tokenizer.encode_tail(prompt, room)?.0))
+        .collect::<Result<Vec<_>>>()?;
+    // One thought per draft, fitted to question and draft; then each reply scored under it.
+    let thought = think_alike(
+        model,
+        &Sequences::padded(&asked, model.device())?,
+        steps,
+        lr,
+        &mut rng(seed),
+    )?;
+    let z = thought
+        .z()?
+        .unsqueeze(1)?
+        .repeat((1, 2, 1, 1))?
+        .flatten_to(1)?;
+    let (mut texts, mut reply) = (Vec::new(), Vec::new());
+    for ids in &asked {
+        for r in [&yes, &no] {
+            texts.push([ids.as_slice(), r].concat());
+            reply.push(ids.len() - 1..ids.len() - 1 + r.len());
         }
     }
-    let mut text = Sequences::padded(&texts, model.device())?;
+    let text = Sequences::padded(&texts, model.device())?;
     let n = text.inputs.dim(1)?;
-    // Target i is token i + 1: the question and draft are the targets before `len − 1`.
-    let mask = |keep: &dyn Fn(usize, usize, usize) -> bool| -> Result<Tensor> {
-        let rows = asked.iter().flat_map(|&(len, reply)| {
-            (0..n).map(move |i| if keep(i, len, reply) { 1f32 } else { 0.0 })
-        });
-        Ok(Tensor::from_vec(
-            rows.collect::<Vec<_>>(),
-            (texts.len(), n),
-            model.device(),
-        )?)
-    };
-    text.scored = Some(mask(&|i, len, _| i + 1 < len)?);
-    let thought = think_alike(model, &text, steps, lr, &mut rng(seed))?;
+    // Target i is token i + 1: a reply's targets start at the prompt's last token.
+    let scored: Vec<f32> = reply
+        .iter()
+        .flat_map(|r| (0..n).map(|i| if r.contains(&i) { 1f32 } else { 0.0 }))
+        .collect();
+    let scored = Tensor::from_vec(scored, (texts.len(), n), model.device())?;
     let prefix = model.prefix(&text.inputs, Pass::Infer)?;
-    let nll = model.token_nll(&prefix, &text.targets, &thought.z()?, Pass::Infer)?;
-    let reply = mask(&|i, len, reply| i + 1 >= len && i + 1 < len + reply)?;
-    let nll: Vec<f32> = (nll.to_dtype(DType::F32)? * reply)?
+    let nll = model.token_nll(&prefix, &text.targets, &z, Pass::Infer)?;
+    let nll: Vec<f32> = (nll.to_dtype(DType::F32)? * scored)?
         .sum(D::Minus1)?
         .to_vec1()?;
     // −log of yes's share: softplus(nll(yes) − nll(no)).

@@ -99,8 +99,10 @@ pub fn misread(question: &str, answer: &str, rng: &mut StdRng) -> Option<String>
         let Some(value) = calculator::evaluate(&expr) else {
             continue;
         };
-        let result = calculator::format(value)?;
-        if value == last.result || value.numer() < 0 || expr == last.expr {
+        let Some(result) = calculator::format(value) else {
+            continue;
+        };
+        if value == last.result || value.numer() < 0 {
             continue;
         }
         // The expression as the line writes it before `<<`, the annotation, then every later
