@@ -11,6 +11,7 @@
 
 use std::mem::MaybeUninit;
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gemm::View;
@@ -34,10 +35,30 @@ fn bf16_bits(x: f32) -> u16 {
     }
 }
 
-fn round_into(dst: &mut [u16], src: &[f32]) {
+// AMX's CPUs all have AVX-512: sixteen values a vector where the compiler's default is four.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
+fn round_into(dst: &mut [MaybeUninit<u16>], src: &[f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = bf16_bits(s);
+        d.write(bf16_bits(s));
     }
+}
+
+/// A vector of `n` values for a caller to write every one of, not zeroed first (a full pass
+/// over memory, for nothing); [`written`] makes it a vector of values.
+fn unwritten<T>(n: usize) -> Vec<MaybeUninit<T>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// # Safety
+/// Every value of `v` has been written.
+unsafe fn written<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: MaybeUninit<T> has T's layout; the caller vouches for the values; the vector is
+    // not used as itself again.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
 }
 
 /// Rows and columns are padded to whole blocks of this many; the reduction to pairs of tiles.
@@ -49,15 +70,19 @@ fn padded(n: usize) -> usize {
 
 /// a (View `av` over `a`) as bf16 rows of `kp` values, zero-padded to `mp` rows.
 fn pack_rows(a: &[f32], av: View, mp: usize, kp: usize) -> Vec<u16> {
-    let mut packed = vec![0u16; mp * kp];
+    let mut packed = unwritten(mp * kp);
     let (rows, cols) = (av.rows, av.cols);
+    let zero = MaybeUninit::new(0u16);
     if av.cs == 1 {
         packed
             .par_chunks_mut(kp)
-            .take(rows)
             .enumerate()
-            .for_each(|(i, row)| {
-                round_into(&mut row[..cols], &a[i * av.rs..][..cols]);
+            .for_each(|(i, row)| match i < rows {
+                true => {
+                    round_into(&mut row[..cols], &a[i * av.rs..][..cols]);
+                    row[cols..].fill(zero);
+                }
+                false => row.fill(zero),
             });
     } else {
         // A transpose: each task takes 16 rows, which are 16 neighbouring values of each of
@@ -81,13 +106,20 @@ fn pack_rows(a: &[f32], av: View, mp: usize, kp: usize) -> Vec<u16> {
                     for r in 0..n {
                         let row = &mut out[r * kp + k0..][..width];
                         for (dk, v) in row.iter_mut().enumerate() {
-                            *v = tile[dk][r];
+                            v.write(tile[dk][r]);
                         }
+                    }
+                }
+                for (r, row) in out.chunks_exact_mut(kp).enumerate() {
+                    match r < n {
+                        true => row[cols..].fill(zero),
+                        false => row.fill(zero),
                     }
                 }
             });
     }
-    packed
+    // SAFETY: every row was written: a's values, then zeros to `kp`; the rows past a's, zeros.
+    unsafe { written(packed) }
 }
 
 /// b (View `bv`, [k, n]) as panels of 16 columns, each `kp / 2` rows of 16 bf16 pairs
@@ -135,9 +167,7 @@ pub fn product(a: &[f32], av: View, b: &[f32], bv: View) -> Vec<f32> {
     let ap = pack_rows(a, av, mp, kp);
     let bp = pack_pairs(b, bv, kp, np);
     // Not zeroed: the tiles write every value.
-    let mut cp: Vec<MaybeUninit<f32>> = Vec::with_capacity(mp * np);
-    // SAFETY: MaybeUninit needs no initialisation.
-    unsafe { cp.set_len(mp * np) };
+    let mut cp = unwritten(mp * np);
     // Tasks of a few row blocks, so that both cores stay busy on short products.
     let rows = BLOCK
         * (mp / BLOCK)
@@ -146,18 +176,15 @@ pub fn product(a: &[f32], av: View, b: &[f32], bv: View) -> Vec<f32> {
     cp.par_chunks_mut(rows * np)
         .zip(ap.par_chunks(rows * kp))
         .for_each(|(c, a)| imp::blocks(a, &bp, c, c.len() / np, np, kp));
-    let mut cp = std::mem::ManuallyDrop::new(cp);
-    // SAFETY: every value was written by `blocks` (rows × np per task, the tasks covering
-    // cp); MaybeUninit<f32> has f32's layout, and the vector is not used as itself again.
-    let cp = unsafe { Vec::from_raw_parts(cp.as_mut_ptr().cast::<f32>(), cp.len(), cp.capacity()) };
+    // SAFETY: every value was written by `blocks` (rows × np per task, the tasks covering cp).
+    let mut cp = unsafe { written(cp) };
     if np == n {
-        let mut cp = cp;
         cp.truncate(m * n);
         return cp;
     }
-    let mut out = vec![0f32; m * n];
-    for (o, c) in out.chunks_exact_mut(n).zip(cp.chunks_exact(np)) {
-        o.copy_from_slice(&c[..n]);
+    let mut out = Vec::with_capacity(m * n);
+    for c in cp.chunks_exact(np).take(m) {
+        out.extend_from_slice(&c[..n]);
     }
     out
 }

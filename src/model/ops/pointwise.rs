@@ -37,6 +37,27 @@ pub(super) fn log_sum_exp(row: &[f32]) -> f32 {
 /// Lanes of the loops below: independent maxima and sums, so that they vectorise.
 const LANES: usize = 16;
 
+/// The larger of two values in one instruction, where `f32::max`'s NaN rule takes three (the
+/// values here are never NaN).
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
+}
+
+/// The lanes folded in halves (eight pairs, then four …): a few vector operations, where
+/// folding them one by one takes a dependent scalar step a lane, and rows here are short.
+#[inline(always)]
+fn fold_lanes(mut lanes: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            lanes[i] = op(lanes[i], lanes[i + width]);
+        }
+        width /= 2;
+    }
+    lanes[0]
+}
+
 /// The largest of `floor` and the row's values.
 #[multiversion(targets("x86_64+avx2+fma"))]
 pub(super) fn row_max(row: &[f32], floor: f32) -> f32 {
@@ -45,10 +66,10 @@ pub(super) fn row_max(row: &[f32], floor: f32) -> f32 {
     let mut lanes = [floor; LANES];
     for c in chunks {
         for i in 0..LANES {
-            lanes[i] = lanes[i].max(c[i]);
+            lanes[i] = larger(lanes[i], c[i]);
         }
     }
-    rest.iter().chain(&lanes).copied().fold(floor, f32::max)
+    rest.iter().copied().fold(fold_lanes(lanes, larger), larger)
 }
 
 /// Σ exp(x − max) over the row.
@@ -62,7 +83,7 @@ pub(super) fn exp_sum(row: &[f32], max: f32) -> f32 {
             sums[i] += fast_exp(c[i] - max);
         }
     }
-    sums.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x - max)).sum::<f32>()
+    fold_lanes(sums, |a, b| a + b) + rest.iter().map(|&x| fast_exp(x - max)).sum::<f32>()
 }
 
 /// Replaces each x of the row by exp(x − max); returns their sum.
@@ -84,7 +105,7 @@ pub(super) fn exp_in_place(row: &mut [f32], max: f32) -> f32 {
             *x
         })
         .sum();
-    sums.iter().sum::<f32>() + rest
+    fold_lanes(sums, |a, b| a + b) + rest
 }
 
 /// Softmax of a row of scores, in place; −∞ (masked) gives exactly 0.
