@@ -122,11 +122,38 @@ fn pack_rows(a: &[f32], av: View, mp: usize, kp: usize) -> Vec<u16> {
     unsafe { written(packed) }
 }
 
+/// Two values rounded to bf16 as the words of a pair: `lo` first in memory.
+#[inline(always)]
+fn bf16_pair(lo: f32, hi: f32) -> u32 {
+    u32::from(bf16_bits(lo)) | u32::from(bf16_bits(hi)) << 16
+}
+
+/// Pairs of two rows' values, side by side.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
+fn pair_rows(out: &mut [u32], lo: &[f32], hi: &[f32]) {
+    for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
+        *o = bf16_pair(l, h);
+    }
+}
+
+/// Pairs of a run of values: (run[0], run[1]), (run[2], run[3]) …; an odd last value is
+/// paired with zero.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
+fn pair_run(out: &mut [u32], run: &[f32]) {
+    for (o, p) in out.iter_mut().zip(run.chunks_exact(2)) {
+        *o = bf16_pair(p[0], p[1]);
+    }
+    if run.len() % 2 == 1 {
+        out[run.len() / 2] = bf16_pair(run[run.len() - 1], 0.0);
+    }
+}
+
 /// b (View `bv`, [k, n]) as panels of 16 columns, each `kp / 2` rows of 16 bf16 pairs
-/// (b[2r, c], b[2r + 1, c]), zero-padded to `np` columns.
-fn pack_pairs(b: &[f32], bv: View, kp: usize, np: usize) -> Vec<u16> {
-    let panel = kp * 16;
-    let mut packed = vec![0u16; np * kp];
+/// (b[2r, c], b[2r + 1, c]), zero-padded to `np` columns; as words, one a pair.
+fn pack_pairs(b: &[f32], bv: View, kp: usize, np: usize) -> Vec<u32> {
+    let panel = kp / 2 * 16;
+    let mut packed = vec![0u32; np * kp / 2];
+    let zeros = [0f32; 16];
     packed
         .par_chunks_mut(panel)
         .enumerate()
@@ -135,21 +162,38 @@ fn pack_pairs(b: &[f32], bv: View, kp: usize, np: usize) -> Vec<u16> {
             if n == 0 {
                 // Padding: zeros.
             } else if bv.cs == 1 {
-                // Row-major b: two rows at a time, their 16 values interleaved.
-                for (r, out) in panel.chunks_exact_mut(32).enumerate() {
-                    for half in 0..2.min(bv.rows.saturating_sub(2 * r)) {
-                        let row = &b[(2 * r + half) * bv.rs + first..][..n];
-                        for (c, &v) in row.iter().enumerate() {
-                            out[2 * c + half] = bf16_bits(v);
+                // Row-major b: two rows at a time, side by side.
+                for (r, out) in panel.chunks_exact_mut(16).enumerate() {
+                    let row = |k: usize| match k < bv.rows {
+                        true => &b[k * bv.rs + first..][..n],
+                        false => &zeros[..n],
+                    };
+                    pair_rows(out, row(2 * r), row(2 * r + 1));
+                }
+            } else if bv.rs == 1 {
+                // Columns stored contiguously (b is a transpose): 16 pair rows of each column
+                // at a time into a block that stays in L1, then written out row by row.
+                let mut tile = [[0u32; 16]; 16];
+                for r0 in (0..kp / 2).step_by(16) {
+                    let ks = (2 * r0).min(bv.rows)..(2 * r0 + 32).min(bv.rows);
+                    for (c, column) in tile.iter_mut().enumerate() {
+                        column.fill(0);
+                        if c < n {
+                            pair_run(column, &b[(first + c) * bv.cs..][ks.clone()]);
+                        }
+                    }
+                    for (r, out) in panel[r0 * 16..].chunks_exact_mut(16).take(16).enumerate() {
+                        for (c, o) in out.iter_mut().enumerate() {
+                            *o = tile[c][r];
                         }
                     }
                 }
             } else {
-                // Columns stored contiguously (b is a transpose): each read in order.
                 for c in 0..n {
-                    let col = first + c;
                     for k in 0..bv.rows {
-                        panel[(k / 2) * 32 + c * 2 + k % 2] = bf16_bits(b[k * bv.rs + col * bv.cs]);
+                        let shift = 16 * (k % 2);
+                        let bits = u32::from(bf16_bits(b[k * bv.rs + (first + c) * bv.cs]));
+                        panel[k / 2 * 16 + c] |= bits << shift;
                     }
                 }
             }
@@ -166,6 +210,7 @@ pub fn product(a: &[f32], av: View, b: &[f32], bv: View) -> Vec<f32> {
     let (mp, np, kp) = (padded(m), padded(n), padded(av.cols));
     let ap = pack_rows(a, av, mp, kp);
     let bp = pack_pairs(b, bv, kp, np);
+    let bp: &[u16] = bytemuck::cast_slice(&bp);
     // Not zeroed: the tiles write every value.
     let mut cp = unwritten(mp * np);
     // Tasks of a few row blocks, so that both cores stay busy on short products.
@@ -175,7 +220,7 @@ pub fn product(a: &[f32], av: View, b: &[f32], bv: View) -> Vec<f32> {
             .max(1);
     cp.par_chunks_mut(rows * np)
         .zip(ap.par_chunks(rows * kp))
-        .for_each(|(c, a)| imp::blocks(a, &bp, c, c.len() / np, np, kp));
+        .for_each(|(c, a)| imp::blocks(a, bp, c, c.len() / np, np, kp));
     // SAFETY: every value was written by `blocks` (rows × np per task, the tasks covering cp).
     let mut cp = unsafe { written(cp) };
     if np == n {
