@@ -94,19 +94,26 @@ fn pack_rows(a: &[f32], av: View, mp: usize, kp: usize) -> Vec<u16> {
             .for_each(|(block, out)| {
                 let first = block * 16;
                 let n = 16.min(rows.saturating_sub(first));
-                let mut tile = [[0u16; 16]; 16];
+                if n == 0 {
+                    out.fill(zero);
+                    return;
+                }
+                let mut tile = [[zero; 16]; 16];
                 for k0 in (0..cols).step_by(16) {
                     let width = 16.min(cols - k0);
                     for (dk, column) in tile.iter_mut().enumerate().take(width) {
                         let at = first * av.rs + (k0 + dk) * av.cs;
-                        for (r, v) in column.iter_mut().enumerate().take(n) {
-                            *v = bf16_bits(a[at + r * av.rs]);
+                        match av.rs {
+                            1 => round_into(&mut column[..n], &a[at..][..n]),
+                            _ => (0..n).for_each(|r| {
+                                column[r].write(bf16_bits(a[at + r * av.rs]));
+                            }),
                         }
                     }
                     for r in 0..n {
                         let row = &mut out[r * kp + k0..][..width];
                         for (dk, v) in row.iter_mut().enumerate() {
-                            v.write(tile[dk][r]);
+                            *v = tile[dk][r];
                         }
                     }
                 }
