@@ -2,13 +2,14 @@
 //! posterior over z per sequence (decoder weights held constant), then one AdamW step on the
 //! decoder given the detached z, in the spirit of nanoGPT's loop: the configuration, the batches
 //! and the step here; `run` drives it (`data` makes its corpus, `adamw` updates the weights,
-//! `card` draws its chart and writes its model card).
+//! `card` draws its chart and writes its model card, `saved` keeps the run's directory).
 
 mod adamw;
 pub mod card;
 pub mod config;
 mod data;
 pub mod run;
+mod saved;
 pub mod tokenizer;
 
 use std::collections::HashMap;
@@ -24,8 +25,6 @@ use rand::Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::fsutil::{finish_interrupted_writes, write_atomic_all};
-use crate::model::checkpoint::WEIGHTS_FILE;
 use crate::model::{Checkpoint, Config, Ltm, Pass};
 use crate::think::{self, Diverged, Sequences};
 use adamw::AdamW;
@@ -33,6 +32,7 @@ pub use config::{
     DataConfig, HistoryPoint, OptimConfig, ThinkOn, TrainConfig, TrainState, learning_rate,
 };
 use config::{fast_lr, fast_steps, think_on};
+pub use saved::{forget_run, holds_run, read_state};
 
 /// The positions where a window of `len` tokens may start: every BOS token that leaves room for
 /// one, or every position when there is no BOS token (or none leaves room).
@@ -187,23 +187,6 @@ pub struct Trainer {
     bf16_products: bool,
 }
 
-const STATE_FILE: &str = "train_state.json";
-const OPTIM_FILE: &str = "optimizer.safetensors";
-/// The iteration a checkpoint's weights and moments are from, in their safetensors metadata.
-const ITER_KEY: &str = "iter";
-
-/// The iteration stamped in a checkpoint file, if it has one (checkpoints before the stamp do not).
-fn stamped_iter(file: &Path) -> Result<Option<usize>> {
-    let bytes = crate::fsutil::read_limited(file, crate::fsutil::DATA_FILE)?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .with_context(|| format!("{}: not a safetensors file", file.display()))?;
-    Ok(header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(ITER_KEY))
-        .and_then(|v| v.parse().ok()))
-}
-
 /// How many times as wide `want` is as `have`, width, heads and key/value heads alike, if it is
 /// a whole number above one.
 fn widening(have: &Config, want: &Config) -> Option<usize> {
@@ -227,50 +210,6 @@ fn check_same_shape(have: &Config, want: &Config) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether `dir` holds a training run (its state file).
-pub fn holds_run(dir: &Path) -> bool {
-    dir.join(STATE_FILE).exists()
-}
-
-/// Makes `dir` hold no run to resume (its state file removed), for a new run in its place.
-pub fn forget_run(dir: &Path) -> Result<()> {
-    match std::fs::remove_file(dir.join(STATE_FILE)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot replace the run in {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Refuses a checkpoint whose files are from different iterations (a save cut short).
-fn check_consistent(out: &Path, state: &TrainState) -> Result<()> {
-    for file in [out.join(WEIGHTS_FILE), out.join(OPTIM_FILE)] {
-        if let Some(iter) = stamped_iter(&file)?.filter(|&i| i != state.iter) {
-            bail!(
-                "{}: the checkpoint's files are from different iterations ({} is from {iter}, {STATE_FILE} from {}): its last save was cut short; train from an earlier copy or start again",
-                out.display(),
-                file.display(),
-                state.iter
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The training state saved in a run's output directory.
-pub fn read_state(out: &Path) -> Result<TrainState> {
-    finish_interrupted_writes(out)?;
-    let path = out.join(STATE_FILE);
-    let text =
-        crate::fsutil::read_text_limited(&path, crate::fsutil::SMALL_FILE).with_context(|| {
-            format!(
-                "{}: no training state (not an `ltm train` output directory?)",
-                out.display()
-            )
-        })?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a training state", path.display()))
 }
 
 /// Where a run's weights come from.
@@ -304,18 +243,7 @@ impl Trainer {
         };
         let (weights, state, moments) = match start {
             Start::Resume => {
-                let ckpt = Checkpoint::load(out)
-                    .with_context(|| format!("cannot resume from {}", out.display()))?;
-                let state = read_state(out)?;
-                check_consistent(out, &state)?;
-                crate::fsutil::regular_file_len(&out.join(OPTIM_FILE))?;
-                let moments = candle_core::safetensors::load(out.join(OPTIM_FILE), &device)
-                    .with_context(|| {
-                        format!(
-                            "{}: cannot read the optimizer state",
-                            out.join(OPTIM_FILE).display()
-                        )
-                    })?;
+                let (ckpt, state, moments) = saved::read(out, &device)?;
                 (ckpt, state, Some(moments))
             }
             Start::From(ckpt) => {
@@ -692,32 +620,14 @@ impl Trainer {
         })
     }
 
-    /// Saves weights, optimizer moments and state into `out`, as one (`write_atomic_all`): a
-    /// kill while saving leaves the previous checkpoint whole, or the new one once the next
-    /// reader has finished the save. The weights and moments carry their iteration, which a
-    /// resume checks against the state's.
+    /// Saves weights, optimizer moments and state into `out` (`saved::write`).
     pub fn save(&self, out: &Path) -> Result<()> {
-        let stamp = || {
-            Some(HashMap::from([(
-                ITER_KEY.to_string(),
-                self.state.iter.to_string(),
-            )]))
-        };
-        let mut files = self.checkpoint()?.files(out, stamp())?;
         let mut moments = HashMap::new();
         for (i, (n, _)) in self.vars.iter().enumerate() {
             moments.insert(format!("m.{n}"), self.opt.m[i].to_device(&Device::Cpu)?);
             moments.insert(format!("v.{n}"), self.opt.v[i].to_device(&Device::Cpu)?);
         }
-        files.push((
-            out.join(OPTIM_FILE),
-            safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), stamp())?,
-        ));
-        files.push((
-            out.join(STATE_FILE),
-            serde_json::to_string_pretty(&self.state)?.into_bytes(),
-        ));
-        write_atomic_all(&files)
+        saved::write(out, &self.checkpoint()?, &moments, &self.state)
     }
 
     pub fn record(&mut self, point: HistoryPoint) {
