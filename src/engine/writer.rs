@@ -1,0 +1,113 @@
+//! A sample's text as it is written, released as far as no stop string could still begin in it.
+
+use anyhow::Result;
+
+use crate::text::Stream;
+
+/// One sample's text as it is written. A stop string is cut off with what follows it, and the
+/// end of the text that could be the start of a stop string is held back until it is clear.
+pub(super) struct Writer<'a> {
+    stream: Stream<'a>,
+    stop: &'a [String],
+    pub(super) text: String,
+    /// Bytes of `text` already handed out.
+    sent: usize,
+    pub(super) tokens: usize,
+    /// When the sample finished, from the start of writing.
+    pub(super) ms: Option<f64>,
+}
+
+impl<'a> Writer<'a> {
+    pub(super) fn new(stream: Stream<'a>, stop: &'a [String]) -> Self {
+        Self {
+            stream,
+            stop,
+            text: String::new(),
+            sent: 0,
+            tokens: 0,
+            ms: None,
+        }
+    }
+
+    /// Adds a token (`last`: no more will come); returns the text to show now and whether a stop string ended the sample.
+    pub(super) fn push(&mut self, id: u32, last: bool) -> Result<(String, bool)> {
+        self.tokens += 1;
+        self.text += &self.stream.push(id)?;
+        if last {
+            self.text += &self.stream.finish()?;
+        }
+        let stop_at = self
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min();
+        let end = match stop_at {
+            Some(at) => {
+                self.text.truncate(at);
+                at
+            }
+            None if last => self.text.len(),
+            None => self.text.len() - self.pending_stop(),
+        };
+        let new = self
+            .text
+            .get(self.sent..end)
+            .unwrap_or_default()
+            .to_string();
+        self.sent = end;
+        Ok((new, stop_at.is_some()))
+    }
+
+    /// Length of the longest end of the text that begins some stop string.
+    fn pending_stop(&self) -> usize {
+        self.stop
+            .iter()
+            .flat_map(|s| {
+                (1..s.len()).filter(|&k| s.is_char_boundary(k) && self.text.ends_with(&s[..k]))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::Tokenizer;
+
+    fn written(pieces: &[&str], stop: &[&str]) -> (Vec<String>, String, bool) {
+        let tok = Tokenizer::gpt2();
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        let mut w = Writer::new(tok.stream(), &stop);
+        let ids: Vec<u32> = pieces.iter().flat_map(|p| tok.encode(p).unwrap()).collect();
+        let mut shown = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let (text, stopped) = w.push(id, i + 1 == ids.len()).unwrap();
+            shown.push(text);
+            if stopped {
+                return (shown, w.text, true);
+            }
+        }
+        (shown, w.text, false)
+    }
+
+    #[test]
+    fn a_stop_string_is_cut_and_never_shown() {
+        let (shown, text, stopped) = written(
+            &["42", "\n", "\n", "Question", ":", " more"],
+            &["\n\nQuestion:"],
+        );
+        assert!(stopped);
+        assert_eq!(text, "42");
+        assert_eq!(shown.concat(), "42");
+    }
+
+    #[test]
+    fn held_back_text_is_released_when_it_is_not_a_stop() {
+        let (shown, text, stopped) = written(&["42", "\n", "\n", "Answer"], &["\n\nQuestion:"]);
+        assert!(!stopped);
+        assert_eq!(text, "42\n\nAnswer");
+        assert_eq!(shown.concat(), text);
+    }
+}
