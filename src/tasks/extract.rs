@@ -178,59 +178,65 @@ mod tests {
         }
     }
 
-    fn f(s: &str) -> Option<String> {
-        final_number(s)
-    }
-    fn some(s: &str) -> Option<String> {
-        Some(s.to_string())
+    /// Each text beside the number `final_number` should read from it.
+    fn reads(cases: &[(&str, Option<&str>)]) {
+        for &(text, want) in cases {
+            assert_eq!(final_number(text).as_deref(), want, "{text:?}");
+        }
     }
 
     #[test]
     fn gsm8k_marker() {
-        assert_eq!(f("#### 1,234"), some("1234"));
-        assert_eq!(f("She has 5 left.\n#### 72"), some("72"));
-        assert_eq!(f("#### 12\n#### 13"), some("12"));
-        assert_eq!(f("####72"), some("72"));
-        assert_eq!(f("#### -3"), some("-3"));
-        assert_eq!(f("#### $40."), some("40"));
-        assert_eq!(f("So 3 + 4 = 7\n#### 7\nQuestion: 99 apples"), some("7"));
-        // Marker without a number on its line: fall back to the last number before it.
-        assert_eq!(f("The total is 18.\n####\nQuestion: 5"), some("18"));
+        reads(&[
+            ("#### 1,234", Some("1234")),
+            ("She has 5 left.\n#### 72", Some("72")),
+            ("#### 12\n#### 13", Some("12")),
+            ("####72", Some("72")),
+            ("#### -3", Some("-3")),
+            ("#### $40.", Some("40")),
+            ("So 3 + 4 = 7\n#### 7\nQuestion: 99 apples", Some("7")),
+            // Marker without a number on its line: fall back to the last number before it.
+            ("The total is 18.\n####\nQuestion: 5", Some("18")),
+        ]);
     }
 
     #[test]
     fn without_marker_last_number() {
-        assert_eq!(f("The answer is $5.00."), some("5"));
-        assert_eq!(f("-3"), some("-3"));
-        assert_eq!(f("2.5 apples"), some("2.5"));
-        assert_eq!(f("no number"), None);
-        assert_eq!(f(""), None);
-        assert_eq!(f("3 + 4 = 7"), some("7"));
-        assert_eq!(f("She had 12 apples and ate 4, so 8 remain."), some("8"));
-        assert_eq!(f("It costs 1,000 dollars"), some("1000"));
-        assert_eq!(f("Profit is 25%."), some("25"));
-        assert_eq!(f("+7"), some("7"));
-        assert_eq!(f("It went up by 3.0"), some("3"));
-        assert_eq!(f("about 2.50 miles"), some("2.5"));
-        assert_eq!(f("12,345,678 stars"), some("12345678"));
+        reads(&[
+            ("The answer is $5.00.", Some("5")),
+            ("-3", Some("-3")),
+            ("2.5 apples", Some("2.5")),
+            ("no number", None),
+            ("", None),
+            ("3 + 4 = 7", Some("7")),
+            ("She had 12 apples and ate 4, so 8 remain.", Some("8")),
+            ("It costs 1,000 dollars", Some("1000")),
+            ("Profit is 25%.", Some("25")),
+            ("+7", Some("7")),
+            ("It went up by 3.0", Some("3")),
+            ("about 2.50 miles", Some("2.5")),
+            ("12,345,678 stars", Some("12345678")),
+        ]);
     }
 
     #[test]
     fn signs_and_separators() {
-        // A hyphen between numbers is not a sign.
-        assert_eq!(f("5-3"), some("3"));
-        assert_eq!(f("5 -3"), some("-3"));
-        assert_eq!(f("a loss of -$4"), some("-4"));
-        assert_eq!(f("a balance of $-4"), some("-4"));
-        assert_eq!(f("item-3"), some("3"));
-        // A comma in a list is not a thousands separator.
-        assert_eq!(f("1,2,3"), some("3"));
-        assert_eq!(f("apples, 4, pears"), some("4"));
-        assert_eq!(f("1,23"), some("23"));
-        // Leading zeros.
-        assert_eq!(f("007"), some("7"));
-        assert_eq!(f("0.5"), some("0.5"));
-        assert_eq!(f("-0"), some("0"));
+        reads(&[
+            // A hyphen between numbers is not a sign.
+            ("5-3", Some("3")),
+            ("5 -3", Some("-3")),
+            ("a loss of -$4", Some("-4")),
+            ("a balance of $-4", Some("-4")),
+            ("item-3", Some("3")),
+            // A comma in a list is not a thousands separator.
+            ("1,2,3", Some("3")),
+            ("apples, 4, pears", Some("4")),
+            ("1,23", Some("23")),
+            // Leading zeros.
+            ("007", Some("7")),
+            ("0.5", Some("0.5")),
+            ("-0", Some("0")),
+        ]);
     }
 
     #[test]
