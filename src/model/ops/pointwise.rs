@@ -37,8 +37,8 @@ pub(super) fn log_sum_exp(row: &[f32]) -> f32 {
 /// Lanes of the loops below: independent maxima and sums, so that they vectorise.
 const LANES: usize = 16;
 
-/// The larger of two values in one instruction, where `f32::max`'s NaN rule takes three (the
-/// values here are never NaN).
+/// The larger of two values in one instruction, where `f32::max`'s NaN rule takes three; a NaN
+/// `b` is passed over as `f32::max` passes it (a NaN row still ends in a NaN loss downstream).
 #[inline(always)]
 fn larger(a: f32, b: f32) -> f32 {
     if b > a { b } else { a }
