@@ -3,15 +3,18 @@
 //! The composite (candle's matmul, an additive mask, softmax, matmul; the key/value heads
 //! repeated for grouped-query attention) stores the scores and probabilities of every head,
 //! [B, H, T, S] each, and its backward makes several more such tensors and a copy of the
-//! repeated keys and values. Here each (sequence, head) is one task: its scores live in a
-//! buffer of T × S that stays in cache, and the backward recomputes them instead of storing
-//! them (as flash attention does), reading each key/value head once for its group of queries.
+//! repeated keys and values. Here each (sequence, head) is one task, reading each key/value
+//! head once for its group of queries. Its probabilities are kept for the backward pass when
+//! the whole op's fit in 64 MB (a training batch's do: recomputing them was a tenth of an
+//! iteration); larger ones live in a buffer of T × S that stays in cache, and the backward
+//! recomputes them (as flash attention does).
 //! Blocks of query rows compute only the keys they see: under a causal mask, about half.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use super::gemm::{View, product};
 use super::pointwise::{exp_in_place, row_max};
@@ -58,7 +61,13 @@ struct Attention {
     scale: f32,
     /// The keys each query row sees (a mask of 0 there and −∞ elsewhere), or all of them.
     visible: Option<Vec<Range<usize>>>,
+    /// The forward pass's probabilities [B·H, T, S], kept for the backward pass when they fit
+    /// in [`KEPT`] values (a training batch's do); otherwise the backward recomputes them.
+    kept: Mutex<Option<Vec<f32>>>,
 }
+
+/// The most probabilities an attention keeps for its backward pass: 64 MB.
+const KEPT: usize = 16 << 20;
 
 /// Query rows per block: a block's scores are computed only over the keys its rows see, so
 /// a causal mask costs about half the full products.
@@ -148,19 +157,26 @@ impl Attention {
 
     /// One head's share of the gradients. With P the probabilities and dO the output's
     /// gradient: dV += Pᵀ dO; dP = dO Vᵀ; dS = P ⊙ (dP − rowsum(dO ⊙ O)) · scale; dQ = dS K;
-    /// dK += dSᵀ Q. `p` and `dp` are scratch of [T, S].
+    /// dK += dSᵀ Q. `kept`: the head's probabilities from the forward pass, if it kept them;
+    /// `scratch` and `dp` are scratch of [T, S].
     #[allow(clippy::too_many_arguments)]
     fn head_gradients(
         &self,
         (gq, gk, gv): (&mut [f32], &mut [f32], &mut [f32]),
-        (p, dp): (&mut [f32], &mut [f32]),
+        (kept, scratch, dp): (Option<&[f32]>, &mut [f32], &mut [f32]),
         (q, k, v): (&[f32], &[f32], &[f32]),
         (o, g): (&[f32], &[f32]),
         dims: Dims,
     ) {
         let Dims { t, s, d, .. } = dims;
         for b in self.blocks(t, s) {
-            self.probabilities(p, q, k, &b, dims);
+            let p: &[f32] = match kept {
+                Some(p) => p,
+                None => {
+                    self.probabilities(scratch, q, k, &b, dims);
+                    scratch
+                }
+            };
             let (rows, keys) = (b.rows.len(), b.keys.len());
             let (r0, c0) = (b.rows.start, b.keys.start);
             let block = View {
@@ -260,17 +276,25 @@ impl CustomOp3 for Attention {
         let v = kv_blocks(v, lv, "attention values")?;
         let Dims { t, s, d, .. } = dims;
         let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(t * d)
+        // Query head `head` (of all sequences) reads key/value head `head / rep`.
+        let head = |head: usize, out: &mut [f32], p: &mut [f32], q: &[f32]| {
+            let group = head / dims.rep();
+            self.head(out, p, q, k[group], v[group], dims);
+        };
+        let tasks = out
+            .par_chunks_mut(t * d)
             .zip(q.par_chunks(t * d))
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; t * s],
-                |p, (head, (out, q))| {
-                    // Query head `head` (of all sequences) reads key/value head `head / rep`.
-                    let group = head / dims.rep();
-                    self.head(out, p, q, k[group], v[group], dims);
-                },
-            );
+            .enumerate();
+        let probabilities = q.len() / d * s;
+        if probabilities <= KEPT {
+            let mut kept = vec![0f32; probabilities];
+            tasks
+                .zip(kept.par_chunks_mut(t * s))
+                .for_each(|((h, (out, q)), p)| head(h, out, p, q));
+            *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+        } else {
+            tasks.for_each_init(|| vec![0f32; t * s], |p, (h, (out, q))| head(h, out, p, q));
+        }
         Ok((CpuStorage::F32(out), lq.shape().clone()))
     }
 
@@ -315,6 +339,7 @@ impl Attention {
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let Dims { t, s, d, .. } = dims;
         let rep = dims.rep();
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut gq = vec![0f32; q.len()];
         let (mut gk, mut gv) = (vec![0f32; k.len()], vec![0f32; v.len()]);
         gq.par_chunks_mut(rep * t * d)
@@ -327,10 +352,12 @@ impl Attention {
                     let kv = group * s * d..(group + 1) * s * d;
                     let (k, v) = (&k[kv.clone()], &v[kv]);
                     for (r, gq) in gq.chunks_exact_mut(t * d).enumerate() {
-                        let rows = (group * rep + r) * t * d..(group * rep + r + 1) * t * d;
+                        let head = group * rep + r;
+                        let rows = head * t * d..(head + 1) * t * d;
+                        let kept = kept.as_ref().map(|p| &p[head * t * s..][..t * s]);
                         self.head_gradients(
                             (gq, &mut *gk, &mut *gv),
-                            (&mut *p, &mut *dp),
+                            (kept, &mut *p, &mut *dp),
                             (&q[rows.clone()], k, v),
                             (&o[rows.clone()], &g[rows]),
                             dims,
@@ -391,6 +418,7 @@ pub fn attention(qkv: Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> 
         Attention {
             scale: scale as f32,
             visible,
+            kept: Mutex::new(None),
         },
     )
 }
@@ -446,6 +474,64 @@ mod tests {
                 assert!(d < 1e-4, "d{name} differs by {d}");
             }
         }
+        Ok(())
+    }
+
+    /// The backward pass reads the probabilities the forward pass kept, or recomputes them
+    /// when it kept none (a batch too large to keep): the same gradients to the bit.
+    #[test]
+    fn kept_and_recomputed_probabilities_give_the_same_gradients() -> Result<()> {
+        let (b, heads, groups, t, d) = (2, 4, 2, 150, 8);
+        let mut seed = 11u64;
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        let (q, k, v) = (
+            values(b * heads * t * d),
+            values(b * groups * t * d),
+            values(b * groups * t * d),
+        );
+        let g = values(q.len());
+        let op = || Attention {
+            scale: 0.35,
+            visible: Some((0..t).map(|i| i.saturating_sub(40)..i + 1).collect()),
+            kept: Mutex::new(None),
+        };
+        let dims = Dims {
+            heads,
+            groups,
+            t,
+            s: t,
+            d,
+        };
+        let layout = |h: usize| Layout::contiguous((b, h, t, d));
+        let storage = |x: &[f32]| CpuStorage::F32(x.to_vec());
+        let keeping = op();
+        let (out, _) = keeping.cpu_fwd(
+            &storage(&q),
+            &layout(heads),
+            &storage(&k),
+            &layout(groups),
+            &storage(&v),
+            &layout(groups),
+        )?;
+        let o = out.as_slice::<f32>()?.to_vec();
+        assert!(
+            keeping.kept.lock().unwrap().is_some(),
+            "a small batch keeps them"
+        );
+        let from_kept = keeping.gradients(&q, &k, &v, &o, &g, dims);
+        assert!(
+            keeping.kept.lock().unwrap().is_none(),
+            "the backward takes them"
+        );
+        let recomputed = op().gradients(&q, &k, &v, &o, &g, dims);
+        assert!(from_kept == recomputed);
         Ok(())
     }
 
