@@ -347,7 +347,13 @@ impl Attention {
             .zip(gv.par_chunks_mut(s * d))
             .enumerate()
             .for_each_init(
-                || (vec![0f32; t * s], vec![0f32; t * s]),
+                // Scratch for the probabilities only when they were not kept.
+                || {
+                    (
+                        vec![0f32; if kept.is_some() { 0 } else { t * s }],
+                        vec![0f32; t * s],
+                    )
+                },
                 |(p, dp), (group, ((gq, gk), gv))| {
                     let kv = group * s * d..(group + 1) * s * d;
                     let (k, v) = (&k[kv.clone()], &v[kv]);
