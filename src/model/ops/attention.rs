@@ -61,6 +61,9 @@ struct Attention {
     scale: f32,
     /// The keys each query row sees (a mask of 0 there and −∞ elsewhere), or all of them.
     visible: Option<Vec<Range<usize>>>,
+    /// Whether a backward pass may follow (an input tracks gradients): writing's passes keep
+    /// nothing.
+    keep: bool,
     /// The forward pass's probabilities [B·H, T, S], kept for the backward pass when they fit
     /// in [`KEPT`] values (a training batch's do); otherwise the backward recomputes them.
     kept: Mutex<Option<Vec<f32>>>,
@@ -286,7 +289,7 @@ impl CustomOp3 for Attention {
             .zip(q.par_chunks(t * d))
             .enumerate();
         let probabilities = q.len() / d * s;
-        if probabilities <= KEPT {
+        if self.keep && probabilities <= KEPT {
             let mut kept = vec![0f32; probabilities];
             tasks
                 .zip(kept.par_chunks_mut(t * s))
@@ -424,6 +427,7 @@ pub fn attention(qkv: Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> 
         Attention {
             scale: scale as f32,
             visible,
+            keep: [q, k, v].iter().any(|x| x.track_op()),
             kept: Mutex::new(None),
         },
     )
@@ -506,6 +510,7 @@ mod tests {
         let op = || Attention {
             scale: 0.35,
             visible: Some((0..t).map(|i| i.saturating_sub(40)..i + 1).collect()),
+            keep: true,
             kept: Mutex::new(None),
         };
         let dims = Dims {
