@@ -4,8 +4,8 @@
 //! repeated for grouped-query attention) stores the scores and probabilities of every head,
 //! [B, H, T, S] each, and its backward makes several more such tensors and a copy of the
 //! repeated keys and values. Here each (sequence, head) is one task, reading each key/value
-//! head once for its group of queries. Its probabilities are kept for the backward pass when
-//! the whole op's fit in 64 MB (a training batch's do: recomputing them was a tenth of an
+//! head once for its group of queries. Its probabilities are kept for the backward pass, where
+//! one may follow, when the whole op's fit in 64 MB (a training batch's do: recomputing them was a tenth of an
 //! iteration); larger ones live in a buffer of T × S that stays in cache, and the backward
 //! recomputes them (as flash attention does).
 //! Blocks of query rows compute only the keys they see: under a causal mask, about half.
