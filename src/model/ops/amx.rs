@@ -15,6 +15,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gemm::View;
+use super::{unwritten, written};
 
 /// Whether this CPU and OS run AMX bf16 products (asked once per process).
 pub fn available() -> bool {
@@ -41,24 +42,6 @@ fn round_into(dst: &mut [MaybeUninit<u16>], src: &[f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         d.write(bf16_bits(s));
     }
-}
-
-/// A vector of `n` values for a caller to write every one of, not zeroed first (a full pass
-/// over memory, for nothing); [`written`] makes it a vector of values.
-fn unwritten<T>(n: usize) -> Vec<MaybeUninit<T>> {
-    let mut v = Vec::with_capacity(n);
-    // SAFETY: MaybeUninit needs no initialisation.
-    unsafe { v.set_len(n) };
-    v
-}
-
-/// # Safety
-/// Every value of `v` has been written.
-unsafe fn written<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
-    let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: MaybeUninit<T> has T's layout; the caller vouches for the values; the vector is
-    // not used as itself again.
-    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
 }
 
 /// Rows and columns are padded to whole blocks of this many; the reduction to pairs of tiles.

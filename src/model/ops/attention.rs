@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use super::gemm::{View, product};
 use super::pointwise::{exp_in_place, row_max};
-use super::{Qkv, composite, contiguous_f32, fused, with_values};
+use super::{KEPT, Qkv, composite, contiguous_f32, fused, with_values};
 
 /// The shapes of one attention: q [B, H, T, D], k and v [B, G, S, D] with H a multiple of G.
 #[derive(Clone, Copy)]
@@ -68,9 +68,6 @@ struct Attention {
     /// in [`KEPT`] values (a training batch's do); otherwise the backward recomputes them.
     kept: Mutex<Option<Vec<f32>>>,
 }
-
-/// The most probabilities an attention keeps for its backward pass: 64 MB.
-const KEPT: usize = 16 << 20;
 
 /// Query rows per block: a block's scores are computed only over the keys its rows see, so
 /// a causal mask costs about half the full products.
@@ -290,7 +287,7 @@ impl CustomOp3 for Attention {
             .enumerate();
         let probabilities = q.len() / d * s;
         if self.keep && probabilities <= KEPT {
-            let mut kept = vec![0f32; probabilities];
+            let mut kept = spare_buffer(probabilities);
             tasks
                 .zip(kept.par_chunks_mut(t * s))
                 .for_each(|((h, (out, q)), p)| head(h, out, p, q));
@@ -374,7 +371,34 @@ impl Attention {
                     }
                 },
             );
+        if let Some(kept) = kept {
+            return_buffer(kept);
+        }
         (gq, gk, gv)
+    }
+}
+
+/// Probabilities whose backward pass has run, for the next forward pass to write over: a new
+/// buffer would be zeroed first, a whole pass over tens of megabytes for nothing. At most
+/// [`SPARE_BUFFERS`] wait here.
+static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// A training step's layers each keep one.
+const SPARE_BUFFERS: usize = 8;
+
+/// A buffer of `n` values, a spare one where one waits (its values stale: the forward pass
+/// writes every one it keeps and the backward pass reads).
+fn spare_buffer(n: usize) -> Vec<f32> {
+    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut buffer = spare.unwrap_or_default();
+    buffer.resize(n, 0.0);
+    buffer
+}
+
+fn return_buffer(buffer: Vec<f32>) {
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.len() < SPARE_BUFFERS {
+        spare.push(buffer);
     }
 }
 

@@ -11,6 +11,7 @@
 //! `output_nll` goes further for the tied output layer and never stores its logits.
 
 use candle_core::{CpuStorage, D, DType, Layout, Result, Tensor};
+use std::mem::MaybeUninit;
 
 pub mod amx;
 mod attention;
@@ -23,6 +24,10 @@ pub use linear::{FEW_ROWS, bf16_linear, few_rows_linear, linear_input_grad};
 use nll::per_row;
 pub use nll::{output_nll, token_nll};
 pub use pointwise::{rms_norm, rope_interleaved, softmax_last_dim, swiglu};
+
+/// The most values an op keeps from its forward pass for the backward pass (64 MB); larger
+/// ops recompute what they need there.
+const KEPT: usize = 16 << 20;
 
 /// An attention's queries [B, H, T, D], keys and values [B, G, S, D] (G divides H: each
 /// key/value head serves H/G query heads).
@@ -133,6 +138,24 @@ fn contiguous_f32_pair<'a>(
     what: &str,
 ) -> Result<(&'a [f32], &'a [f32])> {
     Ok((contiguous_f32(a, la, what)?, contiguous_f32(b, lb, what)?))
+}
+
+/// A vector of `n` values for a caller to write every one of, not zeroed first (a full pass
+/// over memory, for nothing); [`written`] makes it a vector of values.
+pub(super) fn unwritten<T>(n: usize) -> Vec<MaybeUninit<T>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// # Safety
+/// Every value of `v` has been written.
+pub(super) unsafe fn written<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: MaybeUninit<T> has T's layout; the caller vouches for the values; the vector is
+    // not used as itself again.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
 }
 
 /// The largest difference between two tensors' values, for the rooms' tests.

@@ -7,10 +7,18 @@ use rayon::prelude::*;
 
 use super::gemm::{View, product};
 use super::pointwise::{exp_in_place, exp_sum, fast_exp, log_sum_exp, row_max};
-use super::{composite, contiguous_f32, fused};
+use super::{KEPT, composite, contiguous_f32, fused};
+use std::sync::Mutex;
 
 /// Per-row negative log-likelihood of `targets` [m] under `logits` [m, v] (f32, CPU).
-struct TokenNll;
+///
+/// Where a backward pass may follow and the logits fit in [`KEPT`] values (a training batch's
+/// do), the forward pass keeps softmax − onehot, which the backward pass scales by dnll in
+/// place: one exp a logit instead of two, and no second pass over the logits.
+struct TokenNll {
+    keep: bool,
+    kept: Mutex<Option<Vec<f32>>>,
+}
 
 fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
     let Some((a, b)) = l.contiguous_offsets() else {
@@ -42,11 +50,29 @@ impl CustomOp2 for TokenNll {
                 targets.len()
             );
         }
-        let nll: Vec<f32> = logits
-            .par_chunks(v)
-            .zip(targets.par_iter())
-            .map(|(row, &t)| log_sum_exp(row) - row[t])
-            .collect();
+        let nll: Vec<f32> = if self.keep && logits.len() <= KEPT {
+            let mut kept = logits.to_vec();
+            let nll = kept
+                .par_chunks_mut(v)
+                .zip(targets.par_iter())
+                .map(|(row, &t)| {
+                    let (max, target) = (row_max(row, f32::NEG_INFINITY), row[t]);
+                    let sum = exp_in_place(row, max);
+                    let inv = 1.0 / sum;
+                    row.iter_mut().for_each(|p| *p *= inv);
+                    row[t] -= 1.0;
+                    max + sum.ln() - target
+                })
+                .collect();
+            *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+            nll
+        } else {
+            logits
+                .par_chunks(v)
+                .zip(targets.par_iter())
+                .map(|(row, &t)| log_sum_exp(row) - row[t])
+                .collect()
+        };
         Ok((CpuStorage::F32(nll), Shape::from(targets.len())))
     }
 
@@ -57,6 +83,17 @@ impl CustomOp2 for TokenNll {
         nll: &Tensor,
         dnll: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if let Some(mut grad) = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let dnll = dnll.to_vec1::<f32>()?;
+            let v = logits.dim(1)?;
+            grad.par_chunks_mut(v)
+                .zip(&dnll)
+                .for_each(|(row, &d)| row.iter_mut().for_each(|g| *g *= d));
+            return Ok((
+                Some(Tensor::from_vec(grad, logits.shape(), logits.device())?),
+                None,
+            ));
+        }
         // log Σ exp = nll + the target's logit: the backward pass needs no second reduction.
         let lse = (nll + logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)?;
         let grad = TokenNllGrad {
@@ -341,7 +378,11 @@ fn target_ids_vec(targets: &Tensor) -> Result<Vec<usize>> {
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     per_row(logits, targets, |logits, targets| {
         if fused(logits) {
-            logits.apply_op2(targets, TokenNll)
+            let op = TokenNll {
+                keep: logits.track_op(),
+                kept: Mutex::new(None),
+            };
+            logits.apply_op2(targets, op)
         } else {
             composite::row_nll(logits, targets)
         }
@@ -414,6 +455,30 @@ mod tests {
             assert!(max_diff(&lse, &want_lse)? < 1e-4);
             assert!(max_diff(&weighted, &want_weighted)? < 1e-4);
         }
+        Ok(())
+    }
+
+    /// The backward pass from what the forward pass kept, and by a second pass over the logits
+    /// (a batch too large to keep): the same losses and nearly the same gradients.
+    #[test]
+    fn kept_and_recomputed_softmax_give_the_same_gradients() -> Result<()> {
+        let logits = candle_core::Var::from_tensor(
+            &(Tensor::randn(0f32, 1., (6, 40), &Device::Cpu)? * 4.0)?,
+        )?;
+        let targets = Tensor::new(&[0u32, 39, 7, 7, 12, 3], &Device::Cpu)?;
+        let weights = Tensor::randn(0f32, 1., 6, &Device::Cpu)?;
+        let run = |keep: bool| -> Result<(Tensor, Tensor)> {
+            let op = TokenNll {
+                keep,
+                kept: Mutex::new(None),
+            };
+            let nll = logits.apply_op2(&targets, op)?;
+            let grads = (&nll * &weights)?.sum_all()?.backward()?;
+            Ok((nll, grads.get(&logits).unwrap().clone()))
+        };
+        let ((nll_kept, g_kept), (nll, g)) = (run(true)?, run(false)?);
+        assert!(max_diff(&nll_kept, &nll)? < 1e-5);
+        assert!(max_diff(&g_kept, &g)? < 1e-6);
         Ok(())
     }
 }

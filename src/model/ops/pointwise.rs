@@ -5,7 +5,10 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Te
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::{composite, contiguous_f32, contiguous_f32_pair, fused, with_values};
+use super::{
+    composite, contiguous_f32, contiguous_f32_pair, fused, unwritten, with_values, written,
+};
+use std::mem::MaybeUninit;
 
 /// exp(x) to within a few ulp, written so that the compiler vectorises it (libm's expf is
 /// a call per element and dominated the cross-entropy passes over the vocabulary).
@@ -224,9 +227,60 @@ struct RmsNorm {
     weight_grad: bool,
 }
 
+/// Σᵢ Πₖ factors[k][i] over a row, in lanes.
+#[inline(always)]
+fn sum_of_products<const K: usize>(factors: [&[f32]; K]) -> f32 {
+    let n = factors.iter().map(|f| f.len()).min().unwrap_or(0);
+    let whole = n - n % LANES;
+    let mut sums = [0f32; LANES];
+    for at in (0..whole).step_by(LANES) {
+        let chunk = factors.map(|f| &f[at..at + LANES]);
+        for i in 0..LANES {
+            sums[i] += chunk.iter().map(|c| c[i]).product::<f32>();
+        }
+    }
+    let rest = (whole..n).map(|i| factors.iter().map(|f| f[i]).product::<f32>());
+    fold_lanes(sums, |a, b| a + b) + rest.sum::<f32>()
+}
+
+/// Σ x² over a row.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn sum_of_squares(x: &[f32]) -> f32 {
+    sum_of_products([x, x])
+}
+
+/// Σ a ⊙ b ⊙ c over a row.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn dot3(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    sum_of_products([a, b, c])
+}
+
+/// One row of RMSNorm: y = w ⊙ x ⊙ r.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn rms_norm_row(y: &mut [MaybeUninit<f32>], x: &[f32], w: &[f32], r: f32) {
+    for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+        y.write(x * r * w);
+    }
+}
+
+/// One row of RMSNorm's backward: dx, and its share added to dw when the weight learns.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn rms_norm_row_gradients(
+    (dx, dw): (&mut [MaybeUninit<f32>], &mut [f32]),
+    (x, w, g): (&[f32], &[f32], &[f32]),
+    (r, proj): (f32, f32),
+) {
+    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+        dx.write(r * g * w - x * proj);
+    }
+    for ((dw, &x), &g) in dw.iter_mut().zip(x).zip(g) {
+        *dw += g * x * r;
+    }
+}
+
 impl RmsNorm {
     fn inverse_rms(&self, x: &[f32]) -> f32 {
-        1.0 / (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + self.eps).sqrt()
+        1.0 / (sum_of_squares(x) / x.len() as f32 + self.eps).sqrt()
     }
 }
 
@@ -244,13 +298,15 @@ impl CustomOp2 for RmsNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w) = contiguous_f32_pair((s, l), (ws, wl), "rms_norm")?;
         let d = w.len();
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
-            let r = self.inverse_rms(x);
-            for ((yi, &xi), &wi) in y.iter_mut().zip(x).zip(w) {
-                *yi = xi * r * wi;
-            }
-        });
+        if l.dims().last() != Some(&d) {
+            candle_core::bail!("rms_norm: a weight of {d} for rows of {:?}", l.dims());
+        }
+        let mut y = unwritten(x.len());
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(y, x)| rms_norm_row(y, x, w, self.inverse_rms(x)));
+        // SAFETY: the rows cover y, and each is written whole.
+        let y = unsafe { written(y) };
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -279,7 +335,7 @@ impl RmsNorm {
     /// dx, and dw when the weight learns (else empty).
     fn gradients(&self, x: &[f32], w: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let d = w.len();
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = unwritten(x.len());
         // Rows in chunks, each chunk adding up its share of dw.
         const ROWS: usize = 64;
         let dw = dx
@@ -297,22 +353,8 @@ impl RmsNorm {
                     .zip(g.chunks_exact(d))
                 {
                     let r = self.inverse_rms(x);
-                    let proj = g
-                        .iter()
-                        .zip(w)
-                        .zip(x)
-                        .map(|((g, w), x)| g * w * x)
-                        .sum::<f32>()
-                        / d as f32
-                        * r
-                        * r
-                        * r;
-                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
-                        *dx = r * g * w - x * proj;
-                    }
-                    for ((dw, &x), &g) in dw.iter_mut().zip(x).zip(g) {
-                        *dw += g * x * r;
-                    }
+                    let proj = dot3(g, w, x) / d as f32 * r * r * r;
+                    rms_norm_row_gradients((dx, &mut dw), (x, w, g), (r, proj));
                 }
                 dw
             })
@@ -323,7 +365,8 @@ impl RmsNorm {
                     a.iter().zip(&b).map(|(a, b)| a + b).collect()
                 }
             });
-        (dx, dw)
+        // SAFETY: the chunks cover dx, and each row is written whole.
+        (unsafe { written(dx) }, dw)
     }
 }
 
@@ -345,6 +388,7 @@ struct SwiGlu;
 /// Values per parallel task of the SwiGLU kernels.
 const SWIGLU_CHUNK: usize = 1 << 14;
 
+#[inline(always)]
 fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))
 }
@@ -362,14 +406,12 @@ impl CustomOp2 for SwiGlu {
         input_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (a, b) = contiguous_f32_pair((gate, gate_layout), (input, input_layout), "swiglu")?;
-        let mut y = vec![0f32; a.len()];
+        let mut y = unwritten(a.len());
         y.par_chunks_mut(SWIGLU_CHUNK)
             .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
-            .for_each(|(y, (a, b))| {
-                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = a * sigmoid(a) * b;
-                }
-            });
+            .for_each(|(y, (a, b))| swiglu_run(y, a, b));
+        // SAFETY: the chunks cover y, and each run writes every value of its chunk.
+        let y = unsafe { written(y) };
         Ok((CpuStorage::F32(y), gate_layout.shape().clone()))
     }
 
@@ -393,9 +435,29 @@ impl CustomOp2 for SwiGlu {
     }
 }
 
+// Long runs of independent values: as wide a vector as the CPU has.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn swiglu_run(y: &mut [MaybeUninit<f32>], a: &[f32], b: &[f32]) {
+    for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+        y.write(a * sigmoid(a) * b);
+    }
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn swiglu_gradient_run(
+    (da, db): (&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]),
+    (a, b, g): (&[f32], &[f32], &[f32]),
+) {
+    for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
+        let s = sigmoid(a);
+        da.write(g * b * s * (1.0 + a * (1.0 - s)));
+        db.write(g * a * s);
+    }
+}
+
 /// da and db of silu(a) ⊙ b given the output's gradient g.
 fn swiglu_gradients(a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let (mut da, mut db) = (vec![0f32; a.len()], vec![0f32; a.len()]);
+    let (mut da, mut db) = (unwritten(a.len()), unwritten(a.len()));
     da.par_chunks_mut(SWIGLU_CHUNK)
         .zip(db.par_chunks_mut(SWIGLU_CHUNK))
         .zip(
@@ -403,14 +465,9 @@ fn swiglu_gradients(a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
                 .zip(b.par_chunks(SWIGLU_CHUNK))
                 .zip(g.par_chunks(SWIGLU_CHUNK)),
         )
-        .for_each(|((da, db), ((a, b), g))| {
-            for ((((da, db), &a), &b), &g) in da.iter_mut().zip(db).zip(a).zip(b).zip(g) {
-                let s = sigmoid(a);
-                *da = g * b * s * (1.0 + a * (1.0 - s));
-                *db = g * a * s;
-            }
-        });
-    (da, db)
+        .for_each(|((da, db), ((a, b), g))| swiglu_gradient_run((da, db), (a, b, g)));
+    // SAFETY: the chunks cover da and db, and each run writes every value of its chunks.
+    unsafe { (written(da), written(db)) }
 }
 
 /// silu(a) ⊙ b, differentiable in both.
