@@ -70,10 +70,11 @@ impl Pass {
         }
     }
 
-    fn swiglu(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    /// silu(gate) ⊙ up of `gate_up` [.., 2h], the gate in its first half.
+    fn swiglu(self, gate_up: &Tensor) -> Result<Tensor> {
         match self {
-            Pass::Infer => ops::composite::swiglu(gate, up),
-            Pass::Think | Pass::Train => ops::swiglu(gate, up),
+            Pass::Infer => ops::composite::swiglu(gate_up),
+            Pass::Think | Pass::Train => ops::swiglu(gate_up),
         }
     }
 }
@@ -245,15 +246,14 @@ impl Attention {
 }
 
 struct FeedForward {
-    w1: Weight,
+    /// w1's rows (the gate) above w3's: one product makes both halves of the SwiGLU.
+    w13: Weight,
     w2: Weight,
-    w3: Weight,
 }
 
 impl FeedForward {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let (gate, up) = (pass.linear(x, &self.w1)?, pass.linear(x, &self.w3)?);
-        pass.linear(&pass.swiglu(&gate, &up)?, &self.w2)
+        pass.linear(&pass.swiglu(&pass.linear(x, &self.w13)?)?, &self.w2)
     }
 }
 
@@ -335,14 +335,14 @@ impl Block {
         &x + self.feed_forward.forward(&h, pass)?
     }
 
-    fn weights(&self) -> [&Weight; 11] {
+    fn weights(&self) -> [&Weight; 10] {
         let (a, c, f) = (&self.attention, &self.cross_attention, &self.feed_forward);
         [
-            &a.wq, &a.wk, &a.wv, &a.wo, &c.wq, &c.wk, &c.wv, &c.wo, &f.w1, &f.w2, &f.w3,
+            &a.wq, &a.wk, &a.wv, &a.wo, &c.wq, &c.wk, &c.wv, &c.wo, &f.w13, &f.w2,
         ]
     }
 
-    fn weights_mut(&mut self) -> [&mut Weight; 11] {
+    fn weights_mut(&mut self) -> [&mut Weight; 10] {
         let (a, c, f) = (
             &mut self.attention,
             &mut self.cross_attention,
@@ -350,7 +350,7 @@ impl Block {
         );
         [
             &mut a.wq, &mut a.wk, &mut a.wv, &mut a.wo, &mut c.wq, &mut c.wk, &mut c.wv, &mut c.wo,
-            &mut f.w1, &mut f.w2, &mut f.w3,
+            &mut f.w13, &mut f.w2,
         ]
     }
 }
@@ -382,9 +382,14 @@ impl Ltm {
                     cross_attention: Attention::load(vb.pp("cross_attention"), config)?,
                     ffn_norm: RmsNorm::load(vb.pp("ffn_norm"), dim, eps)?,
                     feed_forward: FeedForward {
-                        w1: Weight::new(ff.get((hidden, dim), "w1.weight")?),
+                        w13: Weight::new(Tensor::cat(
+                            &[
+                                ff.get((hidden, dim), "w1.weight")?,
+                                ff.get((hidden, dim), "w3.weight")?,
+                            ],
+                            0,
+                        )?),
                         w2: Weight::new(ff.get((dim, hidden), "w2.weight")?),
-                        w3: Weight::new(ff.get((hidden, dim), "w3.weight")?),
                     },
                 })
             })

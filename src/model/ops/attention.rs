@@ -383,16 +383,25 @@ impl Attention {
 /// [`SPARE_BUFFERS`] wait here.
 static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// A training step's layers each keep one.
-const SPARE_BUFFERS: usize = 8;
+/// A training step's self- and cross-attentions each keep one, in each thread's share.
+const SPARE_BUFFERS: usize = 32;
 
-/// A buffer of `n` values, a spare one where one waits (its values stale: the forward pass
-/// writes every one it keeps and the backward pass reads).
+/// A buffer of `n` values: the smallest spare one that holds them, its values stale (the
+/// forward pass writes every one it keeps and the backward pass reads), else a new one.
 fn spare_buffer(n: usize) -> Vec<f32> {
-    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    let mut buffer = spare.unwrap_or_default();
-    buffer.resize(n, 0.0);
-    buffer
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    let fits = (0..spare.len())
+        .filter(|&i| spare[i].capacity() >= n)
+        .min_by_key(|&i| spare[i].capacity());
+    match fits {
+        Some(i) => {
+            let mut buffer = spare.swap_remove(i);
+            drop(spare);
+            buffer.resize(n, 0.0);
+            buffer
+        }
+        None => vec![0.0; n],
+    }
 }
 
 fn return_buffer(buffer: Vec<f32>) {

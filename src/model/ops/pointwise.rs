@@ -381,11 +381,12 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, weight_grad: bool) -> Result<T
     }
 }
 
-/// The SwiGLU gate, y = silu(a) ⊙ b, with a one-pass backward: with σ = sigmoid(a),
-/// da = g ⊙ b ⊙ σ (1 + a (1 − σ)) and db = g ⊙ a σ.
+/// The SwiGLU gate of rows [gate | up] (h values each): y = silu(a) ⊙ b, a the gate and b
+/// the up half, with a one-pass backward: with σ = sigmoid(a), da = g ⊙ b ⊙ σ (1 + a (1 − σ))
+/// and db = g ⊙ a σ, written into one gradient as the input's halves.
 struct SwiGlu;
 
-/// Values per parallel task of the SwiGLU kernels.
+/// Values per parallel task of the SwiGLU kernels (whole rows).
 const SWIGLU_CHUNK: usize = 1 << 14;
 
 #[inline(always)]
@@ -393,45 +394,48 @@ fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))
 }
 
-impl CustomOp2 for SwiGlu {
+/// Rows per parallel task, and the half width, of gate rows [.., 2h].
+fn swiglu_rows(l: &Layout) -> Result<(usize, usize)> {
+    let width = l.dims().last().copied().unwrap_or(0);
+    if width % 2 == 1 {
+        candle_core::bail!("swiglu: rows of {width} do not halve into gate and up");
+    }
+    Ok(((SWIGLU_CHUNK / width.max(1)).max(1), width / 2))
+}
+
+impl CustomOp1 for SwiGlu {
     fn name(&self) -> &'static str {
         "swiglu-bwd"
     }
 
-    fn cpu_fwd(
-        &self,
-        gate: &CpuStorage,
-        gate_layout: &Layout,
-        input: &CpuStorage,
-        input_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = contiguous_f32_pair((gate, gate_layout), (input, input_layout), "swiglu")?;
-        let mut y = unwritten(a.len());
-        y.par_chunks_mut(SWIGLU_CHUNK)
-            .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
-            .for_each(|(y, (a, b))| swiglu_run(y, a, b));
-        // SAFETY: the chunks cover y, and each run writes every value of its chunk.
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "swiglu")?;
+        let (rows, h) = swiglu_rows(l)?;
+        let mut shape = l.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = h;
+        }
+        let mut y = unwritten(x.len() / 2);
+        if h > 0 {
+            y.par_chunks_mut(rows * h)
+                .zip(x.par_chunks(rows * 2 * h))
+                .for_each(|(y, x)| {
+                    for (y, x) in y.chunks_exact_mut(h).zip(x.chunks_exact(2 * h)) {
+                        let (a, b) = x.split_at(h);
+                        swiglu_run(y, a, b);
+                    }
+                });
+        }
+        // SAFETY: the rows cover y (h values each), and each is written whole.
         let y = unsafe { written(y) };
-        Ok((CpuStorage::F32(y), gate_layout.shape().clone()))
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
     }
 
-    fn bwd(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        g: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let inputs = [
-            (a, "swiglu gate"),
-            (b, "swiglu input"),
-            (g, "swiglu gradient"),
-        ];
-        let (da, db) = with_values(inputs, |[a, b, g]| Ok(swiglu_gradients(a, b, g)))?;
-        Ok((
-            Some(Tensor::from_vec(da, a.shape(), a.device())?),
-            Some(Tensor::from_vec(db, b.shape(), b.device())?),
-        ))
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (rows, h) = swiglu_rows(x.layout())?;
+        let inputs = [(x, "swiglu input"), (g, "swiglu gradient")];
+        let dx = with_values(inputs, |[x, g]| Ok(swiglu_gradients(x, g, rows, h)))?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
@@ -455,27 +459,30 @@ fn swiglu_gradient_run(
     }
 }
 
-/// da and db of silu(a) ⊙ b given the output's gradient g.
-fn swiglu_gradients(a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let (mut da, mut db) = (unwritten(a.len()), unwritten(a.len()));
-    da.par_chunks_mut(SWIGLU_CHUNK)
-        .zip(db.par_chunks_mut(SWIGLU_CHUNK))
-        .zip(
-            a.par_chunks(SWIGLU_CHUNK)
-                .zip(b.par_chunks(SWIGLU_CHUNK))
-                .zip(g.par_chunks(SWIGLU_CHUNK)),
-        )
-        .for_each(|((da, db), ((a, b), g))| swiglu_gradient_run((da, db), (a, b, g)));
-    // SAFETY: the chunks cover da and db, and each run writes every value of its chunks.
-    unsafe { (written(da), written(db)) }
+/// The gradient of rows [gate | up] given the output's gradient g (rows of h).
+fn swiglu_gradients(x: &[f32], g: &[f32], rows: usize, h: usize) -> Vec<f32> {
+    let mut dx = unwritten(x.len());
+    if h > 0 {
+        dx.par_chunks_mut(rows * 2 * h)
+            .zip(x.par_chunks(rows * 2 * h).zip(g.par_chunks(rows * h)))
+            .for_each(|(dx, (x, g))| {
+                let rows = dx.chunks_exact_mut(2 * h).zip(x.chunks_exact(2 * h));
+                for ((dx, x), g) in rows.zip(g.chunks_exact(h)) {
+                    let ((da, db), (a, b)) = (dx.split_at_mut(h), x.split_at(h));
+                    swiglu_gradient_run((da, db), (a, b, g));
+                }
+            });
+    }
+    // SAFETY: the rows cover dx (2h values each), and both halves of each are written.
+    unsafe { written(dx) }
 }
 
-/// silu(a) ⊙ b, differentiable in both.
-pub fn swiglu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if fused(a) && a.shape() == b.shape() {
-        a.contiguous()?.apply_op2(&b.contiguous()?, SwiGlu)
+/// silu(gate) ⊙ up of `gate_up` [.., 2h], the gate in its first half; differentiable.
+pub fn swiglu(gate_up: &Tensor) -> Result<Tensor> {
+    if fused(gate_up) {
+        gate_up.contiguous()?.apply_op1(SwiGlu)
     } else {
-        composite::swiglu(a, b)
+        composite::swiglu(gate_up)
     }
 }
 
