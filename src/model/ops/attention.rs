@@ -380,11 +380,12 @@ impl Attention {
 
 /// Probabilities whose backward pass has run, for the next forward pass to write over: a new
 /// buffer would be zeroed first, a whole pass over tens of megabytes for nothing. At most
-/// [`SPARE_BUFFERS`] wait here.
+/// [`SPARE_VALUES`] wait here.
 static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// A training step's self- and cross-attentions each keep one, in each thread's share.
-const SPARE_BUFFERS: usize = 32;
+/// 256 MB: a mini-shape training step's buffers (about 200 MB) fit; what a long prompt of a
+/// large model kept is mostly let go, not held while the app waits for the next question.
+const SPARE_VALUES: usize = 64 << 20;
 
 /// A buffer of `n` values: the smallest spare one that holds them, its values stale (the
 /// forward pass writes every one it keeps and the backward pass reads), else a new one.
@@ -406,7 +407,8 @@ fn spare_buffer(n: usize) -> Vec<f32> {
 
 fn return_buffer(buffer: Vec<f32>) {
     let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    if spare.len() < SPARE_BUFFERS {
+    let held: usize = spare.iter().map(Vec::capacity).sum();
+    if held + buffer.capacity() <= SPARE_VALUES {
         spare.push(buffer);
     }
 }
