@@ -166,6 +166,42 @@ struct InterleavedRope {
     sin: Tensor,
 }
 
+impl InterleavedRope {
+    /// Every head of x [.., T, d] rotated by the angles, or back by them with `inverse` (the
+    /// backward pass: sin negated).
+    fn rotate(&self, x: &[f32], (t, d): (usize, usize), inverse: bool) -> Result<Vec<f32>> {
+        let (cos, sin) = (
+            self.cos.flatten_all()?.to_vec1::<f32>()?,
+            self.sin.flatten_all()?.to_vec1::<f32>()?,
+        );
+        if d % 2 == 1 || cos.len() != t * d / 2 || sin.len() != cos.len() {
+            candle_core::bail!(
+                "rope: cos/sin hold {} angles for {t} positions of {d} dims",
+                cos.len()
+            );
+        }
+        let sign = if inverse { -1.0 } else { 1.0 };
+        let mut y = unwritten(x.len());
+        y.par_chunks_mut(t * d)
+            .zip(x.par_chunks(t * d))
+            .for_each(|(y, x)| rotate_head(y, x, (&cos, &sin), sign));
+        // SAFETY: the heads cover y (x's length is a whole number of heads of t × d, d even),
+        // and each pair of each is written.
+        Ok(unsafe { written(y) })
+    }
+}
+
+/// One head's pairs rotated: pair i is dims (2k, 2k+1) at position i / (d/2), angle index i.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rotate_head(y: &mut [MaybeUninit<f32>], x: &[f32], (cos, sin): (&[f32], &[f32]), sign: f32) {
+    let pairs = y.chunks_exact_mut(2).zip(x.chunks_exact(2));
+    for (((y, x), &c), &s) in pairs.zip(cos).zip(sin) {
+        let s = s * sign;
+        y[0].write(x[0] * c - x[1] * s);
+        y[1].write(x[0] * s + x[1] * c);
+    }
+}
+
 impl CustomOp1 for InterleavedRope {
     fn name(&self) -> &'static str {
         "rope-interleaved-bwd"
@@ -174,36 +210,16 @@ impl CustomOp1 for InterleavedRope {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l, "rope")?;
         let (_, _, t, d) = l.shape().dims4()?;
-        let (cos, sin) = (
-            self.cos.flatten_all()?.to_vec1::<f32>()?,
-            self.sin.flatten_all()?.to_vec1::<f32>()?,
-        );
-        if cos.len() != t * d / 2 || sin.len() != cos.len() {
-            candle_core::bail!(
-                "rope: cos/sin hold {} angles for {t} positions of {d} dims",
-                cos.len()
-            );
-        }
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(t * d)
-            .zip(x.par_chunks(t * d))
-            .for_each(|(y, x)| {
-                // Pair i of a head is dims (2k, 2k+1) at position i / (d/2): angle index i.
-                for (i, (yp, xp)) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)).enumerate() {
-                    let (c, s) = (cos[i], sin[i]);
-                    yp[0] = xp[0] * c - xp[1] * s;
-                    yp[1] = xp[0] * s + xp[1] * c;
-                }
-            });
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        Ok((
+            CpuStorage::F32(self.rotate(x, (t, d), false)?),
+            l.shape().clone(),
+        ))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(candle_nn::rotary_emb::rope_i(
-            &g.contiguous()?,
-            &self.cos,
-            &self.sin.neg()?,
-        )?))
+        let (_, _, t, d) = g.dims4()?;
+        let dx = with_values([(g, "rope gradient")], |[g]| self.rotate(g, (t, d), true))?;
+        Ok(Some(Tensor::from_vec(dx, g.shape(), g.device())?))
     }
 }
 
