@@ -21,7 +21,8 @@ pub enum Pass {
 
 /// The kernel choice, made here once per op: writing takes candle's own (no backward, and for a
 /// handful of rows the streaming product); thinking and training take ours, whose backward
-/// passes compute only what each needs.
+/// passes compute only what each needs. The SwiGLU is ours for every pass: one pass over the
+/// joined [gate | up] where candle's would take three.
 impl Pass {
     /// x · wᵀ over the last dimension of x.
     fn linear(self, x: &Tensor, w: &Weight) -> Result<Tensor> {
@@ -67,14 +68,6 @@ impl Pass {
                 ops::composite::attention(qkv, mask, scale, candle_nn::ops::softmax_last_dim)
             }
             _ => ops::attention(qkv, mask, scale),
-        }
-    }
-
-    /// silu(gate) ⊙ up of `gate_up` [.., 2h], the gate in its first half.
-    fn swiglu(self, gate_up: &Tensor) -> Result<Tensor> {
-        match self {
-            Pass::Infer => ops::composite::swiglu(gate_up),
-            Pass::Think | Pass::Train => ops::swiglu(gate_up),
         }
     }
 }
@@ -253,7 +246,7 @@ struct FeedForward {
 
 impl FeedForward {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        pass.linear(&pass.swiglu(&pass.linear(x, &self.w13)?)?, &self.w2)
+        pass.linear(&ops::swiglu(&pass.linear(x, &self.w13)?)?, &self.w2)
     }
 }
 
