@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use super::gemm::{View, product};
 use super::pointwise::{exp_in_place, row_max};
-use super::{KEPT, Qkv, composite, contiguous_f32, fused, with_values};
+use super::{KEPT, Kept, Qkv, composite, contiguous_f32, fused, with_values};
 
 /// The shapes of one attention: q [B, H, T, D], k and v [B, G, S, D] with H a multiple of G.
 #[derive(Clone, Copy)]
@@ -66,7 +66,7 @@ struct Attention {
     keep: bool,
     /// The forward pass's probabilities [B·H, T, S], kept for the backward pass when they fit
     /// in [`KEPT`] values (a training batch's do); otherwise the backward recomputes them.
-    kept: Mutex<Option<Vec<f32>>>,
+    kept: Kept,
 }
 
 /// Query rows per block: a block's scores are computed only over the keys its rows see, so
@@ -291,7 +291,7 @@ impl CustomOp3 for Attention {
             tasks
                 .zip(kept.par_chunks_mut(t * s))
                 .for_each(|((h, (out, q)), p)| head(h, out, p, q));
-            *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+            self.kept.put(kept);
         } else {
             tasks.for_each_init(|| vec![0f32; t * s], |p, (h, (out, q))| head(h, out, p, q));
         }
@@ -339,7 +339,7 @@ impl Attention {
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let Dims { t, s, d, .. } = dims;
         let rep = dims.rep();
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let kept = self.kept.take();
         let mut gq = vec![0f32; q.len()];
         let (mut gk, mut gv) = (vec![0f32; k.len()], vec![0f32; v.len()]);
         gq.par_chunks_mut(rep * t * d)
@@ -463,7 +463,7 @@ pub fn attention(qkv: Qkv, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> 
             scale: scale as f32,
             visible,
             keep: [q, k, v].iter().any(|x| x.track_op()),
-            kept: Mutex::new(None),
+            kept: Kept::default(),
         },
     )
 }
@@ -523,7 +523,8 @@ mod tests {
     }
 
     /// The backward pass reads the probabilities the forward pass kept, or recomputes them
-    /// when it kept none (a batch too large to keep): the same gradients to the bit.
+    /// when it kept none (a batch too large to keep): the same gradients to the bit, the kept
+    /// ones written over a spare buffer of NaNs (a value read but not written would show).
     #[test]
     fn kept_and_recomputed_probabilities_give_the_same_gradients() -> Result<()> {
         let (b, heads, groups, t, d) = (2, 4, 2, 150, 8);
@@ -546,7 +547,7 @@ mod tests {
             scale: 0.35,
             visible: Some((0..t).map(|i| i.saturating_sub(40)..i + 1).collect()),
             keep: true,
-            kept: Mutex::new(None),
+            kept: Kept::default(),
         };
         let dims = Dims {
             heads,
@@ -557,6 +558,7 @@ mod tests {
         };
         let layout = |h: usize| Layout::contiguous((b, h, t, d));
         let storage = |x: &[f32]| CpuStorage::F32(x.to_vec());
+        return_buffer(vec![f32::NAN; b * heads * t * t]);
         let keeping = op();
         let (out, _) = keeping.cpu_fwd(
             &storage(&q),
@@ -567,15 +569,9 @@ mod tests {
             &layout(groups),
         )?;
         let o = out.as_slice::<f32>()?.to_vec();
-        assert!(
-            keeping.kept.lock().unwrap().is_some(),
-            "a small batch keeps them"
-        );
+        assert!(keeping.kept.holds(), "a small batch keeps them");
         let from_kept = keeping.gradients(&q, &k, &v, &o, &g, dims);
-        assert!(
-            keeping.kept.lock().unwrap().is_none(),
-            "the backward takes them"
-        );
+        assert!(!keeping.kept.holds(), "the backward takes them");
         let recomputed = op().gradients(&q, &k, &v, &o, &g, dims);
         assert!(from_kept == recomputed);
         Ok(())

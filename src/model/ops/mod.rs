@@ -12,6 +12,7 @@
 
 use candle_core::{CpuStorage, D, DType, Layout, Result, Tensor};
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 pub mod amx;
 mod attention;
@@ -28,6 +29,29 @@ pub use pointwise::{rms_norm, rope_interleaved, softmax_last_dim, swiglu};
 /// The most values an op keeps from its forward pass for the backward pass (64 MB); larger
 /// ops recompute what they need there.
 const KEPT: usize = 16 << 20;
+
+/// Values an op's forward pass keeps for its backward pass, which takes them once.
+#[derive(Default)]
+struct Kept(Mutex<Option<Vec<f32>>>);
+
+impl Kept {
+    fn put(&self, values: Vec<f32>) {
+        *self.lock() = Some(values);
+    }
+
+    fn take(&self) -> Option<Vec<f32>> {
+        self.lock().take()
+    }
+
+    #[cfg(test)]
+    fn holds(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<f32>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// An attention's queries [B, H, T, D], keys and values [B, G, S, D] (G divides H: each
 /// key/value head serves H/G query heads).

@@ -7,8 +7,7 @@ use rayon::prelude::*;
 
 use super::gemm::{View, product};
 use super::pointwise::{exp_in_place, exp_sum, fast_exp, log_sum_exp, row_max};
-use super::{KEPT, composite, contiguous_f32, fused};
-use std::sync::Mutex;
+use super::{KEPT, Kept, composite, contiguous_f32, fused};
 
 /// Per-row negative log-likelihood of `targets` [m] under `logits` [m, v] (f32, CPU).
 ///
@@ -17,7 +16,7 @@ use std::sync::Mutex;
 /// place: one exp a logit instead of two, and no second pass over the logits.
 struct TokenNll {
     keep: bool,
-    kept: Mutex<Option<Vec<f32>>>,
+    kept: Kept,
 }
 
 fn target_ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
@@ -64,7 +63,7 @@ impl CustomOp2 for TokenNll {
                     max + sum.ln() - target
                 })
                 .collect();
-            *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+            self.kept.put(kept);
             nll
         } else {
             logits
@@ -83,7 +82,7 @@ impl CustomOp2 for TokenNll {
         nll: &Tensor,
         dnll: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        if let Some(mut grad) = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(mut grad) = self.kept.take() {
             let dnll = dnll.to_vec1::<f32>()?;
             let v = logits.dim(1)?;
             grad.par_chunks_mut(v)
@@ -156,7 +155,7 @@ struct OutputNll {
     targets: Vec<usize>,
     grad: bool,
     /// dnll/dh per row, [m, d], from the forward pass.
-    saved: std::sync::Mutex<Option<Vec<f32>>>,
+    saved: Kept,
 }
 
 /// Vocabulary rows per block, and hidden-state rows: a block of E and its logits for a block
@@ -317,7 +316,7 @@ impl CustomOp2 for OutputNll {
                     *x = *x * inv - t;
                 }
             }
-            *self.saved.lock().expect("output_nll state") = Some(g);
+            self.saved.put(g);
         }
         Ok((CpuStorage::F32(nll), Shape::from(m)))
     }
@@ -329,7 +328,7 @@ impl CustomOp2 for OutputNll {
         _nll: &Tensor,
         dnll: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let Some(g) = self.saved.lock().expect("output_nll state").take() else {
+        let Some(g) = self.saved.take() else {
             candle_core::bail!(
                 "output_nll: no gradient saved (backward ran twice, or without grad)"
             );
@@ -380,7 +379,7 @@ pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         if fused(logits) {
             let op = TokenNll {
                 keep: logits.track_op(),
-                kept: Mutex::new(None),
+                kept: Kept::default(),
             };
             logits.apply_op2(targets, op)
         } else {
@@ -470,7 +469,7 @@ mod tests {
         let run = |keep: bool| -> Result<(Tensor, Tensor)> {
             let op = TokenNll {
                 keep,
-                kept: Mutex::new(None),
+                kept: Kept::default(),
             };
             let nll = logits.apply_op2(&targets, op)?;
             let grads = (&nll * &weights)?.sum_all()?.backward()?;
