@@ -14,8 +14,9 @@ use super::calculator::{self, Codec, Ratio};
 /// Numbers that keep their meaning whatever the problem says (7 days, 12 in a dozen, 60
 /// minutes, 100 %): a calculation may use them without the question giving them.
 const CONSTANTS: &[i128] = &[1, 2, 7, 12, 24, 30, 52, 60, 100, 365, 1000];
-/// Fractions a calculation may use as constants (a half, a quarter, a percent), in hundredths.
-const FRACTIONS: &[i128] = &[1, 10, 25, 50, 75];
+/// Fractions a calculation may use as constants (a half, a quarter, a percent, a nickel), in
+/// hundredths.
+const FRACTIONS: &[i128] = &[1, 5, 10, 25, 50, 75];
 
 /// Numbers a question may give in words; a calculation may use them as it uses constants.
 const NUMBER_WORDS: &[(&str, i128)] = &[
@@ -28,6 +29,7 @@ const NUMBER_WORDS: &[(&str, i128)] = &[
     ("thrice", 3),
     ("four", 4),
     ("quarter", 4),
+    ("quarter", 25),
     ("five", 5),
     ("six", 6),
     ("seven", 7),
@@ -137,6 +139,25 @@ fn trimmed(digits: &str) -> &str {
     }
 }
 
+/// The numbers a sample may write beside its own earlier ones: those `prompt` gives (in digits
+/// or words), small ones and constants, as the calculator formats them, sorted.
+pub fn given(prompt: &str) -> Vec<String> {
+    let mut values: Vec<Ratio> = worded(prompt);
+    values.extend((0..=SMALL).filter_map(|n| Ratio::new(n, 1)));
+    values.extend(CONSTANTS.iter().filter_map(|&n| Ratio::new(n, 1)));
+    values.extend(FRACTIONS.iter().filter_map(|&h| Ratio::new(h, 100)));
+    let mut given: Vec<String> = values.into_iter().filter_map(calculator::format).collect();
+    for (digits, _) in scan(prompt) {
+        // A percent is also written as a fraction (20 % as 0.2).
+        let hundredth = calculator::evaluate(&format!("{digits}/100"));
+        given.extend(hundredth.and_then(calculator::format));
+        given.push(trimmed(&digits).to_string());
+    }
+    given.sort();
+    given.dedup();
+    given
+}
+
 /// Keeps a sample's numbers to those the prompt gives, the sample's earlier numbers (the
 /// calculator's results among them) and constants (see the module docs).
 pub struct NumberGuard {
@@ -154,20 +175,10 @@ impl NumberGuard {
         let texts = (0..vocab as u32)
             .map(|id| codec.decode(&[id]).unwrap_or_default())
             .collect();
-        let mut values: Vec<Ratio> = worded(prompt);
-        values.extend((0..=SMALL).filter_map(|n| Ratio::new(n, 1)));
-        values.extend(CONSTANTS.iter().filter_map(|&n| Ratio::new(n, 1)));
-        values.extend(FRACTIONS.iter().filter_map(|&h| Ratio::new(h, 100)));
-        let mut given: Vec<String> = values.into_iter().filter_map(calculator::format).collect();
-        for (digits, _) in scan(prompt) {
-            // A percent is also written as a fraction (20 % as 0.2).
-            let hundredth = calculator::evaluate(&format!("{digits}/100"));
-            given.extend(hundredth.and_then(calculator::format));
-            given.push(trimmed(&digits).to_string());
+        Self {
+            texts,
+            given: given(prompt),
         }
-        given.sort();
-        given.dedup();
-        Self { texts, given }
     }
 
     /// `logits` with every token that would write a number outside the allowed ones after

@@ -73,6 +73,25 @@ mod tests {
     use crate::generate::calculator::compute;
     use std::collections::HashSet;
 
+    /// A frame of the composer once multiplied a count of dozens by a number the question never
+    /// gave; the app's number guard would not let a model write such an answer.
+    #[test]
+    fn every_calculation_uses_numbers_the_question_gives_earlier_results_or_constants() {
+        for p in problems(20_000, 5, Split::Train) {
+            let given = crate::generate::numbers::given(&p.question);
+            let mut results = Vec::new();
+            for (expr, value) in annotations(&p.answer) {
+                for operand in expr.split(['+', '-', '*', '/', '(', ')']) {
+                    let known = operand.is_empty()
+                        || given.iter().any(|g| g == operand)
+                        || results.iter().any(|r| r == operand);
+                    assert!(known, "{operand} in {expr}: {}\n{}", p.question, p.answer);
+                }
+                results.push(value);
+            }
+        }
+    }
+
     /// All `<<expr=value>>` annotations of an answer, as (expression, value).
     fn annotations(answer: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();

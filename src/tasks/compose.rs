@@ -132,6 +132,10 @@ struct SituationSpec {
     kinds: Vec<String>,
     question: Vec<String>,
     answer: Vec<String>,
+    /// Units of a known size for the conversions (`k*u`, `a/u`): `one/many=size`, or
+    /// `one/many=size=small/smalls` where the smaller unit is named ("week/weeks=7=day/days").
+    #[serde(default)]
+    units: Vec<String>,
 }
 
 struct Situation {
@@ -140,6 +144,37 @@ struct Situation {
     kinds: Vec<Kind>,
     question: Vec<String>,
     answer: Vec<String>,
+    units: Vec<Unit>,
+}
+
+/// A unit of a known size in a smaller one (a dozen is 12, a quarter 25 cents, a week 7
+/// days): `{big}` / `{bigs}` in a frame, `{small}` / `{smalls}` the smaller unit, `{u}` the size.
+struct Unit {
+    big: (String, String),
+    small: (String, String),
+    size: i64,
+}
+
+impl Unit {
+    fn parse(s: &str) -> Result<Unit, String> {
+        let bad = || format!("unit {s:?} is not `one/many=size` or `one/many=size=small/smalls`");
+        let mut parts = s.split('=');
+        let (big, size) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let small = parts.next().unwrap_or("");
+        let size = (size.parse::<f64>().ok())
+            .map(|v| (v * SCALE as f64).round() as i64)
+            .filter(|&v| v > 0 && parts.next().is_none())
+            .ok_or_else(bad)?;
+        let forms = |f: &str| {
+            let (one, many) = split_forms(f);
+            (one.to_string(), many.to_string())
+        };
+        Ok(Unit {
+            big: forms(big),
+            small: forms(small),
+            size,
+        })
+    }
 }
 
 struct Composer {
@@ -193,6 +228,10 @@ enum Schema {
     TimesThenTotal,
     /// bill − (a + b)
     Change,
+    /// k · u: k of a unit of size u in the smaller unit (5 dozen, 12 each)
+    Convert,
+    /// a ÷ u: a of the smaller unit in units of size u, whole
+    ConvertBack,
 }
 
 impl Schema {
@@ -209,6 +248,8 @@ impl Schema {
             "a+(a+b)" => Schema::MoreThenTotal,
             "a+(a*k)" => Schema::TimesThenTotal,
             "bill-(a+b)" => Schema::Change,
+            "k*u" => Schema::Convert,
+            "a/u" => Schema::ConvertBack,
             _ => return Err(format!("schema {s:?} is not one of the known equations")),
         })
     }
@@ -238,8 +279,22 @@ impl Composer {
                 if s.kinds.is_empty() || s.question.is_empty() || s.answer.is_empty() {
                     return Err(context("needs kinds, questions and answer lines".into()));
                 }
+                let schema = Schema::parse(&s.schema).map_err(context)?;
+                let converts = matches!(schema, Schema::Convert | Schema::ConvertBack);
+                if converts == s.units.is_empty() {
+                    return Err(context(
+                        "a conversion (`k*u`, `a/u`) needs units, and only a conversion has them"
+                            .into(),
+                    ));
+                }
                 Ok(Situation {
-                    schema: Schema::parse(&s.schema).map_err(context)?,
+                    schema,
+                    units: s
+                        .units
+                        .iter()
+                        .map(|u| Unit::parse(u))
+                        .collect::<Result<_, _>>()
+                        .map_err(context)?,
                     kinds: s
                         .kinds
                         .iter()
@@ -262,7 +317,16 @@ impl Composer {
     fn compose(&self, s: &Situation, rng: &mut StdRng) -> Option<Problem> {
         let (schema, kind) = (s.schema, *s.kinds.choose(rng)?);
         let mut words = self.words(kind, rng);
-        let numbers = Numbers::draw(schema, kind, words.large, rng)?;
+        let unit = s.units.choose(rng);
+        if let Some(u) = unit {
+            for (name, (one, many)) in [("big", &u.big), ("small", &u.small)] {
+                words.set(name, one.clone());
+                words.set(&format!("{name}s"), many.clone());
+            }
+            words.set("u", decimal(u.size));
+        }
+        let size = unit.map_or(0, |u| u.size);
+        let numbers = Numbers::draw(schema, kind, words.large, size, rng)?;
         let steps = numbers.steps(schema)?;
         for (name, value) in [("a", numbers.a), ("b", numbers.b), ("c", numbers.c)] {
             let (quantity, bare) = (
@@ -524,16 +588,25 @@ struct Numbers {
     c: i64,
     k: i64,
     bill: i64,
+    /// The size of a conversion's unit.
+    u: i64,
 }
 
 impl Numbers {
-    fn draw(schema: Schema, kind: Kind, large: bool, rng: &mut StdRng) -> Option<Numbers> {
+    fn draw(
+        schema: Schema,
+        kind: Kind,
+        large: bool,
+        u: i64,
+        rng: &mut StdRng,
+    ) -> Option<Numbers> {
         let mut n = Numbers {
             a: quantity(kind, large, rng),
             b: quantity(kind, large, rng),
             c: quantity(kind, large, rng),
             k: rng.random_range(2..=12) * SCALE,
             bill: 0,
+            u,
         };
         match schema {
             Schema::Difference if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
@@ -553,6 +626,10 @@ impl Numbers {
                 };
                 n.a = each * n.k / SCALE;
             }
+            // More of a unit than the small multipliers of groups: 2 to 40 dozen or quarters.
+            Schema::Convert => n.k = rng.random_range(2..=40) * SCALE,
+            // A whole number of the larger unit.
+            Schema::ConvertBack => n.a = u * rng.random_range(2..=60),
             Schema::SumThenDifference if n.c >= n.a + n.b => return None,
             Schema::DifferenceThenSum if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
             Schema::Change => {
@@ -578,6 +655,10 @@ impl Numbers {
             Schema::Difference3 => vec![Step::new(format!("{da}-{db}-{dc}"), a - b - c)?],
             Schema::Times => vec![Step::new(format!("{da}*{k}"), a * k)?],
             Schema::Share => vec![Step::new(format!("{da}/{k}"), a / k)?],
+            Schema::Convert => vec![Step::new(format!("{k}*{}", decimal(self.u)), k * self.u)?],
+            Schema::ConvertBack => {
+                vec![Step::new(format!("{da}/{}", decimal(self.u)), a * SCALE / self.u)?]
+            }
             Schema::SumThenDifference => {
                 let first = Step::new(format!("{da}+{db}"), a + b)?;
                 let second = Step::new(format!("{}-{dc}", first.written), a + b - c)?;
@@ -1056,5 +1137,8 @@ mod tests {
         let text = include_str!("compose.toml").replace("schema = \"a+b\"", "schema = \"a^b\"");
         let err = Composer::parse(&text).err().expect("refused");
         assert!(err.contains("a^b"), "{err}");
+        let text = include_str!("compose.toml").replace("dozen/dozen=12", "dozen/dozen=twelve");
+        let err = Composer::parse(&text).err().expect("refused");
+        assert!(err.contains("dozen/dozen=twelve"), "{err}");
     }
 }
