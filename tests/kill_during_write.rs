@@ -247,6 +247,41 @@ fn train_stops_when_its_time_is_up_and_resumes_from_there() {
     assert!(forced_s < resumed_s, "{forced_s} s after {resumed_s} s");
 }
 
+/// `--keep-saves` keeps each save's weights under its iteration, and `ltm convert` of several
+/// writes their mean (in bf16 with `--bf16`): a model that loads.
+#[test]
+fn kept_saves_average_into_a_model() {
+    use candle_core::{DType, Device};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (tiny_training(dir.path(), 8), dir.path().join("run"));
+    run_whole(&train_args(&config, &out, &["--keep-saves"]));
+    let kept = [4, 8].map(|i| out.join(format!("model-iter{i}.safetensors")));
+    assert_eq!(kept.each_ref().map(|f| stamped_iter(f)), [4, 8]);
+    let last = std::fs::read(out.join("model.safetensors")).unwrap();
+    assert_eq!(std::fs::read(&kept[1]).unwrap(), last, "the last kept save is the checkpoint's");
+    let mean = dir.path().join("mean");
+    let paths = [&mean, &kept[0], &kept[1]].map(|p| p.to_str().unwrap());
+    run_whole(&["convert", "--bf16", "--out", paths[0], paths[1], paths[2]]);
+    let load = |f: &Path| candle_core::safetensors::load(f, &Device::Cpu).unwrap();
+    let (a, b, m) = (
+        load(&kept[0]),
+        load(&kept[1]),
+        load(&mean.join("model.safetensors")),
+    );
+    let name = "layers.0.attention.wq.weight";
+    assert_eq!(m[name].dtype(), DType::BF16);
+    let values = |t: &candle_core::Tensor| -> Vec<f32> {
+        t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let expected = ((&a[name] + &b[name]).unwrap() / 2.0)
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap();
+    assert_eq!(values(&m[name]), values(&expected));
+    assert_ne!(values(&a[name]), values(&b[name]), "the saves differ");
+    run_whole(&["info", "--model", paths[0]]);
+}
+
 /// A run given its minutes with `--schedule-minutes` ends where its pace puts the end of the
 /// schedule, far short of `max_iters`, and records the fitted `max_iters` for a resume.
 #[test]

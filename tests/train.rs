@@ -103,7 +103,7 @@ fn resume_continues_exactly_as_an_uninterrupted_run() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let straight = fresh_run(a.path(), 4);
     let first = fresh_run(b.path(), 2);
-    first.save(b.path()).unwrap();
+    first.save(b.path(), false).unwrap();
     drop(first);
     let mut resumed = run(b.path(), Start::Resume);
     assert_eq!(resumed.state.iter, 2);

@@ -1,5 +1,6 @@
-//! `ltm convert`: the authors' PyTorch checkpoint to our model directory (config.json,
-//! model.safetensors, tokenizer.json), written all at once.
+//! `ltm convert`: the authors' PyTorch checkpoint, or any we read, to our model directory
+//! (config.json, model.safetensors, tokenizer.json), written all at once; several checkpoints
+//! of one shape become their mean (a run's kept saves: model card, "Stage 18").
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +15,10 @@ use crate::text::{GPT2_TOKENIZER_JSON, Tokenizer};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The checkpoint (the authors' ckpt_*.pt, or anything `--model` accepts).
-    #[arg(value_name = "CKPT")]
-    pub checkpoint: PathBuf,
+    /// The checkpoint (the authors' ckpt_*.pt, or anything `--model` accepts); several of one
+    /// shape are averaged (`ltm train --keep-saves` keeps a run's saves as model-iterN.safetensors).
+    #[arg(value_name = "CKPT", required = true, num_args = 1..)]
+    pub checkpoints: Vec<PathBuf>,
     /// The model directory to create.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -24,16 +26,30 @@ pub struct Args {
     /// else GPT-2's plus <|beginoftext|>, as the authors use].
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// Write the weights in bf16 (rounded to nearest): half the bytes, as the bundled model ships.
+    #[arg(long)]
+    pub bf16: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut checkpoint = Checkpoint::load(&args.checkpoint)?;
-    // The tokenizer asked for, else the one beside the checkpoint (a model directory's own),
-    // else GPT-2's, which the authors use.
+    let mut loaded = (args.checkpoints.iter())
+        .map(|c| Checkpoint::load(c))
+        .collect::<Result<Vec<_>>>()?;
+    let mut checkpoint = if loaded.len() == 1 {
+        loaded.remove(0)
+    } else {
+        Checkpoint::mean(&loaded)?
+    };
+    if args.bf16 {
+        checkpoint = checkpoint.rounded_to_bf16()?;
+    }
+    let first = &args.checkpoints[0];
+    // The tokenizer asked for, else the one beside the (first) checkpoint (a model directory's
+    // own), else GPT-2's, which the authors use.
     let chosen = args
         .tokenizer
         .clone()
-        .or_else(|| beside_file(&args.checkpoint, TOKENIZER_FILE));
+        .or_else(|| beside_file(first, TOKENIZER_FILE));
     let (json, tokenizer) = match &chosen {
         Some(path) => {
             let json = read_limited(path, MEDIUM_FILE).context("cannot read the tokenizer")?;
@@ -55,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     c.eos_token_id = c.eos_token_id.or(tokenizer.token_id("<|endoftext|>"));
     // Prompts to try on first contact: the source directory's own, else text to continue, as
     // the authors' models were trained on web text.
-    let prompts = beside_file(&args.checkpoint, PROMPTS_FILE)
+    let prompts = beside_file(first, PROMPTS_FILE)
         .and_then(|p| read_limited(&p, SMALL_FILE).ok())
         .unwrap_or_else(|| TEXT_PROMPTS.as_bytes().to_vec());
     write_dir(&args.out, |dir| {
@@ -63,8 +79,12 @@ pub fn run(args: Args) -> Result<()> {
         write_atomic(&dir.join(TOKENIZER_FILE), &json)?;
         write_atomic(&dir.join(PROMPTS_FILE), &prompts)
     })?;
+    let averaged = match args.checkpoints.len() {
+        1 => String::new(),
+        n => format!("the mean of {n} checkpoints, "),
+    };
     eprintln!(
-        "wrote {} (tokenizer: {})",
+        "wrote {} ({averaged}tokenizer: {})",
         args.out.display(),
         tokenizer.source()
     );

@@ -154,7 +154,7 @@ pub enum Command {
     Info(info::Args),
     /// List the models `--model NAME` finds: the bundled one, the data directory's, $LTM_MODEL.
     Models(models::Args),
-    /// Convert the authors' PyTorch checkpoint to our model directory.
+    /// Convert the authors' PyTorch checkpoint, or average several, to our model directory.
     Convert(convert::Args),
     /// Measure thinking and writing speed.
     Bench(bench::Args),

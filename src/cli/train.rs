@@ -46,6 +46,10 @@ pub struct Args {
     /// Also save a checkpoint at least every this many minutes, between validations.
     #[arg(long, value_name = "MINUTES", value_parser = minutes)]
     pub save_minutes: Option<f64>,
+    /// Keep each save's weights as OUT/model-iterN.safetensors too, to average later
+    /// (`ltm convert --out DIR OUT/model-iter*.safetensors`).
+    #[arg(long)]
+    pub keep_saves: bool,
     /// The decoder's products in bf16, with f32 weights, moments, thoughts and losses: on a GPU
     /// the whole decoder, on a CPU with AMX-BF16 (Intel Xeon, 4th generation on) its products
     /// with weight matrices.
@@ -83,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
         stop_after: duration(args.minutes),
         schedule_deadline: duration(args.schedule_minutes).map(|d| Instant::now() + d),
         save_every: duration(args.save_minutes),
+        keep_saves: args.keep_saves,
         compute: if args.bf16 { DType::BF16 } else { DType::F32 },
     };
     crate::threads::run(|| train(config, &args.out, device, options))

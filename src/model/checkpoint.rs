@@ -368,6 +368,53 @@ impl Checkpoint {
             .with_context(|| format!("{}: cannot build the model", self.source.display()))
     }
 
+    /// The mean of checkpoints of one shape (a run's kept saves, or runs from one start):
+    /// weights averaged in f32, under the first one's configuration.
+    pub fn mean(checkpoints: &[Checkpoint]) -> Result<Checkpoint> {
+        let (first, rest) = checkpoints
+            .split_first()
+            .context("no checkpoint to average")?;
+        let shapes = parameter_shapes(&first.config);
+        let mut sum = HashMap::new();
+        for (name, _) in &shapes {
+            sum.insert(name.clone(), first.tensors[name].to_dtype(DType::F32)?);
+        }
+        for c in rest {
+            if parameter_shapes(&c.config) != shapes {
+                bail!(
+                    "{} and {}: models of different shapes cannot be averaged",
+                    first.source.display(),
+                    c.source.display()
+                );
+            }
+            for (name, total) in sum.iter_mut() {
+                *total = (&*total + c.tensors[name].to_dtype(DType::F32)?)?;
+            }
+        }
+        let n = checkpoints.len() as f64;
+        Ok(Checkpoint {
+            config: first.config.clone(),
+            tensors: sum
+                .into_iter()
+                .map(|(k, v)| Ok((k, (v / n)?)))
+                .collect::<Result<_>>()?,
+            source: first.source.clone(),
+        })
+    }
+
+    /// The weights rounded to bf16 (to nearest, ties to even), which [`Checkpoint::files`] then
+    /// writes as bf16: half the bytes, as the bundled model ships.
+    pub fn rounded_to_bf16(&self) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            tensors: self
+                .tensors
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::BF16)?)))
+                .collect::<Result<_>>()?,
+            ..self.clone()
+        })
+    }
+
     /// Writes our directory format (config and weights; the tokenizer is the caller's), both
     /// files at once (`write_atomic_all`).
     pub fn save_dir(&self, dir: &Path) -> Result<()> {
@@ -376,7 +423,7 @@ impl Checkpoint {
     }
 
     /// The files of our directory format in `dir`, with their contents; `metadata` goes into the
-    /// weights file's header.
+    /// weights file's header. Weights are written in f32, or in bf16 where they are bf16.
     pub fn files(
         &self,
         dir: &Path,
@@ -386,7 +433,14 @@ impl Checkpoint {
         let tensors: HashMap<String, Tensor> = self
             .tensors
             .iter()
-            .map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+            .map(|(k, v)| {
+                let dtype = if v.dtype() == DType::BF16 {
+                    DType::BF16
+                } else {
+                    DType::F32
+                };
+                Ok((k.clone(), v.to_dtype(dtype)?.to_device(&Device::Cpu)?))
+            })
             .collect::<Result<_>>()?;
         let weights =
             safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), metadata)?;
@@ -501,6 +555,20 @@ mod tests {
             "n_kv_heads": 2, "vocab_size": 101, "multiple_of": 16, "max_seq_len": 64,
             "window_size": 16, "max_z_len": 8}))
         .unwrap()
+    }
+
+    #[test]
+    fn only_checkpoints_of_one_shape_are_averaged() {
+        let [a, b] = [1, 2].map(|seed| Checkpoint::random(two_layers(32), seed).unwrap());
+        let mean = Checkpoint::mean(&[a.clone(), b.clone()]).unwrap();
+        let name = "layers.1.feed_forward.w2.weight";
+        let half_sum = ((&a.tensors[name] + &b.tensors[name]).unwrap() / 2.0).unwrap();
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let gap = largest_difference(&values(&mean.tensors[name]), &values(&half_sum));
+        assert!(gap < 1e-7, "{gap}");
+        let wide = Checkpoint::random(two_layers(64), 1).unwrap();
+        let err = Checkpoint::mean(&[a, wide]).err().expect("refused").to_string();
+        assert!(err.contains("different shapes"), "{err}");
     }
 
     /// The logits of a fixed six-token text given the thought `z`, flattened.

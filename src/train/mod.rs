@@ -620,14 +620,15 @@ impl Trainer {
         })
     }
 
-    /// Saves weights, optimizer moments and state into `out` (`saved::write`).
-    pub fn save(&self, out: &Path) -> Result<()> {
+    /// Saves weights, optimizer moments and state into `out`, the weights also kept under their
+    /// iteration's name if `keep` (`saved::write`).
+    pub fn save(&self, out: &Path, keep: bool) -> Result<()> {
         let mut moments = HashMap::new();
         for (i, (n, _)) in self.vars.iter().enumerate() {
             moments.insert(format!("m.{n}"), self.opt.m[i].to_device(&Device::Cpu)?);
             moments.insert(format!("v.{n}"), self.opt.v[i].to_device(&Device::Cpu)?);
         }
-        saved::write(out, &self.checkpoint()?, &moments, &self.state)
+        saved::write(out, &self.checkpoint()?, &moments, &self.state, keep)
     }
 
     pub fn record(&mut self, point: HistoryPoint) {

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub schedule_deadline: Option<std::time::Instant>,
     /// Save a checkpoint at least this often, besides every validation.
     pub save_every: Option<std::time::Duration>,
+    /// Keep each save's weights beside the checkpoint (`saved::write`), to average later.
+    pub keep_saves: bool,
     /// The decoder's compute type (see [`Trainer::set_compute_dtype`]).
     pub compute: candle_core::DType,
 }
@@ -264,7 +266,7 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
                 )
             });
             trainer.record(point);
-            trainer.save(out)?;
+            trainer.save(out, options.keep_saves)?;
             // A chart that cannot be drawn must not stop a long run.
             if let Err(e) = write_loss_chart(out, &trainer.state.history) {
                 bar.suspend(|| eprintln!("warning: {e:#}"));
@@ -275,7 +277,7 @@ pub fn run(mut config: TrainConfig, out: &Path, device: Device, options: RunOpti
                 break;
             }
         } else if options.save_every.is_some_and(|t| saved.elapsed() >= t) {
-            trainer.save(out)?;
+            trainer.save(out, options.keep_saves)?;
             saved = std::time::Instant::now();
         }
     }

@@ -93,12 +93,14 @@ pub(super) fn read(
 /// Saves weights, optimizer moments and state into `out`, as one (`write_atomic_all`): a kill
 /// while saving leaves the previous checkpoint whole, or the new one once the next reader has
 /// finished the save. The weights and moments carry their iteration, which a resume checks
-/// against the state's.
+/// against the state's. With `keep`, the weights are also kept as `model-iterN.safetensors`,
+/// which later saves leave in place.
 pub(super) fn write(
     out: &Path,
     weights: &Checkpoint,
     moments: &HashMap<String, Tensor>,
     state: &TrainState,
+    keep: bool,
 ) -> Result<()> {
     let stamp = || {
         Some(HashMap::from([(
@@ -107,6 +109,11 @@ pub(super) fn write(
         )]))
     };
     let mut files = weights.files(out, stamp())?;
+    if keep {
+        let kept = files.iter().find(|(path, _)| path.ends_with(WEIGHTS_FILE));
+        let bytes = kept.map(|(_, b)| b.clone()).context("no weights to keep")?;
+        files.push((out.join(format!("model-iter{}.safetensors", state.iter)), bytes));
+    }
     files.push((
         out.join(OPTIM_FILE),
         safetensors::serialize(moments.iter().map(|(k, v)| (k.as_str(), v)), stamp())?,
