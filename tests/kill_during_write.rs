@@ -258,7 +258,11 @@ fn kept_saves_average_into_a_model() {
     let kept = [4, 8].map(|i| out.join(format!("model-iter{i}.safetensors")));
     assert_eq!(kept.each_ref().map(|f| stamped_iter(f)), [4, 8]);
     let last = std::fs::read(out.join("model.safetensors")).unwrap();
-    assert_eq!(std::fs::read(&kept[1]).unwrap(), last, "the last kept save is the checkpoint's");
+    assert_eq!(
+        std::fs::read(&kept[1]).unwrap(),
+        last,
+        "the last kept save is the checkpoint's"
+    );
     let mean = dir.path().join("mean");
     let paths = [&mean, &kept[0], &kept[1]].map(|p| p.to_str().unwrap());
     run_whole(&["convert", "--bf16", "--out", paths[0], paths[1], paths[2]]);
@@ -271,7 +275,12 @@ fn kept_saves_average_into_a_model() {
     let name = "layers.0.attention.wq.weight";
     assert_eq!(m[name].dtype(), DType::BF16);
     let values = |t: &candle_core::Tensor| -> Vec<f32> {
-        t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     };
     let expected = ((&a[name] + &b[name]).unwrap() / 2.0)
         .unwrap()

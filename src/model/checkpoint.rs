@@ -567,7 +567,10 @@ mod tests {
         let gap = largest_difference(&values(&mean.tensors[name]), &values(&half_sum));
         assert!(gap < 1e-7, "{gap}");
         let wide = Checkpoint::random(two_layers(64), 1).unwrap();
-        let err = Checkpoint::mean(&[a, wide]).err().expect("refused").to_string();
+        let err = Checkpoint::mean(&[a, wide])
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("different shapes"), "{err}");
     }
 

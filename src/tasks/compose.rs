@@ -593,13 +593,7 @@ struct Numbers {
 }
 
 impl Numbers {
-    fn draw(
-        schema: Schema,
-        kind: Kind,
-        large: bool,
-        u: i64,
-        rng: &mut StdRng,
-    ) -> Option<Numbers> {
+    fn draw(schema: Schema, kind: Kind, large: bool, u: i64, rng: &mut StdRng) -> Option<Numbers> {
         let mut n = Numbers {
             a: quantity(kind, large, rng),
             b: quantity(kind, large, rng),
@@ -657,7 +651,10 @@ impl Numbers {
             Schema::Share => vec![Step::new(format!("{da}/{k}"), a / k)?],
             Schema::Convert => vec![Step::new(format!("{k}*{}", decimal(self.u)), k * self.u)?],
             Schema::ConvertBack => {
-                vec![Step::new(format!("{da}/{}", decimal(self.u)), a * SCALE / self.u)?]
+                vec![Step::new(
+                    format!("{da}/{}", decimal(self.u)),
+                    a * SCALE / self.u,
+                )?]
             }
             Schema::SumThenDifference => {
                 let first = Step::new(format!("{da}+{db}"), a + b)?;

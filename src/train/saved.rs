@@ -112,7 +112,10 @@ pub(super) fn write(
     if keep {
         let kept = files.iter().find(|(path, _)| path.ends_with(WEIGHTS_FILE));
         let bytes = kept.map(|(_, b)| b.clone()).context("no weights to keep")?;
-        files.push((out.join(format!("model-iter{}.safetensors", state.iter)), bytes));
+        files.push((
+            out.join(format!("model-iter{}.safetensors", state.iter)),
+            bytes,
+        ));
     }
     files.push((
         out.join(OPTIM_FILE),
