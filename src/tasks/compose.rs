@@ -289,18 +289,8 @@ impl Composer {
                 }
                 Ok(Situation {
                     schema,
-                    units: s
-                        .units
-                        .iter()
-                        .map(|u| Unit::parse(u))
-                        .collect::<Result<_, _>>()
-                        .map_err(context)?,
-                    kinds: s
-                        .kinds
-                        .iter()
-                        .map(|k| Kind::parse(k))
-                        .collect::<Result<_, _>>()
-                        .map_err(context)?,
+                    units: parse_each(&s.units, Unit::parse).map_err(context)?,
+                    kinds: parse_each(&s.kinds, Kind::parse).map_err(context)?,
                     name: s.name,
                     question: s.question,
                     answer: s.answer,
@@ -764,6 +754,11 @@ fn say_count(n: i64, rng: &mut StdRng) -> String {
         Some(w) if rng.random_bool(NUMBER_WORD_RATE) => w.to_string(),
         _ => grouped(n, rng),
     }
+}
+
+/// Each of `items` parsed, or the first refusal.
+fn parse_each<T>(items: &[String], parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    items.iter().map(|item| parse(item)).collect()
 }
 
 fn split_forms(s: &str) -> (&str, &str) {
