@@ -30,9 +30,9 @@ pub const TEMPLATE: &str = "composed";
 const DISTRACTOR_RATE: f64 = 0.25;
 /// Probability that a small count is written as a word ("seven").
 const NUMBER_WORD_RATE: f64 = 0.15;
-/// Every number is held as an integer count of 1/6000ths, so that thousandths (money, decimal
-/// measures) and sixths (measures given as fractions) are both exact.
-const SCALE: i64 = 6000;
+/// Every number is held as an integer count of 1/36000ths, so that thousandths (money, decimal
+/// measures), ninths and twelfths (measures given as fractions) are all exact.
+const SCALE: i64 = 36000;
 /// A thousandth and a cent, in those units.
 const MILLI: i64 = SCALE / 1000;
 const CENT: i64 = SCALE / 100;
@@ -72,6 +72,7 @@ struct Spec {
     weight: u32,
     names: Names,
     times: Vec<String>,
+    legs: Vec<String>,
     places: Vec<String>,
     containers: Vec<String>,
     items: Vec<String>,
@@ -79,6 +80,7 @@ struct Spec {
     givers: Vec<String>,
     category: Vec<Category>,
     measure: Vec<Measure>,
+    mixture: Vec<Mixture>,
     money: Verbs,
     situation: Vec<SituationSpec>,
 }
@@ -118,6 +120,22 @@ struct Category {
 struct Measure {
     units: Vec<String>,
     stuff: Vec<String>,
+    #[serde(flatten)]
+    verbs: Verbs,
+    /// Whether it is a distance gone along a trip's legs (`{leg}` … in a frame).
+    #[serde(default)]
+    trip: bool,
+}
+
+/// Kinds of stuff measured in one unit that make one thing together (`peanuts`, `raisins` …
+/// in `cups` of `trail mix`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mixture {
+    units: Vec<String>,
+    stuff: Vec<String>,
+    /// What the stuff makes together, as a question names it ("trail mix", "punch").
+    whole: Vec<String>,
     #[serde(flatten)]
     verbs: Verbs,
 }
@@ -183,12 +201,16 @@ struct Composer {
     situations: Vec<Situation>,
 }
 
-/// What a quantity is: a count of things, an amount of money, or a measure of stuff.
+/// What a quantity is: a count of things, an amount of money, a measure of stuff, or a measure
+/// of one of several kinds of stuff that make a whole.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Count,
     Money,
     Measure,
+    Mixture,
+    /// A distance gone on one leg of a trip.
+    Trip,
 }
 
 impl Kind {
@@ -197,7 +219,11 @@ impl Kind {
             "count" => Ok(Kind::Count),
             "money" => Ok(Kind::Money),
             "measure" => Ok(Kind::Measure),
-            _ => Err(format!("kind {s:?} is not count, money or measure")),
+            "mixture" => Ok(Kind::Mixture),
+            "trip" => Ok(Kind::Trip),
+            _ => Err(format!(
+                "kind {s:?} is not count, money, measure, mixture or trip"
+            )),
         }
     }
 }
@@ -262,15 +288,26 @@ impl Composer {
             &spec.names.female,
             &spec.names.male,
             &spec.times,
+            &spec.legs,
             &spec.places,
             &spec.containers,
             &spec.items,
             &spec.shops,
             &spec.givers,
         ];
-        if lists.iter().any(|l| l.is_empty()) || spec.category.is_empty() || spec.measure.is_empty()
+        let mixtures_too_small = spec.mixture.iter().any(|m| m.stuff.len() < 3);
+        if lists.iter().any(|l| l.is_empty())
+            || spec.category.is_empty()
+            || spec.measure.is_empty()
+            || spec.mixture.is_empty()
+            || !spec.measure.iter().any(|m| m.trip)
+            || mixtures_too_small
         {
-            return Err("every list of the lexicon needs entries".into());
+            return Err(
+                "every list of the lexicon needs entries, a mixture three kinds of stuff, and one \
+                 measure the distances of trips"
+                    .into(),
+            );
         }
         let situations = std::mem::take(&mut spec.situation)
             .into_iter()
@@ -318,9 +355,12 @@ impl Composer {
         let size = unit.map_or(0, |u| u.size);
         let numbers = Numbers::draw(schema, kind, words.large, size, rng)?;
         let steps = numbers.steps(schema)?;
-        for (name, value) in [("a", numbers.a), ("b", numbers.b), ("c", numbers.c)] {
+        for (i, (name, value)) in [("a", numbers.a), ("b", numbers.b), ("c", numbers.c)]
+            .into_iter()
+            .enumerate()
+        {
             let (quantity, bare) = (
-                words.quantity(value, kind, rng),
+                words.quantity(value, kind, i, rng),
                 words.bare(value, kind, rng),
             );
             words.set(&name.to_uppercase(), quantity);
@@ -388,6 +428,7 @@ impl Composer {
         }
         let pick = |list: &[String], rng: &mut StdRng| list.choose(rng).expect("non-empty").clone();
         w.forms("time", &pick(&self.spec.times, rng));
+        w.forms("leg", &pick(&self.spec.legs, rng));
         w.forms("place", &pick(&self.spec.places, rng));
         w.forms("container", &pick(&self.spec.containers, rng));
         w.forms("giver", &pick(&self.spec.givers, rng));
@@ -429,8 +470,12 @@ impl Composer {
                 w.set("unit", "dollars".into());
                 self.spec.money.clone()
             }
-            Kind::Measure => {
-                let m = self.spec.measure.choose(rng).expect("measures");
+            Kind::Measure | Kind::Trip => {
+                let trips: Vec<&Measure> = self.spec.measure.iter().filter(|m| m.trip).collect();
+                let m = match kind {
+                    Kind::Trip => *trips.choose(rng).expect("a trip's measure"),
+                    _ => self.spec.measure.choose(rng).expect("measures"),
+                };
                 let unit = pick(&m.units, rng);
                 let (one, many) = unit.split_once('/').unwrap_or((&unit, &unit));
                 let stuff = pick(&m.stuff, rng);
@@ -450,6 +495,19 @@ impl Composer {
                 w.set("fewer", "less".into());
                 w.set("unit", with_of(many));
                 w.noun = (with_of(one), with_of(many));
+                m.verbs.clone()
+            }
+            Kind::Mixture => {
+                let m = self.spec.mixture.choose(rng).expect("mixtures");
+                let unit = pick(&m.units, rng);
+                let (one, many) = split_forms(&unit);
+                let whole = pick(&m.whole, rng);
+                w.set("whole", whole.clone());
+                w.set("units", many.into());
+                w.set("How", format!("How many {many} of {whole}"));
+                w.set("unit", format!("{many} of {whole}"));
+                w.noun = (one.into(), many.into());
+                w.stuffs = m.stuff.choose_multiple(rng, 3).cloned().collect();
                 m.verbs.clone()
             }
         };
@@ -534,11 +592,16 @@ impl Composer {
             return question.to_string();
         }
         let n = rng.random_range(2..=40);
-        let (act, _) = split_forms(cat.verbs.act.choose(rng).expect("verbs"));
+        let act = match split_forms(cat.verbs.act.choose(rng).expect("verbs")).0 {
+            "has" => "had",
+            act => act,
+        };
+        // "He" only where the question has told who he is.
+        let told = question.contains(words.get("P"));
         let sentence = match rng.random_range(0..3) {
-            0 => format!("{} also has {n} {many}.", words.get("He")),
-            1 => format!("{} {act} {n} {many} last week.", words.get("P3")),
-            _ => format!("{} {act} {n} {many} too.", words.get("He")),
+            0 if told => format!("{} also has {n} {many}.", words.get("He")),
+            2 if told => format!("{} {act} {n} {many} too.", words.get("He")),
+            _ => format!("{} {act} {n} {many} last week.", words.get("P3")),
         };
         let cut = question
             .trim_end()
@@ -679,7 +742,8 @@ impl Numbers {
 
 /// A quantity of a kind, in units of 1/SCALE: counts mostly small, sometimes in the hundreds or
 /// the thousands (half of the time for things that come in thousands); money in whole dollars
-/// or with cents; measures in tenths, quarters, eighths or hundredths.
+/// or with cents; measures in tenths, quarters, eighths or hundredths, or in sixths, ninths or
+/// twelfths, which people's problems give as the doubles computers print and mostly below one.
 fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
     match kind {
         Kind::Count => {
@@ -707,18 +771,20 @@ fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
             };
             dollars * SCALE + cents * CENT
         }
-        Kind::Measure => {
-            let whole = if rng.random_bool(0.5) {
+        Kind::Measure | Kind::Mixture | Kind::Trip => {
+            let (frac, fraction) = match rng.random_range(0..7) {
+                0 => (rng.random_range(1..=9) * 100 * MILLI, false),
+                1 => (rng.random_range(1..=3) * 250 * MILLI, false),
+                2 => (rng.random_range(1..=7) * 125 * MILLI, false),
+                3 => (rng.random_range(1..=99) * 10 * MILLI, false),
+                4 => (rng.random_range(1..=5) * SCALE / 6, true),
+                5 => (rng.random_range(1..=11) * SCALE / 12, true),
+                _ => (rng.random_range(1..=8) * SCALE / 9, true),
+            };
+            let whole = if rng.random_bool(if fraction { 0.8 } else { 0.5 }) {
                 0
             } else {
                 rng.random_range(1..=9)
-            };
-            let frac = match rng.random_range(0..5) {
-                0 => rng.random_range(1..=9) * 100 * MILLI,
-                1 => rng.random_range(1..=3) * 250 * MILLI,
-                2 => rng.random_range(1..=7) * 125 * MILLI,
-                3 => rng.random_range(1..=99) * 10 * MILLI,
-                _ => rng.random_range(1..=5) * SCALE / 6,
             };
             whole * SCALE + frac
         }
@@ -726,8 +792,8 @@ fn quantity(kind: Kind, large: bool, rng: &mut StdRng) -> i64 {
 }
 
 /// A value as a problem states it: thousandths as the calculator writes them (no trailing
-/// zeros); thirds and sixths as the nearest double, the way computers print them
-/// ("0.3333333333333333", "2.3333333333333335"), as people's problems often give fractions.
+/// zeros); thirds, sixths, ninths and twelfths as the nearest double, the way computers print
+/// them ("0.3333333333333333", "2.3333333333333335"), as people's problems often give fractions.
 fn decimal(v: i64) -> String {
     if v % MILLI != 0 {
         return (v as f64 / SCALE as f64).to_string();
@@ -782,6 +848,8 @@ struct Words {
     large: bool,
     /// Other things of the counted things' kind (plural), for a number that does not matter.
     sibling: Option<String>,
+    /// A mixture's kinds of stuff, one for each given quantity.
+    stuffs: Vec<String>,
 }
 
 impl Words {
@@ -806,8 +874,9 @@ impl Words {
         }
     }
 
-    /// A quantity with its noun: "14 apples", "$6.95", "0.5 cup of flour".
-    fn quantity(&self, v: i64, kind: Kind, rng: &mut StdRng) -> String {
+    /// The `i`th quantity with its noun: "14 apples", "$6.95", "0.5 cup of flour", "0.5 of a
+    /// cup of raisins".
+    fn quantity(&self, v: i64, kind: Kind, i: usize, rng: &mut StdRng) -> String {
         match kind {
             Kind::Count => {
                 let n = v / SCALE;
@@ -815,13 +884,27 @@ impl Words {
                 format!("{} {noun}", say_count(n, rng))
             }
             Kind::Money => self.bare(v, kind, rng),
-            Kind::Measure => {
+            Kind::Measure | Kind::Mixture | Kind::Trip => {
                 let noun = if v <= SCALE {
                     &self.noun.0
                 } else {
                     &self.noun.1
                 };
-                format!("{} {noun}", decimal(v))
+                let noun = match self.stuffs.get(i) {
+                    Some(stuff) => format!("{noun} of {stuff}"),
+                    None => noun.clone(),
+                };
+                // People write a part of a unit both ways: "0.5 cup", "0.5 of a cup".
+                if v < SCALE && rng.random_bool(0.4) {
+                    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    format!("{} of {article} {noun}", decimal(v))
+                } else {
+                    format!("{} {noun}", decimal(v))
+                }
             }
         }
     }
@@ -844,7 +927,7 @@ impl Words {
                     format!("${amount}")
                 }
             }
-            Kind::Measure => decimal(v),
+            Kind::Measure | Kind::Mixture | Kind::Trip => decimal(v),
         }
     }
 
@@ -983,7 +1066,7 @@ mod tests {
     }
 
     #[test]
-    fn measures_come_in_thirds_and_counts_in_thousands_too() {
+    fn measures_come_in_thirds_ninths_and_twelfths_and_counts_in_thousands_too() {
         let problems = many(6000);
         let thirds = problems
             .iter()
@@ -991,6 +1074,12 @@ mod tests {
             .expect("a third, written as a double");
         // The calculator's result of the double, to six decimals the exact third's.
         assert!(thirds.answer.contains("<<"), "{}", thirds.answer);
+        for part in ["1111111111111", "08333333333333", " of a ", " of an "] {
+            assert!(
+                problems.iter().any(|p| p.question.contains(part)),
+                "no {part:?}: ninths, twelfths and \"0.5 of a cup\" are written too"
+            );
+        }
         let thousands = problems
             .iter()
             .filter(|p| {
@@ -1005,6 +1094,43 @@ mod tests {
             "{thousands} of {}",
             problems.len()
         );
+    }
+
+    #[test]
+    fn a_mixture_gives_each_quantity_its_own_stuff_and_asks_for_the_whole() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let three = COMPOSER
+            .situations
+            .iter()
+            .find(|s| s.name == "mixture_three");
+        let three = three.expect("mixture_three");
+        for _ in 0..300 {
+            let Some(p) = COMPOSER.compose(three, &mut rng) else {
+                continue;
+            };
+            // " of milk" but not " of milkshake".
+            let names = |text: &str, word: &str| {
+                text.match_indices(&format!(" of {word}"))
+                    .any(|(i, m)| !text[i + m.len()..].starts_with(char::is_alphabetic))
+            };
+            let fits = |m: &&Mixture| {
+                let named = m.stuff.iter().filter(|s| names(&p.question, s));
+                named.count() == 3 && m.whole.iter().any(|w| names(&p.answer, w))
+            };
+            assert!(
+                COMPOSER.spec.mixture.iter().any(|m| fits(&m)),
+                "{}\n{}",
+                p.question,
+                p.answer
+            );
+            let sum = p.answer.split("<<").nth(1).expect("a step");
+            assert_eq!(
+                sum.split('=').next().unwrap().matches('+').count(),
+                2,
+                "{}",
+                p.answer
+            );
+        }
     }
 
     #[test]
