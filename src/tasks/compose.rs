@@ -1,6 +1,7 @@
 //! Word problems composed from parts (`compose.toml`): a situation of grade-school arithmetic
-//! (a change with its start, change or result unknown; combining; comparing; equal groups;
-//! prices; two-step stories), said in one of its sentence frames, over a lexicon of people,
+//! (a change with its start, change or result unknown; combining; comparing; equal groups,
+//! people counted by name among them; prices; units of a known size; mixtures; trips; two-step
+//! stories), said in one of its sentence frames, over a lexicon of people,
 //! things and the verbs that fit them, counts, amounts of money or measures (decimals), number
 //! words, numbers that do not matter, the question first or last. Where `families.rs` fixes one
 //! wording of one structure, this draws every part independently, so that a model learns what
@@ -154,11 +155,15 @@ struct SituationSpec {
     /// `one/many=size=small/smalls` where the smaller unit is named ("week/weeks=7=day/days").
     #[serde(default)]
     units: Vec<String>,
+    /// Whether `k` is how many people `{people}` names ("Sam, Ann and Joe each have 14").
+    #[serde(default)]
+    people: bool,
 }
 
 struct Situation {
     name: String,
     schema: Schema,
+    people: bool,
     kinds: Vec<Kind>,
     question: Vec<String>,
     answer: Vec<String>,
@@ -258,6 +263,9 @@ enum Schema {
     Convert,
     /// a ÷ u: a of the smaller unit in units of size u, whole
     ConvertBack,
+    /// k · u, then j · v, then their sum: two units of known sizes in one (7 quarters and 9
+    /// pennies in dollars)
+    ConvertTwo,
 }
 
 impl Schema {
@@ -276,6 +284,7 @@ impl Schema {
             "bill-(a+b)" => Schema::Change,
             "k*u" => Schema::Convert,
             "a/u" => Schema::ConvertBack,
+            "k*u+j*v" => Schema::ConvertTwo,
             _ => return Err(format!("schema {s:?} is not one of the known equations")),
         })
     }
@@ -317,15 +326,27 @@ impl Composer {
                     return Err(context("needs kinds, questions and answer lines".into()));
                 }
                 let schema = Schema::parse(&s.schema).map_err(context)?;
-                let converts = matches!(schema, Schema::Convert | Schema::ConvertBack);
-                if converts == s.units.is_empty() {
+                let converts = matches!(
+                    schema,
+                    Schema::Convert | Schema::ConvertBack | Schema::ConvertTwo
+                );
+                if converts == s.units.is_empty()
+                    || schema == Schema::ConvertTwo && s.units.len() < 2
+                {
                     return Err(context(
-                        "a conversion (`k*u`, `a/u`) needs units, and only a conversion has them"
+                        "a conversion (`k*u`, `a/u`; `k*u+j*v` with two or more) needs units, and \
+                         only a conversion has them"
                             .into(),
+                    ));
+                }
+                if s.people && !matches!(schema, Schema::Times | Schema::Share) {
+                    return Err(context(
+                        "people are counted only as `k` (`a*k`, `a/k`)".into(),
                     ));
                 }
                 Ok(Situation {
                     schema,
+                    people: s.people,
                     units: parse_each(&s.units, Unit::parse).map_err(context)?,
                     kinds: parse_each(&s.kinds, Kind::parse).map_err(context)?,
                     name: s.name,
@@ -344,16 +365,25 @@ impl Composer {
     fn compose(&self, s: &Situation, rng: &mut StdRng) -> Option<Problem> {
         let (schema, kind) = (s.schema, *s.kinds.choose(rng)?);
         let mut words = self.words(kind, rng);
-        let unit = s.units.choose(rng);
-        if let Some(u) = unit {
-            for (name, (one, many)) in [("big", &u.big), ("small", &u.small)] {
-                words.set(name, one.clone());
-                words.set(&format!("{name}s"), many.clone());
+        // A conversion's unit, and a second one for `k*u+j*v`.
+        let first = s.units.choose(rng);
+        let others = |f: &Unit| {
+            s.units
+                .iter()
+                .filter(|u| !std::ptr::eq(*u, f))
+                .collect::<Vec<_>>()
+        };
+        let second = first.and_then(|f| others(f).choose(rng).copied());
+        let units: Vec<&Unit> = first.into_iter().chain(second).collect();
+        for (unit, suffix) in units.iter().zip(["", "2"]) {
+            for (name, (one, many)) in [("big", &unit.big), ("small", &unit.small)] {
+                words.set(&format!("{name}{suffix}"), one.clone());
+                words.set(&format!("{name}s{suffix}"), many.clone());
             }
-            words.set("u", decimal(u.size));
+            words.set(&format!("u{suffix}"), decimal(unit.size));
         }
-        let size = unit.map_or(0, |u| u.size);
-        let numbers = Numbers::draw(schema, kind, words.large, size, rng)?;
+        let size = |i: usize| units.get(i).map_or(0, |u| u.size);
+        let numbers = Numbers::draw(schema, kind, words.large, [size(0), size(1)], s.people, rng)?;
         let steps = numbers.steps(schema)?;
         for (i, (name, value)) in [("a", numbers.a), ("b", numbers.b), ("c", numbers.c)]
             .into_iter()
@@ -367,6 +397,15 @@ impl Composer {
             words.set(name, bare);
         }
         words.set("k", say_count(numbers.k / SCALE, rng));
+        words.set("j", say_count(numbers.j / SCALE, rng));
+        if s.people {
+            let names: Vec<String> = ["P", "P2", "P3", "P4"]
+                .iter()
+                .take((numbers.k / SCALE) as usize)
+                .map(|p| words.get(p).to_string())
+                .collect();
+            words.set("people", listed(&names, rng));
+        }
         words.set("bill", format!("${}", numbers.bill / SCALE));
         let mut answer = Vec::new();
         for (i, Step { shown, written, .. }) in steps.iter().enumerate() {
@@ -399,7 +438,7 @@ impl Composer {
     fn words(&self, kind: Kind, rng: &mut StdRng) -> Words {
         let mut w = Words::default();
         let mut used = Vec::new();
-        for person in ["P", "P2", "P3"] {
+        for person in ["P", "P2", "P3", "P4"] {
             let female = rng.random_bool(0.5);
             let names = if female {
                 &self.spec.names.female
@@ -592,12 +631,9 @@ impl Composer {
             return question.to_string();
         }
         let n = rng.random_range(2..=40);
-        let act = match split_forms(cat.verbs.act.choose(rng).expect("verbs")).0 {
-            "has" => "had",
-            act => act,
-        };
-        // "He" only where the question has told who he is.
-        let told = question.contains(words.get("P"));
+        let (act, _) = split_forms(cat.verbs.act.choose(rng).expect("verbs"));
+        // "He" only where the question has told who he is, and no one else.
+        let told = question.contains(words.get("P")) && !question.contains(words.get("P2"));
         let sentence = match rng.random_range(0..3) {
             0 if told => format!("{} also has {n} {many}.", words.get("He")),
             2 if told => format!("{} {act} {n} {many} too.", words.get("He")),
@@ -640,20 +676,33 @@ struct Numbers {
     b: i64,
     c: i64,
     k: i64,
+    /// A second multiplier, of a conversion's second unit.
+    j: i64,
     bill: i64,
-    /// The size of a conversion's unit.
+    /// The sizes of a conversion's units.
     u: i64,
+    v: i64,
 }
 
 impl Numbers {
-    fn draw(schema: Schema, kind: Kind, large: bool, u: i64, rng: &mut StdRng) -> Option<Numbers> {
+    /// `sizes`: a conversion's units; `people`: whether `k` counts two to four people.
+    fn draw(
+        schema: Schema,
+        kind: Kind,
+        large: bool,
+        [u, v]: [i64; 2],
+        people: bool,
+        rng: &mut StdRng,
+    ) -> Option<Numbers> {
         let mut n = Numbers {
             a: quantity(kind, large, rng),
             b: quantity(kind, large, rng),
             c: quantity(kind, large, rng),
-            k: rng.random_range(2..=12) * SCALE,
+            k: rng.random_range(if people { 2..=4 } else { 2..=12 }) * SCALE,
+            j: rng.random_range(2..=40) * SCALE,
             bill: 0,
             u,
+            v,
         };
         match schema {
             Schema::Difference if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
@@ -674,7 +723,7 @@ impl Numbers {
                 n.a = each * n.k / SCALE;
             }
             // More of a unit than the small multipliers of groups: 2 to 40 dozen or quarters.
-            Schema::Convert => n.k = rng.random_range(2..=40) * SCALE,
+            Schema::Convert | Schema::ConvertTwo => n.k = rng.random_range(2..=40) * SCALE,
             // A whole number of the larger unit.
             Schema::ConvertBack => n.a = u * rng.random_range(2..=60),
             Schema::SumThenDifference if n.c >= n.a + n.b => return None,
@@ -693,7 +742,7 @@ impl Numbers {
 
     /// The steps of the answer; a later step writes an earlier result as the calculator wrote it.
     fn steps(&self, schema: Schema) -> Option<Vec<Step>> {
-        let (a, b, c, k) = (self.a, self.b, self.c, self.k / SCALE);
+        let (a, b, c, k, j) = (self.a, self.b, self.c, self.k / SCALE, self.j / SCALE);
         let (da, db, dc) = (decimal(a), decimal(b), decimal(c));
         let steps = match schema {
             Schema::Sum => vec![Step::new(format!("{da}+{db}"), a + b)?],
@@ -708,6 +757,13 @@ impl Numbers {
                     format!("{da}/{}", decimal(self.u)),
                     a * SCALE / self.u,
                 )?]
+            }
+            Schema::ConvertTwo => {
+                let first = Step::new(format!("{k}*{}", decimal(self.u)), k * self.u)?;
+                let second = Step::new(format!("{j}*{}", decimal(self.v)), j * self.v)?;
+                let sum = format!("{}+{}", first.written, second.written);
+                let third = Step::new(sum, k * self.u + j * self.v)?;
+                vec![first, second, third]
             }
             Schema::SumThenDifference => {
                 let first = Step::new(format!("{da}+{db}"), a + b)?;
@@ -812,6 +868,22 @@ fn grouped(n: i64, rng: &mut StdRng) -> String {
         return n.to_string();
     }
     with_thousands(&n.to_string())
+}
+
+/// Names as a sentence lists them: "Ann and Joe", "Ann, Joe(,) and Sam".
+fn listed(names: &[String], rng: &mut StdRng) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => {
+            let comma = if rest.len() > 1 && rng.random_bool(0.5) {
+                ","
+            } else {
+                ""
+            };
+            format!("{}{comma} and {last}", rest.join(", "))
+        }
+    }
 }
 
 /// A small count, sometimes as a word.
@@ -1099,13 +1171,8 @@ mod tests {
     #[test]
     fn a_mixture_gives_each_quantity_its_own_stuff_and_asks_for_the_whole() {
         let mut rng = StdRng::seed_from_u64(8);
-        let three = COMPOSER
-            .situations
-            .iter()
-            .find(|s| s.name == "mixture_three");
-        let three = three.expect("mixture_three");
         for _ in 0..300 {
-            let Some(p) = COMPOSER.compose(three, &mut rng) else {
+            let Some(p) = COMPOSER.compose(situation("mixture_three"), &mut rng) else {
                 continue;
             };
             // " of milk" but not " of milkshake".
@@ -1130,6 +1197,81 @@ mod tests {
                 "{}",
                 p.answer
             );
+        }
+    }
+
+    fn situation(name: &str) -> &'static Situation {
+        let found = COMPOSER.situations.iter().find(|s| s.name == name);
+        found.unwrap_or_else(|| panic!("no situation {name}"))
+    }
+
+    /// The most names a text lists in a row ("Ann, Joe and Sam": 3).
+    fn longest_list_of_names(text: &str) -> usize {
+        let names = &COMPOSER.spec.names;
+        let is_name = |w: &str| names.female.iter().chain(&names.male).any(|n| n == w);
+        let (mut best, mut run, mut open) = (0, 0, false);
+        for word in text.split(' ') {
+            let bare = word.trim_end_matches(|c: char| !c.is_alphanumeric());
+            if is_name(bare) {
+                run = if open { run + 1 } else { 1 };
+                open = word.ends_with(',');
+            } else if word == "and" && run > 0 {
+                open = true;
+            } else {
+                (run, open) = (0, false);
+            }
+            best = best.max(run);
+        }
+        best
+    }
+
+    #[test]
+    fn people_named_are_the_count_that_multiplies_or_shares() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for name in ["each_of_people", "shared_by_people"] {
+            for _ in 0..200 {
+                let Some(p) = COMPOSER.compose(situation(name), &mut rng) else {
+                    continue;
+                };
+                let listed = longest_list_of_names(&p.question);
+                let step = p.answer.split("<<").nth(1).expect("a step");
+                let k = step
+                    .split(['*', '/'])
+                    .nth(1)
+                    .and_then(|k| k.split('=').next());
+                assert_eq!(
+                    k,
+                    Some(listed.to_string().as_str()),
+                    "{}\n{}",
+                    p.question,
+                    p.answer
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn two_kinds_of_coin_are_valued_apart_and_then_summed() {
+        let mut rng = StdRng::seed_from_u64(10);
+        for _ in 0..200 {
+            let Some(p) = COMPOSER.compose(situation("two_coins_in_dollars"), &mut rng) else {
+                continue;
+            };
+            let results: Vec<f64> = p
+                .answer
+                .split(">>")
+                .skip(1)
+                .map(|r| r.split_whitespace().next().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(results.len(), 3, "{}", p.answer);
+            assert!(
+                (results[0] + results[1] - results[2]).abs() < 1e-9,
+                "{}",
+                p.answer
+            );
+            let coins = ["pennies", "nickels", "dimes", "quarters", "half-dollars"];
+            let named = coins.iter().filter(|c| p.question.contains(*c)).count();
+            assert_eq!(named, 2, "{}", p.question);
         }
     }
 
