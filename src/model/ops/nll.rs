@@ -477,7 +477,9 @@ mod tests {
         };
         let ((nll_kept, g_kept), (nll, g)) = (run(true)?, run(false)?);
         assert!(max_diff(&nll_kept, &nll)? < 1e-5);
-        assert!(max_diff(&g_kept, &g)? < 1e-6);
+        // Gradients reach |weight| (about 3): 1e-5 is a few dozen f32 ulps there, where sums
+        // split differently across threads have been seen to differ by more than 1e-6.
+        assert!(max_diff(&g_kept, &g)? < 1e-5);
         Ok(())
     }
 }
