@@ -1170,11 +1170,7 @@ mod tests {
 
     #[test]
     fn a_mixture_gives_each_quantity_its_own_stuff_and_asks_for_the_whole() {
-        let mut rng = StdRng::seed_from_u64(8);
-        for _ in 0..300 {
-            let Some(p) = COMPOSER.compose(situation("mixture_three"), &mut rng) else {
-                continue;
-            };
+        for p in composed("mixture_three", 8, 300) {
             // " of milk" but not " of milkshake".
             let names = |text: &str, word: &str| {
                 text.match_indices(&format!(" of {word}"))
@@ -1200,9 +1196,17 @@ mod tests {
         }
     }
 
-    fn situation(name: &str) -> &'static Situation {
+    /// The problems of `n` draws of the situation `name` (at least half of them: a few draws
+    /// may be refused).
+    fn composed(name: &str, seed: u64, n: usize) -> Vec<Problem> {
         let found = COMPOSER.situations.iter().find(|s| s.name == name);
-        found.unwrap_or_else(|| panic!("no situation {name}"))
+        let situation = found.unwrap_or_else(|| panic!("no situation {name}"));
+        let mut rng = StdRng::seed_from_u64(seed);
+        let problems: Vec<Problem> = (0..n)
+            .filter_map(|_| COMPOSER.compose(situation, &mut rng))
+            .collect();
+        assert!(problems.len() * 2 >= n, "{name}: {} of {n}", problems.len());
+        problems
     }
 
     /// The most names a text lists in a row ("Ann, Joe and Sam": 3).
@@ -1227,12 +1231,8 @@ mod tests {
 
     #[test]
     fn people_named_are_the_count_that_multiplies_or_shares() {
-        let mut rng = StdRng::seed_from_u64(9);
         for name in ["each_of_people", "shared_by_people"] {
-            for _ in 0..200 {
-                let Some(p) = COMPOSER.compose(situation(name), &mut rng) else {
-                    continue;
-                };
+            for p in composed(name, 9, 200) {
                 let listed = longest_list_of_names(&p.question);
                 let step = p.answer.split("<<").nth(1).expect("a step");
                 let k = step
@@ -1252,11 +1252,7 @@ mod tests {
 
     #[test]
     fn two_kinds_of_coin_are_valued_apart_and_then_summed() {
-        let mut rng = StdRng::seed_from_u64(10);
-        for _ in 0..200 {
-            let Some(p) = COMPOSER.compose(situation("two_coins_in_dollars"), &mut rng) else {
-                continue;
-            };
+        for p in composed("two_coins_in_dollars", 10, 200) {
             let results: Vec<f64> = p
                 .answer
                 .split(">>")
