@@ -128,14 +128,14 @@ struct Measure {
     trip: bool,
 }
 
-/// Kinds of stuff measured in one unit that make one thing together (`peanuts`, `raisins` …
-/// in `cups` of `trail mix`).
+/// Kinds of stuff measured in one unit that make one thing together (`oats`, `pumpkin seeds` …
+/// in `cups` of `granola`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Mixture {
     units: Vec<String>,
     stuff: Vec<String>,
-    /// What the stuff makes together, as a question names it ("trail mix", "punch").
+    /// What the stuff makes together, as a question names it ("granola", "fruit drink").
     whole: Vec<String>,
     #[serde(flatten)]
     verbs: Verbs,
