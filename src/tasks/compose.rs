@@ -547,6 +547,9 @@ impl Composer {
                 w.set("unit", format!("{many} of {whole}"));
                 w.noun = (one.into(), many.into());
                 w.stuffs = m.stuff.choose_multiple(rng, 3).cloned().collect();
+                for (i, stuff) in w.stuffs.clone().into_iter().enumerate() {
+                    w.set(&format!("stuff{}", i + 1), stuff);
+                }
                 m.verbs.clone()
             }
         };
@@ -632,18 +635,19 @@ impl Composer {
         }
         let n = rng.random_range(2..=40);
         let (act, _) = split_forms(cat.verbs.act.choose(rng).expect("verbs"));
-        // "He" only where the question has told who he is, and no one else.
-        let told = question.contains(words.get("P")) && !question.contains(words.get("P2"));
-        let sentence = match rng.random_range(0..3) {
-            0 if told => format!("{} also has {n} {many}.", words.get("He")),
-            2 if told => format!("{} {act} {n} {many} too.", words.get("He")),
-            _ => format!("{} {act} {n} {many} last week.", words.get("P3")),
-        };
         let cut = question
             .trim_end()
             .rfind(". ")
             .map(|i| i + 2)
             .filter(|_| question.trim_end().ends_with('?'));
+        // "He" only where the sentences before have told who he is, and no one else.
+        let before = &question[..cut.unwrap_or(0)];
+        let told = before.contains(words.get("P")) && !question.contains(words.get("P2"));
+        let sentence = match rng.random_range(0..3) {
+            0 if told => format!("{} also has {n} {many}.", words.get("He")),
+            2 if told => format!("{} {act} {n} {many} too.", words.get("He")),
+            _ => format!("{} {act} {n} {many} last week.", words.get("P3")),
+        };
         match cut {
             Some(i) => format!("{}{sentence} {}", &question[..i], &question[i..]),
             None => format!("{sentence} {question}"),
@@ -1268,6 +1272,24 @@ mod tests {
             let coins = ["pennies", "nickels", "dimes", "quarters", "half-dollars"];
             let named = coins.iter().filter(|c| p.question.contains(*c)).count();
             assert_eq!(named, 2, "{}", p.question);
+        }
+    }
+
+    #[test]
+    fn a_part_of_a_mixture_is_the_whole_less_the_other_parts() {
+        for p in composed("mixture_part", 11, 200) {
+            let step = p.answer.split("<<").nth(1).expect("a step");
+            assert_eq!(
+                step.split('=').next().unwrap().matches('-').count(),
+                1,
+                "{}",
+                p.answer
+            );
+            // The part the answer names is the one the question's last clause asks for.
+            let line = p.answer.lines().next().unwrap().trim_end_matches('.');
+            let part = line.rsplit(" of ").next().unwrap();
+            let asked = p.question.rsplit([',', '.']).next().unwrap();
+            assert!(asked.contains(part), "{}\n{}", p.question, p.answer);
         }
     }
 
