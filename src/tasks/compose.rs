@@ -689,7 +689,7 @@ struct Numbers {
 }
 
 impl Numbers {
-    /// `sizes`: a conversion's units; `people`: whether `k` counts two to four people.
+    /// `[u, v]`: the sizes of a conversion's units; `people`: whether `k` counts two to four people.
     fn draw(
         schema: Schema,
         kind: Kind,
