@@ -35,6 +35,7 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
         drawn,
         answer: None,
         nelbo: None,
+        flaw: None,
     };
     let fitted = depths.into_iter().map(|steps| draft(steps, false));
     fitted.chain((0..DRAWN).map(|_| draft(0, true))).collect()
@@ -142,8 +143,9 @@ pub fn verdicts(
         .collect())
 }
 
-/// Chooses among `drafts`, their answers written: a draft without an answer is kept only when
-/// none has one; drafts that agree need no check; otherwise the first draft of each answer is
+/// Chooses among `drafts`, their answers and flaws written: a draft without an answer is kept
+/// only when none has one, and one with a flaw only when every draft with an answer has one;
+/// among the rest, drafts that agree need no check; otherwise the first draft of each answer is
 /// judged by `nelbo` (−ELBO of question and draft, for all judged drafts at once) and kept is
 /// the one whose −ELBO less the log of how many drafts gave its answer is lowest, the earlier on
 /// a tie: an answer is about as likely as its likeliest draft times the drafts that reach it.
@@ -151,10 +153,14 @@ pub fn choose(
     mut drafts: Vec<Draft>,
     nelbo: impl FnOnce(&[usize]) -> Result<Vec<f64>>,
 ) -> Result<Check> {
-    // The first draft of each answer, in order.
+    let sound = drafts
+        .iter()
+        .any(|d| d.answer.is_some() && d.flaw.is_none());
+    let eligible = |d: &Draft| d.answer.is_some() && (d.flaw.is_none() || !sound);
+    // The first eligible draft of each answer, in order.
     let mut firsts: Vec<usize> = Vec::new();
     for (i, d) in drafts.iter().enumerate() {
-        if d.answer.is_some() && !firsts.iter().any(|&j| drafts[j].answer == d.answer) {
+        if eligible(d) && !firsts.iter().any(|&j| drafts[j].answer == d.answer) {
             firsts.push(i);
         }
     }
@@ -168,7 +174,7 @@ pub fn choose(
                 drafts[i].nelbo = Some(v);
                 let reached = drafts
                     .iter()
-                    .filter(|d| d.answer == drafts[i].answer)
+                    .filter(|d| eligible(d) && d.answer == drafts[i].answer)
                     .count();
                 let score = v - (reached as f64).ln();
                 // The first of equal minima.
@@ -227,6 +233,7 @@ mod tests {
                 drawn: s.ends_with('d'),
                 answer: answer(a),
                 nelbo: None,
+                flaw: None,
             })
             .collect()
     }
@@ -287,6 +294,37 @@ mod tests {
         assert_eq!(c.kept, 1);
         let c = choose(written("1 0 0d 0d", "1 2 2 2"), |_| Ok(vec![10.0, 11.5])).unwrap();
         assert_eq!(c.kept, 0);
+    }
+
+    #[test]
+    fn a_draft_with_a_flaw_is_kept_only_when_every_draft_has_one() {
+        let flawed = |answers: &str, flaws: &[usize]| {
+            let mut d = written("2 1 0 0d", answers);
+            for &i in flaws {
+                d[i].flaw = Some("uses 5 twice".into());
+            }
+            d
+        };
+        // The likeliest draft (10) and its answer's count are passed over for the sound ones.
+        let c = choose(flawed("5 7 7 9", &[0, 1]), |judged| {
+            assert_eq!(judged, [2, 3]);
+            Ok(vec![30.0, 20.0])
+        })
+        .unwrap();
+        assert_eq!(c.kept, 3);
+        assert!(
+            c.line().ends_with("· 2 with a flaw: kept 9"),
+            "{}",
+            c.line()
+        );
+        // One sound answer needs no judging; a flaw everywhere judges them all.
+        let c = choose(flawed("5 5 7 —", &[0, 1]), |_| panic!("judged")).unwrap();
+        assert_eq!(c.kept, 2);
+        let c = choose(flawed("5 6 7 —", &[0, 1, 2]), |j| {
+            Ok(vec![3.0, 1.0, 2.0][..j.len()].to_vec())
+        })
+        .unwrap();
+        assert_eq!(c.kept, 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use anyhow::{Result, anyhow, bail};
 use candle_core::Tensor;
 
 use crate::device::describe;
-use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate};
+use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate, numbers};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
@@ -455,6 +455,7 @@ impl Worker {
             let mut drafts = drafts.clone();
             for (d, w) in drafts.iter_mut().zip(&writers) {
                 d.answer = answered(&w.text);
+                d.flaw = numbers::flaw(&r.prompt, &w.text);
             }
             let chosen = check::choose(drafts, |judged| {
                 if cancelled() {

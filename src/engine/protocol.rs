@@ -330,9 +330,10 @@ pub struct Done {
 
 /// The check of an answer: drafts written under thoughts fitted to the question for fewer
 /// steps than the request's (the request's own thought first) and under thoughts drawn from
-/// the prior, and of the drafts with different answers the one whose −ELBO, with a thought
-/// fitted to question and draft together, less the log of how many drafts gave its answer, is
-/// lowest: the answer the model finds likeliest (`check::choose`).
+/// the prior, and of the drafts with different answers (those without a flaw, if any has
+/// none) the one whose −ELBO, with a thought fitted to question and draft together, less the
+/// log of how many drafts gave its answer, is lowest: the answer the model finds likeliest
+/// (`check::choose`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub drafts: Vec<Draft>,
@@ -354,6 +355,10 @@ pub struct Draft {
     /// answer, or an earlier draft gave its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nelbo: Option<f64>,
+    /// Why it cannot be right, whatever the question means (`generate::numbers::flaw`): the
+    /// check keeps a draft with a flaw only when every draft with an answer has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flaw: Option<String>,
 }
 
 impl Draft {
@@ -367,8 +372,9 @@ impl Draft {
 }
 
 impl Check {
-    /// "drafts 17 · 15 (2, 1, 0 steps) · 17 ×6 · 15 · 9 (6 drawn): kept 17": the fitted
-    /// thoughts' drafts, then the answers of the drawn ones, each with its count.
+    /// "drafts 17 · 15 (2, 1, 0 steps) · 17 ×6 · 15 · 9 (6 drawn) · 2 with a flaw: kept 17":
+    /// the fitted thoughts' drafts, then the answers of the drawn ones, each with its count,
+    /// then how many drafts could not be right (`Draft::flaw`).
     pub fn line(&self) -> String {
         let (drawn, fitted): (Vec<&Draft>, Vec<&Draft>) = self.drafts.iter().partition(|d| d.drawn);
         let answers: Vec<String> = fitted.iter().map(|d| shown(&d.answer)).collect();
@@ -388,6 +394,10 @@ impl Check {
                 })
                 .collect();
             line += &format!(" · {} ({} drawn)", counted.join(" · "), drawn.len());
+        }
+        let flawed = self.drafts.iter().filter(|d| d.flaw.is_some()).count();
+        if flawed > 0 {
+            line += &format!(" · {flawed} with a flaw");
         }
         format!(
             "{line}: kept {}",

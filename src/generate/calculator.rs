@@ -314,6 +314,14 @@ pub fn compute(expr: &str) -> Option<String> {
     format(evaluate(expr)?)
 }
 
+/// The finished calculations of `text`, as (expression, result): each `<<EXPR=RESULT>>`.
+pub fn calculations(text: &str) -> Vec<(&str, &str)> {
+    text.split("<<")
+        .skip(1)
+        .filter_map(|part| part.split_once(">>")?.0.split_once('='))
+        .collect()
+}
+
 /// The expression of a `<<EXPR=` that `text` has just written: the text after its last `<<`,
 /// when it ends with `=`.
 pub fn pending_expression(text: &str) -> Option<&str> {

@@ -158,6 +158,49 @@ pub fn given(prompt: &str) -> Vec<String> {
     given
 }
 
+/// Why a worked answer to `prompt` cannot be right whatever its question means, if it cannot:
+/// a calculation that uses a number of the question more often than the question writes it
+/// ("145.16+5.84+5.84" where 5.84 is given once), a sum or difference with a number that
+/// neither the question, an earlier result nor a constant gives ("1346+6444+6"), or a result
+/// below zero (no count, price or measure is). Small whole numbers, constants and earlier
+/// results may recur. The check prefers drafts without a flaw (`engine::check`).
+pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
+    let given: Vec<String> = scan(prompt)
+        .iter()
+        .map(|(d, _)| trimmed(d).to_string())
+        .collect();
+    let words = worded(prompt);
+    let mut results: Vec<&str> = Vec::new();
+    for (expr, result) in calculator::calculations(answer) {
+        if calculator::evaluate(expr).is_some_and(|v| v.numer() < 0) {
+            return Some(format!("{expr} is below zero"));
+        }
+        let used: Vec<String> = scan(expr)
+            .iter()
+            .map(|(d, _)| trimmed(d).to_string())
+            .collect();
+        let additive = !expr.contains(['*', '/']);
+        for n in &used {
+            let value = calculator::evaluate(n);
+            let constant = value.is_some_and(|v| is_constant(v) || words.contains(&v));
+            let earlier = results.contains(&n.as_str());
+            let small = value.is_some_and(|v| v.denom() == 1 && v.numer() <= SMALL);
+            let times = used.iter().filter(|u| *u == n).count();
+            let gives = given.iter().filter(|g| *g == n).count();
+            if !(earlier || constant || small) && gives > 0 && times > gives {
+                return Some(format!(
+                    "{expr} uses {n} {times} times; the question gives it {gives}"
+                ));
+            }
+            if additive && !(earlier || constant) && gives == 0 {
+                return Some(format!("{expr} uses {n}, which the question does not give"));
+            }
+        }
+        results.push(trimmed(result.trim()));
+    }
+    None
+}
+
 /// Keeps a sample's numbers to those the prompt gives, the sample's earlier numbers (the
 /// calculator's results among them) and constants (see the module docs).
 pub struct NumberGuard {
@@ -266,6 +309,38 @@ mod tests {
         assert!(is_constant(Ratio::new(1, 4).unwrap()));
         assert!(!is_constant(Ratio::new(1, 3).unwrap()));
         assert!(!is_constant(Ratio::new(13, 1).unwrap()));
+    }
+
+    #[test]
+    fn a_number_used_more_often_than_given_or_a_result_below_zero_is_a_flaw() {
+        let q = "Mike bought a trumpet for $ 145.16, and a song book which was $ 5.84.";
+        assert_eq!(
+            flaw(q, "He spent 145.16+5.84 = <<145.16+5.84=151>>151 dollars."),
+            None
+        );
+        assert_eq!(
+            flaw(q, "He spent <<145.16+5.84+5.84=156.84>>156.84.").as_deref(),
+            Some("145.16+5.84+5.84 uses 5.84 2 times; the question gives it 1")
+        );
+        assert!(flaw(q, "<<5.84-145.16=-139.32>>-139.32").is_some());
+        assert!(flaw(q, "<<5.84-5.84=0>>0").is_some());
+        // Given twice, it may be used twice; small numbers, constants and results recur freely.
+        let twice = "Ann had 2.5 cups of oats and 2.5 cups of nuts, 3 pears and 15 plums.";
+        assert_eq!(flaw(twice, "<<2.5+2.5=5>>5"), None);
+        assert!(flaw(twice, "<<2.5+2.5+2.5=7.5>>7.5").is_some());
+        assert_eq!(flaw(twice, "<<3+3+3=9>>9 and <<60+60=120>>120"), None);
+        assert_eq!(flaw(twice, "<<15*2=30>>30, <<30+30=60>>60"), None);
+        assert!(flaw(twice, "<<15+15=30>>30").is_some());
+        // A sum or difference with a number from nowhere; a product may use one (a spider's legs).
+        assert!(flaw(twice, "<<15+6=21>>21").is_some());
+        assert_eq!(flaw(twice, "<<15*6=90>>90"), None);
+        assert_eq!(
+            flaw(
+                "Two dozen eggs and 15 more",
+                "<<12+15=27>>27, <<27-2=25>>25"
+            ),
+            None
+        );
     }
 
     #[test]

@@ -753,6 +753,7 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
         drawn: false,
         answer: Some(answer.into()),
         nelbo,
+        flaw: None,
     };
     let drawn = |answer: &str| Draft {
         drawn: true,
@@ -765,14 +766,17 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
             draft(2, "23", Some(20.0)),
             draft(0, "23", None),
             drawn("23"),
-            drawn("24"),
+            Draft {
+                flaw: Some("14+14 uses 14 2 times; the question gives it 1".into()),
+                ..drawn("28")
+            },
             drawn("23"),
         ],
         kept: 1,
     });
     app.on_event(Event::Done { request, done: d });
     app.on_event(Event::Finished { request: r.id });
-    let check = "checked: drafts 24 · 23 · 23 (8, 2, 0 steps) · 23 ×2 · 24 (3 drawn): kept 23";
+    let check = "checked: drafts 24 · 23 · 23 (8, 2, 0 steps) · 23 ×2 · 28 (3 drawn) · 1 with a flaw: kept 23";
     assert_shows(&screen(&app), &["Answer: 23", check]);
     press_with(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
     let working = screen(&app);
