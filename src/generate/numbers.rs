@@ -161,9 +161,10 @@ pub fn given(prompt: &str) -> Vec<String> {
 /// Why a worked answer to `prompt` cannot be right whatever its question means, if it cannot:
 /// a calculation that uses a number of the question more often than the question writes it
 /// ("145.16+5.84+5.84" where 5.84 is given once), a sum or difference with a number that
-/// neither the question, an earlier result nor a constant gives ("1346+6444+6"), or a result
-/// below zero (no count, price or measure is). Small whole numbers, constants and earlier
-/// results may recur. The check prefers drafts without a flaw (`engine::check`).
+/// neither the question (in digits or words), an earlier result, a whole, a hundred nor a
+/// fraction such as a coin's gives ("1346+6444+6", "72-2"), or a result below zero (no
+/// count, price or measure is). Small whole numbers, constants and earlier results may
+/// recur. The check prefers drafts without a flaw (`engine::check`).
 pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
     let given: Vec<String> = scan(prompt)
         .iter()
@@ -182,7 +183,15 @@ pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
         let additive = !expr.contains(['*', '/']);
         for n in &used {
             let value = calculator::evaluate(n);
-            let constant = value.is_some_and(|v| is_constant(v) || words.contains(&v));
+            let worded = value.is_some_and(|v| words.contains(&v));
+            let constant = worded || value.is_some_and(is_constant);
+            // In a sum a whole constant stands only where the question's words give it (60
+            // beside "an hour"), or as a whole (1) or a hundred percent: "72-2" is a miscopy.
+            let summable = worded
+                || value.is_some_and(|v| {
+                    v.denom() > 1 && is_constant(v)
+                        || v.denom() == 1 && [1, 100].contains(&v.numer())
+                });
             let earlier = results.contains(&n.as_str());
             let small = value.is_some_and(|v| v.denom() == 1 && v.numer() <= SMALL);
             let times = used.iter().filter(|u| *u == n).count();
@@ -192,7 +201,7 @@ pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
                     "{expr} uses {n} {times} times; the question gives it {gives}"
                 ));
             }
-            if additive && !(earlier || constant) && gives == 0 {
+            if additive && !(earlier || summable) && gives == 0 {
                 return Some(format!("{expr} uses {n}, which the question does not give"));
             }
         }
@@ -328,7 +337,7 @@ mod tests {
         let twice = "Ann had 2.5 cups of oats and 2.5 cups of nuts, 3 pears and 15 plums.";
         assert_eq!(flaw(twice, "<<2.5+2.5=5>>5"), None);
         assert!(flaw(twice, "<<2.5+2.5+2.5=7.5>>7.5").is_some());
-        assert_eq!(flaw(twice, "<<3+3+3=9>>9 and <<60+60=120>>120"), None);
+        assert_eq!(flaw(twice, "<<3+3+3=9>>9 and <<2*60+3*60=300>>300"), None);
         assert_eq!(flaw(twice, "<<15*2=30>>30, <<30+30=60>>60"), None);
         assert!(flaw(twice, "<<15+15=30>>30").is_some());
         // A sum or difference with a number from nowhere; a product may use one (a spider's legs).
@@ -338,6 +347,17 @@ mod tests {
             flaw(
                 "Two dozen eggs and 15 more",
                 "<<12+15=27>>27, <<27-2=25>>25"
+            ),
+            None
+        );
+        // A constant in a sum only where the words give it; a whole, a percent, a coin always.
+        assert!(flaw(twice, "<<15-2=13>>13").is_some());
+        assert!(flaw(twice, "<<15+7=22>>22").is_some());
+        assert_eq!(flaw("15 plums a week", "<<15+7=22>>22"), None);
+        assert_eq!(
+            flaw(
+                twice,
+                "<<1-0.25=0.75>>0.75, <<100-15=85>>85, <<15+0.1=15.1>>15.1"
             ),
             None
         );
