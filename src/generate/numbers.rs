@@ -166,20 +166,20 @@ pub fn given(prompt: &str) -> Vec<String> {
 /// count, price or measure is). Small whole numbers, constants and earlier results may
 /// recur. The check prefers drafts without a flaw (`engine::check`).
 pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
-    let given: Vec<String> = scan(prompt)
-        .iter()
-        .map(|(d, _)| trimmed(d).to_string())
-        .collect();
+    let numbers = |text: &str| -> Vec<String> {
+        scan(text)
+            .iter()
+            .map(|(d, _)| trimmed(d).to_string())
+            .collect()
+    };
+    let given = numbers(prompt);
     let words = worded(prompt);
     let mut results: Vec<&str> = Vec::new();
     for (expr, result) in calculator::calculations(answer) {
         if calculator::evaluate(expr).is_some_and(|v| v.numer() < 0) {
             return Some(format!("{expr} is below zero"));
         }
-        let used: Vec<String> = scan(expr)
-            .iter()
-            .map(|(d, _)| trimmed(d).to_string())
-            .collect();
+        let used = numbers(expr);
         let additive = !expr.contains(['*', '/']);
         for n in &used {
             let value = calculator::evaluate(n);
