@@ -36,6 +36,7 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
         answer: None,
         nelbo: None,
         flaw: None,
+        text: String::new(),
     };
     let fitted = depths.into_iter().map(|steps| draft(steps, false));
     fitted.chain((0..DRAWN).map(|_| draft(0, true))).collect()
@@ -234,6 +235,7 @@ mod tests {
                 answer: answer(a),
                 nelbo: None,
                 flaw: None,
+                text: String::new(),
             })
             .collect()
     }

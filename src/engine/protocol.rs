@@ -359,6 +359,10 @@ pub struct Draft {
     /// check keeps a draft with a flaw only when every draft with an answer has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flaw: Option<String>,
+    /// What it wrote, so that a reader of the `done` event (or of `ltm eval --json`) sees why
+    /// it was kept or passed over; empty until written.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
 }
 
 impl Draft {
