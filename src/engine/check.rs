@@ -36,6 +36,7 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
         answer: None,
         nelbo: None,
         flaw: None,
+        unused: 0,
         text: String::new(),
     };
     let fitted = depths.into_iter().map(|steps| draft(steps, false));
@@ -144,9 +145,10 @@ pub fn verdicts(
         .collect())
 }
 
-/// Chooses among `drafts`, their answers and flaws written: a draft without an answer is kept
-/// only when none has one, and one with a flaw only when every draft with an answer has one;
-/// among the rest, drafts that agree need no check; otherwise the first draft of each answer is
+/// Chooses among `drafts`, their answers, flaws and unused numbers written: a draft without an
+/// answer is kept only when none has one, one with a flaw only when every draft with an answer
+/// has one, and of the rest only those that leave fewest of the question's numbers unused;
+/// among these, drafts that agree need no check; otherwise the first draft of each answer is
 /// judged by `nelbo` (−ELBO of question and draft, for all judged drafts at once) and kept is
 /// the one whose −ELBO less the log of how many drafts gave its answer is lowest, the earlier on
 /// a tie: an answer is about as likely as its likeliest draft times the drafts that reach it.
@@ -157,7 +159,13 @@ pub fn choose(
     let sound = drafts
         .iter()
         .any(|d| d.answer.is_some() && d.flaw.is_none());
-    let eligible = |d: &Draft| d.answer.is_some() && (d.flaw.is_none() || !sound);
+    let answered = |d: &Draft| d.answer.is_some() && (d.flaw.is_none() || !sound);
+    let fewest = drafts
+        .iter()
+        .filter(|d| answered(d))
+        .map(|d| d.unused)
+        .min();
+    let eligible = |d: &Draft| answered(d) && Some(d.unused) == fewest;
     // The first eligible draft of each answer, in order.
     let mut firsts: Vec<usize> = Vec::new();
     for (i, d) in drafts.iter().enumerate() {
@@ -235,6 +243,7 @@ mod tests {
                 answer: answer(a),
                 nelbo: None,
                 flaw: None,
+                unused: 0,
                 text: String::new(),
             })
             .collect()
@@ -327,6 +336,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.kept, 1);
+    }
+
+    #[test]
+    fn of_sound_drafts_those_that_leave_fewest_numbers_unused_are_judged() {
+        let leaving = |answers: &str, unused: &[usize]| {
+            let mut d = written("2 1 0 0d", answers);
+            for (d, &n) in d.iter_mut().zip(unused) {
+                d.unused = n;
+            }
+            d
+        };
+        // The likelier 59 leaves a number out; 67 and 40 use them all.
+        let c = choose(leaving("59 67 40 59", &[1, 0, 0, 1]), |judged| {
+            assert_eq!(judged, [1, 2]);
+            Ok(vec![21.0, 20.0])
+        })
+        .unwrap();
+        assert_eq!(c.kept, 2);
+        // A flaw weighs before numbers left out.
+        let mut d = leaving("59 67 67 —", &[1, 0, 0, 0]);
+        d[1].flaw = Some("67-99 is below zero".into());
+        d[2].flaw = d[1].flaw.clone();
+        assert_eq!(choose(d, |_| panic!("judged")).unwrap().kept, 0);
     }
 
     #[test]

@@ -456,6 +456,7 @@ impl Worker {
             for (d, w) in drafts.iter_mut().zip(&writers) {
                 d.answer = answered(&w.text);
                 d.flaw = numbers::flaw(&r.prompt, &w.text);
+                d.unused = numbers::unused(&r.prompt, &w.text);
                 d.text = w.text.clone();
             }
             let chosen = check::choose(drafts, |judged| {

@@ -359,6 +359,11 @@ pub struct Draft {
     /// check keeps a draft with a flaw only when every draft with an answer has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flaw: Option<String>,
+    /// How many of the question's numbers its calculations leave out
+    /// (`generate::numbers::unused`): the check chooses among the drafts it would keep those
+    /// that leave out fewest.
+    #[serde(default)]
+    pub unused: usize,
     /// What it wrote, so that a reader of the `done` event (or of `ltm eval --json`) sees why
     /// it was kept or passed over; empty until written.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -93,6 +93,14 @@ enum End {
 /// The numbers of `text` (digits with thousands commas and a decimal point; a leading `.5`
 /// read as `0.5`; `3rd`, `2x` and `x2` are not numbers), each as its digits without commas.
 fn scan(text: &str) -> Vec<(String, End)> {
+    scan_at(text)
+        .into_iter()
+        .map(|(digits, end, _)| (digits, end))
+        .collect()
+}
+
+/// [`scan`], with where in `text` each number ends.
+fn scan_at(text: &str) -> Vec<(String, End, usize)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -125,7 +133,7 @@ fn scan(text: &str) -> Vec<(String, End)> {
         if b.get(i).is_some_and(u8::is_ascii_alphabetic) {
             continue; // 3rd, 2x
         }
-        out.push((digits, end));
+        out.push((digits, end, i));
     }
     out
 }
@@ -159,32 +167,45 @@ pub fn given(prompt: &str) -> Vec<String> {
 }
 
 /// Why a worked answer to `prompt` cannot be right whatever its question means, if it cannot:
-/// a calculation that uses a number of the question more often than the question writes it
-/// ("145.16+5.84+5.84" where 5.84 is given once), a sum or difference with a number that
-/// neither the question (in digits or words), an earlier result, a whole, a hundred nor a
-/// fraction such as a coin's gives ("1346+6444+6", "72-2"), or a result below zero (no
-/// count, price or measure is). Small whole numbers, constants and earlier results may
-/// recur. The check prefers drafts without a flaw (`engine::check`).
+/// - a calculation uses a number of the question more often than the question writes it
+///   ("145.16+5.84+5.84" where 5.84 is given once), or, where the question compares nothing
+///   ("than"), a sum counts it again through an earlier result ("6206-2475", then
+///   "6206+3731");
+/// - a sum or difference uses a number that neither the question (in digits or words), an
+///   earlier result, a whole, a hundred nor a fraction such as a coin's gives ("1346+6444+6",
+///   "72-2"), or one that counts another kind of thing than the question asks about ("16 red
+///   marbles" where it asks about blue ones: [`other_kind`]);
+/// - a result is below zero (no count, price or measure is).
+///
+/// Small whole numbers, constants and earlier results may recur. The check prefers drafts
+/// without a flaw (`engine::check`).
 pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
-    let numbers = |text: &str| -> Vec<String> {
-        scan(text)
-            .iter()
-            .map(|(d, _)| trimmed(d).to_string())
-            .collect()
-    };
     let given = numbers(prompt);
     let words = worded(prompt);
-    let mut results: Vec<&str> = Vec::new();
+    let (counted, asked) = (counts(prompt), asked(prompt));
+    let compares = prompt
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|w| w.eq_ignore_ascii_case("than"));
+    // Each earlier result, and the question's numbers it sums with their signs.
+    let mut results: Vec<(&str, Vec<(String, i32)>)> = Vec::new();
     for (expr, result) in calculator::calculations(answer) {
         if calculator::evaluate(expr).is_some_and(|v| v.numer() < 0) {
             return Some(format!("{expr} is below zero"));
         }
         let used = numbers(expr);
         let additive = !expr.contains(['*', '/']);
+        let earlier = |n: &str| results.iter().any(|(r, _)| *r == n);
+        let gives = |n: &str| given.iter().filter(|g| *g == n).count();
+        let recurs = |n: &str| {
+            let value = calculator::evaluate(n);
+            earlier(n)
+                || value.is_some_and(|v| {
+                    words.contains(&v) || is_constant(v) || v.denom() == 1 && v.numer() <= SMALL
+                })
+        };
         for n in &used {
             let value = calculator::evaluate(n);
             let worded = value.is_some_and(|v| words.contains(&v));
-            let constant = worded || value.is_some_and(is_constant);
             // In a sum a whole constant stands only where the question's words give it (60
             // beside "an hour"), or as a whole (1) or a hundred percent: "72-2" is a miscopy.
             let summable = worded
@@ -192,22 +213,204 @@ pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
                     v.denom() > 1 && is_constant(v)
                         || v.denom() == 1 && [1, 100].contains(&v.numer())
                 });
-            let earlier = results.contains(&n.as_str());
-            let small = value.is_some_and(|v| v.denom() == 1 && v.numer() <= SMALL);
             let times = used.iter().filter(|u| *u == n).count();
-            let gives = given.iter().filter(|g| *g == n).count();
-            if !(earlier || constant || small) && gives > 0 && times > gives {
+            if !recurs(n) && gives(n) > 0 && times > gives(n) {
                 return Some(format!(
-                    "{expr} uses {n} {times} times; the question gives it {gives}"
+                    "{expr} uses {n} {times} times; the question gives it {}",
+                    gives(n)
                 ));
             }
-            if additive && !(earlier || summable) && gives == 0 {
+            if additive && !(earlier(n) || summable) && gives(n) == 0 {
                 return Some(format!("{expr} uses {n}, which the question does not give"));
             }
+            let kinds: Vec<&Vec<String>> = counted
+                .iter()
+                .filter(|(d, _)| d == n)
+                .map(|(_, kind)| kind)
+                .collect();
+            let other = |kind: &Vec<String>| other_kind(kind, &counted, &asked);
+            if additive && !earlier(n) && !kinds.is_empty() && kinds.iter().all(|k| other(k)) {
+                return Some(format!(
+                    "{expr} counts {n} {}, not what the question asks about",
+                    kinds[0].join(" ")
+                ));
+            }
         }
-        results.push(trimmed(result.trim()));
+        let mut summed: Vec<(String, i32)> = Vec::new();
+        for (sign, n) in terms(expr).unwrap_or_default() {
+            let through = results.iter().rev().find(|(r, _)| *r == n && gives(r) == 0);
+            let parts = match through {
+                Some((_, parts)) => parts.clone(),
+                None if gives(&n) > 0 && !recurs(&n) => vec![(n, 1)],
+                None => Vec::new(),
+            };
+            for (m, c) in parts {
+                match summed.iter_mut().find(|(s, _)| *s == m) {
+                    Some((_, total)) => *total += sign * c,
+                    None => summed.push((m, sign * c)),
+                }
+            }
+        }
+        if let Some((n, c)) = summed
+            .iter()
+            .find(|(n, c)| !compares && c.unsigned_abs() as usize > gives(n))
+        {
+            return Some(format!(
+                "{expr} counts {n} {} times through earlier results; the question gives it {}",
+                c.abs(),
+                gives(n)
+            ));
+        }
+        results.push((trimmed(result.trim()), summed));
     }
     None
+}
+
+/// The terms of a sum or difference with their signs ("6206-2475": 6206 and −2475), none for
+/// an expression with products, quotients or brackets.
+fn terms(expr: &str) -> Option<Vec<(i32, String)>> {
+    if expr.contains(['*', '/', '(', ')']) {
+        return None;
+    }
+    expr.replace('-', "+-")
+        .split('+')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let sign = if t.trim_start().starts_with('-') {
+                -1
+            } else {
+                1
+            };
+            match numbers(t).as_slice() {
+                [n] => Some((sign, n.clone())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The numbers of `text`, each as it compares (`trimmed`).
+fn numbers(text: &str) -> Vec<String> {
+    scan(text)
+        .iter()
+        .map(|(d, _)| trimmed(d).to_string())
+        .collect()
+}
+
+/// Words between a number and what it counts ("7 more nickels", "3 of his dimes").
+const BEFORE_KIND: &[&str] = &[
+    "more",
+    "fewer",
+    "less",
+    "new",
+    "other",
+    "additional",
+    "extra",
+    "of",
+    "the",
+    "a",
+    "an",
+    "his",
+    "her",
+    "their",
+    "its",
+    "old",
+    "whole",
+];
+/// Words that end what a number counts ("9 pizzas during lunch", "4 were broken").
+const AFTER_KIND: &[&str] = &[
+    "during", "were", "was", "are", "is", "be", "been", "of", "them", "it", "in", "on", "at", "to",
+    "for", "from", "with", "by", "and", "but", "or", "than", "then", "so", "if", "that", "this",
+    "these", "those", "he", "she", "they", "we", "i", "you", "his", "her", "their", "its", "him",
+    "there", "here", "what", "which", "who", "how", "many", "much", "each", "every", "per", "some",
+    "all", "any", "one",
+];
+
+/// A word as it compares: lower case, a plural's `s` dropped ("marbles" and "marble").
+fn singular(word: &str) -> String {
+    let w = word.to_lowercase();
+    match w.strip_suffix('s') {
+        Some(stem) if stem.len() >= 3 => stem.to_string(),
+        _ => w,
+    }
+}
+
+/// What each number of `text` counts, in up to three words after it ("43 blue marbles": blue,
+/// marble), past words that come between ([`BEFORE_KIND`]) and up to one that ends it
+/// ([`AFTER_KIND`]) or a mark; none where such a word or a mark follows at once.
+fn counts(text: &str) -> Vec<(String, Vec<String>)> {
+    scan_at(text)
+        .into_iter()
+        .map(|(digits, _, end)| {
+            let mut kind: Vec<String> = Vec::new();
+            for piece in text[end..].split_whitespace().take(4) {
+                // "marbles." is a word and a mark; the mark ends the kind after the word.
+                let word = piece.trim_end_matches(|c: char| !c.is_ascii_alphabetic());
+                if word.is_empty() || !word.chars().all(|c| c.is_ascii_alphabetic()) {
+                    break;
+                }
+                let lower = word.to_lowercase();
+                if kind.is_empty() && BEFORE_KIND.contains(&lower.as_str()) {
+                    continue;
+                }
+                if AFTER_KIND.contains(&lower.as_str()) {
+                    break;
+                }
+                kind.push(singular(word));
+                if kind.len() == 3 || word.len() < piece.len() {
+                    break;
+                }
+            }
+            (trimmed(&digits).to_string(), kind)
+        })
+        .collect()
+}
+
+/// The words of the last sentence of `text` that asks (it ends in `?` or says "how many" or
+/// "how much"), singular.
+fn asked(text: &str) -> Vec<String> {
+    let asks = |s: &&str| {
+        let lower = s.to_lowercase();
+        s.trim_end().ends_with('?') || lower.contains("how many") || lower.contains("how much")
+    };
+    let sentence = text
+        .split_inclusive(['.', '?', '!', '\n'])
+        .rfind(asks)
+        .unwrap_or("");
+    sentence
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+        .map(singular)
+        .collect()
+}
+
+/// Whether a number that counts `kind` counts something other than what the question asks
+/// about: the question asks about neither its first word nor, of another number's kind, a
+/// first word it lacks ("16 red marbles" where 43 are blue and it asks about blue ones; not
+/// "11 football games" where it asks about games).
+fn other_kind(kind: &[String], counted: &[(String, Vec<String>)], asked: &[String]) -> bool {
+    kind.first().is_some_and(|first| {
+        !asked.contains(first)
+            && counted.iter().any(|(_, other)| {
+                other
+                    .first()
+                    .is_some_and(|f| asked.contains(f) && !kind.contains(f))
+            })
+    })
+}
+
+/// How many of the numbers `prompt` writes in digits (each value once) no calculation of
+/// `answer` uses. Most problems use every number they give, so of two drafts that are both
+/// sound the one that leaves fewer out has read more of the question (`engine::check`).
+pub fn unused(prompt: &str, answer: &str) -> usize {
+    let used: Vec<String> = calculator::calculations(answer)
+        .iter()
+        .flat_map(|(expr, _)| numbers(expr))
+        .collect();
+    let mut given = numbers(prompt);
+    given.sort();
+    given.dedup();
+    given.iter().filter(|g| !used.contains(g)).count()
 }
 
 /// Keeps a sample's numbers to those the prompt gives, the sample's earlier numbers (the
@@ -361,6 +564,56 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_sum_with_a_number_of_another_kind_than_asked_is_a_flaw() {
+        let green = "Ann has 12 green and 25 yellow pears. Ben has 30 green pears. How many \
+                     green pears do they have?";
+        assert!(flaw(green, "<<12+25=37>>37 #### 37").is_some_and(|f| f.contains("25 yellow")));
+        assert_eq!(flaw(green, "<<12+30=42>>42 #### 42"), None);
+        let more = "Ann has 12 green and 25 yellow pears. How many more yellow pears than green?";
+        assert_eq!(flaw(more, "<<25-12=13>>13"), None);
+        let pens = "There are 14 pens and 40 pencils in the box. Lee put 16 more pens in the box. \
+                    How many pens are in the box now?";
+        assert!(flaw(pens, "<<14+40=54>>54").is_some());
+        assert_eq!(flaw(pens, "<<14+16=30>>30"), None);
+        // A kind the question asks about in other words, or no kind at all, is no flaw.
+        let matches = "Kim saw 13 soccer matches this year and 15 matches last year. How many \
+                       matches did she see?";
+        assert_eq!(flaw(matches, "<<13+15=28>>28"), None);
+        let pies = "A bakery sold 8 pies at noon and 5 during the evening. How many pies?";
+        assert_eq!(flaw(pies, "<<8+5=13>>13"), None);
+        // Products are not sums of things.
+        assert_eq!(flaw(pens, "<<14*40=560>>560"), None);
+    }
+
+    #[test]
+    fn a_number_counted_again_through_a_result_is_a_flaw_unless_the_question_compares() {
+        let tank = "A tank lost 2475 liters at first; 6206 liters were lost in all. How many \
+                    liters were lost after that?";
+        let again = "<<6206-2475=3731>>3731, then <<6206+3731=9937>>9937 #### 9937";
+        assert!(flaw(tank, again).is_some_and(|f| f.contains("counts 6206 2 times")));
+        assert_eq!(flaw(tank, "<<6206-2475=3731>>3731 #### 3731"), None);
+        // Taken away and given back, a number counts no more than once.
+        let back = "Ann had 50 cards and gave 20 away; then she got them back. How many has she?";
+        assert_eq!(flaw(back, "<<50-20=30>>30, <<30+20=50>>50"), None);
+        let than = "Ann has 45 cards. Bo has 17 more cards than Ann. How many do they have?";
+        assert_eq!(
+            flaw(than, "<<45+17=62>>62, <<45+62=107>>107 #### 107"),
+            None
+        );
+    }
+
+    #[test]
+    fn numbers_no_calculation_uses_are_counted_once_each() {
+        let q = "Sally had 27 cards. Dan gave her 41 cards. She bought 20 cards, then 20 more.";
+        assert_eq!(unused(q, "<<27+41+20+20=108>>108 #### 108"), 0);
+        assert_eq!(unused(q, "Sally has <<27+41=68>>68 cards. #### 68"), 1);
+        assert_eq!(unused(q, "<<27+41=68>>68, <<68+20=88>>88"), 0);
+        // Numbers outside calculations and results do not count as used.
+        assert_eq!(unused(q, "27 and 41 make 68. #### 68"), 3);
+        assert_eq!(unused("6,048 lambs, 193 white", "<<6048-193=5855>>5855"), 0);
     }
 
     #[test]

@@ -754,6 +754,7 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
         answer: Some(answer.into()),
         nelbo,
         flaw: None,
+        unused: 0,
         text: String::new(),
     };
     let drawn = |answer: &str| Draft {
