@@ -399,18 +399,31 @@ fn other_kind(kind: &[String], counted: &[(String, Vec<String>)], asked: &[Strin
     })
 }
 
-/// How many of the numbers `prompt` writes in digits (each value once) no calculation of
-/// `answer` uses. Most problems use every number they give, so of two drafts that are both
-/// sound the one that leaves fewer out has read more of the question (`engine::check`).
+/// How many of the numbers `prompt` writes in digits (each value once, small whole numbers
+/// aside) no calculation of `answer` uses; a number equal to an earlier result is read as that
+/// result. Most problems use every number they give, so of two drafts that are both sound the
+/// one that leaves fewer out has read more of the question (`engine::check`); a small number
+/// is as often said in passing ("she went to 2 shops") as counted with.
 pub fn unused(prompt: &str, answer: &str) -> usize {
-    let used: Vec<String> = calculator::calculations(answer)
-        .iter()
-        .flat_map(|(expr, _)| numbers(expr))
-        .collect();
+    let mut used: Vec<String> = Vec::new();
+    let mut results: Vec<&str> = Vec::new();
+    for (expr, result) in calculator::calculations(answer) {
+        used.extend(
+            numbers(expr)
+                .into_iter()
+                .filter(|n| !results.contains(&n.as_str())),
+        );
+        results.push(trimmed(result.trim()));
+    }
+    let small =
+        |n: &str| calculator::evaluate(n).is_some_and(|v| v.denom() == 1 && v.numer() <= SMALL);
     let mut given = numbers(prompt);
     given.sort();
     given.dedup();
-    given.iter().filter(|g| !used.contains(g)).count()
+    given
+        .iter()
+        .filter(|g| !small(g) && !used.contains(g))
+        .count()
 }
 
 /// Keeps a sample's numbers to those the prompt gives, the sample's earlier numbers (the
@@ -611,9 +624,19 @@ mod tests {
         assert_eq!(unused(q, "<<27+41+20+20=108>>108 #### 108"), 0);
         assert_eq!(unused(q, "Sally has <<27+41=68>>68 cards. #### 68"), 1);
         assert_eq!(unused(q, "<<27+41=68>>68, <<68+20=88>>88"), 0);
-        // Numbers outside calculations and results do not count as used.
+        // Numbers outside calculations do not count as used, nor does a result that equals one.
         assert_eq!(unused(q, "27 and 41 make 68. #### 68"), 3);
         assert_eq!(unused("6,048 lambs, 193 white", "<<6048-193=5855>>5855"), 0);
+        let pears = "Kim picked 30 pears and Jo 20 pears. Al picked 50 plums. How many pears?";
+        assert_eq!(unused(pears, "<<30+20=50>>50, <<30+50=80>>80"), 1);
+        // Small whole numbers may be said in passing.
+        assert_eq!(
+            unused(
+                "She spent $13.04 and $12.27 in 2 shops.",
+                "<<13.04+12.27=25.31>>"
+            ),
+            0
+        );
     }
 
     #[test]
