@@ -399,11 +399,10 @@ fn other_kind(kind: &[String], counted: &[(String, Vec<String>)], asked: &[Strin
     })
 }
 
-/// How many of the numbers `prompt` writes in digits (each value once, small whole numbers
-/// aside) no calculation of `answer` uses; a number equal to an earlier result is read as that
-/// result. Most problems use every number they give, so of two drafts that are both sound the
-/// one that leaves fewer out has read more of the question (`engine::check`); a small number
-/// is as often said in passing ("she went to 2 shops") as counted with.
+/// How many of the numbers `prompt` writes in digits (each value once) no calculation of
+/// `answer` uses; a number equal to an earlier result is read as that result. Most problems
+/// use every number they give, so of two drafts that are both sound the one that leaves fewer
+/// out has read more of the question (`engine::check`).
 pub fn unused(prompt: &str, answer: &str) -> usize {
     let mut used: Vec<String> = Vec::new();
     let mut results: Vec<&str> = Vec::new();
@@ -415,15 +414,10 @@ pub fn unused(prompt: &str, answer: &str) -> usize {
         );
         results.push(trimmed(result.trim()));
     }
-    let small =
-        |n: &str| calculator::evaluate(n).is_some_and(|v| v.denom() == 1 && v.numer() <= SMALL);
     let mut given = numbers(prompt);
     given.sort();
     given.dedup();
-    given
-        .iter()
-        .filter(|g| !small(g) && !used.contains(g))
-        .count()
+    given.iter().filter(|g| !used.contains(g)).count()
 }
 
 /// Keeps a sample's numbers to those the prompt gives, the sample's earlier numbers (the
@@ -629,14 +623,6 @@ mod tests {
         assert_eq!(unused("6,048 lambs, 193 white", "<<6048-193=5855>>5855"), 0);
         let pears = "Kim picked 30 pears and Jo 20 pears. Al picked 50 plums. How many pears?";
         assert_eq!(unused(pears, "<<30+20=50>>50, <<30+50=80>>80"), 1);
-        // Small whole numbers may be said in passing.
-        assert_eq!(
-            unused(
-                "She spent $13.04 and $12.27 in 2 shops.",
-                "<<13.04+12.27=25.31>>"
-            ),
-            0
-        );
     }
 
     #[test]
