@@ -5,6 +5,11 @@
 //! 100 %). A small model miscopies long numbers ("3946" written back as "3496"); with the
 //! guard on, a sample may only write numbers of those kinds, and among them it chooses by its
 //! own probabilities. The calculator's forced results count as written.
+//!
+//! The same reading judges a finished answer for the check (`engine::check`): [`flaw`] says
+//! why its calculations cannot be right (a number used more often than given, one from
+//! nowhere or of another kind than asked, a result below zero), and [`unused`] how many of
+//! the question's numbers they leave out.
 
 use anyhow::Result;
 use candle_core::Tensor;
