@@ -332,8 +332,9 @@ const BEFORE_KIND: &[&str] = &[
     "whole",
 ];
 /// Words that compare one quantity with another ("3 more than", "11 years younger"): where a
-/// question compares, a number may count in two quantities and a sum may join two kinds.
-const COMPARING: &[&str] = &["than", "more", "fewer", "less", "younger", "older"];
+/// question compares, a number may count in two quantities and a sum may join two kinds. "How
+/// much more" alone asks for a difference and compares nothing it names.
+const COMPARING: &[&str] = &["than", "younger", "older"];
 /// Words that end what a number counts ("9 pizzas during lunch", "4 were broken").
 const AFTER_KIND: &[&str] = &[
     "during", "were", "was", "are", "is", "be", "been", "of", "them", "it", "in", "on", "at", "to",
