@@ -174,11 +174,11 @@ pub fn given(prompt: &str) -> Vec<String> {
 /// Why a worked answer to `prompt` cannot be right whatever its question means, if it cannot:
 /// - a calculation uses a number of the question more often than the question writes it
 ///   ("145.16+5.84+5.84" where 5.84 is given once), or, where the question compares nothing,
-///   a sum counts it again through an earlier result ("6206-2475", then "6206+3731");
+///   a sum counts it again through an earlier result ("5120-1480", then "5120+3640");
 /// - a sum or difference uses a number that neither the question (in digits or words), an
 ///   earlier result, a whole, a hundred nor a fraction such as a coin's gives ("1346+6444+6",
 ///   "72-2"), or, beside a number of what the question asks about, one that counts another
-///   kind of thing ("16 red marbles" added to blue ones where it asks about blue ones:
+///   kind of thing ("18 red marbles" added to blue ones where it asks about blue ones:
 ///   [`other_kind`]) where the question compares nothing ([`COMPARING`]);
 /// - a result is below zero (no count, price or measure is).
 ///
@@ -280,7 +280,7 @@ pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
     None
 }
 
-/// The terms of a sum or difference with their signs ("6206-2475": 6206 and −2475), none for
+/// The terms of a sum or difference with their signs ("5120-1480": 5120 and −1480), none for
 /// an expression with products, quotients or brackets.
 fn terms(expr: &str) -> Option<Vec<(i32, String)>> {
     if expr.contains(['*', '/', '(', ')']) {
@@ -353,7 +353,7 @@ fn singular(word: &str) -> String {
     }
 }
 
-/// What each number of `text` counts, in up to three words after it ("43 blue marbles": blue,
+/// What each number of `text` counts, in up to three words after it ("25 blue marbles": blue,
 /// marble), past words that come between ([`BEFORE_KIND`]) and up to one that ends it
 /// ([`AFTER_KIND`]) or a mark; none where such a word or a mark follows at once.
 fn counts(text: &str) -> Vec<(String, Vec<String>)> {
@@ -409,8 +409,8 @@ fn asked(text: &str) -> Vec<String> {
 
 /// Whether a number that counts `kind` counts something other than what the question asks
 /// about: the question asks about neither its first word nor, of another number's kind, a
-/// first word it lacks ("16 red marbles" where 43 are blue and it asks about blue ones; not
-/// "11 football games" where it asks about games).
+/// first word it lacks ("18 red marbles" where 25 are blue and it asks about blue ones; not
+/// "12 soccer games" where it asks about games).
 fn other_kind(kind: &[String], counted: &[(String, Vec<String>)], asked: &[String]) -> bool {
     kind.first().is_some_and(|first| {
         !asked.contains(first)
@@ -627,11 +627,11 @@ mod tests {
 
     #[test]
     fn a_number_counted_again_through_a_result_is_a_flaw_unless_the_question_compares() {
-        let tank = "A tank lost 2475 liters at first; 6206 liters were lost in all. How many \
+        let tank = "A tank lost 1480 liters at first; 5120 liters were lost in all. How many \
                     liters were lost after that?";
-        let again = "<<6206-2475=3731>>3731, then <<6206+3731=9937>>9937 #### 9937";
-        assert!(flaw(tank, again).is_some_and(|f| f.contains("counts 6206 2 times")));
-        assert_eq!(flaw(tank, "<<6206-2475=3731>>3731 #### 3731"), None);
+        let again = "<<5120-1480=3640>>3640, then <<5120+3640=8760>>8760 #### 8760";
+        assert!(flaw(tank, again).is_some_and(|f| f.contains("counts 5120 2 times")));
+        assert_eq!(flaw(tank, "<<5120-1480=3640>>3640 #### 3640"), None);
         // Taken away and given back, a number counts no more than once.
         let back = "Ann had 50 cards and gave 20 away; then she got them back. How many has she?";
         assert_eq!(flaw(back, "<<50-20=30>>30, <<30+20=50>>50"), None);
