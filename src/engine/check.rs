@@ -159,13 +159,13 @@ pub fn choose(
     let sound = drafts
         .iter()
         .any(|d| d.answer.is_some() && d.flaw.is_none());
-    let answered = |d: &Draft| d.answer.is_some() && (d.flaw.is_none() || !sound);
+    let admissible = |d: &Draft| d.answer.is_some() && (d.flaw.is_none() || !sound);
     let fewest = drafts
         .iter()
-        .filter(|d| answered(d))
+        .filter(|d| admissible(d))
         .map(|d| d.unused)
         .min();
-    let eligible = |d: &Draft| answered(d) && Some(d.unused) == fewest;
+    let eligible = |d: &Draft| admissible(d) && Some(d.unused) == fewest;
     // The first eligible draft of each answer, in order.
     let mut firsts: Vec<usize> = Vec::new();
     for (i, d) in drafts.iter().enumerate() {
