@@ -87,8 +87,9 @@ fn send(app: &mut App, text: &str) -> Request {
     }
 }
 
-fn step(sample: usize, step: usize, steps: usize, nelbo: f64) -> ThinkStep {
-    ThinkStep {
+/// Step `step` of `steps` of sample `sample`'s thinking, as the engine reports it.
+fn think(request: u64, sample: usize, step: usize, steps: usize, nelbo: f64) -> Event {
+    let step = ThinkStep {
         sample,
         step,
         steps,
@@ -99,7 +100,8 @@ fn step(sample: usize, step: usize, steps: usize, nelbo: f64) -> ThinkStep {
         ppl_bound: (nelbo / 20.0).exp(),
         layer_kl: vec![0.5, 1.0, 1.5, 2.0],
         ms: 12.0,
-    }
+    };
+    Event::Think { request, step }
 }
 
 /// Text of sample 0 as the engine streams it.
@@ -279,10 +281,7 @@ fn esc_cancels_at_once_and_later_output_is_ignored() {
     let mut app = ready();
     assert_eq!(press(&mut app, KeyCode::Esc), vec![], "nothing to cancel");
     let r = send(&mut app, "think hard");
-    app.on_event(Event::Think {
-        request: r.id,
-        step: step(0, 0, 16, 90.0),
-    });
+    app.on_event(think(r.id, 0, 0, 16, 90.0));
     assert_eq!(
         press(&mut app, KeyCode::Esc),
         vec![Action::Cancel, Action::SaveSession]
@@ -299,10 +298,7 @@ fn esc_cancels_at_once_and_later_output_is_ignored() {
 fn ctrl_c_quits_even_mid_thought() {
     let mut app = ready();
     let r = send(&mut app, "x");
-    app.on_event(Event::Think {
-        request: r.id,
-        step: step(0, 0, 16, 90.0),
-    });
+    app.on_event(think(r.id, 0, 0, 16, 90.0));
     assert_eq!(
         press_with(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL),
         vec![Action::Quit]
@@ -685,10 +681,7 @@ fn thinking_panel_mid_thought_shows_progress_curves_and_layers() {
     let mut app = ready();
     let r = send(&mut app, "think");
     for (i, nelbo) in [120.0, 101.5, 87.25].into_iter().enumerate() {
-        app.on_event(Event::Think {
-            request: r.id,
-            step: step(0, i, 16, nelbo),
-        });
+        app.on_event(think(r.id, 0, i, 16, nelbo));
     }
     let s = screen(&app);
     assert_shows(
@@ -712,10 +705,7 @@ fn thinking_panel_collapses_to_a_summary_after_the_answer() {
     let mut app = ready();
     let r = send(&mut app, "think");
     for i in 0..16 {
-        app.on_event(Event::Think {
-            request: r.id,
-            step: step(0, i, 16, 100.0 - i as f64),
-        });
+        app.on_event(think(r.id, 0, i, 16, 100.0 - i as f64));
     }
     app.on_event(token(r.id, "42"));
     app.on_event(done(r.id, 0, "The answer is 42.", 85.0));
@@ -844,10 +834,7 @@ fn few_shot_screen_shows_samples_answers_and_votes() {
         (1, " The answer is 41.", 70.0),
         (2, " 42", 90.0),
     ] {
-        app.on_event(Event::Think {
-            request: r.id,
-            step: step(i, 0, 16, nelbo),
-        });
+        app.on_event(think(r.id, i, 0, 16, nelbo));
         app.on_event(done(r.id, i, text, nelbo));
     }
     app.on_event(Event::Finished { request: r.id });
@@ -897,10 +884,7 @@ fn ladder_screen_shows_four_columns() {
     let mut r = send(&mut app, "What is 9 + 9?");
     for (k, answer) in ["17", "18", "18", "18"].iter().enumerate() {
         if r.think.steps > 0 {
-            app.on_event(Event::Think {
-                request: r.id,
-                step: step(0, 0, r.think.steps, 60.0 - k as f64),
-            });
+            app.on_event(think(r.id, 0, 0, r.think.steps, 60.0 - k as f64));
         }
         app.on_event(done(r.id, 0, &format!(" 9 + 9 = {answer}."), 50.0));
         match app.on_event(Event::Finished { request: r.id }).first() {
@@ -1033,10 +1017,7 @@ fn no_color_renders_without_colours() {
     let mut app = app_with(true);
     app.on_event(Event::Ready(info(None)));
     let r = send(&mut app, "x");
-    app.on_event(Event::Think {
-        request: r.id,
-        step: step(0, 0, 16, 90.0),
-    });
+    app.on_event(think(r.id, 0, 0, 16, 90.0));
     let (_, buffer) = render(&app, 120, 40);
     assert!(
         buffer
