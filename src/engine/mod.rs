@@ -16,12 +16,12 @@ use anyhow::{Result, anyhow, bail};
 use candle_core::Tensor;
 
 use crate::device::describe;
-use crate::generate::{Codec, Ended, Flow, Sampling, Token, generate, numbers};
+use crate::generate::{Codec, Ended, Flow, Sampling, Token, flaws, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
 use crate::tasks::verdict::verdict_prompt;
-use crate::tasks::{answer_of, default_examples, few_shot_prompt};
+use crate::tasks::{default_examples, few_shot_prompt};
 use crate::text::Tokenizer;
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
@@ -425,6 +425,7 @@ impl Worker {
                             calc: computed,
                         });
                     }
+                    writer.finished = stopped || sampling.stop_tokens.contains(&id);
                     if stopped || last {
                         writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
                         first_finished.get_or_insert(writer.tokens);
@@ -454,9 +455,9 @@ impl Worker {
         if checking {
             let mut drafts = drafts.clone();
             for (d, w) in drafts.iter_mut().zip(&writers) {
-                d.answer = answered(&w.text);
-                d.flaw = numbers::flaw(&r.prompt, &w.text);
-                d.unused = numbers::unused(&r.prompt, &w.text);
+                d.answer = w.answer();
+                d.flaw = flaws::flaw(&r.prompt, &w.text);
+                d.unused = flaws::unused(&r.prompt, &w.text);
                 d.text = w.text.clone();
             }
             let chosen = check::choose(drafts, |judged| {
@@ -501,7 +502,7 @@ impl Worker {
                 } else {
                     w.tokens as f64 / (gen_ms / 1e3)
                 },
-                answer: answered(&w.text),
+                answer: w.answer(),
                 text: w.text,
                 nelbo: thought.elbo.nelbo(sample),
                 fit: Some(Fit {
@@ -534,11 +535,6 @@ struct Thinking {
     z: Tensor,
     drafts: Vec<Draft>,
     ms: f64,
-}
-
-/// The answer a worked solution ends with (`#### N`), when it has one.
-fn answered(text: &str) -> Option<String> {
-    text.contains("####").then(|| answer_of(text)).flatten()
 }
 
 fn think_step(sample: usize, step: &Step) -> ThinkStep {

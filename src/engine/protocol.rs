@@ -355,12 +355,12 @@ pub struct Draft {
     /// answer, or an earlier draft gave its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nelbo: Option<f64>,
-    /// Why it cannot be right, whatever the question means (`generate::numbers::flaw`): the
+    /// Why it cannot be right, whatever the question means (`generate::flaws::flaw`): the
     /// check keeps a draft with a flaw only when every draft with an answer has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flaw: Option<String>,
     /// How many of the question's numbers its calculations leave out
-    /// (`generate::numbers::unused`): the check chooses among the drafts it would keep those
+    /// (`generate::flaws::unused`): the check chooses among the drafts it would keep those
     /// that leave out fewest.
     #[serde(default)]
     pub unused: usize,

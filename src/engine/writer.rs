@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::tasks::answer_of;
 use crate::text::Stream;
 
 /// One sample's text as it is written. A stop string is cut off with what follows it, and the
@@ -15,6 +16,8 @@ pub(super) struct Writer<'a> {
     pub(super) tokens: usize,
     /// When the sample finished, from the start of writing.
     pub(super) ms: Option<f64>,
+    /// Whether the sample ended on its own (a stop string or an end token), not cut short.
+    pub(super) finished: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -26,6 +29,7 @@ impl<'a> Writer<'a> {
             sent: 0,
             tokens: 0,
             ms: None,
+            finished: false,
         }
     }
 
@@ -59,6 +63,15 @@ impl<'a> Writer<'a> {
         Ok((new, stop_at.is_some()))
     }
 
+    /// The answer the text ends with (`#### N`), when it has one. Of a sample cut short (a
+    /// rambling draft, the token limit) only once its `####` line has ended: a number cut off
+    /// ("1.83" of "1.8333") is not the one it was writing.
+    pub(super) fn answer(&self) -> Option<String> {
+        let at = self.text.find("####")?;
+        let ended = self.finished || self.text[at..].contains('\n');
+        ended.then(|| answer_of(&self.text)).flatten()
+    }
+
     /// Length of the longest end of the text that begins some stop string.
     fn pending_stop(&self) -> usize {
         self.stop
@@ -90,6 +103,25 @@ mod tests {
             }
         }
         (shown, w.text, false)
+    }
+
+    #[test]
+    fn a_cut_sample_has_an_answer_only_once_its_answer_line_ended() {
+        let tok = Tokenizer::gpt2();
+        let answer = |text: &str, finished: bool| {
+            let mut w = Writer::new(tok.stream(), &[]);
+            (w.text, w.finished) = (text.into(), finished);
+            w.answer()
+        };
+        let cut = " 3-1.1666 = <<3-1.1666=1.8334>>1.8334 inches.\n#### 1.83";
+        assert_eq!(answer(cut, false), None);
+        assert_eq!(answer(cut, true).as_deref(), Some("1.83"));
+        assert_eq!(
+            answer(&format!("{cut}34\n"), false).as_deref(),
+            Some("1.8334")
+        );
+        assert_eq!(answer("#### 4\n#### 5", false).as_deref(), Some("4"));
+        assert_eq!(answer(" 2+2 = <<2+2=4>>4", true), None);
     }
 
     #[test]

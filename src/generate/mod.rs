@@ -3,6 +3,7 @@
 //! computed result is forced into a sample's text after `<<EXPR=` (see [`calculator`]).
 
 pub mod calculator;
+pub mod flaws;
 pub mod numbers;
 
 use anyhow::{Result, bail};
