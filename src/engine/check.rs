@@ -45,12 +45,20 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
 
 /// Tokens a draft may write beyond twice the first finished draft's.
 const RAMBLE_SLACK: usize = 16;
+/// Tokens more a draft may write to end its answer's line: a long number takes many, and an
+/// answer cut off is none.
+const ANSWER_ROOM: usize = 32;
 
-/// Whether a draft of `tokens` tokens, still writing, rambles: it has gone on to twice the length
-/// of the first draft to finish (`first_finished` tokens), and a little more, and would keep the
-/// whole batch writing. The request's own draft is never cut.
-pub fn rambles(tokens: usize, first_finished: Option<usize>) -> bool {
-    first_finished.is_some_and(|n| tokens >= 2 * n + RAMBLE_SLACK)
+/// Whether a draft of `tokens` tokens, `text` so far and still writing, rambles: it has gone on
+/// to twice the length of the first draft to finish (`first_finished` tokens), and a little
+/// more, and would keep the whole batch writing; one that has begun its `####` line may go on
+/// for [`ANSWER_ROOM`] more to end it. The request's own draft is never cut.
+pub fn rambles(text: &str, tokens: usize, first_finished: Option<usize>) -> bool {
+    let answering = text
+        .find("####")
+        .is_some_and(|at| !text[at..].contains('\n'));
+    let room = if answering { ANSWER_ROOM } else { 0 };
+    first_finished.is_some_and(|n| tokens >= 2 * n + RAMBLE_SLACK + room)
 }
 
 /// −ELBO of the prompt `ids` followed by each of `drafts`, each with a thought fitted to both
@@ -359,6 +367,18 @@ mod tests {
         d[1].flaw = Some("67-99 is below zero".into());
         d[2].flaw = d[1].flaw.clone();
         assert_eq!(choose(d, |_| panic!("judged")).unwrap().kept, 0);
+    }
+
+    #[test]
+    fn a_draft_rambles_past_twice_the_first_finished_unless_it_is_ending_its_answer() {
+        let working = " 3+4 = <<3+4=7>>7 more";
+        assert!(!rambles(working, 100, None), "nothing finished yet");
+        assert!(!rambles(working, 35, Some(10)));
+        assert!(rambles(working, 36, Some(10)));
+        let answering = " 3-1.1666 = <<3-1.1666=1.8334>>1.8334.\n#### 1.83";
+        assert!(!rambles(answering, 36, Some(10)));
+        assert!(rambles(answering, 36 + ANSWER_ROOM, Some(10)));
+        assert!(rambles(&format!("{answering}34\n and on"), 36, Some(10)));
     }
 
     #[test]

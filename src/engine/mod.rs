@@ -430,8 +430,9 @@ impl Worker {
                         writer.ms = Some(start.elapsed().as_secs_f64() * 1e3);
                         first_finished.get_or_insert(writer.tokens);
                     }
-                    let rambles =
-                        checking && sample > 0 && check::rambles(writer.tokens, first_finished);
+                    let rambles = checking
+                        && sample > 0
+                        && check::rambles(&writer.text, writer.tokens, first_finished);
                     if stopped || rambles {
                         Flow::StopSample
                     } else {
