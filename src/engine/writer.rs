@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::generate::calculator::calculations;
 use crate::tasks::answer_of;
 use crate::text::Stream;
 
@@ -63,13 +64,22 @@ impl<'a> Writer<'a> {
         Ok((new, stop_at.is_some()))
     }
 
-    /// The answer the text ends with (`#### N`), when it has one. Of a sample cut short (a
-    /// rambling draft, the token limit) only once its `####` line has ended: a number cut off
-    /// ("1.83" of "1.8333") is not the one it was writing.
+    /// The answer the text ends with (`#### N`), when it has one. A sample cut short (a rambling
+    /// draft, the token limit) before its `####` line ended was copying a number: read as the
+    /// last calculation's result that begins with what it wrote ("1.83" of "1.8333"), and as
+    /// none where no result does.
     pub(super) fn answer(&self) -> Option<String> {
         let at = self.text.find("####")?;
-        let ended = self.finished || self.text[at..].contains('\n');
-        ended.then(|| answer_of(&self.text)).flatten()
+        let written = answer_of(&self.text)?;
+        if self.finished || self.text[at..].contains('\n') {
+            return Some(written);
+        }
+        calculations(&self.text[..at])
+            .iter()
+            .rev()
+            .map(|(_, result)| result.trim())
+            .find(|result| result.starts_with(&written))
+            .map(str::to_string)
     }
 
     /// Length of the longest end of the text that begins some stop string.
@@ -106,19 +116,25 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_sample_has_an_answer_only_once_its_answer_line_ended() {
+    fn a_sample_cut_in_its_answer_line_was_copying_a_result() {
         let tok = Tokenizer::gpt2();
         let answer = |text: &str, finished: bool| {
             let mut w = Writer::new(tok.stream(), &[]);
             (w.text, w.finished) = (text.into(), finished);
             w.answer()
         };
-        let cut = " 3-1.1666 = <<3-1.1666=1.8334>>1.8334 inches.\n#### 1.83";
-        assert_eq!(answer(cut, false), None);
-        assert_eq!(answer(cut, true).as_deref(), Some("1.83"));
+        let cut = " 7-1.1666 = <<7-1.1666=5.8334>>5.8334, <<3-1.1666=1.8334>>1.8334.\n#### 1.83";
+        assert_eq!(answer(cut, false).as_deref(), Some("1.8334"));
         assert_eq!(
-            answer(&format!("{cut}34\n"), false).as_deref(),
-            Some("1.8334")
+            answer(cut, true).as_deref(),
+            Some("1.83"),
+            "finished as written"
+        );
+        assert_eq!(answer(&format!("{cut}\n"), false).as_deref(), Some("1.83"));
+        assert_eq!(
+            answer(" <<3+4=7>>7\n#### 2", false),
+            None,
+            "no result begins so"
         );
         assert_eq!(answer("#### 4\n#### 5", false).as_deref(), Some("4"));
         assert_eq!(answer(" 2+2 = <<2+2=4>>4", true), None);
