@@ -1,4 +1,5 @@
-//! A sample's text as it is written, released as far as no stop string could still begin in it.
+//! A sample's text as it is written, released as far as no stop string could still begin in it,
+//! and the answer it ends with.
 
 use anyhow::Result;
 
