@@ -54,11 +54,15 @@ const ANSWER_ROOM: usize = 32;
 /// more, and would keep the whole batch writing; one that has begun its `####` line may go on
 /// for [`ANSWER_ROOM`] more to end it. The request's own draft is never cut.
 pub fn rambles(text: &str, tokens: usize, first_finished: Option<usize>) -> bool {
-    let answering = text
-        .find("####")
-        .is_some_and(|at| !text[at..].contains('\n'));
-    let room = if answering { ANSWER_ROOM } else { 0 };
-    first_finished.is_some_and(|n| tokens >= 2 * n + RAMBLE_SLACK + room)
+    // The text is read only past the first limit: this runs for every draft at every token.
+    let answering = || {
+        text.find("####")
+            .is_some_and(|at| !text[at..].contains('\n'))
+    };
+    first_finished.is_some_and(|n| {
+        let limit = 2 * n + RAMBLE_SLACK;
+        tokens >= limit && (tokens >= limit + ANSWER_ROOM || !answering())
+    })
 }
 
 /// −ELBO of the prompt `ids` followed by each of `drafts`, each with a thought fitted to both

@@ -4,7 +4,7 @@
 //! result below zero), and [`unused`] how many of the question's numbers they leave out.
 
 use super::calculator::{self, Ratio};
-use super::numbers::{SMALL, is_constant, scan, scan_at, trimmed, worded};
+use super::numbers::{SMALL, as_fraction, is_constant, scan, scan_at, trimmed, worded};
 
 /// Why a worked answer to `prompt` cannot be right whatever its question means, if it cannot:
 /// - a calculation uses a number of the question more often than the question writes it
@@ -23,10 +23,7 @@ use super::numbers::{SMALL, is_constant, scan, scan_at, trimmed, worded};
 pub fn flaw(prompt: &str, answer: &str) -> Option<String> {
     let given = numbers(prompt);
     let words = worded(prompt);
-    let percents: Vec<Ratio> = given
-        .iter()
-        .filter_map(|g| calculator::evaluate(&format!("{g}/100")))
-        .collect();
+    let percents: Vec<Ratio> = given.iter().filter_map(|g| as_fraction(g)).collect();
     let (counted, asked) = (counts(prompt), asked(prompt));
     let compares = prompt
         .split(|c: char| !c.is_ascii_alphabetic())

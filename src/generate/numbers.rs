@@ -165,6 +165,11 @@ pub(super) fn trimmed(digits: &str) -> &str {
     }
 }
 
+/// A number the question gives, read as a percent: a calculation may write 20 % as 0.2.
+pub(super) fn as_fraction(digits: &str) -> Option<Ratio> {
+    calculator::evaluate(&format!("{digits}/100"))
+}
+
 /// The numbers a sample may write beside its own earlier ones: those `prompt` gives (in digits
 /// or words), small ones and constants, as the calculator formats them, sorted.
 pub fn given(prompt: &str) -> Vec<String> {
@@ -174,9 +179,7 @@ pub fn given(prompt: &str) -> Vec<String> {
     values.extend(FRACTIONS.iter().filter_map(|&h| Ratio::new(h, 100)));
     let mut given: Vec<String> = values.into_iter().filter_map(calculator::format).collect();
     for (digits, _) in scan(prompt) {
-        // A percent is also written as a fraction (20 % as 0.2).
-        let hundredth = calculator::evaluate(&format!("{digits}/100"));
-        given.extend(hundredth.and_then(calculator::format));
+        given.extend(as_fraction(&digits).and_then(calculator::format));
         given.push(trimmed(&digits).to_string());
     }
     given.sort();
