@@ -266,6 +266,22 @@ enum Schema {
     /// k · u, then j · v, then their sum: two units of known sizes in one (7 quarters and 9
     /// pennies in dollars)
     ConvertTwo,
+    /// (a − b) · k: what is left, each worth k (all but b sold at k dollars)
+    LeftTimes,
+    /// (a + b) · k: two counts together, each worth k
+    SumTimes,
+    /// a · k − b: k groups of a, then b taken away
+    TimesLess,
+    /// a · k + b: k groups of a beside b already had
+    TimesMore,
+    /// a − b · k: b given to each of k
+    LessTimes,
+    /// (a + b) ÷ k: two counts together, shared by k, whole
+    SumShare,
+    /// (a − b) ÷ k: what is left, shared by k, whole
+    LeftShare,
+    /// a ÷ k − b: a packed in groups of k, then b groups taken away
+    ShareLess,
 }
 
 impl Schema {
@@ -285,6 +301,14 @@ impl Schema {
             "k*u" => Schema::Convert,
             "a/u" => Schema::ConvertBack,
             "k*u+j*v" => Schema::ConvertTwo,
+            "(a-b)*k" => Schema::LeftTimes,
+            "(a+b)*k" => Schema::SumTimes,
+            "a*k-b" => Schema::TimesLess,
+            "a*k+b" => Schema::TimesMore,
+            "a-b*k" => Schema::LessTimes,
+            "(a+b)/k" => Schema::SumShare,
+            "(a-b)/k" => Schema::LeftShare,
+            "a/k-b" => Schema::ShareLess,
             _ => return Err(format!("schema {s:?} is not one of the known equations")),
         })
     }
@@ -732,6 +756,50 @@ impl Numbers {
             Schema::ConvertBack => n.a = u * rng.random_range(2..=60),
             Schema::SumThenDifference if n.c >= n.a + n.b => return None,
             Schema::DifferenceThenSum if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
+            // Two steps of counts as people's problems give them: tens, not thousands, and
+            // whole shares.
+            Schema::LeftTimes
+            | Schema::SumTimes
+            | Schema::TimesLess
+            | Schema::TimesMore
+            | Schema::LessTimes
+            | Schema::SumShare
+            | Schema::LeftShare
+            | Schema::ShareLess => {
+                if kind != Kind::Count {
+                    return None;
+                }
+                n.a = rng.random_range(2..=60) * SCALE;
+                n.b = rng.random_range(1..=40) * SCALE;
+                let k = n.k / SCALE;
+                match schema {
+                    Schema::LeftTimes if n.a <= n.b => std::mem::swap(&mut n.a, &mut n.b),
+                    Schema::TimesLess => {
+                        n.a = rng.random_range(2..=25) * SCALE;
+                        n.b = rng.random_range(1..n.a * k / SCALE) * SCALE;
+                    }
+                    Schema::LessTimes => {
+                        n.b = rng.random_range(2..=12) * SCALE;
+                        n.a = n.b * k + rng.random_range(1..=40) * SCALE;
+                    }
+                    Schema::SumShare | Schema::LeftShare => {
+                        let whole = rng.random_range(2..=15) * k * SCALE;
+                        let (a, b) = if schema == Schema::SumShare {
+                            let a = rng.random_range(1..whole / SCALE) * SCALE;
+                            (a, whole - a)
+                        } else {
+                            (whole + n.b, n.b)
+                        };
+                        (n.a, n.b) = (a, b);
+                    }
+                    Schema::ShareLess => {
+                        let groups = rng.random_range(3..=20);
+                        n.a = groups * k * SCALE;
+                        n.b = rng.random_range(1..groups) * SCALE;
+                    }
+                    _ => {}
+                }
+            }
             Schema::Change => {
                 let spent = n.a + n.b;
                 n.bill = [10, 20, 50, 100, 200, 500]
@@ -787,6 +855,38 @@ impl Numbers {
             Schema::TimesThenTotal => {
                 let first = Step::new(format!("{da}*{k}"), a * k)?;
                 let second = Step::new(format!("{da}+{}", first.written), a + a * k)?;
+                vec![first, second]
+            }
+            Schema::LeftTimes | Schema::SumTimes | Schema::LeftShare | Schema::SumShare => {
+                let (op, first) = match schema {
+                    Schema::LeftTimes | Schema::LeftShare => ('-', a - b),
+                    _ => ('+', a + b),
+                };
+                let first = Step::new(format!("{da}{op}{db}"), first)?;
+                let second = match schema {
+                    Schema::LeftTimes | Schema::SumTimes => {
+                        Step::new(format!("{}*{k}", first.written), first.value * k)?
+                    }
+                    _ => Step::new(format!("{}/{k}", first.written), first.value / k)?,
+                };
+                vec![first, second]
+            }
+            Schema::TimesLess | Schema::TimesMore => {
+                let first = Step::new(format!("{da}*{k}"), a * k)?;
+                let second = match schema {
+                    Schema::TimesLess => Step::new(format!("{}-{db}", first.written), a * k - b)?,
+                    _ => Step::new(format!("{}+{db}", first.written), a * k + b)?,
+                };
+                vec![first, second]
+            }
+            Schema::LessTimes => {
+                let first = Step::new(format!("{db}*{k}"), b * k)?;
+                let second = Step::new(format!("{da}-{}", first.written), a - b * k)?;
+                vec![first, second]
+            }
+            Schema::ShareLess => {
+                let first = Step::new(format!("{da}/{k}"), a / k)?;
+                let second = Step::new(format!("{}-{db}", first.written), a / k - b)?;
                 vec![first, second]
             }
             Schema::Change => {
@@ -1408,6 +1508,47 @@ mod tests {
             assert!(three.is_some(), "no one-step {schema} of three quantities");
         }
         assert!(situation_names().contains(&"separate_twice"));
+    }
+
+    #[test]
+    fn equal_groups_and_a_change_make_two_steps_of_whole_counts() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let two_step = [
+            ("left_at_a_price", "-", "*"),
+            ("together_at_a_price", "+", "*"),
+            ("groups_then_less", "*", "-"),
+            ("groups_then_more", "*", "+"),
+            ("given_to_each", "*", "-"),
+            ("together_then_shared", "+", "/"),
+            ("left_then_shared", "-", "/"),
+            ("packed_then_less", "/", "-"),
+        ];
+        for (name, first, second) in two_step {
+            let situation = COMPOSER
+                .situations
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no situation {name}"));
+            for _ in 0..200 {
+                let Some(p) = COMPOSER.compose(situation, &mut rng) else {
+                    continue;
+                };
+                let exprs: Vec<&str> = p.answer.split("<<").skip(1).collect();
+                assert_eq!(exprs.len(), 2, "{name}: {}", p.answer);
+                assert!(
+                    exprs[0].split('=').next().unwrap().contains(first),
+                    "{}",
+                    p.answer
+                );
+                assert!(
+                    exprs[1].split('=').next().unwrap().contains(second),
+                    "{}",
+                    p.answer
+                );
+                let answer: i64 = p.r#final.parse().unwrap_or_else(|_| panic!("{}", p.answer));
+                assert!(answer > 0, "{name}: {}", p.answer);
+            }
+        }
     }
 
     #[test]
