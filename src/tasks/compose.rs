@@ -1529,10 +1529,11 @@ mod tests {
                 .iter()
                 .find(|s| s.name == name)
                 .unwrap_or_else(|| panic!("no situation {name}"));
-            for _ in 0..200 {
-                let Some(p) = COMPOSER.compose(situation, &mut rng) else {
-                    continue;
-                };
+            let problems: Vec<Problem> = (0..200)
+                .filter_map(|_| COMPOSER.compose(situation, &mut rng))
+                .collect();
+            assert!(problems.len() > 150, "{name}: {} of 200", problems.len());
+            for p in problems {
                 let exprs: Vec<&str> = p.answer.split("<<").skip(1).collect();
                 assert_eq!(exprs.len(), 2, "{name}: {}", p.answer);
                 assert!(
