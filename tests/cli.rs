@@ -7,6 +7,7 @@ use common::{
     FIXTURE, char_tokenizer, error_says, json_out, ltm, one_line_error, refused, set_config,
     stderr, stderr_has, stdout, succeeded, tiny_model,
 };
+use ltm::engine::AGREEMENT;
 use ltm::think::Posterior;
 use serde_json::Value;
 
@@ -878,10 +879,13 @@ fn a_checked_answer_is_the_likeliest_of_its_drafts() {
     assert!(!drawn.is_empty() && drawn.iter().all(|d| d["steps"] == 0));
     let kept = &drafts[check["kept"].as_u64().unwrap() as usize];
     assert_eq!(done[0]["answer"], kept["answer"]);
-    // Each judged draft's −ELBO less the log of how many drafts gave its answer: the kept's is lowest.
+    // Each judged draft's −ELBO less AGREEMENT times the log of how many drafts gave its answer:
+    // the kept's is lowest.
     let score = |d: &Value| {
         let reached = drafts.iter().filter(|e| e["answer"] == d["answer"]).count();
-        d["nelbo"].as_f64().map(|v| v - (reached as f64).ln())
+        d["nelbo"]
+            .as_f64()
+            .map(|v| v - AGREEMENT * (reached as f64).ln())
     };
     let scores: Vec<f64> = drafts.iter().filter_map(score).collect();
     assert!(scores.len() >= 2, "the drafts disagree: {check}");

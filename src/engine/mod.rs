@@ -25,6 +25,7 @@ use crate::tasks::{default_examples, few_shot_prompt};
 use crate::text::Tokenizer;
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
+pub use check::AGREEMENT;
 pub use choices::{Choices, Defaults, ladder};
 pub use protocol::{
     Check, Done, Draft, Event, Fit, ModelInfo, Request, SampleSettings, ThinkLevel, ThinkSettings,

@@ -331,8 +331,8 @@ pub struct Done {
 /// The check of an answer: drafts written under thoughts fitted to the question for fewer
 /// steps than the request's (the request's own thought first) and under thoughts drawn from
 /// the prior, and of the drafts with different answers (those without a flaw, if any has
-/// none) the one whose −ELBO, with a thought fitted to question and draft together, less the
-/// log of how many drafts gave its answer, is lowest: the answer the model finds likeliest
+/// none) the one whose −ELBO, with a thought fitted to question and draft together, less
+/// [`super::AGREEMENT`] times the log of how many drafts gave its answer, is lowest
 /// (`check::choose`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
