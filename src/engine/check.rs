@@ -59,8 +59,8 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
 /// −ELBO less this many times the log of how many drafts reach it is lowest. At 1 a draft's
 /// likelihood and its answer's count weigh alike; but a draft's −ELBO moves by nats with its
 /// wording, and drafts that agree on an answer in other words are the better evidence. On the
-/// development set 3 kept 1–5 more right answers at each level than 1 and made `max` no worse
-/// than `high`; more than 3 changed little (model card, "The check trusts agreement").
+/// development set 3 kept as many right answers as 1 or more at each level (5 more at `max`);
+/// more than 3 changed little (model card, "More thinking explores more").
 pub const AGREEMENT: f64 = 3.0;
 
 /// Tokens a draft may write beyond twice the first finished draft's.
