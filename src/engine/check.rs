@@ -21,7 +21,7 @@ use crate::think::{Sequences, think_alike};
 /// "The check explores"). More thinking explores more: 16 at `low` and `medium`, 32 at `high`,
 /// 64 at `max`, each set the one before and more (drawn in order from one seed), and the more
 /// drafts vote, the surer the vote (model card, "More thinking explores more").
-pub fn drawn(steps: usize) -> usize {
+fn drawn(steps: usize) -> usize {
     (DRAWN_PER_STEP * steps).clamp(DRAWN_LEAST, DRAWN_MOST)
 }
 
