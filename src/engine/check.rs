@@ -25,6 +25,14 @@ fn drawn(steps: usize) -> usize {
     (DRAWN_PER_STEP * steps).clamp(DRAWN_LEAST, DRAWN_MOST)
 }
 
+/// Drafts written under further drawn thoughts with their answers held back until they use
+/// every number the question gives (`generate::AnswerHold`): half as many as [`drawn`]. A
+/// small model often answers after the first step of two and leaves a number unread; held,
+/// it goes on to use it (model card, "Drafts that use every number").
+fn held(steps: usize) -> usize {
+    drawn(steps) / 2
+}
+
 const DRAWN_PER_STEP: usize = 8;
 const DRAWN_LEAST: usize = 16;
 /// As many as `max` draws: a budget of thousands of steps should not write thousands of drafts.
@@ -32,26 +40,29 @@ const DRAWN_MOST: usize = 64;
 
 /// The drafts a check writes for a thought of `steps` steps, their answers not yet known:
 /// under the thought itself, under the same start fitted for a quarter of the steps (rounded
-/// up) and for none, each depth once, then under [`drawn`] thoughts drawn from the prior.
-/// None for a thought of no steps: the check is thinking, and that has none.
+/// up) and for none, each depth once, then under [`drawn`] thoughts drawn from the prior, then
+/// [`held`] more with their answers held back. None for a thought of no steps: the check is
+/// thinking, and that has none.
 pub fn drafts(steps: usize) -> Vec<Draft> {
     if steps == 0 {
         return Vec::new();
     }
     let mut depths = vec![steps, steps.div_ceil(4), 0];
     depths.dedup();
-    let draft = |steps, drawn| Draft {
+    let draft = |steps, drawn, held| Draft {
         steps,
         drawn,
+        held,
         answer: None,
         nelbo: None,
         flaw: None,
         unused: 0,
         text: String::new(),
     };
-    let fitted = depths.into_iter().map(|steps| draft(steps, false));
+    let fitted = depths.into_iter().map(|steps| draft(steps, false, false));
     fitted
-        .chain((0..drawn(steps)).map(|_| draft(0, true)))
+        .chain((0..drawn(steps)).map(|_| draft(0, true, false)))
+        .chain((0..held(steps)).map(|_| draft(0, true, true)))
         .collect()
 }
 
@@ -62,6 +73,14 @@ pub fn drafts(steps: usize) -> Vec<Draft> {
 /// development set 3 kept as many right answers as 1 or more at each level (5 more at `max`);
 /// more than 3 changed little (model card, "More thinking explores more").
 pub const AGREEMENT: f64 = 3.0;
+
+/// How many held drafts must reach an answer before it counts. A held draft uses every number
+/// the question gives, so it passes over the drafts that leave one out; but people's problems
+/// give numbers only to mislead, and one held draft that uses such a number would win alone.
+/// Held drafts that agree are the evidence (on the development set at `medium`: 2 kept the
+/// right answer of 2 more problems than no held drafts, 1 of 9 fewer; model card, "Drafts
+/// that use every number").
+const HELD_AGREEING: usize = 2;
 
 /// Tokens a draft may write beyond twice the first finished draft's.
 const RAMBLE_SLACK: usize = 16;
@@ -179,7 +198,8 @@ pub fn verdicts(
 
 /// Chooses among `drafts`, their answers, flaws and unused numbers written: a draft without an
 /// answer is kept only when none has one, one with a flaw only when every draft with an answer
-/// has one, and of the rest only those that leave fewest of the question's numbers unused;
+/// has one, a held one only when [`HELD_AGREEING`] held ones reach its answer, and of the rest
+/// only those that leave fewest of the question's numbers unused;
 /// among these, drafts that agree need no check; otherwise the first draft of each answer is
 /// judged by `nelbo` (−ELBO of question and draft, for all judged drafts at once) and kept is
 /// the one whose −ELBO less [`AGREEMENT`] times the log of how many drafts gave its answer is
@@ -188,35 +208,42 @@ pub fn choose(
     mut drafts: Vec<Draft>,
     nelbo: impl FnOnce(&[usize]) -> Result<Vec<f64>>,
 ) -> Result<Check> {
-    let sound = drafts
-        .iter()
-        .any(|d| d.answer.is_some() && d.flaw.is_none());
-    let admissible = |d: &Draft| d.answer.is_some() && (d.flaw.is_none() || !sound);
+    // A held draft counts when enough held drafts, alike in having a flaw or none, agree.
+    let counts = |d: &Draft| {
+        let alike =
+            |h: &&Draft| h.held && h.answer == d.answer && h.flaw.is_none() == d.flaw.is_none();
+        d.answer.is_some() && (!d.held || drafts.iter().filter(alike).count() >= HELD_AGREEING)
+    };
+    let sound = drafts.iter().any(|d| counts(d) && d.flaw.is_none());
+    let admissible = |d: &Draft| counts(d) && (d.flaw.is_none() || !sound);
     let fewest = drafts
         .iter()
         .filter(|d| admissible(d))
         .map(|d| d.unused)
         .min();
-    let eligible = |d: &Draft| admissible(d) && Some(d.unused) == fewest;
-    // The first eligible draft of each answer, in order.
-    let mut firsts: Vec<usize> = Vec::new();
+    let eligible: Vec<bool> = (drafts.iter())
+        .map(|d| admissible(d) && Some(d.unused) == fewest)
+        .collect();
+    let reaching = |answer: &Option<String>| {
+        (drafts.iter().zip(&eligible))
+            .filter(|(d, e)| **e && d.answer == *answer)
+            .count()
+    };
+    // The first eligible draft of each answer, in order, and how many eligible drafts reach it.
+    let mut firsts: Vec<(usize, usize)> = Vec::new();
     for (i, d) in drafts.iter().enumerate() {
-        if eligible(d) && !firsts.iter().any(|&j| drafts[j].answer == d.answer) {
-            firsts.push(i);
+        if eligible[i] && !firsts.iter().any(|&(j, _)| drafts[j].answer == d.answer) {
+            firsts.push((i, reaching(&d.answer)));
         }
     }
     let kept = match firsts.as_slice() {
         [] => 0,
-        [only] => *only,
+        [(only, _)] => *only,
         _ => {
-            let judged = nelbo(&firsts)?;
+            let judged = nelbo(&firsts.iter().map(|&(i, _)| i).collect::<Vec<_>>())?;
             let mut best: Option<(usize, f64)> = None;
-            for (&i, &v) in firsts.iter().zip(&judged) {
+            for (&(i, reached), &v) in firsts.iter().zip(&judged) {
                 drafts[i].nelbo = Some(v);
-                let reached = drafts
-                    .iter()
-                    .filter(|d| eligible(d) && d.answer == drafts[i].answer)
-                    .count();
                 let score = v - AGREEMENT * (reached as f64).ln();
                 // The first of equal minima.
                 if best.is_none_or(|(_, b)| score < b) {
@@ -262,16 +289,17 @@ mod tests {
         );
     }
 
-    /// Drafts at `steps` (a "d" after a step count: drawn) with answers written as "5 7 —",
-    /// "—" for a draft without one.
+    /// Drafts at `steps` (a "d" after a step count: drawn; "h": drawn and held) with answers
+    /// written as "5 7 —", "—" for a draft without one.
     fn written(steps: &str, answers: &str) -> Vec<Draft> {
         let answer = |a: &str| (a != "—").then(|| a.to_string());
         steps
             .split(' ')
             .zip(answers.split(' '))
             .map(|(s, a)| Draft {
-                steps: s.trim_end_matches('d').parse().unwrap(),
-                drawn: s.ends_with('d'),
+                steps: s.trim_end_matches(['d', 'h']).parse().unwrap(),
+                drawn: s.ends_with(['d', 'h']),
+                held: s.ends_with('h'),
                 answer: answer(a),
                 nelbo: None,
                 flaw: None,
@@ -282,11 +310,15 @@ mod tests {
     }
 
     #[test]
-    fn drafts_are_the_thought_a_quarter_of_it_none_and_the_drawn() {
+    fn drafts_are_the_thought_a_quarter_of_it_none_the_drawn_and_the_held() {
         let fitted = |steps| -> Vec<usize> {
             let d = drafts(steps);
-            let drawn = d.iter().filter(|d| d.drawn && d.steps == 0).count();
-            assert_eq!(drawn, super::drawn(steps));
+            let count = |held| d.iter().filter(|d| d.drawn && d.held == held).count();
+            assert_eq!(count(false), super::drawn(steps));
+            assert_eq!(count(true), held(steps));
+            assert!(d.iter().all(|d| !d.held || d.drawn && d.steps == 0));
+            let free = d.iter().position(|d| d.held).unwrap();
+            assert!(d[free..].iter().all(|d| d.held), "the held drafts last");
             d.iter().filter(|d| !d.drawn).map(|d| d.steps).collect()
         };
         let levels = [1, 2, 4, 8, 10_000].map(drawn);
@@ -295,6 +327,7 @@ mod tests {
             [16, 16, 32, 64, 64],
             "more thinking draws more, within bounds"
         );
+        assert_eq!([1, 2, 4, 8].map(held), [8, 8, 16, 32]);
         assert_eq!(fitted(8), [8, 2, 0]);
         assert_eq!(fitted(4), [4, 1, 0]);
         assert_eq!(fitted(2), [2, 1, 0]);
@@ -401,6 +434,28 @@ mod tests {
     }
 
     #[test]
+    fn a_held_answer_counts_when_held_drafts_agree_on_it() {
+        // The free drafts leave a number out (59); the held ones use every number.
+        let held = |answers: &str| {
+            let mut d = written("2 1 0d 0h 0h 0h", answers);
+            for d in &mut d[..3] {
+                d.unused = 1;
+            }
+            d
+        };
+        // One held draft alone: the free drafts' answer, nothing to judge.
+        let c = choose(held("59 59 59 67 40 —"), |_| panic!("judged")).unwrap();
+        assert_eq!(c.kept, 0);
+        // Two agreeing: they use more of the question, and pass over the free drafts.
+        let c = choose(held("59 59 59 67 67 —"), |_| panic!("judged")).unwrap();
+        assert_eq!(c.kept, 3);
+        // Alike in their flaws: a flawed pair does not count beside sound drafts.
+        let mut d = held("59 59 59 67 67 —");
+        d[3].flaw = Some("67-99 is below zero".into());
+        assert_eq!(choose(d, |_| panic!("judged")).unwrap().kept, 0);
+    }
+
+    #[test]
     fn a_draft_rambles_past_twice_the_first_finished_unless_it_is_ending_its_answer() {
         let working = " 3+4 = <<3+4=7>>7 more";
         assert!(!rambles(working, 100, None), "nothing finished yet");
@@ -413,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn the_line_counts_the_drawn_drafts_answers() {
+    fn the_line_counts_the_drawn_and_the_held_drafts_answers() {
         let c = Check {
             drafts: written("2 1 0 0d 0d 0d 0d", "15 15 9 15 — 15 12"),
             kept: 0,
@@ -421,6 +476,14 @@ mod tests {
         assert_eq!(
             c.line(),
             "drafts 15 · 15 · 9 (2, 1, 0 steps) · 15 ×2 · — · 12 (4 drawn): kept 15"
+        );
+        let c = Check {
+            drafts: written("2 1 0 0d 0d 0h 0h 0h", "15 15 9 15 12 21 21 —"),
+            kept: 5,
+        };
+        assert_eq!(
+            c.line(),
+            "drafts 15 · 15 · 9 (2, 1, 0 steps) · 15 · 12 (2 drawn) · 21 ×2 · — (3 held): kept 21"
         );
     }
 }

@@ -16,12 +16,12 @@ use anyhow::{Result, anyhow, bail};
 use candle_core::Tensor;
 
 use crate::device::describe;
-use crate::generate::{Codec, Ended, Flow, Sampling, Token, flaws, generate};
+use crate::generate::{Codec, Ended, Flow, Hold, Sampling, Token, flaws, generate};
 use crate::model::Ltm;
 use crate::noise::{gaussian, rng};
 use crate::runtime::{Intro, ModelSource};
 use crate::tasks::verdict::verdict_prompt;
-use crate::tasks::{default_examples, few_shot_prompt};
+use crate::tasks::{default_examples, few_shot_prompt, last_text};
 use crate::text::Tokenizer;
 use crate::think::{Cancelled, FastLearning, Posterior, Sequences, Step, Thought, fast_learning};
 use crate::threads;
@@ -386,6 +386,8 @@ impl Worker {
             ms: think_ms,
         } = thinking;
         let checking = !drafts.is_empty();
+        // The check reads the numbers of the question asked, not of worked examples before it.
+        let question = last_text(&r.prompt);
         ids.extend(self.tokenizer.encode(&r.answer_prefix)?);
         let s = &r.sample;
         let c = self.model.config();
@@ -395,6 +397,10 @@ impl Worker {
                 .into_iter()
                 .flatten()
                 .collect(),
+            hold: Hold {
+                question: question.to_string(),
+                samples: drafts.iter().map(|d| d.held).collect(),
+            },
         };
         let mut writers: Vec<_> = (0..z.dim(0)?)
             .map(|_| Writer::new(self.tokenizer.stream(), &s.stop))
@@ -458,8 +464,8 @@ impl Worker {
             let mut drafts = drafts.clone();
             for (d, w) in drafts.iter_mut().zip(&writers) {
                 d.answer = w.answer();
-                d.flaw = flaws::flaw(&r.prompt, &w.text);
-                d.unused = flaws::unused(&r.prompt, &w.text);
+                d.flaw = flaws::flaw(question, &w.text);
+                d.unused = flaws::unused(question, &w.text);
                 d.text = w.text.clone();
             }
             let chosen = check::choose(drafts, |judged| {

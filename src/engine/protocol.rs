@@ -349,6 +349,10 @@ pub struct Draft {
     /// Written under a thought drawn from the prior N(0, I) (no steps) rather than fitted.
     #[serde(default)]
     pub drawn: bool,
+    /// Written with its answer held back while its calculations left a number of the question
+    /// unused (`generate::AnswerHold`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
     pub answer: Option<String>,
     /// −ELBO of question and draft (nats), or for a model that judges by verdicts −log of its
     /// "yes" (`check::verdicts`); absent when it was not checked: the drafts agreed, it has no
@@ -373,28 +377,38 @@ pub struct Draft {
 impl Draft {
     /// The thought it was written under, in words: "the thought of 2 steps".
     pub fn thought(&self) -> String {
-        match self.drawn {
-            true => "a thought drawn from the prior".into(),
-            false => format!("the thought of {} steps", self.steps),
+        match (self.drawn, self.held) {
+            (true, false) => "a thought drawn from the prior".into(),
+            (true, true) => {
+                "a thought drawn from the prior, the answer held to every number".into()
+            }
+            (false, _) => format!("the thought of {} steps", self.steps),
         }
     }
 }
 
 impl Check {
-    /// "drafts 17 · 15 (2, 1, 0 steps) · 17 ×6 · 15 · 9 (6 drawn) · 2 with a flaw: kept 17":
-    /// the fitted thoughts' drafts, then the answers of the drawn ones, each with its count,
-    /// then how many drafts could not be right (`Draft::flaw`).
+    /// "drafts 17 · 15 (2, 1, 0 steps) · 17 ×6 · 15 · 9 (6 drawn) · 17 ×2 · 8 (3 held) · 2 with
+    /// a flaw: kept 17": the fitted thoughts' drafts, then the answers of the drawn ones and of
+    /// the held ones (`Draft::held`), each with its count, then how many drafts could not be
+    /// right (`Draft::flaw`).
     pub fn line(&self) -> String {
-        let (drawn, fitted): (Vec<&Draft>, Vec<&Draft>) = self.drafts.iter().partition(|d| d.drawn);
-        let answers: Vec<String> = fitted.iter().map(|d| shown(&d.answer)).collect();
-        let steps: Vec<String> = fitted.iter().map(|d| d.steps.to_string()).collect();
+        let fitted = self.drafts.iter().filter(|d| !d.drawn);
+        let answers: Vec<String> = fitted.clone().map(|d| shown(&d.answer)).collect();
+        let steps: Vec<String> = fitted.map(|d| d.steps.to_string()).collect();
         let mut line = format!(
             "drafts {} ({} steps)",
             answers.join(" · "),
             steps.join(", ")
         );
-        if !drawn.is_empty() {
-            let answers: Vec<String> = drawn.iter().map(|d| shown(&d.answer)).collect();
+        for (held, name) in [(false, "drawn"), (true, "held")] {
+            let answers: Vec<String> = (self.drafts.iter())
+                .filter(|d| d.drawn && d.held == held)
+                .map(|d| shown(&d.answer))
+                .collect();
+            if answers.is_empty() {
+                continue;
+            }
             let counted: Vec<String> = tally(answers.iter().map(String::as_str))
                 .into_iter()
                 .map(|(a, n)| match n {
@@ -402,7 +416,7 @@ impl Check {
                     n => format!("{a} ×{n}"),
                 })
                 .collect();
-            line += &format!(" · {} ({} drawn)", counted.join(" · "), drawn.len());
+            line += &format!(" · {} ({} {name})", counted.join(" · "), answers.len());
         }
         let flawed = self.drafts.iter().filter(|d| d.flaw.is_some()).count();
         if flawed > 0 {

@@ -1,9 +1,13 @@
 //! Why a worked answer cannot be right, read from its calculations and the question's words
 //! alone, for the check (`engine::check`): [`flaw`] says why its calculations cannot be right
 //! (a number used more often than given, one from nowhere or of another kind than asked, a
-//! result below zero), and [`unused`] how many of the question's numbers they leave out.
+//! result below zero), and [`unused`] how many of the question's numbers they leave out;
+//! [`AnswerHold`] keeps a draft from answering while it leaves one out.
 
-use super::calculator::{self, Ratio};
+use anyhow::Result;
+use candle_core::Tensor;
+
+use super::calculator::{self, Codec, Ratio};
 use super::numbers::{SMALL, as_fraction, is_constant, scan, scan_at, trimmed, worded};
 
 /// Why a worked answer to `prompt` cannot be right whatever its question means, if it cannot:
@@ -283,9 +287,51 @@ pub fn unused(prompt: &str, answer: &str) -> usize {
     given.iter().filter(|g| !used.contains(g)).count()
 }
 
+/// Holds a sample's answer back while its calculations leave a number of the question unused
+/// ([`unused`]): the tokens that would begin its answer line (GSM8K's `####`) are blocked, so
+/// it goes on to another calculation. Most problems use every number they give, and a small
+/// model often answers after the first step of two; a draft written under the hold reads the
+/// whole question (`engine::check`).
+pub struct AnswerHold {
+    prompt: String,
+    /// The tokens with a `#` in their text.
+    marks: Vec<u32>,
+}
+
+impl AnswerHold {
+    /// The hold for a prompt, over a vocabulary of `vocab` tokens.
+    pub fn new(codec: &dyn Codec, vocab: usize, prompt: &str) -> Self {
+        let marks = (0..vocab as u32)
+            .filter(|&id| codec.decode(&[id]).is_ok_and(|t| t.contains('#')))
+            .collect();
+        Self {
+            prompt: prompt.to_string(),
+            marks,
+        }
+    }
+
+    /// `logits` with the answer line's tokens set to −∞ while `written` (the sample's text so
+    /// far) leaves a number of the prompt unused; unchanged once it uses them all.
+    pub fn filter(&self, logits: &Tensor, written: &str) -> Result<Tensor> {
+        if self.marks.is_empty() || unused(&self.prompt, written) == 0 {
+            return Ok(logits.clone());
+        }
+        let mut values = logits.to_vec1::<f32>()?;
+        for &id in &self.marks {
+            if let Some(v) = values.get_mut(id as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        Ok(Tensor::from_vec(values, logits.shape(), logits.device())?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{Table, tiny};
+    use super::super::{Flow, Hold, Sampling, generate};
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn a_number_used_more_often_than_given_or_a_result_below_zero_is_a_flaw() {
@@ -395,5 +441,46 @@ mod tests {
         assert_eq!(unused("6,048 lambs, 193 white", "<<6048-193=5855>>5855"), 0);
         let pears = "Kim picked 30 pears and Jo 20 pears. Al picked 50 plums. How many pears?";
         assert_eq!(unused(pears, "<<30+20=50>>50, <<30+50=80>>80"), 1);
+    }
+
+    #[test]
+    fn a_held_sample_does_not_begin_its_answer_while_a_number_is_unused() {
+        let mut texts: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        texts.extend(["#", "##", "####", " #", "<<", ">>", "+", "=", " "].map(String::from));
+        texts.extend((0..31).map(|i| format!(" {}", char::from(b'a' + (i % 26) as u8))));
+        let table = Table(texts);
+        let model = tiny();
+        let hold = AnswerHold::new(&table, 50, "Sam has 3 pens and 4 more.");
+        let logits = Tensor::zeros(50, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let blocked = |written: &str| -> Vec<usize> {
+            let row: Vec<f32> = hold.filter(&logits, written).unwrap().to_vec1().unwrap();
+            (0..50).filter(|&i| row[i].is_infinite()).collect()
+        };
+        assert_eq!(
+            blocked("He has <<3+1=4>>4."),
+            [10, 11, 12, 13],
+            "4 is a result"
+        );
+        assert!(blocked("<<3+4=7>>7 pens.").is_empty(), "both used");
+
+        // Written freely, samples begin answer lines; held, none does.
+        let z = Tensor::randn(0f32, 1., model.thought_shape(4), &Device::Cpu).unwrap();
+        let mut sampling = Sampling::greedy(48);
+        (sampling.settings.temperature, sampling.settings.seed) = (1.0, 5);
+        sampling.hold = Hold {
+            question: "Sam has 3 pens and 4 more.".into(),
+            samples: vec![false, false, true, true],
+        };
+        let prompt = table.encode("3 4").unwrap();
+        let (written, _) = generate(&model, &prompt, &z, &sampling, Some(&table), |_| {
+            Flow::Continue
+        })
+        .unwrap();
+        let marked: Vec<bool> = written
+            .iter()
+            .map(|w| table.decode(w).unwrap().contains('#'))
+            .collect();
+        assert!(marked[0] || marked[1], "{marked:?}");
+        assert_eq!(marked[2..], [false, false]);
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Ltm;
 pub use calculator::{Calculator, Codec};
+pub use flaws::AnswerHold;
 pub use numbers::NumberGuard;
 
 /// Tokens written per sample unless a front end asks otherwise.
@@ -63,6 +64,17 @@ pub struct Sampling {
     /// Generation of a sample ends after any of these tokens (reported, then the sample stops):
     /// end of text, and the start of a new text.
     pub stop_tokens: Vec<u32>,
+    /// The samples whose answers are held back (needs a [`Codec`]).
+    pub hold: Hold,
+}
+
+/// Which samples may not begin their answer while their calculations leave a number of
+/// `question` unused ([`flaws::AnswerHold`]); none by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hold {
+    pub question: String,
+    /// Whether each sample is held; a sample past the end is not.
+    pub samples: Vec<bool>,
 }
 
 impl Sampling {
@@ -73,6 +85,7 @@ impl Sampling {
                 ..SampleSettings::default()
             },
             stop_tokens: Vec::new(),
+            hold: Hold::default(),
         }
     }
 }
@@ -147,12 +160,19 @@ pub fn generate(
         (false, _) => None,
         (true, Some(codec)) => {
             let vocab = model.config().vocab_size;
-            Some((
-                NumberGuard::new(codec, vocab, &codec.decode(prompt)?),
-                codec,
-            ))
+            Some(NumberGuard::new(codec, vocab, &codec.decode(prompt)?))
         }
         (true, None) => bail!("copying numbers needs a tokenizer"),
+    };
+    let held = |i: usize| sampling.hold.samples.get(i) == Some(&true);
+    let hold = match ((0..samples).any(held), codec) {
+        (false, _) => None,
+        (true, Some(codec)) => Some(AnswerHold::new(
+            codec,
+            model.config().vocab_size,
+            &sampling.hold.question,
+        )),
+        (true, None) => bail!("holding answers back needs a tokenizer"),
     };
     let device = model.device();
     let mut processors: Vec<_> = (0..samples).map(|i| settings.processor(i)).collect();
@@ -173,12 +193,21 @@ pub fn generate(
                 .and_then(|c| c.next_forced(i));
             let id = match forced {
                 Some(id) => id,
-                None if active[i] => match &guard {
-                    Some((guard, codec)) => {
-                        processor.sample(&guard.filter(&row, &codec.decode(&written[i])?)?)?
+                None if active[i] => {
+                    // The guard and the hold read the text; each has a codec (above).
+                    let text = match (&guard, &hold, codec) {
+                        (None, None, _) | (_, _, None) => String::new(),
+                        (_, _, Some(codec)) => codec.decode(&written[i])?,
+                    };
+                    let mut row = row;
+                    if let Some(guard) = &guard {
+                        row = guard.filter(&row, &text)?;
                     }
-                    None => processor.sample(&row)?,
-                },
+                    if let Some(hold) = hold.as_ref().filter(|_| held(i)) {
+                        row = hold.filter(&row, &text)?;
+                    }
+                    processor.sample(&row)?
+                }
                 None => row.argmax(D::Minus1)?.to_scalar::<u32>()?,
             };
             next.push(id);

@@ -123,6 +123,12 @@ pub fn chat(format: Option<&str>, question: &str) -> Prompt {
     }
 }
 
+/// The last text of a prompt, after its last [`BOS`]: the question asked, without the worked
+/// examples before it (a prompt without a `BOS` is one text).
+pub fn last_text(prompt: &str) -> &str {
+    prompt.rsplit(BOS).next().unwrap_or(prompt)
+}
+
 /// The final number of a generated answer ([`cut_answer`], then [`final_number`]).
 pub fn answer_of(generated: &str) -> Option<String> {
     final_number(cut_answer(generated))
@@ -260,6 +266,9 @@ mod tests {
              <|beginoftext|>Question: What is 3?\n"
         );
         assert_eq!(few_shot_prompt(&[], "Q"), "<|beginoftext|>Question: Q\n");
+        let asked = "Question: What is 3?\n";
+        assert_eq!(last_text(&few_shot_prompt(&es, "What is 3?")), asked);
+        assert_eq!(last_text("What is 3?"), "What is 3?");
     }
 
     #[test]

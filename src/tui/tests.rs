@@ -741,6 +741,7 @@ fn a_checked_answer_shows_the_draft_kept_and_the_drafts_answers() {
     let draft = |steps, answer: &str, nelbo| Draft {
         steps,
         drawn: false,
+        held: false,
         answer: Some(answer.into()),
         nelbo,
         flaw: None,
