@@ -878,7 +878,11 @@ fn a_checked_answer_is_the_likeliest_of_its_drafts() {
     assert_eq!(steps, [2, 1, 0], "the default level's fitted drafts");
     assert!(!drawn.is_empty() && drawn.iter().all(|d| d["steps"] == 0));
     let held = drawn.iter().filter(|d| d["held"] == true).count();
-    assert_eq!(held * 3, drawn.len(), "a third of the drawn drafts are held");
+    assert_eq!(
+        held * 3,
+        drawn.len(),
+        "a third of the drawn drafts are held"
+    );
     let kept = &drafts[check["kept"].as_u64().unwrap() as usize];
     assert_eq!(done[0]["answer"], kept["answer"]);
     // Each judged draft's −ELBO less AGREEMENT times the log of how many drafts gave its answer:
