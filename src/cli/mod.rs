@@ -92,8 +92,9 @@ pub struct AnswerArgs {
     copy_numbers: Option<Switch>,
     /// Check the answer (with one sample): drafts written under thoughts of the steps asked, a
     /// quarter of them and none, and under thoughts drawn from the prior (more, the more
-    /// thinking), some held from answering until they use every number given; of different answers, the one the model finds likeliest with a thought fitted
-    /// to question and draft, and that most drafts reach, is kept [default: the model's config].
+    /// thinking; at low and medium some held from answering until they use every number
+    /// given); of different answers, the one the model finds likeliest with a thought fitted to
+    /// question and draft, and that most drafts reach, is kept [default: the model's config].
     #[arg(long, value_name = "on|off")]
     check: Option<Switch>,
 }

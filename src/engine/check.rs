@@ -324,7 +324,10 @@ mod tests {
             assert_eq!(count(true), held(steps));
             assert!(d.iter().all(|d| !d.held || d.drawn && d.steps == 0));
             let first_held = d.iter().position(|d| d.held).unwrap_or(d.len());
-            assert!(d[first_held..].iter().all(|d| d.held), "the held drafts last");
+            assert!(
+                d[first_held..].iter().all(|d| d.held),
+                "the held drafts last"
+            );
             d.iter().filter(|d| !d.drawn).map(|d| d.steps).collect()
         };
         let levels = [1, 2, 4, 8, 10_000].map(drawn);

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Ltm;
 pub use calculator::{Calculator, Codec};
-pub use flaws::AnswerHold;
 pub use numbers::NumberGuard;
 
 /// Tokens written per sample unless a front end asks otherwise.
@@ -167,7 +166,7 @@ pub fn generate(
     let held = |i: usize| sampling.hold.samples.get(i) == Some(&true);
     let hold = match ((0..samples).any(held), codec) {
         (false, _) => None,
-        (true, Some(codec)) => Some(AnswerHold::new(
+        (true, Some(codec)) => Some(flaws::AnswerHold::new(
             codec,
             model.config().vocab_size,
             &sampling.hold.question,
