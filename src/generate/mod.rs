@@ -194,9 +194,10 @@ pub fn generate(
                 Some(id) => id,
                 None if active[i] => {
                     // The guard and the hold read the text; each has a codec (above).
-                    let text = match (&guard, &hold, codec) {
-                        (None, None, _) | (_, _, None) => String::new(),
-                        (_, _, Some(codec)) => codec.decode(&written[i])?,
+                    let reads = guard.is_some() || hold.is_some() && held(i);
+                    let text = match codec {
+                        Some(codec) if reads => codec.decode(&written[i])?,
+                        _ => String::new(),
                     };
                     let mut row = row;
                     if let Some(guard) = &guard {
