@@ -194,16 +194,18 @@ pub fn generate(
                 Some(id) => id,
                 None if active[i] => {
                     // The guard and the hold read the text; each has a codec (above).
-                    let reads = guard.is_some() || hold.is_some() && held(i);
+                    let sample_hold = hold.as_ref().filter(|_| held(i));
                     let text = match codec {
-                        Some(codec) if reads => codec.decode(&written[i])?,
+                        Some(codec) if guard.is_some() || sample_hold.is_some() => {
+                            codec.decode(&written[i])?
+                        }
                         _ => String::new(),
                     };
                     let mut row = row;
                     if let Some(guard) = &guard {
                         row = guard.filter(&row, &text)?;
                     }
-                    if let Some(hold) = hold.as_ref().filter(|_| held(i)) {
+                    if let Some(hold) = sample_hold {
                         row = hold.filter(&row, &text)?;
                     }
                     processor.sample(&row)?
