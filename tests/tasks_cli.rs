@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{error_says, json_out, ltm, refused, stderr, stdout, succeeded, tiny_model};
+use common::{
+    error_says, json_out, ltm, refused, stderr, stderr_has, stdout, succeeded, tiny_model,
+};
 use serde_json::Value;
 
 /// `ltm ppl --json` of `data` with one more option: its result.
@@ -177,6 +179,65 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
         &eval("--lr", "inf"),
         2,
         "the fast learning rate must be above 0",
+    );
+}
+
+/// An evaluation stopped midway goes on from its `--json` output: the runs the output holds
+/// are taken from it, the rest asked, and the lines are the whole evaluation's.
+#[test]
+fn a_stopped_evaluation_resumes_from_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let model = model.to_str().unwrap();
+    #[rustfmt::skip]
+    let options = [
+        "eval", "arith", "--model", model, "--json", "--limit", "3", "--shots", "1",
+        "--steps", "0,2", "--samples", "1", "--max-tokens", "4", "--check", "on",
+    ];
+    let whole = succeeded(&ltm(options));
+    let lines: Vec<&str> = whole.lines().collect();
+    assert_eq!(lines.len(), 7, "3 problems × 2 budgets and a report");
+    let drafts = serde_json::from_str::<Value>(lines[1]).unwrap()["check"]["drafts"].clone();
+    assert!(drafts.as_array().unwrap().len() > 1, "{drafts}");
+    // Stopped mid-write: two runs whole, the third cut off. The first run's text is marked, to
+    // tell a run taken from the file from one asked again.
+    let stopped = dir.path().join("stopped.jsonl");
+    let taken = lines[0].replace(r#""texts":[""#, r#""texts":["(taken) "#);
+    assert_ne!(taken, lines[0]);
+    let cut = &lines[2][..lines[2].len() / 2];
+    std::fs::write(&stopped, format!("{taken}\n{}\n{cut}", lines[1])).unwrap();
+    let resume = |file: &std::path::Path, more: &[&str]| {
+        let resume = ["--resume", file.to_str().unwrap()];
+        ltm(options.iter().chain(&resume).chain(more))
+    };
+    let out = resume(&stopped, &[]);
+    let resumed = succeeded(&out);
+    assert_eq!(resumed.lines().next(), Some(taken.as_str()));
+    assert!(
+        resumed.lines().skip(1).eq(whole.lines().skip(1)),
+        "the check's drafts read back as written, the rest asked as before"
+    );
+    stderr_has(&out, "line 3: cut off mid-write");
+    stderr_has(&out, "2 of 6 runs taken");
+    // Answers asked with another seed, or of other problems, are another evaluation's.
+    refused(&resume(&stopped, &["--seed", "5"]), 1, "with this --seed");
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(
+        &other,
+        lines[0].replace(r#""answers":["#, r#""answers":[null,"#),
+    )
+    .unwrap();
+    refused(&resume(&other, &[]), 1, "here --samples 1");
+    std::fs::write(&other, lines[0].replace(r#""gold":""#, r#""gold":"9"#)).unwrap();
+    refused(
+        &resume(&other, &[]),
+        1,
+        "not an evaluation of these problems",
+    );
+    std::fs::write(&other, format!("{{\"event\":\"problem\"}}\n{}\n", lines[0])).unwrap();
+    error_says(
+        &resume(&other, &[]),
+        "line 1: not a line of `ltm eval arith --json`",
     );
 }
 

@@ -1,11 +1,14 @@
 //! `ltm eval arith`: few-shot accuracy of the final number for several thinking budgets, as
 //! pass@k, majority vote and ELBO-best sample, by number of reasoning steps; the ELBO bound of
-//! the prompts per budget; and, with `--chart`, both against thinking steps as an SVG.
+//! the prompts per budget; and, with `--chart`, both against thinking steps as an SVG. An
+//! evaluation stopped midway goes on from its `--json` output (`--resume`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::chart::{Scale, Series, StepsPanel};
@@ -80,6 +83,11 @@ pub struct ArithArgs {
     /// (−ELBO per prompt token, in nats) against thinking steps below.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
+    /// Go on from the `--json` output of an evaluation of the same model, problems and options
+    /// that stopped midway: the runs it holds are taken from it, not asked again, and the rest
+    /// are asked (write the new output to another file: it holds every run).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub resume: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -107,7 +115,7 @@ fn shots(text: &str) -> Result<usize, String> {
 
 /// What the engine wrote for one request: each sample's answer, text and −ELBO, the prompt's
 /// tokens as the engine took it (it may drop worked examples to fit), the check's drafts when
-/// it checked, and its first warning.
+/// it checked, and its first warning (not recorded in `--json` lines).
 struct Answered {
     answers: Vec<Option<String>>,
     texts: Vec<String>,
@@ -145,6 +153,114 @@ fn answer(inbox: &mpsc::Receiver<Event>, samples: usize) -> Result<Answered> {
             _ => {}
         }
     }
+}
+
+/// A line of `--json` output, as written and as `--resume` reads it back.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+enum Line {
+    /// One problem at one budget and calculator setting.
+    Problem(ProblemLine),
+    /// The report lines, which `--resume` passes over.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProblemLine {
+    index: usize,
+    thinking_steps: usize,
+    calculator: bool,
+    /// The thought seed the problem was asked with: `--seed` plus its index.
+    seed: u64,
+    gold: String,
+    answers: Vec<Option<String>>,
+    texts: Vec<String>,
+    /// Each sample's −ELBO; none where it was not finite (JSON has no infinity).
+    nelbo: Vec<Option<f64>>,
+    pass_at_k: bool,
+    majority: bool,
+    elbo_best: bool,
+    prompt_tokens: usize,
+    nelbo_per_token: Option<f64>,
+    check: Option<engine::Check>,
+}
+
+impl From<ProblemLine> for Answered {
+    fn from(line: ProblemLine) -> Self {
+        Answered {
+            answers: line.answers,
+            texts: line.texts,
+            nelbo: (line.nelbo.iter())
+                .map(|v| v.unwrap_or(f64::INFINITY))
+                .collect(),
+            tokens: line.prompt_tokens,
+            check: line.check,
+            warning: None,
+        }
+    }
+}
+
+/// The thought seed of the problem at `index`: each its own, the same whichever runs are asked.
+fn problem_seed(seed: u64, index: usize) -> u64 {
+    seed.wrapping_add(index as u64)
+}
+
+/// A run, by its problem's index, thinking budget and calculator setting.
+type RunKey = (usize, usize, bool);
+
+/// The runs an earlier evaluation's `--json` output at `path` holds for these `problems`, asked
+/// with `samples` thought samples from `seed`: its last line may be cut off (the evaluation was
+/// stopped mid-write), and lines past the problems are passed over; a line of another problem
+/// or seed is refused, since its answers would be another evaluation's.
+fn recorded(
+    path: &Path,
+    problems: &[Record],
+    samples: usize,
+    seed: u64,
+) -> Result<HashMap<RunKey, Answered>> {
+    let text = crate::fsutil::read_text_limited(path, crate::fsutil::DATA_FILE)?;
+    let last = text.lines().count();
+    let mut runs = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = || format!("{}, line {}", path.display(), n + 1);
+        let line = match serde_json::from_str(line) {
+            Ok(Line::Problem(line)) => line,
+            Ok(Line::Other) => continue,
+            Err(_) if n + 1 == last && !text.ends_with('\n') => {
+                eprintln!("note: {}: cut off mid-write; its run is asked again", at());
+                break;
+            }
+            Err(e) => bail!("{}: not a line of `ltm eval arith --json` ({e})", at()),
+        };
+        let Some(problem) = problems.get(line.index) else {
+            continue;
+        };
+        if line.gold != problem.r#final || line.seed != problem_seed(seed, line.index) {
+            bail!(
+                "{}: problem {} was asked with answer {} and seed {}, here {} and {}: \
+                 not an evaluation of these problems with this --seed",
+                at(),
+                line.index + 1,
+                printable(&line.gold),
+                line.seed,
+                printable(&problem.r#final),
+                problem_seed(seed, line.index)
+            );
+        }
+        let written = [line.answers.len(), line.texts.len(), line.nelbo.len()];
+        if written != [samples; 3] {
+            bail!(
+                "{}: {written:?} answers, texts and −ELBOs, here --samples {samples}",
+                at()
+            );
+        }
+        runs.insert(
+            (line.index, line.thinking_steps, line.calculator),
+            line.into(),
+        );
+    }
+    Ok(runs)
 }
 
 fn on_off(on: bool) -> &'static str {
@@ -252,11 +368,27 @@ pub fn run(args: Args) -> Result<()> {
     };
     let defaults = info.defaults();
     // Every run, in the order they are reported: each problem at each budget and setting.
-    let mut runs = Vec::new();
+    let mut runs: Vec<RunKey> = Vec::new();
     for i in 0..problems.len() {
         for &steps in &budgets {
             runs.extend(calcs.iter().map(|&calculator| (i, steps, calculator)));
         }
+    }
+    let mut recorded = match &args.resume {
+        Some(path) => recorded(path, &problems, args.samples, args.seed)?,
+        None => HashMap::new(),
+    };
+    let asked: Vec<usize> = (0..runs.len())
+        .filter(|k| !recorded.contains_key(&runs[*k]))
+        .collect();
+    if let Some(path) = &args.resume {
+        eprintln!(
+            "resuming: {} of {} runs taken from {}, {} to ask",
+            runs.len() - asked.len(),
+            runs.len(),
+            path.display(),
+            asked.len()
+        );
     }
     let bar = crate::progress::bar(runs.len() as u64, 0, "evaluating");
     let mut reports = vec![Report::default(); calcs.len()];
@@ -272,21 +404,21 @@ pub fn run(args: Args) -> Result<()> {
             calculator: Some(calculator),
             copy_numbers: args.answers.copy_numbers(),
             check: args.answers.check(),
-            seed: args.seed + i as u64,
+            seed: problem_seed(args.seed, i),
             ..Choices::default()
         };
         let prompt = few_shot(&shots, &problems[i].question);
         engine.submit(choices.request(k as u64 + 1, prompt, &defaults));
         answer(inbox, args.samples).with_context(|| format!("problem {}", i + 1))
     };
-    let jobs = usize::from(args.jobs).min(runs.len()).max(1);
+    let jobs = usize::from(args.jobs).min(asked.len()).max(1);
     let (done, answered) = mpsc::channel();
     std::thread::scope(|scope| -> Result<()> {
-        // Job j takes runs j, j + jobs, …; the first one has the engine already loaded.
+        // Job j takes the runs to ask j, j + jobs, …; the first one has the engine already loaded.
         let mut first = Some((engine, inbox));
         for j in 0..jobs {
             let (done, first) = (done.clone(), first.take());
-            let (ask, source, runs) = (&ask, &args.engine, &runs);
+            let (ask, source, asked) = (&ask, &args.engine, &asked);
             scope.spawn(move || {
                 let (engine, inbox) = match first {
                     Some(loaded) => loaded,
@@ -296,7 +428,7 @@ pub fn run(args: Args) -> Result<()> {
                         Err(e) => return drop(done.send((j, Err(e)))),
                     },
                 };
-                for k in (j..runs.len()).step_by(jobs) {
+                for &k in asked.iter().skip(j).step_by(jobs) {
                     let result = ask(k, &engine, &inbox);
                     let failed = result.is_err();
                     if done.send((k, result)).is_err() || failed {
@@ -313,13 +445,16 @@ pub fn run(args: Args) -> Result<()> {
         let mut waiting = std::collections::BTreeMap::new();
         let mut first_warning = None;
         for k in 0..runs.len() {
-            let run = loop {
-                if let Some(run) = waiting.remove(&k) {
-                    break run;
-                }
-                let (j, result) = answered.recv().context("the evaluation stopped")?;
-                waiting.insert(j, result);
-            }?;
+            let run = match recorded.remove(&runs[k]) {
+                Some(run) => run,
+                None => loop {
+                    if let Some(run) = waiting.remove(&k) {
+                        break run;
+                    }
+                    let (j, result) = answered.recv().context("the evaluation stopped")?;
+                    waiting.insert(j, result);
+                }?,
+            };
             let (i, steps, calculator) = runs[k];
             let problem = &problems[i];
             if let Some(message) = run.warning {
@@ -332,12 +467,24 @@ pub fn run(args: Args) -> Result<()> {
             if args.json {
                 let per_token =
                     run.nelbo.iter().sum::<f64>() / (run.nelbo.len() * run.tokens) as f64;
-                let line = json!({"event": "problem", "index": i, "thinking_steps": steps, "calculator": calculator,
-                    "gold": problem.r#final, "answers": run.answers, "texts": run.texts, "nelbo": run.nelbo,
-                    "pass_at_k": scored.pass_at_k, "majority": scored.majority, "elbo_best": scored.elbo_best,
-                    "prompt_tokens": run.tokens, "nelbo_per_token": Some(per_token).filter(|x| x.is_finite()),
-                    "check": run.check});
-                println!("{line}");
+                let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+                let line = Line::Problem(ProblemLine {
+                    index: i,
+                    thinking_steps: steps,
+                    calculator,
+                    seed: problem_seed(args.seed, i),
+                    gold: problem.r#final.clone(),
+                    answers: run.answers,
+                    texts: run.texts,
+                    nelbo: run.nelbo.iter().copied().map(finite).collect(),
+                    pass_at_k: scored.pass_at_k,
+                    majority: scored.majority,
+                    elbo_best: scored.elbo_best,
+                    prompt_tokens: run.tokens,
+                    nelbo_per_token: finite(per_token),
+                    check: run.check,
+                });
+                println!("{}", serde_json::to_string(&line)?);
             }
             bar.set_message(format!(
                 "problem {} of {}, {steps} thinking steps, calculator {}",
