@@ -219,6 +219,14 @@ fn a_stopped_evaluation_resumes_from_its_output() {
     );
     stderr_has(&out, "line 3: cut off mid-write");
     stderr_has(&out, "2 of 6 runs taken");
+    // A line written before lines had their seed is taken as it stands.
+    let old = dir.path().join("old.jsonl");
+    let unseeded = serde_json::from_str::<Value>(&taken).unwrap();
+    let mut unseeded = unseeded.as_object().unwrap().clone();
+    assert!(unseeded.remove("seed").is_some());
+    std::fs::write(&old, format!("{}\n", Value::Object(unseeded))).unwrap();
+    let resumed = succeeded(&resume(&old, &[]));
+    assert_eq!(resumed.lines().next(), Some(taken.as_str()));
     // Answers asked with another seed, or of other problems, are another evaluation's.
     refused(&resume(&stopped, &["--seed", "5"]), 1, "with this --seed");
     let other = dir.path().join("other.jsonl");

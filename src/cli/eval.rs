@@ -171,8 +171,10 @@ struct ProblemLine {
     index: usize,
     thinking_steps: usize,
     calculator: bool,
-    /// The thought seed the problem was asked with: `--seed` plus its index.
-    seed: u64,
+    /// The thought seed the problem was asked with: `--seed` plus its index (absent from lines
+    /// written before `--resume` was, which are taken unchecked).
+    #[serde(default)]
+    seed: Option<u64>,
     gold: String,
     answers: Vec<Option<String>>,
     texts: Vec<String>,
@@ -236,16 +238,22 @@ fn recorded(
         let Some(problem) = problems.get(line.index) else {
             continue;
         };
-        if line.gold != problem.r#final || line.seed != problem_seed(seed, line.index) {
+        if line.gold != problem.r#final {
             bail!(
-                "{}: problem {} was asked with answer {} and seed {}, here {} and {}: \
-                 not an evaluation of these problems with this --seed",
+                "{}: problem {}'s answer is {} there and {} here: not an evaluation of these problems",
                 at(),
                 line.index + 1,
                 printable(&line.gold),
-                line.seed,
-                printable(&problem.r#final),
-                problem_seed(seed, line.index)
+                printable(&problem.r#final)
+            );
+        }
+        let asked_with = problem_seed(seed, line.index);
+        if let Some(other) = line.seed.filter(|&s| s != asked_with) {
+            bail!(
+                "{}: problem {} was asked with seed {other} there and {asked_with} here: not an \
+                 evaluation with this --seed",
+                at(),
+                line.index + 1
             );
         }
         let written = [line.answers.len(), line.texts.len(), line.nelbo.len()];
@@ -472,7 +480,7 @@ pub fn run(args: Args) -> Result<()> {
                     index: i,
                     thinking_steps: steps,
                     calculator,
-                    seed: problem_seed(args.seed, i),
+                    seed: Some(problem_seed(args.seed, i)),
                     gold: problem.r#final.clone(),
                     answers: run.answers,
                     texts: run.texts,
