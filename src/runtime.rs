@@ -63,7 +63,7 @@ pub fn build(checkpoint: &Checkpoint, device: &Device, decode: DecodeWeights) ->
 /// files), so that an installed `ltm` finds it wherever it runs, with no checkout beside it.
 pub const BUNDLED_MODEL: &str = "ltm-arith-tiny";
 
-const BUNDLED_FILES: [(&str, &[u8]); 8] = [
+const BUNDLED_FILES: [(&str, &[u8]); 9] = [
     (
         CONFIG_FILE,
         include_bytes!("../models/ltm-arith-tiny/config.json"),
@@ -87,6 +87,10 @@ const BUNDLED_FILES: [(&str, &[u8]); 8] = [
     (
         "thinking.svg",
         include_bytes!("../models/ltm-arith-tiny/thinking.svg"),
+    ),
+    (
+        "dev-thinking.svg",
+        include_bytes!("../models/ltm-arith-tiny/dev-thinking.svg"),
     ),
     (
         "recipes.svg",
@@ -220,5 +224,23 @@ mod tests {
             "a broken file is left out"
         );
         assert_eq!(Intro::read(&dir.path().join("README.md")), Intro::default());
+    }
+
+    #[test]
+    fn every_picture_the_bundled_card_shows_is_bundled() {
+        let card = BUNDLED_FILES.iter().find(|(name, _)| *name == "README.md");
+        let card = std::str::from_utf8(card.unwrap().1).unwrap();
+        let pictures: Vec<&str> = (card.split("](").skip(1))
+            .filter_map(|rest| rest.split_once(')'))
+            .map(|(link, _)| link)
+            .filter(|link| link.ends_with(".svg"))
+            .collect();
+        assert!(pictures.len() >= 3, "{pictures:?}");
+        for picture in pictures {
+            assert!(
+                BUNDLED_FILES.iter().any(|(name, _)| *name == picture),
+                "the card shows {picture}, which an installed model would lack"
+            );
+        }
     }
 }
