@@ -432,8 +432,9 @@ pub fn run(args: Args) -> Result<()> {
                     Some(loaded) => loaded,
                     None => match source.source().and_then(engine::start) {
                         Ok((engine, inbox, _)) => (engine, inbox),
-                        // In the place of its first run.
-                        Err(e) => return drop(done.send((j, Err(e)))),
+                        // In the place of its first run (only a job after the first starts
+                        // an engine, so there are runs enough to ask).
+                        Err(e) => return drop(done.send((asked[j], Err(e)))),
                     },
                 };
                 for &k in asked.iter().skip(j).step_by(jobs) {
