@@ -63,7 +63,7 @@ pub fn build(checkpoint: &Checkpoint, device: &Device, decode: DecodeWeights) ->
 /// files), so that an installed `ltm` finds it wherever it runs, with no checkout beside it.
 pub const BUNDLED_MODEL: &str = "ltm-arith-tiny";
 
-const BUNDLED_FILES: [(&str, &[u8]); 9] = [
+const BUNDLED_FILES: [(&str, &[u8]); 10] = [
     (
         CONFIG_FILE,
         include_bytes!("../models/ltm-arith-tiny/config.json"),
@@ -91,6 +91,10 @@ const BUNDLED_FILES: [(&str, &[u8]); 9] = [
     (
         "dev-thinking.svg",
         include_bytes!("../models/ltm-arith-tiny/dev-thinking.svg"),
+    ),
+    (
+        "gsm-thinking.svg",
+        include_bytes!("../models/ltm-arith-tiny/gsm-thinking.svg"),
     ),
     (
         "recipes.svg",
