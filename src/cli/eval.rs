@@ -222,14 +222,14 @@ fn recorded(
     seed: u64,
 ) -> Result<HashMap<RunKey, Answered>> {
     let text = crate::fsutil::read_text_limited(path, crate::fsutil::DATA_FILE)?;
-    let last = text.lines().count();
     let mut runs = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in text.split_inclusive('\n').enumerate() {
         let at = || format!("{}, line {}", path.display(), n + 1);
         let line = match serde_json::from_str(line) {
             Ok(Line::Problem(line)) => line,
             Ok(Line::Other) => continue,
-            Err(_) if n + 1 == last && !text.ends_with('\n') => {
+            // Only the last line can lack its end.
+            Err(_) if !line.ends_with('\n') => {
                 eprintln!("note: {}: cut off mid-write; its run is asked again", at());
                 break;
             }
