@@ -141,6 +141,12 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     let v = ppl_json(model, &data, ["--steps", "2"]);
     let ppl = v["ppl_bound"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl > 1.0, "{v}");
+    // −ELBO is the text's NLL and the thoughts' KL, each reported per token.
+    let [nelbo, nll, kl] = ["nelbo_per_token", "nll_per_token", "kl_per_token"]
+        .map(|k| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}")));
+    assert!(nll > 0.0 && kl > 0.0, "{v}");
+    assert!((nll + kl - nelbo).abs() < 1e-9 * nelbo, "{v}");
+    assert!((nelbo.exp() - ppl).abs() < 1e-9 * ppl, "{v}");
 
     // A missing or empty data file, or a number of shots no prompt holds, is an error, not a
     // result.

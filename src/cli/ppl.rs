@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 
 use crate::tasks::prompt::{Example, load_jsonl};
-use crate::think::text_nelbo;
+use crate::think::text_elbo;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,8 +50,8 @@ pub fn run(args: Args) -> Result<()> {
     let steps = args.steps.unwrap_or(model.config().num_steps);
     let ids = tokenizer.encode_long(&text, args.limit.map(|n| n as usize))?;
     let bar = crate::progress::bar(0, 0, "scoring windows");
-    let (nelbo, tokens) = crate::threads::run(|| {
-        text_nelbo(
+    let elbo = crate::threads::run(|| {
+        text_elbo(
             &model,
             &ids,
             steps,
@@ -64,16 +64,21 @@ pub fn run(args: Args) -> Result<()> {
         )
     })?;
     bar.finish_and_clear();
-    let ppl = (nelbo / tokens as f64).exp();
+    let per_token = |nats: f64| nats / elbo.tokens as f64;
+    let (nelbo, nll, kl) = (
+        per_token(elbo.nelbo()),
+        per_token(elbo.nll),
+        per_token(elbo.kl),
+    );
+    let (tokens, ppl) = (elbo.tokens, elbo.ppl_bound());
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"tokens": tokens, "steps": steps, "nelbo_per_token": nelbo / tokens as f64, "ppl_bound": ppl})
+            serde_json::json!({"tokens": tokens, "steps": steps, "nelbo_per_token": nelbo, "nll_per_token": nll, "kl_per_token": kl, "ppl_bound": ppl})
         );
     } else {
         println!(
-            "{tokens} tokens, {steps} thinking steps per window: −ELBO {:.4} nats/token, perplexity ≤ {ppl:.3}",
-            nelbo / tokens as f64
+            "{tokens} tokens, {steps} thinking steps per window: −ELBO {nelbo:.4} nats/token (the text's NLL {nll:.4}, the thoughts' KL {kl:.4}), perplexity ≤ {ppl:.3}"
         );
     }
     Ok(())

@@ -572,32 +572,58 @@ fn fit_rows(
     })
 }
 
-/// −ELBO and token count of a long text: cut into windows of the model's context, each
-/// thought about for `steps` steps on its own. exp(nelbo / tokens) bounds the perplexity.
-/// `progress` hears (windows done, windows in all) after each window.
-pub fn text_nelbo(
+/// −ELBO of a long text in its two parts, summed over its windows: what the decoder pays for
+/// the tokens, and what the thoughts cost against the prior.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextElbo {
+    /// Summed token cross-entropy.
+    pub nll: f64,
+    /// Summed KL of each window's thought from the prior.
+    pub kl: f64,
+    /// Tokens scored.
+    pub tokens: usize,
+}
+
+impl TextElbo {
+    pub fn nelbo(&self) -> f64 {
+        self.nll + self.kl
+    }
+    /// exp(−ELBO / tokens): an upper bound on the text's perplexity.
+    pub fn ppl_bound(&self) -> f64 {
+        (self.nelbo() / self.tokens as f64).exp()
+    }
+}
+
+/// The ELBO of a long text: cut into windows of the model's context, each thought about for
+/// `steps` steps on its own. `progress` hears (windows done, windows in all) after each window.
+pub fn text_elbo(
     model: &Ltm,
     ids: &[u32],
     steps: usize,
     lr: f64,
     seed: u64,
     mut progress: impl FnMut(usize, usize),
-) -> Result<(f64, usize)> {
+) -> Result<TextElbo> {
     let window = model.config().max_seq_len;
-    let (mut nelbo, mut tokens) = (0.0, 0);
+    let mut sum = TextElbo {
+        nll: 0.0,
+        kl: 0.0,
+        tokens: 0,
+    };
     let mut rng = rng(seed);
     let windows = ids.chunks(window).filter(|c| c.len() >= 2).count();
     for (i, chunk) in ids.chunks(window).filter(|c| c.len() >= 2).enumerate() {
         let text = Sequences::new(chunk, 1, model.device())?;
         let thought = think_afresh(model, &text, steps, lr, true, &mut rng)?;
-        nelbo += thought.elbo.nelbo_sum();
-        tokens += thought.elbo.tokens;
+        sum.nll += thought.elbo.nll.iter().sum::<f64>();
+        sum.kl += thought.elbo.kl.iter().sum::<f64>();
+        sum.tokens += thought.elbo.tokens;
         progress(i + 1, windows);
     }
-    if tokens == 0 {
+    if sum.tokens == 0 {
         bail!("the text is too short to score (it needs at least 2 tokens)");
     }
-    Ok((nelbo, tokens))
+    Ok(sum)
 }
 
 #[cfg(test)]
