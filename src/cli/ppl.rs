@@ -70,7 +70,8 @@ pub fn run(args: Args) -> Result<()> {
         per_token(elbo.nll),
         per_token(elbo.kl),
     );
-    let (tokens, ppl) = (elbo.tokens, elbo.ppl_bound());
+    // exp(−ELBO per token) bounds the perplexity.
+    let (tokens, ppl) = (elbo.tokens, nelbo.exp());
     if args.json {
         println!(
             "{}",

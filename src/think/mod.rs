@@ -588,10 +588,6 @@ impl TextElbo {
     pub fn nelbo(&self) -> f64 {
         self.nll + self.kl
     }
-    /// exp(−ELBO / tokens): an upper bound on the text's perplexity.
-    pub fn ppl_bound(&self) -> f64 {
-        (self.nelbo() / self.tokens as f64).exp()
-    }
 }
 
 /// The ELBO of a long text: cut into windows of the model's context, each thought about for
