@@ -79,6 +79,22 @@ struct Block {
     keys: Range<usize>,
 }
 
+impl Block {
+    /// Where the block's operands lie in one head's slices, as (offset, view): its [rows, keys]
+    /// of P and dP, its rows of Q, O and dO, its keys' rows of K and V.
+    fn tile(&self, Dims { s, d, .. }: Dims) -> [(usize, View); 3] {
+        let (rows, keys) = (self.rows.len(), self.keys.len());
+        [
+            (
+                self.rows.start * s + self.keys.start,
+                View::strided(rows, keys, s),
+            ),
+            (self.rows.start * d, View::row_major(rows, d)),
+            (self.keys.start * d, View::row_major(keys, d)),
+        ]
+    }
+}
+
 impl Attention {
     fn blocks(&self, t: usize, s: usize) -> impl Iterator<Item = Block> + '_ {
         (0..t).step_by(ROWS).map(move |r0| {
@@ -99,22 +115,9 @@ impl Attention {
     /// The probabilities of one block of one head: softmax(q kᵀ · scale + mask) into `p`
     /// [T, S] at the block's rows and keys (0 at keys a row does not see).
     fn probabilities(&self, p: &mut [f32], q: &[f32], k: &[f32], b: &Block, dims: Dims) {
-        let Dims { s, d, .. } = dims;
-        let (rows, keys) = (b.rows.len(), b.keys.len());
-        product(
-            &mut p[b.rows.start * s + b.keys.start..],
-            View {
-                rows,
-                cols: keys,
-                rs: s,
-                cs: 1,
-            },
-            false,
-            &q[b.rows.start * d..],
-            View::row_major(rows, d),
-            &k[b.keys.start * d..],
-            View::row_major(keys, d).t(),
-        );
+        let s = dims.s;
+        let [(pb, pv), (qr, qv), (kr, kv)] = b.tile(dims);
+        product(&mut p[pb..], pv, false, &q[qr..], qv, &k[kr..], kv.t());
         for i in b.rows.clone() {
             let row = &mut p[i * s..(i + 1) * s];
             let seen = match &self.visible {
@@ -134,24 +137,11 @@ impl Attention {
     /// One head's output [T, D] (its rows of `out`) from its queries and its group's keys and
     /// values; `p` is scratch of [T, S].
     fn head(&self, out: &mut [f32], p: &mut [f32], q: &[f32], k: &[f32], v: &[f32], dims: Dims) {
-        let Dims { t, s, d, .. } = dims;
+        let Dims { t, s, .. } = dims;
         for b in self.blocks(t, s) {
             self.probabilities(p, q, k, &b, dims);
-            let (rows, keys) = (b.rows.len(), b.keys.len());
-            product(
-                &mut out[b.rows.start * d..],
-                View::row_major(rows, d),
-                false,
-                &p[b.rows.start * s + b.keys.start..],
-                View {
-                    rows,
-                    cols: keys,
-                    rs: s,
-                    cs: 1,
-                },
-                &v[b.keys.start * d..],
-                View::row_major(keys, d),
-            );
+            let [(pb, pv), (qr, qv), (kr, kv)] = b.tile(dims);
+            product(&mut out[qr..], qv, false, &p[pb..], pv, &v[kr..], kv);
         }
     }
 
@@ -177,63 +167,25 @@ impl Attention {
                     scratch
                 }
             };
-            let (rows, keys) = (b.rows.len(), b.keys.len());
-            let (r0, c0) = (b.rows.start, b.keys.start);
-            let block = View {
-                rows,
-                cols: keys,
-                rs: s,
-                cs: 1,
-            };
-            let (qv, kv) = (View::row_major(rows, d), View::row_major(keys, d));
-            product(
-                &mut gv[c0 * d..],
-                kv,
-                true,
-                &p[r0 * s + c0..],
-                block.t(),
-                &g[r0 * d..],
-                qv,
-            );
-            product(
-                &mut dp[r0 * s + c0..],
-                block,
-                false,
-                &g[r0 * d..],
-                qv,
-                &v[c0 * d..],
-                kv.t(),
-            );
+            let [(pb, pv), (qr, qv), (kr, kv)] = b.tile(dims);
+            // dV += Pᵀ dO; dP = dO Vᵀ
+            product(&mut gv[kr..], kv, true, &p[pb..], pv.t(), &g[qr..], qv);
+            product(&mut dp[pb..], pv, false, &g[qr..], qv, &v[kr..], kv.t());
             for i in b.rows.clone() {
                 let delta: f32 = g[i * d..(i + 1) * d]
                     .iter()
                     .zip(&o[i * d..(i + 1) * d])
                     .map(|(a, b)| a * b)
                     .sum();
-                let p = &p[i * s + c0..i * s + b.keys.end];
-                dp[i * s + c0..i * s + b.keys.end]
+                let keys = i * s + b.keys.start..i * s + b.keys.end;
+                dp[keys.clone()]
                     .iter_mut()
-                    .zip(p)
+                    .zip(&p[keys])
                     .for_each(|(x, p)| *x = p * (*x - delta) * self.scale);
             }
-            product(
-                &mut gq[r0 * d..],
-                qv,
-                false,
-                &dp[r0 * s + c0..],
-                block,
-                &k[c0 * d..],
-                kv,
-            );
-            product(
-                &mut gk[c0 * d..],
-                kv,
-                true,
-                &dp[r0 * s + c0..],
-                block.t(),
-                &q[r0 * d..],
-                qv,
-            );
+            // dQ = dS K; dK += dSᵀ Q
+            product(&mut gq[qr..], qv, false, &dp[pb..], pv, &k[kr..], kv);
+            product(&mut gk[kr..], kv, true, &dp[pb..], pv.t(), &q[qr..], qv);
         }
     }
 }

@@ -12,10 +12,15 @@ pub struct View {
 
 impl View {
     pub fn row_major(rows: usize, cols: usize) -> Self {
+        Self::strided(rows, cols, cols)
+    }
+
+    /// Row-major rows `rs` apart: a block of a wider matrix.
+    pub fn strided(rows: usize, cols: usize, rs: usize) -> Self {
         Self {
             rows,
             cols,
-            rs: cols,
+            rs,
             cs: 1,
         }
     }
