@@ -17,11 +17,10 @@ enum Linear {
     Bf16 { weight_grad: bool },
 }
 
+/// x · wᵀ on any backend, each operand with its layout.
 fn matmul_transposed<S: BackendStorage>(
-    x: &S,
-    lx: &Layout,
-    w: &S,
-    lw: &Layout,
+    (x, lx): (&S, &Layout),
+    (w, lw): (&S, &Layout),
 ) -> Result<(S, Shape)> {
     let (m, k) = lx.shape().dims2()?;
     let (n, kw) = lw.shape().dims2()?;
@@ -52,7 +51,7 @@ impl CustomOp2 for Linear {
         lw: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         match self {
-            Linear::InputGrad => matmul_transposed(x, lx, w, lw),
+            Linear::InputGrad => matmul_transposed((x, lx), (w, lw)),
             Linear::Bf16 { .. } => Bf16Product {
                 transpose_a: false,
                 transpose_b: true,
@@ -68,7 +67,7 @@ impl CustomOp2 for Linear {
         w: &candle_core::CudaStorage,
         lw: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        matmul_transposed(x, lx, w, lw)
+        matmul_transposed((x, lx), (w, lw))
     }
 
     fn metal_fwd(
@@ -78,7 +77,7 @@ impl CustomOp2 for Linear {
         w: &candle_core::MetalStorage,
         lw: &Layout,
     ) -> Result<(candle_core::MetalStorage, Shape)> {
-        matmul_transposed(x, lx, w, lw)
+        matmul_transposed((x, lx), (w, lw))
     }
 
     fn bwd(
@@ -167,7 +166,6 @@ impl CustomOp2 for Bf16Product {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = contiguous_f32_pair((a, la), (b, lb), "bf16 product")?;
         let (av, bv) = (
             Self::view(la, self.transpose_a)?,
             Self::view(lb, self.transpose_b)?,
@@ -179,6 +177,7 @@ impl CustomOp2 for Bf16Product {
                 lb.shape()
             );
         }
+        let (a, b) = contiguous_f32_pair((a, la), (b, lb), "bf16 product")?;
         let out = amx::product(a, av, b, bv);
         Ok((CpuStorage::F32(out), Shape::from((av.rows, bv.cols))))
     }
