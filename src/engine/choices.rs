@@ -60,9 +60,13 @@ pub struct Choices {
     /// A thinking level, whose steps and adaptive stop come from the model; set, it stands for
     /// `steps` and `tolerance`.
     pub level: Option<ThinkLevel>,
+    /// Thinking steps, gradient steps on the ELBO.
     pub steps: Option<usize>,
+    /// Thinking's peak fast learning rate.
     pub lr: Option<f64>,
+    /// Independent thought samples, fitted as one batch.
     pub samples: usize,
+    /// How to write, as [`SampleSettings`] has it; a `None` temperature is the model's.
     pub temperature: Option<f64>,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
@@ -70,6 +74,7 @@ pub struct Choices {
     pub seed: u64,
     /// Adaptive thinking tolerance (−ELBO per token); `None` runs every step.
     pub tolerance: Option<f64>,
+    /// Each chat turn's thought starts from the previous turn's.
     pub warm_start: bool,
     /// GSM8K's calculator while writing.
     pub calculator: Option<bool>,

@@ -22,15 +22,19 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 /// How to write: the sampling settings of one request (part of the engine's protocol).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleSettings {
+    /// Most tokens written per sample.
     pub max_tokens: usize,
-    /// 0 means greedy (arg-max).
-    pub temperature: f64,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f64>,
-    pub seed: u64,
     /// A sample ends when its text ends with one of these (the stop string is not kept); the
     /// engine applies them to the decoded text, `generate` works on tokens.
     pub stop: Vec<String>,
+    /// The sampler's seed: a request asked again with it writes the same text.
+    pub seed: u64,
+    /// 0 means greedy (arg-max).
+    pub temperature: f64,
+    /// Sample among the k likeliest tokens only.
+    pub top_k: Option<usize>,
+    /// Sample within the likeliest tokens whose probabilities reach p together (nucleus).
+    pub top_p: Option<f64>,
     /// GSM8K's calculator: after `<<EXPR=` the exact result and `>>` are forced (needs a [`Codec`]).
     #[serde(default)]
     pub calculator: bool,
@@ -45,11 +49,11 @@ impl Default for SampleSettings {
     fn default() -> Self {
         Self {
             max_tokens: DEFAULT_MAX_TOKENS,
+            stop: Vec::new(),
+            seed: 0,
             temperature: 0.0,
             top_k: None,
             top_p: None,
-            seed: 0,
-            stop: Vec::new(),
             calculator: false,
             copy_numbers: false,
         }
