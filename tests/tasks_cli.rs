@@ -148,8 +148,8 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
     assert!((nll + kl - nelbo).abs() < 1e-9 * nelbo, "{v}");
     assert!((nelbo.exp() - ppl).abs() < 1e-9 * ppl, "{v}");
 
-    // A missing or empty data file, or a number of shots no prompt holds, is an error, not a
-    // result.
+    // A missing or empty data file, a number of shots no prompt holds or a fast learning rate
+    // out of bounds is an error, not a result.
     let eval = |option: &str, value: &str| ltm(["eval", "arith", "--model", model, option, value]);
     let out = eval("--data", "/nonexistent.jsonl");
     error_says(&out, "/nonexistent.jsonl");
@@ -162,8 +162,13 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
         2,
         "worked examples",
     );
+    refused(
+        &eval("--lr", "inf"),
+        2,
+        "the fast learning rate must be above 0",
+    );
 
-    // Thinking at another fast learning rate fits another thought; one out of bounds is refused.
+    // Thinking at another fast learning rate fits another thought.
     let nelbo_at = |lr: &str| {
         let one = [
             "--limit",
@@ -181,11 +186,6 @@ fn eval_reports_every_budget_and_ppl_is_finite() {
             .unwrap()
     };
     assert_ne!(nelbo_at("0.001"), nelbo_at("0.3"));
-    refused(
-        &eval("--lr", "inf"),
-        2,
-        "the fast learning rate must be above 0",
-    );
 }
 
 /// An evaluation stopped midway goes on from its `--json` output: the runs the output holds
