@@ -10,7 +10,7 @@ use crate::fsutil::{MEDIUM_FILE, SMALL_FILE, read_limited, temporary_beside, wri
 use crate::model::Checkpoint;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::runtime::PROMPTS_FILE;
-use crate::tasks::BOS;
+use crate::tasks::{BOS, EOS};
 use crate::text::{GPT2_TOKENIZER_JSON, Tokenizer};
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     // The authors' configs carry no special-token ids; the tokenizer knows them.
     let c = &mut checkpoint.config;
     c.bos_token_id = c.bos_token_id.or(tokenizer.token_id(BOS));
-    c.eos_token_id = c.eos_token_id.or(tokenizer.token_id("<|endoftext|>"));
+    c.eos_token_id = c.eos_token_id.or(tokenizer.token_id(EOS));
     // Prompts to try on first contact: the source directory's own, else text to continue, as
     // the authors' models were trained on web text.
     let prompts = beside_file(first, PROMPTS_FILE)

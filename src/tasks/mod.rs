@@ -17,7 +17,7 @@ pub use arith::{problem_stream, problems, template_names};
 pub use extract::{final_number, mentions_number};
 pub use problem::{Problem, Split};
 pub use prompt::{
-    ANSWER_PREFIX, BOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,
+    ANSWER_PREFIX, BOS, EOS, Example, Prompt, Record, answer_of, answer_prompt, answer_stops, chat,
     default_examples, few_shot, few_shot_prompt, last_text, load_jsonl,
 };
 pub use vote::{Verdict, elbo_best, majority};

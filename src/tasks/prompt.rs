@@ -10,6 +10,9 @@ use super::problem::Problem;
 /// Beginning-of-text marker that starts every example and the question.
 pub const BOS: &str = "<|beginoftext|>";
 
+/// End-of-text marker: GPT-2's, and the second special token of the tokenizers `ltm train` makes.
+pub const EOS: &str = "<|endoftext|>";
+
 /// Appended after thinking, before generating. The examples read
 /// `Answer: {a}`, so the text generated after this prefix should begin with a
 /// space: with byte-pair tokenizers the space belongs to the next token

@@ -8,14 +8,14 @@ use candle_core::Device;
 
 use super::card::{humantime, model_card, write_loss_chart};
 use super::data::Corpus;
-use super::tokenizer::{EOS_TOKEN, encode};
+use super::tokenizer::encode;
 use super::{HistoryPoint, Start, TrainConfig, Trainer};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::TOKENIZER_FILE;
 use crate::model::{Checkpoint, Config};
 use crate::tasks::prompt::worked_problem_format;
 use crate::tasks::verdict::VERDICT_ASKED;
-use crate::tasks::{ANSWER_PREFIX, BOS};
+use crate::tasks::{ANSWER_PREFIX, BOS, EOS};
 use tokenizers::Tokenizer;
 
 /// The recipe's model configuration with what its tokenizer decides: the vocabulary, the special
@@ -24,7 +24,7 @@ pub(super) fn trained_model_config(recipe: Config, tokenizer: &Tokenizer) -> Con
     Config {
         vocab_size: tokenizer.get_vocab_size(true),
         bos_token_id: tokenizer.token_to_id(BOS),
-        eos_token_id: tokenizer.token_to_id(EOS_TOKEN),
+        eos_token_id: tokenizer.token_to_id(EOS),
         prompt_format: Some(worked_problem_format()),
         ..recipe
     }

@@ -13,14 +13,12 @@ use tokenizers::{
     TokenizerBuilder, TokenizerImpl,
 };
 
-use crate::tasks::BOS;
-
-pub const EOS_TOKEN: &str = "<|endoftext|>";
+use crate::tasks::{BOS, EOS};
 
 /// Trains a byte-level BPE of (at most) `vocab_size` tokens on `texts`.
 /// Ids 0 and 1 are `<|beginoftext|>` and `<|endoftext|>`.
 pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer> {
-    let specials = [BOS, EOS_TOKEN].map(|t| AddedToken::from(t, true));
+    let specials = [BOS, EOS].map(|t| AddedToken::from(t, true));
     let mut trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(2)
@@ -115,7 +113,7 @@ mod tests {
             .collect();
         let tok = train_bpe(&texts, 300).unwrap();
         assert_eq!(tok.token_to_id(BOS), Some(0));
-        assert_eq!(tok.token_to_id(EOS_TOKEN), Some(1));
+        assert_eq!(tok.token_to_id(EOS), Some(1));
         let text = format!("{BOS}Question: Tom has 1234 apples.");
         let ids = encode(&tok, &text).unwrap();
         assert_eq!(ids[0], 0);
