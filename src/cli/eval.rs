@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::chart::{Scale, Series, StepsPanel};
 use crate::engine::{self, Choices, Event};
 use crate::fsutil::write_atomic;
-use crate::tasks::prompt::{Example, Record, answer_of, default_examples, few_shot, load_jsonl};
+use crate::tasks::prompt::{Example, Record, default_examples, few_shot, load_jsonl};
 use crate::tasks::score::{Report, Tally, reasoning_steps, score};
 use crate::tasks::{Split, problems};
 use crate::text::printable;
@@ -138,7 +138,7 @@ fn answer(inbox: &mpsc::Receiver<Event>, samples: usize) -> Result<Answered> {
     loop {
         match inbox.recv().context("the engine stopped")? {
             Event::Done { done, .. } => {
-                a.answers[done.sample] = answer_of(&done.text);
+                a.answers[done.sample] = done.answer_in(&done.text);
                 a.texts[done.sample] = done.text;
                 a.nelbo[done.sample] = done.nelbo;
                 a.tokens = done.prompt_tokens;

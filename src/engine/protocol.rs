@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::generate::{DEFAULT_MAX_TOKENS, SampleSettings};
 use crate::model::config::{DEFAULT_FAST_LR, LevelSteps};
 use crate::runtime::Intro;
-use crate::tasks::Prompt;
 use crate::tasks::vote::{shown, tally};
+use crate::tasks::{Prompt, answer_of};
 pub use crate::think::ThinkLevel;
 
 /// How hard to think: fast-learning settings for one request.
@@ -301,7 +301,8 @@ pub struct Done {
     /// when empty, so that every `done` line has it.
     #[serde(default)]
     pub text: String,
-    /// The answer a worked solution ends with (`#### N`, by the tasks' rule), when it has one.
+    /// The answer a worked solution ends with (`#### N`, by the tasks' rule; a `####` line cut
+    /// off is read as the result it was copying, `writer::Writer::answer`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
     #[serde(default)]
@@ -326,6 +327,19 @@ pub struct Done {
     /// How the check chose this text among its drafts, when the request asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
+}
+
+impl Done {
+    /// The sample's answer, given the text it wrote (`text` here, or a session's sample): a
+    /// worked solution's [`Done::answer`], else, for a reply without a `####` line (a few-shot
+    /// " 48"), its last number. Every front end reads a finished sample's answer here.
+    pub fn answer_in(&self, text: &str) -> Option<String> {
+        if text.contains("####") {
+            self.answer.clone()
+        } else {
+            answer_of(text)
+        }
+    }
 }
 
 /// The check of an answer: drafts written under thoughts fitted to the question for fewer
@@ -477,7 +491,25 @@ pub enum Event {
 
 #[cfg(test)]
 mod tests {
-    use super::Fit;
+    use super::{Done, Fit};
+
+    #[test]
+    fn a_finished_samples_answer_is_the_engines_reading_else_the_last_number() {
+        let done = |answer: Option<&str>| -> Done {
+            let fields = serde_json::json!({"nelbo": 1.0, "think_ms": 0.0, "gen_ms": 0.0,
+                "tok_s": 0.0, "answer": answer});
+            serde_json::from_value(fields).unwrap()
+        };
+        // A `####` line cut off while copying a result: the result, not the digits written.
+        let cut = " 1/6+1/4 = <<1/6+1/4=0.4166667>>0.4166667 pounds.\n#### 0.41";
+        assert_eq!(
+            done(Some("0.4166667")).answer_in(cut).as_deref(),
+            Some("0.4166667")
+        );
+        assert_eq!(done(None).answer_in(cut), None, "no reading, no answer");
+        // A reply without a `####` line (few-shot): its last number.
+        assert_eq!(done(None).answer_in(" 48").as_deref(), Some("48"));
+    }
 
     fn fit(nll: f64, kl: f64) -> Fit {
         Fit {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dirs::save;
 use crate::engine::protocol::{Done, Fit, Request, ThinkStep};
-use crate::tasks::prompt::{Example, answer_of};
+use crate::tasks::prompt::Example;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -171,7 +171,9 @@ pub fn verdict(run: &Run) -> Option<Verdict> {
         .iter()
         .map(|s| s.done.as_ref().map(|d| d.nelbo))
         .collect::<Option<_>>()?;
-    let answers: Vec<Option<String>> = run.samples.iter().map(|s| answer_of(&s.text)).collect();
+    let answers: Vec<Option<String>> = (run.samples.iter())
+        .map(|s| s.done.as_ref().and_then(|d| d.answer_in(&s.text)))
+        .collect();
     Some(Verdict::of(&answers, &nelbo))
 }
 
