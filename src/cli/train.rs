@@ -14,7 +14,7 @@ use crate::train::run::{RunOptions, run as train};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Training configuration (TOML: [model], [data], [optim]); see models/ltm-arith-tiny.toml.
+    /// Training configuration (TOML: `[model]`, `[data]`, `[optim]`); see models/ltm-arith-tiny.toml.
     #[arg(long)]
     pub config: PathBuf,
     /// Output directory: checkpoints land here, in the model directory format.

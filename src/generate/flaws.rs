@@ -18,8 +18,8 @@ use super::numbers::{SMALL, as_fraction, is_constant, scan, scan_at, trimmed, wo
 ///   result, a whole, a hundred nor a fraction such as a coin's gives ("1346+6444+6", "72-2",
 ///   "10*24"; a product may also use a constant such as 12 or 60), or, in a sum beside a
 ///   number of what the question asks about, one that counts another kind of thing ("18 red
-///   marbles" added to blue ones where it asks about blue ones: [`other_kind`]) where the
-///   question compares nothing ([`COMPARING`]);
+///   marbles" added to blue ones where it asks about blue ones: `other_kind`) where the
+///   question compares nothing (`COMPARING`);
 /// - a result is below zero (no count, price or measure is).
 ///
 /// Small whole numbers, constants and earlier results may recur. The check prefers drafts

@@ -73,7 +73,7 @@ const NUMBER_WORDS: &[(&str, i128)] = &[
     ("decade", 10),
 ];
 
-/// The values the question's words give (see [`NUMBER_WORDS`]).
+/// The values the question's words give (see `NUMBER_WORDS`).
 pub fn worded(question: &str) -> Vec<Ratio> {
     let lower = question.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphabetic()).collect();
@@ -84,7 +84,7 @@ pub fn worded(question: &str) -> Vec<Ratio> {
         .collect()
 }
 
-/// One of [`CONSTANTS`] or the constant [`FRACTIONS`].
+/// One of `CONSTANTS` or the constant `FRACTIONS`.
 pub fn is_constant(v: Ratio) -> bool {
     let hundredths = (100 % v.denom() == 0).then(|| v.numer() * (100 / v.denom()));
     v.denom() == 1 && CONSTANTS.contains(&v.numer())

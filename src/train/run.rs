@@ -42,7 +42,7 @@ pub struct RunOptions {
     /// machines lent for a fixed time, where a run cut off must still leave its weights.
     pub stop_after: Option<std::time::Duration>,
     /// End by then, the schedule fitted to it: `max_iters` becomes the iteration this
-    /// process's pace reaches by then ([`fitted_max_iters`]).
+    /// process's pace reaches by then (`fitted_max_iters`).
     pub schedule_deadline: Option<std::time::Instant>,
     /// Save a checkpoint at least this often, besides every validation.
     pub save_every: Option<std::time::Duration>,

@@ -57,7 +57,7 @@ impl EngineClient for EngineHandle {
 /// Whether the app draws in colour (`--color`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Color {
-    /// Colour unless `NO_COLOR` is set (https://no-color.org).
+    /// Colour unless `NO_COLOR` is set (<https://no-color.org>).
     #[default]
     Auto,
     Always,

@@ -100,7 +100,7 @@ impl Theme {
     }
 }
 
-/// `NO_COLOR` (https://no-color.org): set and not empty.
+/// `NO_COLOR` (<https://no-color.org>): set and not empty.
 pub fn no_color(var: Option<&OsStr>) -> bool {
     var.is_some_and(|v| !v.is_empty())
 }
