@@ -574,7 +574,7 @@ fn fit_rows(
 
 /// −ELBO of a long text in its two parts, summed over its windows: what the decoder pays for
 /// the tokens, and what the thoughts cost against the prior.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TextElbo {
     /// Summed token cross-entropy.
     pub nll: f64,
@@ -601,11 +601,7 @@ pub fn text_elbo(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<TextElbo> {
     let window = model.config().max_seq_len;
-    let mut sum = TextElbo {
-        nll: 0.0,
-        kl: 0.0,
-        tokens: 0,
-    };
+    let mut sum = TextElbo::default();
     let mut rng = rng(seed);
     let windows = ids.chunks(window).filter(|c| c.len() >= 2).count();
     for (i, chunk) in ids.chunks(window).filter(|c| c.len() >= 2).enumerate() {

@@ -200,7 +200,7 @@ fn worked_answer(s: &SampleText) -> Option<&str> {
 
 /// A sample's answer: once finished, the engine's reading
 /// ([`crate::engine::Done::answer_in`]); while it writes, the last number so far.
-fn answer(s: &SampleText) -> Option<String> {
+fn sample_answer(s: &SampleText) -> Option<String> {
     match &s.done {
         Some(d) => d.answer_in(&s.text),
         None => answer_of(&s.text),
@@ -226,7 +226,7 @@ fn few_shot_body(l: &mut Lines, app: &App, run: &Run) {
         if s.text.is_empty() && s.done.is_none() {
             continue;
         }
-        let answer = match answer(s) {
+        let answer = match sample_answer(s) {
             Some(a) => Span::styled(
                 format!("→ {a}"),
                 t.fg(t.accent).add_modifier(Modifier::BOLD),
@@ -303,7 +303,7 @@ fn ladder_body(l: &mut Lines, app: &App, runs: &[Run]) {
             }
             let sample = &run.samples[0];
             if !run.request.answer_prefix.is_empty() && run.status == Status::Done {
-                let a = answer(sample).unwrap_or_else(|| "?".into());
+                let a = sample_answer(sample).unwrap_or_else(|| "?".into());
                 c.push(vec![Span::styled(
                     format!("→ {a}"),
                     t.fg(t.accent).add_modifier(Modifier::BOLD),
